@@ -1,0 +1,227 @@
+//! The event model the predicates read: fields in fixed slots, first and last click side by side.
+
+pub mod field;
+mod wire;
+
+pub use field::{
+    Attribution, ClickField, Field, FieldRef, FieldType, FlagField, IdField, NumberField,
+};
+pub use wire::EventError;
+
+use std::fmt;
+
+/// What happened in the tracker: the `on` part of a webhook matches this.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum EventKind {
+    /// A conversion was recorded (sale, lead, signup).
+    Conversion,
+    /// A refund was processed.
+    Refund,
+    /// Custom event `event1`..`event10`; the number is always in 1..=10.
+    Custom(u8),
+}
+
+impl EventKind {
+    /// The highest custom event number.
+    pub const MAX_CUSTOM: u8 = 10;
+
+    /// The wire name: `conversion`, `refund` or `event3`.
+    pub fn wire_name(self) -> String {
+        match self {
+            EventKind::Conversion => "conversion".to_owned(),
+            EventKind::Refund => "refund".to_owned(),
+            EventKind::Custom(n) => format!("event{n}"),
+        }
+    }
+
+    /// A bit unique to this kind, for sets of kinds (bit 0 conversion, 1 refund, 2..=11 events).
+    pub fn bit(self) -> u16 {
+        match self {
+            EventKind::Conversion => 1,
+            EventKind::Refund => 1 << 1,
+            EventKind::Custom(n) => 1 << (1 + n as u16),
+        }
+    }
+
+    /// The custom event number, if this is a custom event.
+    pub fn event_number(self) -> Option<u8> {
+        match self {
+            EventKind::Custom(n) => Some(n),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for EventKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.wire_name())
+    }
+}
+
+/// The attributable fields of one click (first or last), indexed by [`ClickField::slot`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Click {
+    /// One value per [`ClickField`], `None` when the tracker did not send it.
+    pub values: [Option<String>; 8],
+}
+
+impl Click {
+    /// The value of one field of this click.
+    pub fn get(&self, field: ClickField) -> Option<&str> {
+        self.values[field.slot()].as_deref()
+    }
+
+    /// Whether the tracker sent no attributable field for this click.
+    pub fn is_empty(&self) -> bool {
+        self.values.iter().all(Option::is_none)
+    }
+}
+
+/// One tracker event, as compiled predicates read it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// The tracker's id for this event; the sidecar deduplicates on it.
+    pub id: Option<String>,
+    /// What happened.
+    pub kind: EventKind,
+    /// The conversion's transaction id (`[transaction]`).
+    pub transaction: Option<String>,
+    /// The visitor's id (`[visitor]`).
+    pub visitor: Option<String>,
+    /// When the event happened, as the tracker wrote it (`[timestamp]`).
+    pub occurred_at: Option<String>,
+    /// Indexed by [`NumberField::slot`]; `eventNumber` is set for custom events.
+    pub numbers: [Option<f64>; 5],
+    /// Indexed by [`FlagField::slot`].
+    pub flags: [Option<bool>; 3],
+    /// Indexed by [`IdField::slot`].
+    pub ids: [Option<String>; 2],
+    /// The visitor's first click.
+    pub first_click: Click,
+    /// The visitor's most recent click before the event.
+    pub last_click: Click,
+}
+
+/// A field's value in one event, borrowed from it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Text(&'a str),
+    Number(f64),
+    Flag(bool),
+    /// The tracker did not send the field.
+    Missing,
+}
+
+impl fmt::Display for Value<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Value::Text(s) => write!(f, "{s:?}"),
+            Value::Number(n) => write!(f, "{}", format_number(*n)),
+            Value::Flag(b) => write!(f, "{b}"),
+            Value::Missing => f.write_str("not set"),
+        }
+    }
+}
+
+impl Value<'_> {
+    /// The value as it lands in a URL token, before encoding; missing renders empty.
+    pub fn render(&self) -> String {
+        match self {
+            Value::Text(s) => (*s).to_owned(),
+            Value::Number(n) => format_number(*n),
+            Value::Flag(b) => b.to_string(),
+            Value::Missing => String::new(),
+        }
+    }
+}
+
+/// Formats a number without a trailing `.0` for whole values (`50`, `49.99`).
+pub fn format_number(n: f64) -> String {
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        format!("{}", n as i64)
+    } else {
+        format!("{n}")
+    }
+}
+
+impl Event {
+    /// A new event of the given kind with no field set.
+    pub fn new(kind: EventKind) -> Event {
+        let mut numbers = [None; 5];
+        if let Some(n) = kind.event_number() {
+            numbers[NumberField::EventNumber.slot()] = Some(f64::from(n));
+        }
+        Event {
+            id: None,
+            kind,
+            transaction: None,
+            visitor: None,
+            occurred_at: None,
+            numbers,
+            flags: [None; 3],
+            ids: [None, None],
+            first_click: Click::default(),
+            last_click: Click::default(),
+        }
+    }
+
+    /// Parses the tracker's JSON for one event; see [`EventError`] for what is rejected.
+    pub fn from_json(value: &serde_json::Value) -> Result<Event, EventError> {
+        wire::parse_event(value)
+    }
+
+    /// Parses one event from JSON text.
+    pub fn from_json_str(text: &str) -> Result<Event, EventError> {
+        let value: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| EventError::syntax(&e))?;
+        Event::from_json(&value)
+    }
+
+    /// The event in the wire format, with both clicks written out.
+    pub fn to_json(&self) -> serde_json::Value {
+        wire::to_json(self)
+    }
+
+    /// The click a condition with this attribution reads.
+    pub fn click(&self, attribution: Attribution) -> &Click {
+        match attribution {
+            Attribution::First => &self.first_click,
+            Attribution::Last => &self.last_click,
+        }
+    }
+
+    /// The text of a click field, from the chosen click.
+    #[inline]
+    pub fn click_text(&self, attribution: Attribution, field: ClickField) -> Option<&str> {
+        self.click(attribution).get(field)
+    }
+
+    /// The value of a number field.
+    #[inline]
+    pub fn number(&self, field: NumberField) -> Option<f64> {
+        self.numbers[field.slot()]
+    }
+
+    /// The value of a flag field.
+    #[inline]
+    pub fn flag(&self, field: FlagField) -> Option<bool> {
+        self.flags[field.slot()]
+    }
+
+    /// The value of an id field.
+    #[inline]
+    pub fn id_value(&self, field: IdField) -> Option<&str> {
+        self.ids[field.slot()].as_deref()
+    }
+
+    /// The value at a resolved field, for explanations and URL tokens.
+    pub fn value(&self, field: FieldRef) -> Value<'_> {
+        let v = match field {
+            FieldRef::Click(a, c) => self.click_text(a, c).map(Value::Text),
+            FieldRef::Number(n) => self.number(n).map(Value::Number),
+            FieldRef::Flag(f) => self.flag(f).map(Value::Flag),
+            FieldRef::Id(i) => self.id_value(i).map(Value::Text),
+        };
+        v.unwrap_or(Value::Missing)
+    }
+}

@@ -1,0 +1,336 @@
+//! The tracker's JSON wire format for one event: strict on known keys, silent on unknown ones.
+
+use serde_json::{Map, Value as Json, json};
+
+use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField};
+
+/// Why an event body was rejected; `key` names the offending key (dotted for click fields).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}: {message}", if key.is_empty() { "body" } else { key.as_str() })]
+pub struct EventError {
+    /// The JSON key at fault, such as `revenue` or `firstClick.country`; empty for the body itself.
+    pub key: String,
+    /// What is wrong with it, in plain words.
+    pub message: String,
+}
+
+impl EventError {
+    fn new(key: impl Into<String>, message: impl Into<String>) -> EventError {
+        EventError {
+            key: key.into(),
+            message: message.into(),
+        }
+    }
+
+    /// The error for a body that is not JSON at all.
+    pub fn syntax(err: &serde_json::Error) -> EventError {
+        EventError::new("", format!("not valid JSON ({err})"))
+    }
+}
+
+fn describe(value: &Json) -> &'static str {
+    match value {
+        Json::Null => "null",
+        Json::Bool(_) => "a boolean",
+        Json::Number(_) => "a number",
+        Json::String(_) => "a string",
+        Json::Array(_) => "an array",
+        Json::Object(_) => "an object",
+    }
+}
+
+/// A text value; `null` counts as not sent.
+fn text(obj: &Map<String, Json>, key: &str, path: &str) -> Result<Option<String>, EventError> {
+    match obj.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.clone())),
+        Some(other) => Err(EventError::new(
+            path,
+            format!("expected a string, found {}", describe(other)),
+        )),
+    }
+}
+
+/// An identifier: a string or an integer, kept as text.
+fn id(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> {
+    match obj.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::String(s)) => Ok(Some(s.clone())),
+        Some(Json::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        Some(other) => Err(EventError::new(
+            key,
+            format!(
+                "expected a string or an integer, found {}",
+                describe(other)
+            ),
+        )),
+    }
+}
+
+/// A number: a JSON number or a numeric string.
+fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError> {
+    let bad = |found: &str| EventError::new(key, format!("expected a number, found {found}"));
+    match obj.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Number(n)) => n.as_f64().map(Some).ok_or_else(|| bad("a number out of range")),
+        Some(Json::String(s)) => match s.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() => Ok(Some(v)),
+            _ => Err(bad(&format!("the string {s:?}"))),
+        },
+        Some(other) => Err(bad(describe(other))),
+    }
+}
+
+/// A flag: a JSON boolean, or the strings `"true"`/`"false"`, or `0`/`1`.
+fn flag(obj: &Map<String, Json>, key: &str) -> Result<Option<bool>, EventError> {
+    let bad = |found: &str| EventError::new(key, format!("expected true or false, found {found}"));
+    match obj.get(key) {
+        None | Some(Json::Null) => Ok(None),
+        Some(Json::Bool(b)) => Ok(Some(*b)),
+        Some(Json::String(s)) => match s.as_str() {
+            "true" | "1" => Ok(Some(true)),
+            "false" | "0" => Ok(Some(false)),
+            _ => Err(bad(&format!("the string {s:?}"))),
+        },
+        Some(Json::Number(n)) => match n.as_u64() {
+            Some(1) => Ok(Some(true)),
+            Some(0) => Ok(Some(false)),
+            _ => Err(bad(&format!("the number {n}"))),
+        },
+        Some(other) => Err(bad(describe(other))),
+    }
+}
+
+fn click(obj: &Map<String, Json>, key: &str) -> Result<Option<Click>, EventError> {
+    let inner = match obj.get(key) {
+        None | Some(Json::Null) => return Ok(None),
+        Some(Json::Object(inner)) => inner,
+        Some(other) => {
+            return Err(EventError::new(
+                key,
+                format!("expected an object, found {}", describe(other)),
+            ));
+        }
+    };
+    let mut click = Click::default();
+    for field in ClickField::ALL {
+        let path = format!("{key}.{}", field.name());
+        click.values[field.slot()] = text(inner, field.name(), &path)?;
+    }
+    Ok(Some(click))
+}
+
+fn kind(obj: &Map<String, Json>) -> Result<EventKind, EventError> {
+    let name = match obj.get("type") {
+        Some(Json::String(s)) => s.as_str(),
+        None | Some(Json::Null) => return Err(EventError::new("type", "is required")),
+        Some(other) => {
+            return Err(EventError::new(
+                "type",
+                format!("expected a string, found {}", describe(other)),
+            ));
+        }
+    };
+    let number = number(obj, "eventNumber")?;
+    let custom = |n: f64| -> Result<EventKind, EventError> {
+        if n.fract() == 0.0 && (1.0..=f64::from(EventKind::MAX_CUSTOM)).contains(&n) {
+            Ok(EventKind::Custom(n as u8))
+        } else {
+            Err(EventError::new(
+                "eventNumber",
+                format!("must be a whole number from 1 to 10, found {n}"),
+            ))
+        }
+    };
+    match name {
+        "conversion" => Ok(EventKind::Conversion),
+        "refund" => Ok(EventKind::Refund),
+        "event" => match number {
+            Some(n) => custom(n),
+            None => Err(EventError::new(
+                "eventNumber",
+                "is required when type is \"event\"",
+            )),
+        },
+        other => {
+            let n = other
+                .strip_prefix("event")
+                .and_then(|digits| digits.parse::<u8>().ok())
+                .filter(|n| (1..=EventKind::MAX_CUSTOM).contains(n));
+            match (n, number) {
+                (Some(n), None) => Ok(EventKind::Custom(n)),
+                (Some(n), Some(given)) if given == f64::from(n) => Ok(EventKind::Custom(n)),
+                (Some(n), Some(given)) => Err(EventError::new(
+                    "eventNumber",
+                    format!("is {given} but type says event{n}"),
+                )),
+                (None, _) => Err(EventError::new(
+                    "type",
+                    format!(
+                        "unknown event type {other:?}; expected \"conversion\", \"refund\", \"event\" or \"event1\"..\"event10\""
+                    ),
+                )),
+            }
+        }
+    }
+}
+
+/// Parses one event; see the README's "Event format" for the keys.
+pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
+    let Json::Object(obj) = value else {
+        return Err(EventError::new(
+            "",
+            format!("expected a JSON object, found {}", describe(value)),
+        ));
+    };
+    let mut event = Event::new(kind(obj)?);
+    event.id = id(obj, "id")?;
+    event.transaction = id(obj, "transaction")?;
+    event.visitor = id(obj, "visitor")?;
+    event.occurred_at = text(obj, "occurredAt", "occurredAt")?;
+    for field in NumberField::ALL {
+        if field == NumberField::EventNumber {
+            continue; // derived from the type, checked in `kind`
+        }
+        event.numbers[field.slot()] = number(obj, field.name())?;
+    }
+    for field in FlagField::ALL {
+        event.flags[field.slot()] = flag(obj, field.name())?;
+    }
+    for field in IdField::ALL {
+        event.ids[field.slot()] = id(obj, field.name())?;
+    }
+    let first = click(obj, "firstClick")?;
+    let last = click(obj, "lastClick")?;
+    // A visitor with a single click: that click is both the first and the last.
+    (event.first_click, event.last_click) = match (first, last) {
+        (Some(f), Some(l)) => (f, l),
+        (Some(one), None) | (None, Some(one)) => (one.clone(), one),
+        (None, None) => (Click::default(), Click::default()),
+    };
+    Ok(event)
+}
+
+fn click_json(click: &Click) -> Json {
+    let mut map = Map::new();
+    for field in ClickField::ALL {
+        if let Some(v) = click.get(field) {
+            map.insert(field.name().to_owned(), Json::String(v.to_owned()));
+        }
+    }
+    Json::Object(map)
+}
+
+/// Writes an event back in the wire format (used in delivery bodies and the outbox).
+pub(super) fn to_json(event: &Event) -> Json {
+    let mut map = Map::new();
+    let mut put = |k: &str, v: Json| {
+        if !v.is_null() {
+            map.insert(k.to_owned(), v);
+        }
+    };
+    put("id", json!(event.id));
+    put("type", json!(event.kind.wire_name()));
+    put("transaction", json!(event.transaction));
+    put("visitor", json!(event.visitor));
+    for field in NumberField::ALL {
+        put(field.name(), json!(event.number(field)));
+    }
+    for field in FlagField::ALL {
+        put(field.name(), json!(event.flag(field)));
+    }
+    for field in IdField::ALL {
+        put(field.name(), json!(event.id_value(field)));
+    }
+    put("firstClick", click_json(&event.first_click));
+    put("lastClick", click_json(&event.last_click));
+    put("occurredAt", json!(event.occurred_at));
+    Json::Object(map)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{Attribution, Value};
+
+    fn parse(text: &str) -> Result<Event, EventError> {
+        Event::from_json_str(text)
+    }
+
+    #[test]
+    fn reads_every_key() {
+        let e = parse(
+            r#"{"id":"e1","type":"conversion","transaction":"t-1","revenue":"49.5","visitor":"v9",
+                "linkId":12,"targetId":"x","qualityScore":70,"conversionCount":2,"eventCount":"3",
+                "isFromGoogleAds":true,"isFromFacebookAds":"false","isFromTikTokAds":null,
+                "firstClick":{"utm_source":"facebook","country":"US"},
+                "lastClick":{"utm_source":"google","deviceType":"mobile"},
+                "occurredAt":"2026-11-27T10:00:00Z","somethingElse":[1,2]}"#,
+        )
+        .unwrap();
+        assert_eq!(e.kind, EventKind::Conversion);
+        assert_eq!(e.number(NumberField::Revenue), Some(49.5));
+        assert_eq!(e.number(NumberField::EventCount), Some(3.0));
+        assert_eq!(e.number(NumberField::EventNumber), None);
+        assert_eq!(e.id_value(IdField::LinkId), Some("12"));
+        assert_eq!(e.flag(FlagField::IsFromFacebookAds), Some(false));
+        assert_eq!(e.flag(FlagField::IsFromTikTokAds), None);
+        assert_eq!(
+            e.click_text(Attribution::First, ClickField::UtmSource),
+            Some("facebook")
+        );
+        assert_eq!(
+            e.click_text(Attribution::Last, ClickField::Country),
+            None,
+            "clicks are not merged when both are sent"
+        );
+        let back = Event::from_json(&e.to_json()).unwrap();
+        assert_eq!(back, e);
+    }
+
+    #[test]
+    fn one_click_serves_as_both() {
+        let e = parse(r#"{"type":"refund","lastClick":{"country":"DE"}}"#).unwrap();
+        assert_eq!(
+            e.value(crate::event::FieldRef::Click(Attribution::First, ClickField::Country)),
+            Value::Text("DE")
+        );
+    }
+
+    #[test]
+    fn custom_event_kinds() {
+        assert_eq!(parse(r#"{"type":"event7"}"#).unwrap().kind, EventKind::Custom(7));
+        let e = parse(r#"{"type":"event","eventNumber":"3"}"#).unwrap();
+        assert_eq!(e.kind, EventKind::Custom(3));
+        assert_eq!(e.number(NumberField::EventNumber), Some(3.0));
+        assert_eq!(parse(r#"{"type":"event"}"#).unwrap_err().key, "eventNumber");
+        assert_eq!(
+            parse(r#"{"type":"event","eventNumber":11}"#).unwrap_err().key,
+            "eventNumber"
+        );
+        assert_eq!(parse(r#"{"type":"event11"}"#).unwrap_err().key, "type");
+        assert_eq!(
+            parse(r#"{"type":"event2","eventNumber":3}"#).unwrap_err().key,
+            "eventNumber"
+        );
+    }
+
+    #[test]
+    fn wrong_types_name_the_key() {
+        let cases = [
+            (r#"{"type":"conversion","revenue":"lots"}"#, "revenue"),
+            (r#"{"type":"conversion","revenue":[1]}"#, "revenue"),
+            (r#"{"type":"conversion","isFromGoogleAds":"yes"}"#, "isFromGoogleAds"),
+            (r#"{"type":"conversion","firstClick":{"country":3}}"#, "firstClick.country"),
+            (r#"{"type":"conversion","lastClick":"US"}"#, "lastClick"),
+            (r#"{"type":"conversion","linkId":1.5}"#, "linkId"),
+            (r#"{"type":"sale"}"#, "type"),
+            (r#"{"revenue":1}"#, "type"),
+            (r#"[1]"#, ""),
+        ];
+        for (body, key) in cases {
+            assert_eq!(parse(body).unwrap_err().key, key, "{body}");
+        }
+        assert_eq!(parse("{").unwrap_err().key, "");
+    }
+}
