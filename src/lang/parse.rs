@@ -1,0 +1,616 @@
+//! From rule-file text to the syntax tree, with syntax errors worded for people.
+
+use std::sync::LazyLock;
+
+use pest::Parser;
+use pest::iterators::Pair;
+use pest::pratt_parser::{Assoc, Op as PrattOp, PrattParser};
+
+use super::ast::{
+    Clause, Comparison, EventSpec, Expr, FieldName, File, Literal, Method, Op, Span, Spanned,
+    StringLit, ValueSource, WebhookDecl,
+};
+use super::grammar::{Rule, RuleParser};
+
+/// A syntax error: where, what was expected and what was found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SyntaxError {
+    /// What stands where the parser gave up (or the end of the file).
+    pub span: Span,
+    /// "expected ..., found ..." in plain words.
+    pub message: String,
+    /// The phrases of what would have been accepted.
+    pub expected: Vec<&'static str>,
+}
+
+/// Parses a whole file. On a syntax error, parsing starts again at the next `webhook`, so one
+/// run reports an error per broken webhook and still yields the webhooks that parse.
+pub fn parse_file(text: &str) -> (File, Vec<SyntaxError>) {
+    match parse_chunk(text, 0) {
+        Ok(file) => (file, Vec::new()),
+        Err(_) => {
+            let mut file = File::default();
+            let mut errors = Vec::new();
+            let starts = webhook_starts(text);
+            // Text before the first `webhook` still has to be parsed (it may be garbage).
+            let mut bounds: Vec<usize> = Vec::with_capacity(starts.len() + 2);
+            bounds.push(0);
+            bounds.extend(starts.iter().copied().filter(|&s| s > 0));
+            bounds.push(text.len());
+            for pair in bounds.windows(2) {
+                let (start, end) = (pair[0], pair[1]);
+                match parse_chunk(&text[start..end], start) {
+                    Ok(chunk) => file.webhooks.extend(chunk.webhooks),
+                    Err(err) => errors.push(err),
+                }
+            }
+            (file, errors)
+        }
+    }
+}
+
+/// Byte offsets of lines that start (after indentation) with the word `webhook`.
+fn webhook_starts(text: &str) -> Vec<usize> {
+    let mut starts = Vec::new();
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let trimmed = line.trim_start();
+        if let Some(rest) = trimmed.strip_prefix("webhook")
+            && rest.starts_with([' ', '\t', '"', '{'])
+        {
+            starts.push(offset + (line.len() - trimmed.len()));
+        }
+        offset += line.len();
+    }
+    starts
+}
+
+fn parse_chunk(text: &str, offset: usize) -> Result<File, SyntaxError> {
+    let mut pairs =
+        RuleParser::parse(Rule::file, text).map_err(|e| syntax_error(&e, text, offset))?;
+    let file = pairs.next().expect("the file rule always yields one pair");
+    let mut out = File::default();
+    for pair in file.into_inner() {
+        match pair.as_rule() {
+            Rule::webhook => out.webhooks.push(parse_webhook(pair, offset)),
+            Rule::EOI => {}
+            other => unreachable!("{other:?} in parse_chunk"),
+        }
+    }
+    Ok(out)
+}
+
+fn span(pair: &Pair<Rule>, offset: usize) -> Span {
+    let s = pair.as_span();
+    Span::new(s.start() + offset, s.end() + offset)
+}
+
+fn parse_webhook(pair: Pair<Rule>, offset: usize) -> WebhookDecl {
+    let whole = span(&pair, offset);
+    let mut name = None;
+    let mut clauses = Vec::new();
+    for inner in pair.into_inner() {
+        match inner.as_rule() {
+            Rule::kw_webhook | Rule::lbrace | Rule::rbrace => {}
+            Rule::webhook_name => {
+                let item = inner.into_inner().next().expect("a name has one part");
+                name = Some(match item.as_rule() {
+                    Rule::string => {
+                        let lit = parse_string(item, offset);
+                        Spanned::new(lit.span, lit.value)
+                    }
+                    _ => Spanned::new(span(&item, offset), item.as_str().to_owned()),
+                });
+            }
+            _ => clauses.push(parse_clause(inner, offset)),
+        }
+    }
+    WebhookDecl {
+        span: whole,
+        name: name.expect("the grammar requires a name"),
+        clauses,
+    }
+}
+
+fn parse_clause(pair: Pair<Rule>, offset: usize) -> Spanned<Clause> {
+    let whole = span(&pair, offset);
+    let rule = pair.as_rule();
+    let mut inner = pair.into_inner();
+    let clause = match rule {
+        Rule::on_clause => Clause::On(
+            inner
+                .filter(|p| p.as_rule() == Rule::event_spec)
+                .map(|p| parse_event_spec(p, offset))
+                .collect(),
+        ),
+        Rule::when_clause => {
+            let expr = inner
+                .find(|p| p.as_rule() == Rule::expr)
+                .expect("when has a condition");
+            Clause::When(parse_expr(expr, offset))
+        }
+        Rule::request_clause => {
+            let method = inner.next().expect("a method");
+            let url = inner.next().expect("a URL");
+            let m = if method.as_str() == "post" {
+                Method::Post
+            } else {
+                Method::Get
+            };
+            Clause::Request {
+                method: Spanned::new(span(&method, offset), m),
+                url: parse_string(url, offset),
+            }
+        }
+        Rule::header_clause => {
+            let mut parts = inner.filter(|p| matches!(p.as_rule(), Rule::string | Rule::env_call));
+            let name = parse_string(parts.next().expect("a header name"), offset);
+            let value = parse_value_source(parts.next().expect("a header value"), offset);
+            Clause::Header { name, value }
+        }
+        Rule::timeout_clause => {
+            let d = inner
+                .find(|p| p.as_rule() == Rule::duration)
+                .expect("a duration");
+            Clause::Timeout(Spanned::new(span(&d, offset), d.as_str().to_owned()))
+        }
+        Rule::retries_clause => {
+            let n = inner
+                .find(|p| p.as_rule() == Rule::integer)
+                .expect("a count");
+            Clause::Retries(Spanned::new(span(&n, offset), n.as_str().to_owned()))
+        }
+        Rule::secret_clause => {
+            let v = inner
+                .find(|p| matches!(p.as_rule(), Rule::string | Rule::env_call))
+                .expect("a secret");
+            Clause::Secret(parse_value_source(v, offset))
+        }
+        Rule::disabled_clause => Clause::Disabled,
+        Rule::unknown_clause => {
+            let word = inner.next().expect("an unknown clause starts with a word");
+            Clause::Unknown {
+                word: Spanned::new(span(&word, offset), word.as_str().to_owned()),
+            }
+        }
+        other => unreachable!("{other:?} in parse_clause"),
+    };
+    Spanned::new(whole, clause)
+}
+
+fn parse_event_spec(pair: Pair<Rule>, offset: usize) -> Spanned<EventSpec> {
+    let whole = span(&pair, offset);
+    let inner = pair
+        .into_inner()
+        .next()
+        .expect("an event spec has one part");
+    let spec = match inner.as_rule() {
+        Rule::event_numbered => {
+            let n = inner.into_inner().next().expect("a number after event");
+            EventSpec::Numbered(n.as_str().to_owned())
+        }
+        Rule::event_name => EventSpec::Named(inner.as_str().to_owned()),
+        other => unreachable!("{other:?} in parse_event_spec"),
+    };
+    Spanned::new(whole, spec)
+}
+
+fn parse_value_source(pair: Pair<Rule>, offset: usize) -> ValueSource {
+    match pair.as_rule() {
+        Rule::string => ValueSource::Literal(parse_string(pair, offset)),
+        Rule::env_call => {
+            let name = pair
+                .into_inner()
+                .find(|p| p.as_rule() == Rule::string)
+                .expect("env takes a name");
+            ValueSource::Env(parse_string(name, offset))
+        }
+        other => unreachable!("{other:?} in parse_value_source"),
+    }
+}
+
+/// Decodes a string literal's escapes, remembering whether there were any.
+fn parse_string(pair: Pair<Rule>, offset: usize) -> StringLit {
+    let whole = span(&pair, offset);
+    let raw = pair.into_inner().next().map(|p| p.as_str()).unwrap_or("");
+    let mut value = String::with_capacity(raw.len());
+    let mut chars = raw.chars();
+    let mut escaped = false;
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            value.push(c);
+            continue;
+        }
+        escaped = true;
+        match chars.next() {
+            Some('n') => value.push('\n'),
+            Some('t') => value.push('\t'),
+            Some(other) => value.push(other),
+            None => {}
+        }
+    }
+    StringLit {
+        span: whole,
+        value,
+        escaped,
+    }
+}
+
+static PRATT: LazyLock<PrattParser<Rule>> = LazyLock::new(|| {
+    // Lowest to highest: `or`, then `and`, then `not`.
+    PrattParser::new()
+        .op(PrattOp::infix(Rule::kw_or, Assoc::Left))
+        .op(PrattOp::infix(Rule::kw_and, Assoc::Left))
+        .op(PrattOp::prefix(Rule::kw_not))
+});
+
+fn parse_expr(pair: Pair<Rule>, offset: usize) -> Spanned<Expr> {
+    let pairs = pair
+        .into_inner()
+        .filter(|p| !matches!(p.as_rule(), Rule::lparen | Rule::rparen));
+    PRATT
+        .map_primary(|primary| match primary.as_rule() {
+            Rule::comparison => parse_comparison(primary, offset),
+            Rule::expr => {
+                // Keep the parentheses in the span, so explanations quote them.
+                let mut inner = parse_expr(primary.clone(), offset);
+                let s = span(&primary, offset);
+                inner.span = Span::new(s.start.saturating_sub(1), s.end + 1);
+                inner
+            }
+            other => unreachable!("{other:?} in parse_expr"),
+        })
+        .map_prefix(|op, rhs| {
+            let s = span(&op, offset).to(rhs.span);
+            Spanned::new(s, Expr::Not(Box::new(rhs)))
+        })
+        .map_infix(|lhs, op, rhs| {
+            let s = lhs.span.to(rhs.span);
+            let node = match op.as_rule() {
+                Rule::kw_and => Expr::And(Box::new(lhs), Box::new(rhs)),
+                Rule::kw_or => Expr::Or(Box::new(lhs), Box::new(rhs)),
+                other => unreachable!("{other:?} as an infix operator"),
+            };
+            Spanned::new(s, node)
+        })
+        .parse(pairs)
+}
+
+fn parse_comparison(pair: Pair<Rule>, offset: usize) -> Spanned<Expr> {
+    let whole = span(&pair, offset);
+    let mut field = None;
+    let mut op = None;
+    let mut operand = None;
+    for inner in pair.into_inner() {
+        match inner.as_rule() {
+            Rule::field_ref => field = Some(parse_field_ref(inner, offset)),
+            Rule::operator => op = Some(parse_operator(inner, offset)),
+            Rule::list | Rule::string | Rule::number | Rule::boolean => {
+                operand = Some(parse_literal(inner, offset));
+            }
+            other => unreachable!("{other:?} in parse_comparison"),
+        }
+    }
+    let comparison = Comparison {
+        field: field.expect("a comparison starts with a field"),
+        op,
+        operand,
+    };
+    Spanned::new(whole, Expr::Compare(comparison))
+}
+
+fn parse_field_ref(pair: Pair<Rule>, offset: usize) -> FieldName {
+    let whole = span(&pair, offset);
+    let parts: Vec<Spanned<String>> = pair
+        .into_inner()
+        .map(|p| Spanned::new(span(&p, offset), p.as_str().to_owned()))
+        .collect();
+    let mut parts = parts.into_iter();
+    let first = parts.next().expect("a field has a name");
+    match parts.next() {
+        Some(name) => FieldName {
+            span: whole,
+            attribution: Some(first),
+            name,
+        },
+        None => FieldName {
+            span: whole,
+            attribution: None,
+            name: first,
+        },
+    }
+}
+
+fn parse_operator(pair: Pair<Rule>, offset: usize) -> Spanned<Op> {
+    let whole = span(&pair, offset);
+    let inner = pair
+        .into_inner()
+        .next()
+        .expect("an operator has one alternative");
+    let op = match inner.as_rule() {
+        Rule::op_equals => Op::Equals,
+        Rule::op_not_equals => Op::NotEquals,
+        Rule::op_contains => Op::Contains,
+        Rule::op_not_contains => Op::NotContains,
+        Rule::op_starts_with => Op::StartsWith,
+        Rule::op_ends_with => Op::EndsWith,
+        Rule::op_greater => Op::Greater,
+        Rule::op_at_least => Op::AtLeast,
+        Rule::op_less => Op::Less,
+        Rule::op_at_most => Op::AtMost,
+        Rule::op_in => Op::In,
+        Rule::op_not_in => Op::NotIn,
+        Rule::op_matches => Op::Matches,
+        Rule::op_is_set => Op::IsSet,
+        Rule::op_is_not_set => Op::IsNotSet,
+        Rule::op_unknown => Op::Unknown(inner.as_str().to_owned()),
+        other => unreachable!("{other:?} in parse_operator"),
+    };
+    Spanned::new(whole, op)
+}
+
+fn parse_literal(pair: Pair<Rule>, offset: usize) -> Spanned<Literal> {
+    let whole = span(&pair, offset);
+    let literal = match pair.as_rule() {
+        Rule::string => Literal::Str(parse_string(pair, offset)),
+        Rule::number => {
+            let text = pair.as_str();
+            // The grammar only admits digits, so this parse cannot fail; stay total anyway.
+            Literal::Number(text.parse().unwrap_or(f64::NAN), text.to_owned())
+        }
+        Rule::boolean => Literal::Bool(pair.as_str() == "true"),
+        Rule::list => Literal::List(
+            pair.into_inner()
+                .filter(|p| !matches!(p.as_rule(), Rule::lbracket | Rule::rbracket | Rule::comma))
+                .map(|p| parse_literal(p, offset))
+                .collect(),
+        ),
+        other => unreachable!("{other:?} in parse_literal"),
+    };
+    Spanned::new(whole, literal)
+}
+
+/// What a person calls each grammar rule, for "expected ..." messages. Exhaustive on purpose:
+/// a new rule does not compile until it has a phrase.
+fn phrase(rule: Rule) -> &'static str {
+    match rule {
+        Rule::EOI => "the end of the file",
+        Rule::WHITESPACE | Rule::COMMENT => "a space",
+        Rule::file | Rule::webhook | Rule::kw_webhook => "`webhook`",
+        Rule::webhook_name => "a webhook name",
+        Rule::clause
+        | Rule::clause_word
+        | Rule::on_clause
+        | Rule::when_clause
+        | Rule::request_clause
+        | Rule::header_clause
+        | Rule::timeout_clause
+        | Rule::retries_clause
+        | Rule::secret_clause
+        | Rule::disabled_clause
+        | Rule::unknown_clause
+        | Rule::kw_on
+        | Rule::kw_when
+        | Rule::method
+        | Rule::kw_header
+        | Rule::kw_timeout
+        | Rule::kw_retries
+        | Rule::kw_secret
+        | Rule::kw_disabled => "a clause such as `on`, `when` or `post`",
+        Rule::event_spec | Rule::event_numbered | Rule::event_name => {
+            "an event such as `conversion`, `refund` or `event 3`"
+        }
+        Rule::duration => "a duration such as `5s` or `500ms`",
+        Rule::env_call | Rule::kw_env => "`env(\"NAME\")`",
+        Rule::expr | Rule::primary | Rule::comparison | Rule::field_ref => {
+            "a condition such as `revenue > 50`"
+        }
+        Rule::infix | Rule::kw_and | Rule::kw_or => "`and` or `or`",
+        Rule::prefix | Rule::kw_not => "`not`",
+        Rule::operator
+        | Rule::op_equals
+        | Rule::op_not_equals
+        | Rule::op_contains
+        | Rule::op_not_contains
+        | Rule::op_starts_with
+        | Rule::op_ends_with
+        | Rule::op_greater
+        | Rule::op_at_least
+        | Rule::op_less
+        | Rule::op_at_most
+        | Rule::op_in
+        | Rule::op_not_in
+        | Rule::op_matches
+        | Rule::op_is_set
+        | Rule::op_is_not_set
+        | Rule::op_unknown
+        | Rule::kw_equals
+        | Rule::kw_contains
+        | Rule::kw_starts
+        | Rule::kw_ends
+        | Rule::kw_with
+        | Rule::kw_greater
+        | Rule::kw_less
+        | Rule::kw_than
+        | Rule::kw_at
+        | Rule::kw_least
+        | Rule::kw_most
+        | Rule::kw_in
+        | Rule::kw_matches
+        | Rule::kw_is
+        | Rule::kw_set => "an operator such as `equals` or `>`",
+        Rule::operand | Rule::literal => "a value",
+        Rule::list | Rule::lbracket => "a list such as `[\"a\", \"b\"]`",
+        Rule::string | Rule::string_inner => "a quoted string",
+        Rule::number => "a number",
+        Rule::integer => "a whole number",
+        Rule::boolean => "`true` or `false`",
+        Rule::ident | Rule::ident_char | Rule::keyword => "a name",
+        Rule::lbrace => "`{`",
+        Rule::rbrace => "`}`",
+        Rule::lparen => "`(`",
+        Rule::rparen => "`)`",
+        Rule::rbracket => "`]`",
+        Rule::comma => "`,`",
+        Rule::assign => "`=`",
+    }
+}
+
+/// What stands at `pos`: a word, a quoted string's start, a symbol, or the end of the file.
+fn found_at(text: &str, pos: usize) -> (Span, String) {
+    let rest = &text[pos..];
+    let Some(c) = rest.chars().next() else {
+        return (Span::new(pos, pos), "the end of the file".to_owned());
+    };
+    let len = if c.is_alphanumeric() || c == '_' {
+        rest.find(|c: char| !(c.is_alphanumeric() || c == '_' || c == '-'))
+            .unwrap_or(rest.len())
+    } else {
+        c.len_utf8()
+    };
+    let word = &rest[..len];
+    let what = match c {
+        '\n' | '\r' => "the end of the line".to_owned(),
+        '"' => "a quoted string".to_owned(),
+        _ => format!("`{word}`"),
+    };
+    (Span::new(pos, pos + len), what)
+}
+
+fn syntax_error(err: &pest::error::Error<Rule>, text: &str, offset: usize) -> SyntaxError {
+    let pos = match err.location {
+        pest::error::InputLocation::Pos(p) => p,
+        pest::error::InputLocation::Span((s, _)) => s,
+    };
+    let mut expected: Vec<&'static str> = Vec::new();
+    if let pest::error::ErrorVariant::ParsingError { positives, .. } = &err.variant {
+        for rule in positives {
+            let p = phrase(*rule);
+            if !expected.contains(&p) && p != "a space" {
+                expected.push(p);
+            }
+        }
+    }
+    let (found_span, found) = found_at(text, pos);
+    let message = match expected.as_slice() {
+        [] => format!("unexpected {found}"),
+        [one] => format!("expected {one}, found {found}"),
+        [init @ .., last] => format!("expected {} or {last}, found {found}", init.join(", ")),
+    };
+    SyntaxError {
+        span: Span::new(found_span.start + offset, found_span.end + offset),
+        message,
+        expected,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_ok(text: &str) -> File {
+        let (file, errors) = parse_file(text);
+        assert!(errors.is_empty(), "{errors:#?}");
+        file
+    }
+
+    fn when_of(text: &str) -> Spanned<Expr> {
+        let src = format!("webhook w {{ when {text} }}");
+        let file = parse_ok(&src);
+        match &file.webhooks[0].clauses[0].node {
+            Clause::When(e) => e.clone(),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn parses_the_issue_examples() {
+        let file = parse_ok(include_str!("../../rules/examples.whc"));
+        assert!(file.webhooks.len() >= 3);
+    }
+
+    #[test]
+    fn precedence_not_and_or() {
+        let e = when_of("isFromTikTokAds and (qualityScore >= 70 or last.referrer is not set)");
+        assert!(matches!(e.node, Expr::And(..)));
+        let e = when_of("a == 1 or b == 2 and c == 3");
+        let Expr::Or(_, rhs) = e.node else {
+            panic!("or binds loosest")
+        };
+        assert!(matches!(rhs.node, Expr::And(..)));
+        let e = when_of("not a == 1 and b == 2");
+        let Expr::And(lhs, _) = e.node else {
+            panic!("not binds tightest")
+        };
+        assert!(matches!(lhs.node, Expr::Not(..)));
+    }
+
+    #[test]
+    fn operators_in_words_and_symbols() {
+        for (text, op) in [
+            ("x equals 1", Op::Equals),
+            ("x == 1", Op::Equals),
+            ("x not equals 1", Op::NotEquals),
+            ("x != 1", Op::NotEquals),
+            ("x not contains \"a\"", Op::NotContains),
+            ("x starts with \"a\"", Op::StartsWith),
+            ("x ends   with \"a\"", Op::EndsWith),
+            ("x greater than 1", Op::Greater),
+            ("x > 1", Op::Greater),
+            ("x at least 1", Op::AtLeast),
+            ("x >= 1", Op::AtLeast),
+            ("x less than 1", Op::Less),
+            ("x < 1", Op::Less),
+            ("x at most 1", Op::AtMost),
+            ("x <= 1", Op::AtMost),
+            ("x in [1, 2]", Op::In),
+            ("x not in [1]", Op::NotIn),
+            ("x matches \"a\"", Op::Matches),
+            ("x is set", Op::IsSet),
+            ("x is not set", Op::IsNotSet),
+            ("x bigger 1", Op::Unknown("bigger".into())),
+        ] {
+            let Expr::Compare(c) = when_of(text).node else {
+                panic!("{text}")
+            };
+            assert_eq!(c.op.unwrap().node, op, "{text}");
+        }
+    }
+
+    #[test]
+    fn string_escapes_and_spans() {
+        let Expr::Compare(c) = when_of(r#"x == "a\"b""#).node else {
+            panic!()
+        };
+        let Some(Spanned {
+            node: Literal::Str(s),
+            ..
+        }) = c.operand
+        else {
+            panic!()
+        };
+        assert_eq!(s.value, "a\"b");
+        assert!(s.escaped);
+    }
+
+    #[test]
+    fn syntax_errors_are_worded_for_people() {
+        let (_, errors) = parse_file("webhook w {\n  when revenue > 5 and\n}\n");
+        assert_eq!(errors.len(), 1);
+        assert!(
+            errors[0].message.contains("expected"),
+            "{}",
+            errors[0].message
+        );
+        assert!(!errors[0].message.contains("kw_"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn keeps_going_after_a_broken_webhook() {
+        let text = "webhook a { on conversion post \"https://x\" }\nwebhook b { when ( }\nwebhook c { on refund post \"https://y\" }\nwebhook d { timeout }\n";
+        let (file, errors) = parse_file(text);
+        assert_eq!(errors.len(), 2, "{errors:#?}");
+        let names: Vec<_> = file.webhooks.iter().map(|w| w.name.node.as_str()).collect();
+        assert_eq!(names, ["a", "c"]);
+    }
+}
