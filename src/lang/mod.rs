@@ -1,5 +1,95 @@
 //! The rule language: grammar, syntax tree, checker, compiler and diagnostics. Pure, no I/O.
 
 pub mod ast;
+pub mod check;
+pub mod codes;
+mod country;
+pub mod diagnostic;
 pub mod grammar;
 pub mod parse;
+pub mod predicate;
+pub mod reach;
+pub mod url;
+pub mod webhook;
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+pub use ast::Span;
+pub use codes::Code;
+pub use diagnostic::{Diagnostic, Severity, SourceFile};
+pub use webhook::{Env, ProcessEnv, Webhook};
+
+/// The result of compiling a set of rule files: the webhooks that compiled, and every problem.
+#[derive(Debug, Clone, Default)]
+pub struct Compiled {
+    /// Webhooks without errors, in file then source order.
+    pub webhooks: Vec<Webhook>,
+    /// Every error and warning, in file then source order.
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Compiled {
+    /// Whether any diagnostic is an error (the rules must not be loaded).
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+
+    /// The number of errors and of warnings.
+    pub fn counts(&self) -> (usize, usize) {
+        let errors = self.diagnostics.iter().filter(|d| d.is_error()).count();
+        (errors, self.diagnostics.len() - errors)
+    }
+}
+
+/// Parses, checks and compiles rule files, as one rules directory (names are unique across it).
+pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
+    let mut out = Compiled::default();
+    let mut seen: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
+    for source in files {
+        let (file, syntax_errors) = parse::parse_file(&source.text);
+        for e in syntax_errors {
+            let mut d = Diagnostic::new(Code::Syntax, source, e.span, "here", e.message);
+            if e.expected.len() > 1 {
+                d = d.with_help(format!("expected one of: {}", e.expected.join("; ")));
+            }
+            out.diagnostics.push(d);
+        }
+        for decl in &file.webhooks {
+            let name = &decl.name;
+            if let Some((first_src, first_span)) = seen.get(&name.node) {
+                let mut d = Diagnostic::new(
+                    Code::DuplicateWebhook,
+                    source,
+                    name.span,
+                    "defined again here",
+                    format!("there are two webhooks named `{}`", name.node),
+                )
+                .with_help("webhook names are unique across the rules directory; rename one");
+                if Arc::ptr_eq(first_src, source) {
+                    d = d.with_label(*first_span, "first defined here");
+                } else {
+                    let mut first = Diagnostic::new(
+                        Code::DuplicateWebhook,
+                        first_src,
+                        *first_span,
+                        "first defined here",
+                        format!("`{}` is first defined in {}", name.node, first_src.name),
+                    );
+                    first.severity = Severity::Advice;
+                    d = d.with_related(first);
+                }
+                out.diagnostics.push(d);
+            } else {
+                seen.insert(name.node.clone(), (Arc::clone(source), name.span));
+            }
+        }
+        let webhooks = check::check_webhooks(source, &file.webhooks, env, &mut out.diagnostics);
+        out.webhooks.extend(webhooks);
+    }
+    if out.has_errors() {
+        // A broken directory yields no webhooks at all: loading is all-or-nothing.
+        out.webhooks.clear();
+    }
+    out
+}

@@ -1,0 +1,219 @@
+//! Compiled conditions: fields resolved to slots, matchers pre-built, evaluation allocation-free.
+
+use std::collections::HashSet;
+
+use memchr::memmem;
+use regex::Regex;
+
+use crate::event::{Event, FieldRef, Value};
+
+use super::ast::Span;
+
+/// A numeric comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NumOp {
+    Eq,
+    Greater,
+    AtLeast,
+    Less,
+    AtMost,
+}
+
+/// A set of text values for `in`; small sets are scanned, large ones hashed.
+#[derive(Debug, Clone)]
+pub enum TextSet {
+    /// Up to a handful of values, compared one by one.
+    Few(Box<[Box<str>]>),
+    /// Many values.
+    Many(HashSet<Box<str>>),
+}
+
+impl TextSet {
+    const SCAN_LIMIT: usize = 8;
+
+    /// Builds a set; with `ignore_case` the values are stored in upper case.
+    pub fn new(values: impl IntoIterator<Item = String>, ignore_case: bool) -> TextSet {
+        let values: Vec<Box<str>> = values
+            .into_iter()
+            .map(|v| {
+                if ignore_case {
+                    v.to_ascii_uppercase().into_boxed_str()
+                } else {
+                    v.into_boxed_str()
+                }
+            })
+            .collect();
+        if values.len() <= TextSet::SCAN_LIMIT || ignore_case {
+            TextSet::Few(values.into_boxed_slice())
+        } else {
+            TextSet::Many(values.into_iter().collect())
+        }
+    }
+
+    fn contains(&self, value: &str, ignore_case: bool) -> bool {
+        match self {
+            TextSet::Few(values) if ignore_case => {
+                values.iter().any(|v| v.eq_ignore_ascii_case(value))
+            }
+            TextSet::Few(values) => values.iter().any(|v| **v == *value),
+            TextSet::Many(set) => set.contains(value),
+        }
+    }
+}
+
+/// What a test does with a present value.
+#[derive(Debug, Clone)]
+pub enum Check {
+    /// `is set`: true when the value is present.
+    IsSet,
+    /// `is not set`: true when the value is missing (the one check that holds on a missing value).
+    IsNotSet,
+    /// A flag equals this.
+    Flag(bool),
+    /// A number compared with a constant.
+    Number(NumOp, f64),
+    /// A number is one of these.
+    NumberIn(Box<[f64]>),
+    /// Text equals this exactly (or ignoring ASCII case).
+    TextEq(Box<str>),
+    /// Text is one of a set.
+    TextIn(TextSet),
+    /// Text contains this, found with a pre-built substring finder.
+    Contains(Box<memmem::Finder<'static>>),
+    /// Text starts with this.
+    StartsWith(Box<str>),
+    /// Text ends with this.
+    EndsWith(Box<str>),
+    /// Text matches a pre-compiled regex.
+    Matches(Regex),
+}
+
+/// One comparison against one field.
+#[derive(Debug, Clone)]
+pub struct Test {
+    /// The slot it reads.
+    pub field: FieldRef,
+    /// What it checks.
+    pub check: Check,
+    /// `not equals`, `not contains`, `not in`: the check's answer is inverted, but only for a
+    /// value that is present (a missing value still fails).
+    pub negated: bool,
+    /// Compare text ignoring ASCII case (`country`).
+    pub ignore_case: bool,
+    /// The comparison as written, for explanations.
+    pub source: Box<str>,
+    /// Where it was written.
+    pub span: Span,
+}
+
+impl Test {
+    /// Whether the test holds for an event.
+    #[inline]
+    pub fn eval(&self, event: &Event) -> bool {
+        let value = event.value(self.field);
+        self.eval_value(value)
+    }
+
+    /// Whether the test holds for a value already read.
+    #[inline]
+    pub fn eval_value(&self, value: Value<'_>) -> bool {
+        let held = match (&self.check, value) {
+            (Check::IsNotSet, v) => return matches!(v, Value::Missing),
+            (_, Value::Missing) => return false,
+            (Check::IsSet, _) => true,
+            (Check::Flag(want), Value::Flag(b)) => b == *want,
+            (Check::Number(op, rhs), Value::Number(n)) => match op {
+                NumOp::Eq => n == *rhs,
+                NumOp::Greater => n > *rhs,
+                NumOp::AtLeast => n >= *rhs,
+                NumOp::Less => n < *rhs,
+                NumOp::AtMost => n <= *rhs,
+            },
+            (Check::NumberIn(set), Value::Number(n)) => set.contains(&n),
+            (Check::TextEq(want), Value::Text(s)) => {
+                if self.ignore_case {
+                    want.eq_ignore_ascii_case(s)
+                } else {
+                    **want == *s
+                }
+            }
+            (Check::TextIn(set), Value::Text(s)) => set.contains(s, self.ignore_case),
+            (Check::Contains(finder), Value::Text(s)) => {
+                if self.ignore_case {
+                    contains_ignore_case(s.as_bytes(), finder.needle())
+                } else {
+                    finder.find(s.as_bytes()).is_some()
+                }
+            }
+            (Check::StartsWith(p), Value::Text(s)) => {
+                s.len() >= p.len()
+                    && (if self.ignore_case {
+                        s.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
+                    } else {
+                        s.as_bytes().starts_with(p.as_bytes())
+                    })
+            }
+            (Check::EndsWith(p), Value::Text(s)) => {
+                s.len() >= p.len()
+                    && (if self.ignore_case {
+                        s.as_bytes()[s.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
+                    } else {
+                        s.as_bytes().ends_with(p.as_bytes())
+                    })
+            }
+            (Check::Matches(re), Value::Text(s)) => re.is_match(s),
+            // The checker only pairs checks with fields of their type.
+            _ => false,
+        };
+        held != self.negated
+    }
+}
+
+fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
+    needle.is_empty()
+        || haystack
+            .windows(needle.len())
+            .any(|w| w.eq_ignore_ascii_case(needle))
+}
+
+/// A compiled condition.
+#[derive(Debug, Clone)]
+pub enum Predicate {
+    /// Every part holds.
+    All(Box<[Predicate]>),
+    /// Some part holds.
+    Any(Box<[Predicate]>),
+    /// The part does not hold.
+    Not(Box<Predicate>),
+    /// A single comparison.
+    Test(Box<Test>),
+}
+
+impl Predicate {
+    /// Whether the condition holds for an event.
+    pub fn eval(&self, event: &Event) -> bool {
+        match self {
+            Predicate::All(parts) => parts.iter().all(|p| p.eval(event)),
+            Predicate::Any(parts) => parts.iter().any(|p| p.eval(event)),
+            Predicate::Not(inner) => !inner.eval(event),
+            Predicate::Test(test) => test.eval(event),
+        }
+    }
+
+    /// Every comparison in the condition, in source order.
+    pub fn tests(&self) -> Vec<&Test> {
+        let mut out = Vec::new();
+        self.collect_tests(&mut out);
+        out
+    }
+
+    fn collect_tests<'a>(&'a self, out: &mut Vec<&'a Test>) {
+        match self {
+            Predicate::All(parts) | Predicate::Any(parts) => {
+                parts.iter().for_each(|p| p.collect_tests(out))
+            }
+            Predicate::Not(inner) => inner.collect_tests(out),
+            Predicate::Test(test) => out.push(test),
+        }
+    }
+}

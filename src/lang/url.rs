@@ -1,0 +1,351 @@
+//! URL templates: `[tokens]` found and checked at compile time, rendered and encoded per event.
+
+use std::fmt;
+
+use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
+
+use crate::event::{Attribution, ClickField, Event, Field, FieldRef};
+
+/// Everything except RFC 3986's unreserved characters is encoded, so that a value can never
+/// end a path segment, start a new query parameter or a fragment.
+const TOKEN_VALUE: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// A `[token]` in a URL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Token {
+    /// Any condition field, `[revenue]`, `[first.utm_source]`.
+    Field(FieldRef),
+    /// `[transaction]`: the conversion's transaction id.
+    Transaction,
+    /// `[visitor]`: the visitor's id.
+    Visitor,
+    /// `[event]`: the event type, such as `conversion` or `event3`.
+    Event,
+    /// `[timestamp]`: when the event happened, as the tracker sent it.
+    Timestamp,
+    /// `[webhook]`: the webhook's name.
+    Webhook,
+    /// `[delivery]`: the delivery's id (also its idempotency key).
+    Delivery,
+}
+
+/// Names of the tokens that are not fields.
+const OTHER_TOKENS: [(&str, Token); 6] = [
+    ("transaction", Token::Transaction),
+    ("visitor", Token::Visitor),
+    ("event", Token::Event),
+    ("timestamp", Token::Timestamp),
+    ("webhook", Token::Webhook),
+    ("delivery", Token::Delivery),
+];
+
+impl Token {
+    /// Reads a token's name (what stands between the brackets).
+    pub fn from_name(name: &str) -> Option<Token> {
+        if let Some((_, t)) = OTHER_TOKENS.iter().find(|(n, _)| *n == name) {
+            return Some(*t);
+        }
+        let (attribution, field) = match name.split_once('.') {
+            Some(("first", f)) => (Some(Attribution::First), f),
+            Some(("last", f)) => (Some(Attribution::Last), f),
+            Some(_) => return None,
+            None => (None, name),
+        };
+        FieldRef::resolve(Field::from_name(field)?, attribution).map(Token::Field)
+    }
+
+    /// Every token name a user may write, for suggestions.
+    pub fn all_names() -> Vec<String> {
+        let mut names: Vec<String> = OTHER_TOKENS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        names.extend(Field::all().map(|f| f.name().to_owned()));
+        for click in ClickField::ALL {
+            names.push(format!("first.{}", click.name()));
+            names.push(format!("last.{}", click.name()));
+        }
+        names
+    }
+}
+
+impl fmt::Display for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Token::Field(field) => write!(f, "[{field}]"),
+            other => {
+                let name = OTHER_TOKENS
+                    .iter()
+                    .find(|(_, t)| t == other)
+                    .map_or("?", |(n, _)| n);
+                write!(f, "[{name}]")
+            }
+        }
+    }
+}
+
+/// The part of a URL a token lands in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    /// Scheme, host and port: tokens are not allowed there.
+    Authority,
+    Path,
+    Query,
+    Fragment,
+}
+
+/// A piece of a URL template.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Segment {
+    /// Text copied as written.
+    Literal(String),
+    /// A token replaced by its encoded value.
+    Token(Token, Part),
+}
+
+/// A problem found in a URL template; `range` is a byte range of the URL string.
+#[derive(Debug, Clone, PartialEq)]
+pub enum UrlProblem {
+    /// `[something]` that names no token.
+    UnknownToken {
+        range: std::ops::Range<usize>,
+        name: String,
+    },
+    /// A token where the host or port goes.
+    TokenInHost {
+        range: std::ops::Range<usize>,
+        name: String,
+    },
+    /// The URL does not parse, or is not http(s).
+    Invalid {
+        range: std::ops::Range<usize>,
+        reason: String,
+    },
+}
+
+/// The values a template reads besides the event's fields.
+#[derive(Debug, Clone, Copy)]
+pub struct RenderContext<'a> {
+    /// The event being delivered.
+    pub event: &'a Event,
+    /// The webhook's name.
+    pub webhook: &'a str,
+    /// The delivery's id.
+    pub delivery: &'a str,
+}
+
+/// A parsed URL template.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UrlTemplate {
+    /// The template as written.
+    pub source: String,
+    /// Literal text and tokens, in order.
+    pub segments: Vec<Segment>,
+}
+
+impl UrlTemplate {
+    /// Parses a URL template, returning every problem found.
+    pub fn parse(url: &str) -> Result<UrlTemplate, Vec<UrlProblem>> {
+        let mut problems = Vec::new();
+        let mut segments = Vec::new();
+        let authority_end = authority_end(url);
+        let mut literal = String::new();
+        let mut rest_start = 0;
+        let mut i = 0;
+        while let Some(open) = url[i..].find('[').map(|o| o + i) {
+            let Some(close) = url[open..].find(']').map(|c| c + open) else {
+                break;
+            };
+            let name = &url[open + 1..close];
+            let range = open..close + 1;
+            let part = part_at(url, open, authority_end);
+            match Token::from_name(name) {
+                Some(_) if part == Part::Authority => problems.push(UrlProblem::TokenInHost {
+                    range,
+                    name: name.to_owned(),
+                }),
+                Some(token) => {
+                    literal.push_str(&url[rest_start..open]);
+                    if !literal.is_empty() {
+                        segments.push(Segment::Literal(std::mem::take(&mut literal)));
+                    }
+                    segments.push(Segment::Token(token, part));
+                    rest_start = close + 1;
+                }
+                // Brackets in the host are an IPv6 address, not a token.
+                None if part == Part::Authority => {}
+                None => problems.push(UrlProblem::UnknownToken {
+                    range,
+                    name: name.to_owned(),
+                }),
+            }
+            i = close + 1;
+        }
+        literal.push_str(&url[rest_start..]);
+        if !literal.is_empty() {
+            segments.push(Segment::Literal(literal));
+        }
+        if let Err(reason) = validate(url) {
+            problems.push(UrlProblem::Invalid {
+                range: 0..url.len(),
+                reason,
+            });
+        }
+        if problems.is_empty() {
+            Ok(UrlTemplate {
+                source: url.to_owned(),
+                segments,
+            })
+        } else {
+            Err(problems)
+        }
+    }
+
+    /// Whether the URL is plain `http://`.
+    pub fn is_insecure(&self) -> bool {
+        self.source
+            .get(..7)
+            .is_some_and(|s| s.eq_ignore_ascii_case("http://"))
+    }
+
+    /// The tokens the template uses.
+    pub fn tokens(&self) -> impl Iterator<Item = Token> + '_ {
+        self.segments.iter().filter_map(|s| match s {
+            Segment::Token(t, _) => Some(*t),
+            Segment::Literal(_) => None,
+        })
+    }
+
+    /// The URL for one delivery, each value percent-encoded; missing values render empty.
+    pub fn render(&self, ctx: &RenderContext<'_>) -> String {
+        let mut out = String::with_capacity(self.source.len() + 32);
+        for segment in &self.segments {
+            match segment {
+                Segment::Literal(text) => out.push_str(text),
+                Segment::Token(token, _) => {
+                    let value = token_value(*token, ctx);
+                    out.extend(utf8_percent_encode(&value, TOKEN_VALUE));
+                }
+            }
+        }
+        out
+    }
+}
+
+/// A token's raw value for one delivery.
+pub fn token_value(token: Token, ctx: &RenderContext<'_>) -> String {
+    let e = ctx.event;
+    match token {
+        Token::Field(f) => e.value(f).render(),
+        Token::Transaction => e.transaction.clone().unwrap_or_default(),
+        Token::Visitor => e.visitor.clone().unwrap_or_default(),
+        Token::Event => e.kind.wire_name(),
+        Token::Timestamp => e.occurred_at.clone().unwrap_or_default(),
+        Token::Webhook => ctx.webhook.to_owned(),
+        Token::Delivery => ctx.delivery.to_owned(),
+    }
+}
+
+/// Where scheme, host and port end: the first `/`, `?` or `#` after `://`.
+fn authority_end(url: &str) -> usize {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    url[start..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| i + start)
+}
+
+fn part_at(url: &str, pos: usize, authority_end: usize) -> Part {
+    if pos < authority_end {
+        return Part::Authority;
+    }
+    let before = &url[authority_end..pos];
+    if before.contains('#') {
+        Part::Fragment
+    } else if before.contains('?') {
+        Part::Query
+    } else {
+        Part::Path
+    }
+}
+
+/// Checks the URL's shape with every token replaced by a harmless value.
+fn validate(url: &str) -> Result<(), String> {
+    let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
+    if !(lower.starts_with("http://") || lower.starts_with("https://")) {
+        return Err("a webhook URL must start with `https://` (or `http://`)".to_owned());
+    }
+    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+        return Err("a URL cannot contain spaces or control characters".to_owned());
+    }
+    let mut probe = String::with_capacity(url.len());
+    let mut rest = url;
+    let auth_end = authority_end(url);
+    let mut consumed = 0;
+    while let Some(open) = rest.find('[') {
+        let Some(close) = rest[open..].find(']') else {
+            break;
+        };
+        probe.push_str(&rest[..open]);
+        if consumed + open < auth_end {
+            probe.push_str(&rest[open..open + close + 1]);
+        } else {
+            probe.push('x');
+        }
+        consumed += open + close + 1;
+        rest = &rest[open + close + 1..];
+    }
+    probe.push_str(rest);
+    let uri: http::Uri = probe.parse().map_err(|e| format!("not a valid URL: {e}"))?;
+    match uri.host() {
+        Some(h) if !h.is_empty() => Ok(()),
+        _ => Err("the URL has no host".to_owned()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::EventKind;
+
+    fn ctx(event: &Event) -> RenderContext<'_> {
+        RenderContext {
+            event,
+            webhook: "w",
+            delivery: "d-1",
+        }
+    }
+
+    #[test]
+    fn renders_tokens_percent_encoded() {
+        let t = UrlTemplate::parse(
+            "https://x.test/p/[visitor]?amount=[revenue]&txn=[transaction]#[webhook]",
+        )
+        .unwrap();
+        let mut e = Event::new(EventKind::Conversion);
+        e.transaction = Some("a&b=c d".into());
+        e.visitor = Some("v/1?".into());
+        e.numbers[0] = Some(49.5);
+        assert_eq!(
+            t.render(&ctx(&e)),
+            "https://x.test/p/v%2F1%3F?amount=49.5&txn=a%26b%3Dc%20d#w"
+        );
+    }
+
+    #[test]
+    fn missing_values_render_empty() {
+        let t = UrlTemplate::parse("https://x.test/?s=[first.utm_source]&c=[country]").unwrap();
+        let e = Event::new(EventKind::Refund);
+        assert_eq!(t.render(&ctx(&e)), "https://x.test/?s=&c=");
+    }
+
+    #[test]
+    fn finds_problems() {
+        let errs = UrlTemplate::parse("https://[webhook].x.test/?a=[revenu]").unwrap_err();
+        assert!(matches!(errs[0], UrlProblem::TokenInHost { .. }));
+        assert!(matches!(&errs[1], UrlProblem::UnknownToken { name, .. } if name == "revenu"));
+        assert!(UrlTemplate::parse("ftp://x.test/").is_err());
+        assert!(UrlTemplate::parse("https:///nohost").is_err());
+        assert!(UrlTemplate::parse("https://[::1]:8080/?a=[revenue]").is_ok());
+    }
+}
