@@ -1,5 +1,7 @@
 //! whc: webhook rules for a click tracker, compiled into fast predicates and served by a sidecar.
 #![forbid(unsafe_code)]
 
+pub mod cli;
+pub mod engine;
 pub mod event;
 pub mod lang;

@@ -1,1 +1,6 @@
-fn main() {}
+//! The `whc` command line.
+#![forbid(unsafe_code)]
+
+fn main() -> std::process::ExitCode {
+    whc::cli::main()
+}

@@ -19,10 +19,10 @@ impl FieldType {
     /// The word a person reads in a diagnostic.
     pub fn describe(self) -> &'static str {
         match self {
-            FieldType::Text => "text",
-            FieldType::Flag => "flag (true/false)",
-            FieldType::Number => "number",
-            FieldType::Id => "identifier",
+            FieldType::Text => "a text field",
+            FieldType::Flag => "a flag (true/false)",
+            FieldType::Number => "a number",
+            FieldType::Id => "an identifier",
         }
     }
 }

@@ -432,34 +432,26 @@ impl Checker<'_> {
                 Code::MissingValue,
                 c.field.span,
                 "needs an operator and a value",
-                format!("`{}` is a {} and cannot stand alone", field, ty.describe()),
+                format!("`{}` is {} and cannot stand alone", field, ty.describe()),
             )
             .help = Some(example_for(ty, field));
             return None;
         };
         if !op_applies(ty, &op.node) {
-            let label = format!(
-                "`{}` does not apply to a {}",
-                op.node.words(),
-                ty.describe()
-            );
+            let label = format!("`{}` does not apply to {}", op.node.words(), ty.describe());
             self.error(
                 Code::OperatorType,
                 op.span,
                 label,
                 format!(
-                    "`{}` is a {}; `{}` cannot compare it",
+                    "`{}` is {}; `{}` cannot compare it",
                     field.field(),
                     ty.describe(),
                     op.node.words()
                 ),
             )
-            .with_label_mut(c.field.span, format!("this is a {}", ty.describe()))
-            .help = Some(format!(
-                "a {} compares with: {}",
-                ty.describe(),
-                ops_for(ty)
-            ));
+            .with_label_mut(c.field.span, format!("this is {}", ty.describe()))
+            .help = Some(format!("{} compares with: {}", ty.describe(), ops_for(ty)));
             return None;
         }
         if !op.node.takes_operand() {

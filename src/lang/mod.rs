@@ -87,6 +87,19 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
         let webhooks = check::check_webhooks(source, &file.webhooks, env, &mut out.diagnostics);
         out.webhooks.extend(webhooks);
     }
+    // Report in reading order: file by file, top to bottom (the sort is stable).
+    let order: HashMap<*const SourceFile, usize> = files
+        .iter()
+        .enumerate()
+        .map(|(i, f)| (Arc::as_ptr(f), i))
+        .collect();
+    out.diagnostics.sort_by_key(|d| {
+        let file = order
+            .get(&Arc::as_ptr(&d.source))
+            .copied()
+            .unwrap_or(usize::MAX);
+        (file, d.labels.first().map_or(0, |l| l.span.start))
+    });
     if out.has_errors() {
         // A broken directory yields no webhooks at all: loading is all-or-nothing.
         out.webhooks.clear();

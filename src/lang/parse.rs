@@ -405,7 +405,8 @@ fn phrase(rule: Rule) -> &'static str {
         Rule::expr | Rule::primary | Rule::comparison | Rule::field_ref => {
             "a condition such as `revenue > 50`"
         }
-        Rule::infix | Rule::kw_and | Rule::kw_or => "`and` or `or`",
+        Rule::infix | Rule::kw_and => "`and`",
+        Rule::kw_or => "`or`",
         Rule::prefix | Rule::kw_not => "`not`",
         Rule::operator
         | Rule::op_equals

@@ -1,0 +1,89 @@
+//! `whc explain`: which webhooks fire for one event, and why.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::Args;
+
+use crate::engine::explain::explain;
+use crate::engine::load;
+use crate::event::Event;
+use crate::lang::ProcessEnv;
+
+use super::output::{paint, render};
+use super::{Format, default_rules};
+
+/// Arguments of `whc explain`.
+#[derive(Debug, Args)]
+pub struct ExplainArgs {
+    /// The rules directory or files.
+    #[arg(long, default_value_os_t = default_rules())]
+    rules: PathBuf,
+    /// A JSON file holding one event, in the tracker's wire format.
+    event: PathBuf,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+/// Runs the explanation; exit 0 unless the rules or the event cannot be read.
+pub fn run(args: ExplainArgs, color: bool) -> Result<ExitCode, String> {
+    let text = std::fs::read_to_string(&args.event)
+        .map_err(|e| format!("cannot read {}: {e}", args.event.display()))?;
+    let event = Event::from_json_str(&text)
+        .map_err(|e| format!("{} is not a valid event: {e}", args.event.display()))?;
+    let loaded =
+        load::load(std::slice::from_ref(&args.rules), &ProcessEnv).map_err(|e| e.to_string())?;
+    if loaded.compiled.has_errors() {
+        for d in loaded.compiled.diagnostics.iter().filter(|d| d.is_error()) {
+            eprint!("{}", render(d, color));
+        }
+        return Err("the rules have errors; run `whc check` for the full report".into());
+    }
+    let reports: Vec<_> = loaded
+        .compiled
+        .webhooks
+        .iter()
+        .map(|w| explain(w, &event))
+        .collect();
+    match args.format {
+        Format::Json => {
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&reports).map_err(|e| e.to_string())?
+            );
+        }
+        Format::Human => {
+            println!(
+                "event {} ({})",
+                event.id.as_deref().unwrap_or("without id"),
+                event.kind
+            );
+            for (w, r) in loaded.compiled.webhooks.iter().zip(&reports) {
+                let verdict = if r.fires {
+                    paint("fires", "32", color)
+                } else if r.disabled && r.url.is_some() {
+                    paint("would fire, but is disabled", "33", color)
+                } else if !r.listens {
+                    let kinds: Vec<String> = w.events.kinds().map(|k| k.to_string()).collect();
+                    format!("does not fire: listens to {}", kinds.join(", "))
+                } else {
+                    paint("does not fire", "31", color)
+                };
+                println!("\n{}: {verdict}", paint(&r.webhook, "1", color));
+                for c in &r.conditions {
+                    let mark = if c.holds {
+                        paint("✓", "32", color)
+                    } else {
+                        paint("✗", "31", color)
+                    };
+                    println!("  {mark} {}    (read {})", c.condition, c.value);
+                }
+                if let Some(url) = &r.url {
+                    println!("  → {} {url}", w.request.method.as_http());
+                }
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

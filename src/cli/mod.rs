@@ -1,0 +1,62 @@
+//! The `whc` command line: clap subcommands wiring the layers together.
+
+mod check;
+mod explain;
+mod output;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand, ValueEnum};
+
+pub use output::ColorChoice;
+
+/// Webhook rules for a click tracker: check them, explain them, serve them.
+#[derive(Debug, Parser)]
+#[command(name = "whc", version, about)]
+pub struct Cli {
+    /// When to use colour: auto (a terminal, and NO_COLOR unset), always or never.
+    #[arg(long, global = true, value_enum, default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Output format of reports.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// For people: source snippets, labels, help.
+    Human,
+    /// One JSON document, for scripts and CI.
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Parse, type-check and compile rule files; report every problem.
+    Check(check::CheckArgs),
+    /// Show, for one event, which webhooks fire and why.
+    Explain(explain::ExplainArgs),
+}
+
+/// Default rules directory.
+pub fn default_rules() -> PathBuf {
+    PathBuf::from("rules")
+}
+
+/// Runs the command line and returns the process exit code.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let color = cli.color.resolve();
+    let result = match cli.command {
+        Command::Check(args) => check::run(args, color),
+        Command::Explain(args) => explain::run(args, color),
+    };
+    match result {
+        Ok(code) => code,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::from(2)
+        }
+    }
+}
