@@ -526,7 +526,7 @@ mod tests {
 
     #[test]
     fn parses_the_issue_examples() {
-        let file = parse_ok(include_str!("../../rules/examples.whc"));
+        let file = parse_ok(include_str!("../../examples/issue-examples.whc"));
         assert!(file.webhooks.len() >= 3);
     }
 
