@@ -1,0 +1,344 @@
+//! Durable outbox: events and their deliveries in SQLite (WAL), with group commit.
+//!
+//! * Writes (accept, record, replay, prune) go to one writer thread that commits everything
+//!   queued in one transaction and one fsync, then answers; an answer means "committed".
+//! * Reads use a small pool of read-only connections on tokio's blocking threads.
+//! * [`Outbox::due`] *claims* what it returns: a claimed delivery is not returned again until
+//!   its attempt is recorded (or [`Outbox::release`]d). Claims live in memory, so after a
+//!   restart every pending delivery is due again: nothing stays stuck "in flight".
+//!   One dispatcher task is expected to call `due`; several would still not share a delivery.
+
+mod query;
+mod schema;
+mod types;
+mod writer;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
+use std::thread::JoinHandle;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::Connection;
+use tokio::sync::{Notify, oneshot};
+
+pub use types::{
+    Accepted, AttemptRecord, Delivery, DeliveryFilter, EXCERPT_LIMIT, NewDelivery, NewEvent, Stats,
+    Status, StatusCounts, StoredHeader, UnknownStatus,
+};
+
+use writer::{Counters, Request};
+
+/// Read connections kept open between queries; more are opened when needed.
+const IDLE_READERS: usize = 4;
+
+/// Why an outbox operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum OutboxError {
+    /// The folder for the database file could not be created.
+    #[error("cannot create the outbox folder {path}: {source}")]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// The writer thread could not be started.
+    #[error("cannot start the outbox writer thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// SQLite reported an error, or a stored value could not be read back.
+    #[error("outbox database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// The batch this request was part of did not commit: nothing of it was stored.
+    #[error("outbox commit failed: {0}")]
+    Commit(#[source] Arc<rusqlite::Error>),
+    /// The database refused WAL mode (e.g. a file system without shared memory).
+    #[error("the outbox needs WAL journal mode, the database is in `{0}` mode")]
+    NoWal(String),
+    /// The file was written by a newer whc.
+    #[error("outbox schema version {found} is newer than this build supports ({supported})")]
+    SchemaTooNew {
+        /// The file's `user_version`.
+        found: i64,
+        /// The newest version this build knows.
+        supported: i64,
+    },
+    /// A delivery's headers could not be encoded as JSON.
+    #[error("cannot encode delivery headers: {0}")]
+    Headers(#[source] serde_json::Error),
+    /// A number does not fit the database's 64-bit signed integers.
+    #[error("{field} is too large to store")]
+    OutOfRange {
+        /// The field.
+        field: &'static str,
+    },
+    /// An attempt was recorded for a delivery that is unknown, delivered or dead.
+    #[error("delivery {0} is not pending")]
+    NotPending(String),
+    /// The writer thread is gone; the outbox accepts no more writes.
+    #[error("the outbox writer has stopped")]
+    Closed,
+}
+
+/// The durable outbox: a cheap, cloneable handle shared by the server and the workers.
+#[derive(Clone)]
+pub struct Outbox {
+    inner: Arc<Inner>,
+}
+
+/// What every handle shares; dropping the last one stops the writer after its current batch.
+struct Inner {
+    path: PathBuf,
+    writer: Option<mpsc::Sender<Request>>,
+    thread: Option<JoinHandle<()>>,
+    readers: Mutex<Vec<Connection>>,
+    claims: Arc<Claims>,
+    counters: Arc<Counters>,
+    wake: Arc<Notify>,
+}
+
+/// Deliveries handed out by [`Outbox::due`] whose attempt is not recorded yet.
+#[derive(Debug, Default)]
+pub(crate) struct Claims(Mutex<HashSet<String>>);
+
+impl Claims {
+    /// The set, even if a thread panicked while holding it (a set of ids cannot be torn).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Outbox {
+    /// Opens (creating the folder and file if needed) and migrates the outbox at `path`,
+    /// and starts its writer thread.
+    pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|source| OutboxError::CreateDir {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let conn = schema::open_writer(path)?;
+        let reader = schema::open_reader(path)?;
+        let (tx, rx) = mpsc::channel();
+        let counters = Arc::new(Counters::default());
+        let claims = Arc::new(Claims::default());
+        let wake = Arc::new(Notify::new());
+        let thread = std::thread::Builder::new()
+            .name("whc-outbox-writer".into())
+            .spawn({
+                let counters = Arc::clone(&counters);
+                let claims = Arc::clone(&claims);
+                let wake = Arc::clone(&wake);
+                move || writer::run(conn, rx, counters, claims, wake)
+            })
+            .map_err(OutboxError::Spawn)?;
+        Ok(Outbox {
+            inner: Arc::new(Inner {
+                path: path.to_path_buf(),
+                writer: Some(tx),
+                thread: Some(thread),
+                readers: Mutex::new(vec![reader]),
+                claims,
+                counters,
+                wake,
+            }),
+        })
+    }
+
+    /// Stores events and their deliveries in one commit shared with concurrent callers.
+    ///
+    /// Returns only after COMMIT succeeded: an `Ok` answer is durable. An event whose id is
+    /// already stored is a duplicate: nothing is written and its existing delivery ids come back.
+    pub async fn accept(&self, events: Vec<NewEvent>) -> Result<Vec<Accepted>, OutboxError> {
+        if events.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.write(|reply| Request::Accept(events, reply)).await
+    }
+
+    /// Claims and returns up to `limit` pending deliveries due at `now_ms`, oldest due first.
+    ///
+    /// A claimed delivery is not returned again until [`Outbox::record`] or
+    /// [`Outbox::release`]; claims are in memory and vanish on restart.
+    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, OutboxError> {
+        self.read(move |conn, inner| {
+            // Held across the query: a claim is only dropped (after its record committed)
+            // before this snapshot or after this filter, never in between.
+            let mut claims = inner.claims.lock();
+            let wanted = (limit + claims.len()) as u64;
+            let mut rows = query::due(conn, now_ms, wanted)?;
+            rows.retain(|d| !claims.contains(&d.id));
+            rows.truncate(limit);
+            claims.extend(rows.iter().map(|d| d.id.clone()));
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// When the next unclaimed pending delivery is due (unix ms; may be in the past), if any.
+    pub async fn next_due_at(&self) -> Result<Option<i64>, OutboxError> {
+        self.read(|conn, inner| {
+            let claims = inner.claims.lock();
+            let rows = query::next_due(conn, claims.len() as u64 + 1)?;
+            Ok(rows
+                .into_iter()
+                .find(|(id, _)| !claims.contains(id))
+                .map(|(_, at)| at))
+        })
+        .await
+    }
+
+    /// Resolves after a commit that may have made a delivery due (new deliveries, a retry,
+    /// a replay), or at once if one happened since the last call. Meant for the one dispatcher:
+    /// `select!` it against a sleep until [`Outbox::next_due_at`].
+    pub async fn changed(&self) {
+        self.inner.wake.notified().await;
+    }
+
+    /// Records one attempt's outcome and releases the claim on the delivery once committed.
+    ///
+    /// Fails with [`OutboxError::NotPending`] when the delivery is unknown, delivered or dead.
+    pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), OutboxError> {
+        let id = id.to_owned();
+        self.write(|reply| Request::Record(id, record, reply)).await
+    }
+
+    /// Gives up a claim without recording an attempt (e.g. shutting down mid-attempt).
+    pub fn release(&self, id: &str) {
+        self.inner.claims.lock().remove(id);
+    }
+
+    /// Puts a dead delivery back in the queue: pending, attempts reset, due now.
+    /// Returns false when the delivery is unknown or not dead.
+    pub async fn replay(&self, id: &str) -> Result<bool, OutboxError> {
+        let id = id.to_owned();
+        self.write(|reply| Request::Replay(id, reply)).await
+    }
+
+    /// Deletes delivered deliveries last updated before `before_ms` (unix ms), then the events
+    /// left without deliveries and received before it. Returns the deliveries deleted.
+    ///
+    /// A pruned event id is forgotten: sent again, it is no longer a duplicate.
+    pub async fn prune_delivered(&self, before_ms: i64) -> Result<usize, OutboxError> {
+        self.write(|reply| Request::Prune(before_ms, reply)).await
+    }
+
+    /// The delivery log, newest first.
+    pub async fn list(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, OutboxError> {
+        self.read(move |conn, _| query::list(conn, &filter)).await
+    }
+
+    /// One delivery by id.
+    pub async fn get(&self, id: &str) -> Result<Option<Delivery>, OutboxError> {
+        let id = id.to_owned();
+        self.read(move |conn, _| query::get(conn, &id)).await
+    }
+
+    /// How many deliveries are pending (claimed ones included).
+    pub async fn queue_depth(&self) -> Result<u64, OutboxError> {
+        self.read(|conn, _| query::queue_depth(conn)).await
+    }
+
+    /// How many deliveries are in each state.
+    pub async fn counts_by_status(&self) -> Result<StatusCounts, OutboxError> {
+        self.read(|conn, _| query::counts(conn)).await
+    }
+
+    /// The writer's counters since open.
+    pub fn stats(&self) -> Stats {
+        self.inner.counters.snapshot()
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// Sends a request to the writer thread and waits for its post-commit answer.
+    async fn write<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Request,
+    ) -> Result<T, OutboxError> {
+        let (reply, answer) = oneshot::channel();
+        let writer = self.inner.writer.as_ref().ok_or(OutboxError::Closed)?;
+        writer.send(make(reply)).map_err(|_| OutboxError::Closed)?;
+        self.inner.counters.submitted();
+        answer.await.map_err(|_| OutboxError::Closed)?
+    }
+
+    /// Runs a query on a pooled read connection on a blocking thread.
+    async fn read<T, F>(&self, f: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Inner) -> Result<T, OutboxError> + Send + 'static,
+    {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let conn = inner.take_reader()?;
+            let result = f(&conn, &inner);
+            inner.put_reader(conn);
+            result
+        })
+        .await
+        .map_err(|_| OutboxError::Closed)?
+    }
+}
+
+impl Inner {
+    /// A read connection from the pool, or a new one.
+    fn take_reader(&self) -> Result<Connection, OutboxError> {
+        let pooled = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .pop();
+        match pooled {
+            Some(conn) => Ok(conn),
+            None => schema::open_reader(&self.path),
+        }
+    }
+
+    /// Returns a read connection to the pool, or closes it when the pool is full.
+    fn put_reader(&self, conn: Connection) {
+        let mut pool = self
+            .readers
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if pool.len() < IDLE_READERS {
+            pool.push(conn);
+        }
+    }
+}
+
+impl Drop for Inner {
+    /// Closes the channel and waits for the writer to finish its batch and close the file.
+    fn drop(&mut self) {
+        drop(self.writer.take());
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}
+
+impl std::fmt::Debug for Outbox {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Outbox")
+            .field("path", &self.inner.path)
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// The current time in unix milliseconds, the outbox's clock for every stored time.
+pub fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests;

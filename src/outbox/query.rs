@@ -1,0 +1,120 @@
+//! Reads: due deliveries for the dispatcher, the delivery log for the admin API, counts.
+
+use rusqlite::types::Type;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use super::OutboxError;
+use super::types::{Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader};
+
+/// The columns [`delivery`] reads, in order.
+const COLUMNS: &str = "id, event_id, webhook, method, url, headers, body, secret_env, timeout_ms,
+    max_attempts, attempts, status, next_attempt_at, last_status_code, last_error,
+    response_excerpt, last_attempt_ms, created_at, updated_at";
+
+/// Maps a row of [`COLUMNS`]; bad data becomes an error, never a panic.
+fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let headers: String = row.get(5)?;
+    let headers: Vec<StoredHeader> = serde_json::from_str(&headers)
+        .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(e)))?;
+    Ok(Delivery {
+        id: row.get(0)?,
+        event_id: row.get(1)?,
+        webhook: row.get(2)?,
+        method: row.get(3)?,
+        url: row.get(4)?,
+        headers,
+        body: row.get(6)?,
+        secret_env: row.get(7)?,
+        timeout_ms: row.get(8)?,
+        max_attempts: row.get(9)?,
+        attempts: row.get(10)?,
+        status: row.get(11)?,
+        next_attempt_at: row.get(12)?,
+        last_status_code: row.get(13)?,
+        last_error: row.get(14)?,
+        response_excerpt: row.get(15)?,
+        last_attempt_ms: row.get(16)?,
+        created_at: row.get(17)?,
+        updated_at: row.get(18)?,
+    })
+}
+
+/// Pending deliveries due at `now`, the longest-waiting first.
+pub(crate) fn due(conn: &Connection, now: i64, limit: u64) -> Result<Vec<Delivery>, OutboxError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1
+         ORDER BY next_attempt_at, id LIMIT ?2"
+    );
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(params![now, limit], delivery)?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The ids and due times of the first `limit` pending deliveries, soonest first.
+pub(crate) fn next_due(conn: &Connection, limit: u64) -> Result<Vec<(String, i64)>, OutboxError> {
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows = conn
+        .prepare_cached(
+            "SELECT id, next_attempt_at FROM deliveries WHERE status = 'pending'
+             ORDER BY next_attempt_at, id LIMIT ?1",
+        )?
+        .query_map([limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The delivery log, newest first.
+pub(crate) fn list(
+    conn: &Connection,
+    filter: &DeliveryFilter,
+) -> Result<Vec<Delivery>, OutboxError> {
+    let sql = format!(
+        "SELECT {COLUMNS} FROM deliveries
+         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR webhook = ?2)
+         ORDER BY created_at DESC, id DESC LIMIT ?3"
+    );
+    let rows = conn
+        .prepare_cached(&sql)?
+        .query_map(
+            params![filter.status, filter.webhook, filter.limit],
+            delivery,
+        )?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// One delivery by id.
+pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Delivery>, OutboxError> {
+    let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1");
+    Ok(conn
+        .prepare_cached(&sql)?
+        .query_row([id], delivery)
+        .optional()?)
+}
+
+/// How many deliveries wait for an attempt.
+pub(crate) fn queue_depth(conn: &Connection) -> Result<u64, OutboxError> {
+    Ok(conn
+        .prepare_cached("SELECT count(*) FROM deliveries WHERE status = 'pending'")?
+        .query_row([], |r| r.get(0))?)
+}
+
+/// How many deliveries are in each state.
+pub(crate) fn counts(conn: &Connection) -> Result<StatusCounts, OutboxError> {
+    let mut counts = StatusCounts::default();
+    let mut stmt =
+        conn.prepare_cached("SELECT status, count(*) FROM deliveries GROUP BY status")?;
+    let rows = stmt.query_map([], |r| Ok((r.get::<_, Status>(0)?, r.get::<_, u64>(1)?)))?;
+    for row in rows {
+        let (status, n) = row?;
+        match status {
+            Status::Pending => counts.pending = n,
+            Status::Delivered => counts.delivered = n,
+            Status::Dead => counts.dead = n,
+        }
+    }
+    Ok(counts)
+}

@@ -1,0 +1,147 @@
+//! The outbox schema: connection settings and migrations tracked by `PRAGMA user_version`.
+
+use std::time::Duration;
+
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+
+use super::OutboxError;
+
+/// How long a connection waits for a lock before SQLite reports `SQLITE_BUSY`.
+///
+/// Only the writer thread writes, so waits are short (a checkpoint, another process at start-up).
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Migration steps, applied in order; step `i` moves the schema to `user_version = i + 1`.
+///
+/// Never edit a step that has shipped: append a new one.
+const MIGRATIONS: &[&str] = &[
+    // 1: events and their deliveries.
+    "
+    CREATE TABLE events (
+        id          TEXT PRIMARY KEY NOT NULL,
+        type        TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        received_at INTEGER NOT NULL
+    );
+    CREATE TABLE deliveries (
+        id               TEXT PRIMARY KEY NOT NULL,
+        event_id         TEXT NOT NULL REFERENCES events(id),
+        webhook          TEXT NOT NULL,
+        method           TEXT NOT NULL,
+        url              TEXT NOT NULL,
+        headers          TEXT NOT NULL,
+        body             BLOB,
+        secret_env       TEXT,
+        timeout_ms       INTEGER NOT NULL,
+        max_attempts     INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        status           TEXT NOT NULL CHECK (status IN ('pending', 'delivered', 'dead')),
+        next_attempt_at  INTEGER NOT NULL,
+        last_status_code INTEGER,
+        last_error       TEXT,
+        response_excerpt TEXT,
+        last_attempt_ms  INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL
+    );
+    CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
+    CREATE INDEX deliveries_event ON deliveries (event_id);
+    ",
+];
+
+/// The schema version this build writes.
+pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
+
+/// Opens the connection the writer thread owns, in WAL mode with full sync, and migrates it.
+///
+/// `synchronous = FULL`: every COMMIT fsyncs the WAL, so an acknowledged event survives power
+/// loss too, not only `kill -9`. Group commit amortises that fsync over every queued request.
+pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxError> {
+    let mut conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(OutboxError::NoWal(mode));
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// Opens a read-only connection for queries; WAL lets it read while the writer commits.
+pub(crate) fn open_reader(path: &std::path::Path) -> Result<Connection, OutboxError> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+        | OpenFlags::SQLITE_OPEN_NO_MUTEX
+        | OpenFlags::SQLITE_OPEN_URI;
+    let conn = Connection::open_with_flags(path, flags)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    Ok(conn)
+}
+
+/// Applies every migration newer than the file's `user_version`, each in its own transaction.
+fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
+    let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+    if found > VERSION {
+        return Err(OutboxError::SchemaTooNew {
+            found,
+            supported: VERSION,
+        });
+    }
+    for (step, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+        // IMMEDIATE: a second process migrating at the same time waits instead of interleaving.
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if current > step as i64 {
+            continue; // another process applied it while we waited for the lock
+        }
+        tx.execute_batch(sql)?;
+        tx.pragma_update(None, "user_version", step as i64 + 1)?;
+        tx.commit()?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn user_version(conn: &Connection) -> i64 {
+        conn.pragma_query_value(None, "user_version", |r| r.get(0))
+            .expect("user_version")
+    }
+
+    #[test]
+    fn fresh_file_is_migrated_and_reopen_is_idempotent() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox.db");
+        let conn = open_writer(&path).expect("first open");
+        assert_eq!(user_version(&conn), VERSION);
+        drop(conn);
+        let conn = open_writer(&path).expect("second open");
+        assert_eq!(user_version(&conn), VERSION);
+        let tables: i64 = conn
+            .query_row(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'table'
+                 AND name IN ('events', 'deliveries')",
+                [],
+                |r| r.get(0),
+            )
+            .expect("count tables");
+        assert_eq!(tables, 2);
+    }
+
+    #[test]
+    fn newer_schema_is_refused() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("outbox.db");
+        let conn = Connection::open(&path).expect("open");
+        conn.pragma_update(None, "user_version", VERSION + 1)
+            .expect("set version");
+        drop(conn);
+        match open_writer(&path) {
+            Err(OutboxError::SchemaTooNew { found, .. }) => assert_eq!(found, VERSION + 1),
+            other => panic!("expected SchemaTooNew, got {other:?}"),
+        }
+    }
+}

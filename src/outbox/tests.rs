@@ -1,0 +1,354 @@
+//! Outbox tests against a real SQLite file in a temporary folder.
+
+use super::*;
+
+fn event(id: &str, webhooks: &[&str]) -> NewEvent {
+    NewEvent {
+        id: id.to_owned(),
+        kind: "conversion".to_owned(),
+        body: format!(r#"{{"id":"{id}","type":"conversion"}}"#),
+        deliveries: webhooks
+            .iter()
+            .map(|w| NewDelivery {
+                webhook: (*w).to_owned(),
+                method: "POST".to_owned(),
+                url: format!("https://example.test/{w}?tx=1"),
+                headers: vec![
+                    StoredHeader::Literal {
+                        name: "X-Source".into(),
+                        value: "whc".into(),
+                    },
+                    StoredHeader::Env {
+                        name: "Authorization".into(),
+                        env: "HOOK_TOKEN".into(),
+                    },
+                ],
+                body: Some(b"{}".to_vec()),
+                secret_env: Some("HOOK_SECRET".into()),
+                timeout_ms: 5000,
+                max_attempts: 3,
+            })
+            .collect(),
+    }
+}
+
+fn open(dir: &tempfile::TempDir) -> Outbox {
+    Outbox::open(&dir.path().join("data/outbox.db")).expect("open outbox")
+}
+
+/// Far in the future: everything pending is due.
+const LATER: i64 = i64::MAX;
+
+#[tokio::test]
+async fn accept_due_deliver_lifecycle() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let accepted = outbox
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    assert_eq!(accepted.len(), 1);
+    assert!(!accepted[0].duplicate);
+    assert_eq!(accepted[0].deliveries.len(), 2);
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 2);
+
+    let due = outbox.due(LATER, 10).await.expect("due");
+    assert_eq!(due.len(), 2);
+    let first = &due[0];
+    assert_eq!(first.status, Status::Pending);
+    assert_eq!(first.attempts, 0);
+    assert_eq!(first.headers.len(), 2);
+    assert_eq!(first.secret_env.as_deref(), Some("HOOK_SECRET"));
+    // Claimed: not handed out twice, and not what the dispatcher should wait for.
+    assert!(outbox.due(LATER, 10).await.expect("due again").is_empty());
+    assert_eq!(outbox.next_due_at().await.expect("next"), None);
+
+    outbox
+        .record(
+            &first.id,
+            AttemptRecord::Delivered {
+                status_code: 204,
+                excerpt: Some("ok".into()),
+                elapsed_ms: 12,
+            },
+        )
+        .await
+        .expect("record delivered");
+    let stored = outbox.get(&first.id).await.expect("get").expect("exists");
+    assert_eq!(stored.status, Status::Delivered);
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.last_status_code, Some(204));
+    assert_eq!(stored.response_excerpt.as_deref(), Some("ok"));
+    assert_eq!(stored.last_attempt_ms, Some(12));
+    // A delivered delivery takes no more attempts.
+    let again = outbox
+        .record(
+            &first.id,
+            AttemptRecord::Delivered {
+                status_code: 200,
+                excerpt: None,
+                elapsed_ms: 1,
+            },
+        )
+        .await;
+    assert!(matches!(again, Err(OutboxError::NotPending(_))));
+
+    let counts = outbox.counts_by_status().await.expect("counts");
+    assert_eq!(
+        counts,
+        StatusCounts {
+            pending: 1,
+            delivered: 1,
+            dead: 0
+        }
+    );
+}
+
+#[tokio::test]
+async fn retry_then_dead_then_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+
+    let retry_at = now_ms() + 60_000;
+    outbox
+        .record(
+            &d.id,
+            AttemptRecord::Retry {
+                next_attempt_at: retry_at,
+                status_code: Some(503),
+                error: "HTTP 503".into(),
+                excerpt: Some("x".repeat(10_000)),
+                elapsed_ms: 40,
+            },
+        )
+        .await
+        .expect("record retry");
+    // Unclaimed after the record, but not due before its time.
+    assert!(outbox.due(now_ms(), 10).await.expect("due").is_empty());
+    assert_eq!(outbox.next_due_at().await.expect("next"), Some(retry_at));
+    let stored = outbox.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!(stored.attempts, 1);
+    assert_eq!(stored.status, Status::Pending);
+    assert_eq!(
+        stored.response_excerpt.map(|e| e.len()),
+        Some(EXCERPT_LIMIT)
+    );
+
+    let d = outbox.due(retry_at, 10).await.expect("due").remove(0);
+    outbox
+        .record(
+            &d.id,
+            AttemptRecord::Dead {
+                status_code: Some(404),
+                error: "HTTP 404".into(),
+                excerpt: None,
+                elapsed_ms: 5,
+            },
+        )
+        .await
+        .expect("record dead");
+    let stored = outbox.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Dead, 2));
+    assert_eq!(stored.last_error.as_deref(), Some("HTTP 404"));
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 0);
+
+    let dead = outbox
+        .list(DeliveryFilter {
+            status: Some(Status::Dead),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(dead.len(), 1);
+
+    assert!(outbox.replay(&d.id).await.expect("replay"));
+    assert!(!outbox.replay(&d.id).await.expect("replay twice"));
+    assert!(!outbox.replay("no-such-id").await.expect("replay unknown"));
+    let stored = outbox.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Pending, 0));
+    assert_eq!(outbox.due(now_ms(), 10).await.expect("due").len(), 1);
+}
+
+#[tokio::test]
+async fn duplicate_event_is_not_stored_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let first = outbox
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    // Again later, and twice within one call.
+    let second = outbox
+        .accept(vec![
+            event("e1", &["crm", "ads"]),
+            event("e2", &["crm"]),
+            event("e2", &["crm"]),
+        ])
+        .await
+        .expect("accept again");
+    assert!(second[0].duplicate);
+    assert_eq!(second[0].deliveries, first[0].deliveries);
+    assert!(!second[1].duplicate);
+    assert!(second[2].duplicate);
+    assert_eq!(second[2].deliveries, second[1].deliveries);
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 3);
+    assert_eq!(outbox.stats().events, 2);
+}
+
+#[tokio::test]
+async fn list_filters_newest_first() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    outbox
+        .accept(vec![event("e2", &["crm"])])
+        .await
+        .expect("accept");
+    let crm = outbox
+        .list(DeliveryFilter {
+            webhook: Some("crm".into()),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(crm.len(), 2);
+    assert_eq!(crm[0].event_id, "e2");
+    let one = outbox
+        .list(DeliveryFilter {
+            limit: 1,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(one.len(), 1);
+    assert!(outbox.get("nope").await.expect("get").is_none());
+}
+
+#[tokio::test]
+async fn prune_removes_old_delivered_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    let due = outbox.due(LATER, 10).await.expect("due");
+    outbox
+        .record(
+            &due[0].id,
+            AttemptRecord::Delivered {
+                status_code: 200,
+                excerpt: None,
+                elapsed_ms: 1,
+            },
+        )
+        .await
+        .expect("record");
+    assert_eq!(outbox.prune_delivered(0).await.expect("prune none"), 0);
+    assert_eq!(outbox.prune_delivered(LATER).await.expect("prune old"), 1);
+    assert!(outbox.get(&due[0].id).await.expect("get").is_none());
+    assert!(outbox.get(&due[1].id).await.expect("get").is_some());
+    // The event still has a pending delivery: it stays, and so does its dedup.
+    let again = outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+}
+
+#[tokio::test]
+async fn reopen_resumes_pending_and_keeps_schema() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let id = {
+        let outbox = open(&dir);
+        let accepted = outbox
+            .accept(vec![event("e1", &["crm"])])
+            .await
+            .expect("accept");
+        // Claimed when the process "stops": the claim must not survive.
+        assert_eq!(outbox.due(LATER, 10).await.expect("due").len(), 1);
+        accepted[0].deliveries[0].clone()
+    };
+    let outbox = open(&dir);
+    let due = outbox.due(now_ms(), 10).await.expect("due after reopen");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, id);
+    let version: i64 = Connection::open(outbox.path())
+        .and_then(|c| c.pragma_query_value(None, "user_version", |r| r.get(0)))
+        .expect("user_version");
+    assert_eq!(version, schema::VERSION);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_accepts_share_commits() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let before = outbox.stats();
+    // Another connection holds the write lock, so the writer's first batch waits on it while
+    // the other calls queue; once it is released the queue must drain in few transactions.
+    let blocker = Connection::open(outbox.path()).expect("open blocker");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let tasks: Vec<_> = (0..50)
+        .map(|i| {
+            let outbox = outbox.clone();
+            tokio::spawn(
+                async move { outbox.accept(vec![event(&format!("e{i}"), &["crm"])]).await },
+            )
+        })
+        .collect();
+    while outbox.stats().submitted - before.submitted < 50 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    blocker.execute_batch("COMMIT").expect("unlock");
+    for task in tasks {
+        let accepted = task.await.expect("join").expect("accept");
+        assert!(!accepted[0].duplicate);
+    }
+    let stats = outbox.stats();
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 50);
+    assert_eq!(stats.events - before.events, 50);
+    let commits = stats.commits - before.commits;
+    assert!(commits < 50, "50 concurrent accepts took {commits} commits");
+    // First batch: whatever was queued when the writer woke; second: all the rest.
+    assert!(commits <= 2, "expected at most 2 commits, got {commits}");
+}
+
+#[tokio::test]
+async fn changed_wakes_after_accept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    // The permit stored by the commit resolves this at once.
+    tokio::time::timeout(std::time::Duration::from_secs(5), outbox.changed())
+        .await
+        .expect("woken");
+}
+
+#[tokio::test]
+async fn bad_stored_data_is_an_error_not_a_panic() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let accepted = outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let id = &accepted[0].deliveries[0];
+    let conn = Connection::open(outbox.path()).expect("open");
+    conn.execute(
+        "UPDATE deliveries SET headers = 'not json', attempts = -1 WHERE id = ?1",
+        [id],
+    )
+    .expect("corrupt");
+    assert!(matches!(outbox.get(id).await, Err(OutboxError::Sqlite(_))));
+}

@@ -1,0 +1,321 @@
+//! The outbox's data: what goes in (events, deliveries), what comes out, and attempt outcomes.
+
+use std::fmt;
+use std::str::FromStr;
+
+use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
+use serde::{Deserialize, Serialize};
+
+/// The most of a target's response body kept with a delivery, in bytes.
+pub const EXCERPT_LIMIT: usize = 4096;
+
+/// An event to store, with the deliveries its matching webhooks rendered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewEvent {
+    /// The tracker's event id; a second event with the same id is a duplicate.
+    pub id: String,
+    /// The event type on the wire: `conversion`, `refund`, `event1`..`event10`.
+    pub kind: String,
+    /// The event as received, JSON text.
+    pub body: String,
+    /// One request per matching webhook; ignored when the event is a duplicate.
+    pub deliveries: Vec<NewDelivery>,
+}
+
+/// One rendered webhook request, ready to be sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewDelivery {
+    /// The webhook's name in the rules.
+    pub webhook: String,
+    /// HTTP method, `POST` or `GET`.
+    pub method: String,
+    /// The URL with its tokens substituted.
+    pub url: String,
+    /// Headers from the rule; values from the environment are kept as references.
+    pub headers: Vec<StoredHeader>,
+    /// The request body, `None` for a GET.
+    pub body: Option<Vec<u8>>,
+    /// The environment variable that holds the signing secret, never the secret itself.
+    pub secret_env: Option<String>,
+    /// The per-attempt deadline.
+    pub timeout_ms: u64,
+    /// How many attempts the rule allows before the delivery goes dead.
+    pub max_attempts: u32,
+}
+
+/// A header as stored: secrets stay in the environment and are resolved at send time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum StoredHeader {
+    /// A value written in the rule file, stored as is.
+    Literal {
+        /// Header name.
+        name: String,
+        /// Header value.
+        value: String,
+    },
+    /// A value read from an environment variable when the request is sent.
+    Env {
+        /// Header name.
+        name: String,
+        /// The environment variable holding the value.
+        env: String,
+    },
+}
+
+/// What the outbox answers for one accepted event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The tracker's event id.
+    pub id: String,
+    /// The id was already stored: nothing new was written.
+    pub duplicate: bool,
+    /// The delivery ids (idempotency keys) of this event: new ones, or for a duplicate the ones
+    /// stored the first time (minus any pruned since).
+    pub deliveries: Vec<String>,
+}
+
+/// Where a delivery is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Status {
+    /// Waiting for its next attempt (the first one included).
+    Pending,
+    /// A target answered 2xx.
+    Delivered,
+    /// Given up: a permanent failure or attempts exhausted. Can be replayed.
+    Dead,
+}
+
+impl Status {
+    /// The name stored in the database and shown on the admin API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Delivered => "delivered",
+            Status::Dead => "dead",
+        }
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A status name that is not `pending`, `delivered` or `dead`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("unknown delivery status `{0}` (expected pending, delivered or dead)")]
+pub struct UnknownStatus(pub String);
+
+impl FromStr for Status {
+    type Err = UnknownStatus;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "pending" => Ok(Status::Pending),
+            "delivered" => Ok(Status::Delivered),
+            "dead" => Ok(Status::Dead),
+            other => Err(UnknownStatus(other.to_owned())),
+        }
+    }
+}
+
+impl ToSql for Status {
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::from(self.as_str()))
+    }
+}
+
+impl FromSql for Status {
+    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
+        value
+            .as_str()?
+            .parse()
+            .map_err(|e| FromSqlError::Other(Box::new(e)))
+    }
+}
+
+/// A stored delivery with everything known about its attempts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivery {
+    /// The delivery id, a UUID v7; sent as the idempotency key on every attempt.
+    pub id: String,
+    /// The event that produced it.
+    pub event_id: String,
+    /// The webhook's name in the rules.
+    pub webhook: String,
+    /// HTTP method.
+    pub method: String,
+    /// The rendered URL.
+    pub url: String,
+    /// Headers, secrets as environment references.
+    pub headers: Vec<StoredHeader>,
+    /// The request body, `None` for a GET.
+    pub body: Option<Vec<u8>>,
+    /// The environment variable holding the signing secret.
+    pub secret_env: Option<String>,
+    /// The per-attempt deadline.
+    pub timeout_ms: u64,
+    /// Attempts allowed before going dead.
+    pub max_attempts: u32,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// Where the delivery is in its life.
+    pub status: Status,
+    /// When the next attempt is due, unix ms (meaningful while pending).
+    pub next_attempt_at: i64,
+    /// The HTTP status of the last attempt, if the target answered.
+    pub last_status_code: Option<u16>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// The first [`EXCERPT_LIMIT`] bytes of the last response body.
+    pub response_excerpt: Option<String>,
+    /// How long the last attempt took.
+    pub last_attempt_ms: Option<u64>,
+    /// When the delivery was stored, unix ms.
+    pub created_at: i64,
+    /// When the delivery last changed, unix ms.
+    pub updated_at: i64,
+}
+
+/// The outcome of one attempt, as the delivery worker reports it. Every outcome counts one attempt.
+///
+/// The outbox does not apply the retry policy: the worker compares `attempts` with
+/// `max_attempts` and reports `Dead` when they are used up.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AttemptRecord {
+    /// The target answered 2xx.
+    Delivered {
+        /// The HTTP status.
+        status_code: u16,
+        /// The start of the response body.
+        excerpt: Option<String>,
+        /// How long the attempt took.
+        elapsed_ms: u64,
+    },
+    /// A retryable failure: try again at `next_attempt_at`.
+    Retry {
+        /// When to try again, unix ms.
+        next_attempt_at: i64,
+        /// The HTTP status, if the target answered.
+        status_code: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// The start of the response body.
+        excerpt: Option<String>,
+        /// How long the attempt took.
+        elapsed_ms: u64,
+    },
+    /// Give up: the delivery goes to the dead letters.
+    Dead {
+        /// The HTTP status, if the target answered.
+        status_code: Option<u16>,
+        /// What went wrong.
+        error: String,
+        /// The start of the response body.
+        excerpt: Option<String>,
+        /// How long the attempt took.
+        elapsed_ms: u64,
+    },
+}
+
+/// Which deliveries the admin listing shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryFilter {
+    /// Only deliveries in this state.
+    pub status: Option<Status>,
+    /// Only deliveries of this webhook.
+    pub webhook: Option<String>,
+    /// At most this many, newest first.
+    pub limit: u32,
+}
+
+impl Default for DeliveryFilter {
+    fn default() -> Self {
+        DeliveryFilter {
+            status: None,
+            webhook: None,
+            limit: 100,
+        }
+    }
+}
+
+/// How many deliveries are in each state.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StatusCounts {
+    /// Waiting for an attempt.
+    pub pending: u64,
+    /// Done.
+    pub delivered: u64,
+    /// Given up.
+    pub dead: u64,
+}
+
+/// Counters of the writer thread, for metrics and for tests that check batching.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Write requests handed to the writer thread.
+    pub submitted: u64,
+    /// Transactions committed.
+    pub commits: u64,
+    /// Write requests answered (accept, record, replay, prune calls).
+    pub requests: u64,
+    /// Events stored (duplicates not counted).
+    pub events: u64,
+}
+
+/// Cuts `text` to at most [`EXCERPT_LIMIT`] bytes on a character boundary.
+pub(crate) fn excerpt(text: &str) -> &str {
+    if text.len() <= EXCERPT_LIMIT {
+        return text;
+    }
+    let mut end = EXCERPT_LIMIT;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_round_trips() {
+        for s in [Status::Pending, Status::Delivered, Status::Dead] {
+            assert_eq!(s.as_str().parse::<Status>(), Ok(s));
+        }
+        assert!("Pending".parse::<Status>().is_err());
+    }
+
+    #[test]
+    fn headers_serialize_as_references() {
+        let headers = vec![
+            StoredHeader::Literal {
+                name: "X-A".into(),
+                value: "1".into(),
+            },
+            StoredHeader::Env {
+                name: "Authorization".into(),
+                env: "TOKEN".into(),
+            },
+        ];
+        let json = serde_json::to_string(&headers).expect("serialize");
+        assert_eq!(
+            json,
+            r#"[{"name":"X-A","value":"1"},{"name":"Authorization","env":"TOKEN"}]"#
+        );
+        let back: Vec<StoredHeader> = serde_json::from_str(&json).expect("deserialize");
+        assert_eq!(back, headers);
+    }
+
+    #[test]
+    fn excerpt_cuts_on_char_boundary() {
+        let text = "é".repeat(EXCERPT_LIMIT);
+        let cut = excerpt(&text);
+        assert!(cut.len() <= EXCERPT_LIMIT);
+        assert!(cut.len() >= EXCERPT_LIMIT - 1);
+        assert_eq!(excerpt("short"), "short");
+    }
+}
