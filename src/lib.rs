@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod cli;
+pub mod deliver;
 pub mod engine;
 pub mod event;
 pub mod lang;

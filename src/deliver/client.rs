@@ -1,0 +1,158 @@
+//! The pooled HTTPS client that makes one attempt under one deadline.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::Full;
+use hyper::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::{Method, Request, Uri};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client as HyperClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use super::failure::{Target, describe};
+use super::outcome::{Attempt, Outcome, Response, SendError};
+use super::read::excerpt;
+use super::retry::parse_retry_after;
+
+/// How long an idle pooled connection is kept for the next attempt to the same target.
+const POOL_IDLE: Duration = Duration::from_secs(90);
+
+/// One request to send: the rendered URL, its headers and body, and the attempt's deadline.
+#[derive(Debug, Clone)]
+pub struct OutgoingRequest {
+    /// `GET` or `POST` (others are sent as given).
+    pub method: Method,
+    /// The rendered absolute `http://` or `https://` URL.
+    pub url: String,
+    /// Headers in sending order, usually from [`AttemptHeaders::build`](super::AttemptHeaders::build).
+    pub headers: Vec<(String, String)>,
+    /// The body, `None` to send none.
+    pub body: Option<Bytes>,
+    /// One deadline for connecting, the response headers and reading the body.
+    pub timeout: Duration,
+}
+
+/// The HTTP client every delivery goes through: HTTPS by rustls with the Mozilla roots, plain
+/// HTTP allowed, HTTP/1.1 and HTTP/2 (by ALPN), connections pooled per target.
+///
+/// Cloning is cheap and shares the pool. Redirects are never followed.
+#[derive(Clone, Debug)]
+pub struct Client {
+    inner: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+}
+
+impl Default for Client {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Client {
+    /// A client with its own connection pool.
+    pub fn new() -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false); // the TLS layer above takes https:// URLs
+        http.set_nodelay(true); // webhook requests are small: don't wait to fill packets
+        // ring named explicitly: rustls would panic picking a default if a second provider
+        // were ever compiled in. ring supports the safe default TLS versions, so this holds.
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .expect("ring supports TLS 1.2 and 1.3")
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let inner = HyperClient::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(https);
+        Self { inner }
+    }
+
+    /// Makes one attempt. Never panics and never fails: every problem is an [`Outcome::Failed`].
+    ///
+    /// The whole exchange runs under `req.timeout`; a body still arriving at the deadline makes
+    /// the attempt a timeout even though a status came, since the target's side never finished.
+    pub async fn send(&self, req: OutgoingRequest) -> Attempt {
+        let started = Instant::now();
+        let timeout = req.timeout;
+        let outcome = match build(req) {
+            Err(error) => Outcome::Failed(error),
+            Ok((request, target)) => {
+                match tokio::time::timeout(timeout, self.exchange(request, &target)).await {
+                    Ok(outcome) => outcome,
+                    Err(_) => Outcome::Failed(SendError::Timeout(timeout)),
+                }
+            }
+        };
+        Attempt {
+            outcome,
+            elapsed: started.elapsed(),
+        }
+    }
+
+    /// Sends the request and reads the capped answer.
+    async fn exchange(&self, request: Request<Full<Bytes>>, target: &Target) -> Outcome {
+        let response = match self.inner.request(request).await {
+            Ok(response) => response,
+            Err(error) => return Outcome::Failed(describe(&error, target)),
+        };
+        let (parts, body) = response.into_parts();
+        let retry_after = parts.headers.get(RETRY_AFTER).and_then(parse_retry_after);
+        let headers = parts
+            .headers
+            .iter()
+            .map(|(name, value)| {
+                let value = String::from_utf8_lossy(value.as_bytes()).into_owned();
+                (name.as_str().to_owned(), value)
+            })
+            .collect();
+        let read = excerpt(body).await;
+        Outcome::Response(Response {
+            status: parts.status.as_u16(),
+            headers,
+            excerpt: read.bytes,
+            truncated: read.truncated,
+            retry_after,
+        })
+    }
+}
+
+/// The hyper request and where it goes, or why it cannot be sent.
+fn build(req: OutgoingRequest) -> Result<(Request<Full<Bytes>>, Target), SendError> {
+    let invalid = SendError::InvalidRequest;
+    let uri: Uri = req
+        .url
+        .parse()
+        .map_err(|e| invalid(format!("`{}` is not a URL: {e}", req.url)))?;
+    let default_port = match uri.scheme_str() {
+        Some("https") => 443,
+        Some("http") => 80,
+        Some(other) => return Err(invalid(format!("unsupported scheme `{other}` in {uri}"))),
+        None => return Err(invalid(format!("`{}` is not an absolute URL", req.url))),
+    };
+    let host = match uri.host() {
+        Some(host) if !host.is_empty() => host.to_owned(),
+        _ => return Err(invalid(format!("no host in {uri}"))),
+    };
+    let port = uri.port_u16().unwrap_or(default_port);
+    let target = Target {
+        address: format!("{host}:{port}"),
+        host,
+    };
+    let mut builder = Request::builder().method(req.method).uri(uri);
+    for (name, value) in &req.headers {
+        // Checked one by one so the message names the header; CR/LF can never get through.
+        let name = HeaderName::from_bytes(name.as_bytes())
+            .map_err(|_| invalid(format!("`{name}` is not a valid header name")))?;
+        let value = HeaderValue::from_str(value)
+            .map_err(|_| invalid(format!("the value of header `{name}` is not valid")))?;
+        builder = builder.header(name, value);
+    }
+    let request = builder
+        .body(Full::new(req.body.unwrap_or_default()))
+        .map_err(|e| invalid(e.to_string()))?;
+    Ok((request, target))
+}

@@ -1,0 +1,24 @@
+//! Delivery: the HTTP client, the per-attempt deadline, retry policy, signing and verdicts.
+//!
+//! One attempt is [`Client::send`] of an [`OutgoingRequest`] whose headers come from
+//! [`AttemptHeaders::build`]; [`classify`] turns its [`Outcome`] into a [`Verdict`], and
+//! [`RetryPolicy::delay_after`] says when to try again. The outbox and the workers own the loop.
+
+mod client;
+mod failure;
+mod headers;
+mod outcome;
+mod read;
+mod retry;
+mod sign;
+
+pub use client::{Client, OutgoingRequest};
+pub use headers::{
+    AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, unix_now,
+};
+pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
+pub use read::{EXCERPT_LIMIT, READ_LIMIT};
+pub use retry::{
+    DEFAULT_JITTER, MAX_RETRY_AFTER, RetryPolicy, RetryPolicyError, parse_retry_after,
+};
+pub use sign::{SECRET_PREFIX, Secret, SecretError, sign, verify};
