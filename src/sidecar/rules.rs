@@ -1,0 +1,292 @@
+//! The live rule set: the compiled rules the sidecar serves, swapped whole on each good reload.
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use arc_swap::ArcSwap;
+use miette::{GraphicalReportHandler, GraphicalTheme};
+
+use crate::engine::RuleSet;
+use crate::engine::load;
+use crate::lang::{Diagnostic, Env};
+
+/// Width of rendered diagnostics, fixed so that logs and `/v1/rules` read the same everywhere.
+const RENDER_WIDTH: usize = 100;
+
+/// The rules being served and the history of their reloads.
+///
+/// Matching reads [`LiveRules::current`] once per request and keeps that `Arc` to the end, so a
+/// request finishes on the rules it started with while later ones see the new set.
+pub struct LiveRules {
+    paths: Vec<PathBuf>,
+    env: Arc<dyn Env + Send + Sync>,
+    rules: ArcSwap<RuleSet>,
+    state: Mutex<ReloadState>,
+    /// Serialises reloads (watcher and SIGHUP), so versions follow the order of the swaps.
+    reloading: Mutex<()>,
+}
+
+#[derive(Debug, Clone, Default)]
+struct ReloadState {
+    version: u64,
+    last_error: Option<String>,
+    last_error_at: Option<SystemTime>,
+    reloads_ok: u64,
+    reloads_failed: u64,
+}
+
+/// What `GET /v1/rules` shows: the rules being served and how the last reloads went.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RulesStatus {
+    /// 1 for the rules loaded at start, plus one per successful reload.
+    pub version: u64,
+    /// A short hash of the source files' names and contents.
+    pub hash: String,
+    /// The rule files the served set came from.
+    pub files: Vec<String>,
+    /// When the served set was compiled, RFC 3339 in UTC.
+    pub loaded_at: String,
+    /// The same instant in milliseconds since the Unix epoch.
+    pub loaded_at_ms: u64,
+    /// Every webhook of the served set, disabled ones included.
+    pub webhooks: Vec<WebhookStatus>,
+    /// The rendered diagnostics of the last reload, when it failed; cleared by a good reload.
+    pub last_error: Option<String>,
+    /// When the last reload failed, RFC 3339 in UTC.
+    pub last_error_at: Option<String>,
+    /// Successful reloads since start.
+    pub reloads_ok: u64,
+    /// Failed reloads since start.
+    pub reloads_failed: u64,
+}
+
+/// One webhook as the admin API lists it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct WebhookStatus {
+    /// Its name.
+    pub name: String,
+    /// The file it is written in.
+    pub file: String,
+    /// The line its name is on, from 1.
+    pub line: usize,
+    /// The wire names of the events that fire it: `conversion`, `refund`, `event3`.
+    pub events: Vec<String>,
+    /// Compiled but never fired.
+    pub disabled: bool,
+    /// `POST` or `GET`.
+    pub method: &'static str,
+    /// The URL template as written, tokens included.
+    pub url: String,
+}
+
+impl LiveRules {
+    /// Loads the rules at start. An error here is fatal to the caller: it gets the rendered
+    /// diagnostics and there is no previous set to fall back on.
+    pub fn load(paths: Vec<PathBuf>, env: Arc<dyn Env + Send + Sync>) -> Result<LiveRules, String> {
+        let rules = compile(&paths, &*env)?;
+        tracing::info!(
+            webhooks = rules.webhooks().len(),
+            files = rules.files.len(),
+            hash = %rules.hash,
+            "rules loaded"
+        );
+        Ok(LiveRules {
+            paths,
+            env,
+            rules: ArcSwap::from_pointee(rules),
+            state: Mutex::new(ReloadState {
+                version: 1,
+                ..ReloadState::default()
+            }),
+            reloading: Mutex::new(()),
+        })
+    }
+
+    /// The paths the rules are read from.
+    pub fn paths(&self) -> &[PathBuf] {
+        &self.paths
+    }
+
+    /// The rules to match a request against; keep the `Arc` for the whole request.
+    pub fn current(&self) -> Arc<RuleSet> {
+        self.rules.load_full()
+    }
+
+    /// The version of the served set: 1 at start, plus one per successful reload.
+    pub fn version(&self) -> u64 {
+        self.state().version
+    }
+
+    /// Recompiles the whole rules directory. On success the new set replaces the old one at
+    /// once; on error the old set keeps serving and the rendered diagnostics are recorded (see
+    /// [`LiveRules::status`]) and logged. Blocking: reads files.
+    pub fn reload(&self) -> Result<(), String> {
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        match compile(&self.paths, &*self.env) {
+            Ok(rules) => {
+                let (webhooks, hash) = (rules.webhooks().len(), rules.hash.clone());
+                // Swap and bump under the state lock so a status never pairs a set with
+                // another set's version.
+                let mut state = self.state();
+                self.rules.store(Arc::new(rules));
+                state.version += 1;
+                state.reloads_ok += 1;
+                state.last_error = None;
+                state.last_error_at = None;
+                tracing::info!(version = state.version, webhooks, %hash, "rules reloaded");
+                Ok(())
+            }
+            Err(rendered) => {
+                let mut state = self.state();
+                state.reloads_failed += 1;
+                state.last_error = Some(rendered.clone());
+                state.last_error_at = Some(SystemTime::now());
+                tracing::error!(
+                    version = state.version,
+                    "rules not reloaded, still serving version {}:\n{rendered}",
+                    state.version
+                );
+                Err(rendered)
+            }
+        }
+    }
+
+    /// A snapshot for the admin API.
+    pub fn status(&self) -> RulesStatus {
+        let state = self.state().clone();
+        let rules = self.current();
+        let webhooks = rules
+            .webhooks()
+            .iter()
+            .map(|w| WebhookStatus {
+                name: w.name.clone(),
+                file: w.source.name.clone(),
+                line: w.source.line_column(w.span.start).0,
+                events: w.events.kinds().map(|k| k.wire_name()).collect(),
+                disabled: w.disabled,
+                method: w.request.method.as_http(),
+                url: w.request.url.source.clone(),
+            })
+            .collect();
+        RulesStatus {
+            version: state.version,
+            hash: rules.hash.clone(),
+            files: rules.files.clone(),
+            loaded_at: rfc3339(rules.loaded_at),
+            loaded_at_ms: unix_ms(rules.loaded_at),
+            webhooks,
+            last_error: state.last_error,
+            last_error_at: state.last_error_at.map(rfc3339),
+            reloads_ok: state.reloads_ok,
+            reloads_failed: state.reloads_failed,
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, ReloadState> {
+        // The state is plain counters: a panic elsewhere cannot leave it half-written.
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+impl fmt::Debug for LiveRules {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LiveRules")
+            .field("paths", &self.paths)
+            .field("state", &*self.state())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Reads and compiles the rules; on error, the diagnostics rendered as text.
+fn compile(paths: &[PathBuf], env: &dyn Env) -> Result<RuleSet, String> {
+    let loaded = load::load(paths, env).map_err(|e| e.to_string())?;
+    for d in loaded.compiled.diagnostics.iter().filter(|d| !d.is_error()) {
+        let (line, column) = d.line_column();
+        tracing::warn!(code = d.code.as_str(), file = %d.source.name, line, column, "{}", d.message);
+    }
+    loaded.rule_set().ok_or_else(|| {
+        let errors: Vec<&Diagnostic> = loaded
+            .compiled
+            .diagnostics
+            .iter()
+            .filter(|d| d.is_error())
+            .collect();
+        render(&errors)
+    })
+}
+
+/// miette's graphical report of each error, without colour, then a count.
+fn render(errors: &[&Diagnostic]) -> String {
+    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
+        .with_width(RENDER_WIDTH);
+    let mut out = String::new();
+    for d in errors {
+        let before = out.len();
+        if handler.render_report(&mut out, *d).is_err() {
+            out.truncate(before);
+            let (line, column) = d.line_column();
+            out.push_str(&format!(
+                "{}:{line}:{column}: {}\n",
+                d.source.name, d.message
+            ));
+        }
+    }
+    let n = errors.len();
+    out.push_str(&format!("{n} error{}", if n == 1 { "" } else { "s" }));
+    out
+}
+
+fn unix_ms(t: SystemTime) -> u64 {
+    t.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
+/// `2025-01-31T12:34:56.789Z`.
+fn rfc3339(t: SystemTime) -> String {
+    let ms = unix_ms(t);
+    let (secs, millis) = (ms / 1000, ms % 1000);
+    let days = i64::try_from(secs / 86_400).unwrap_or(0);
+    let rem = secs % 86_400;
+    let (y, m, d) = civil_from_days(days);
+    format!(
+        "{y:04}-{m:02}-{d:02}T{:02}:{:02}:{:02}.{millis:03}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+/// Days since 1970-01-01 to a proleptic Gregorian date (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn rfc3339_formats_utc_with_millis() {
+        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000Z");
+        let t = UNIX_EPOCH + Duration::from_millis(1_709_210_096_789); // a leap day
+        assert_eq!(rfc3339(t), "2024-02-29T12:34:56.789Z");
+        let t = UNIX_EPOCH + Duration::from_secs(951_782_400); // 2000 is a leap year
+        assert_eq!(rfc3339(t), "2000-02-29T00:00:00.000Z");
+    }
+}
