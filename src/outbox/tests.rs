@@ -39,6 +39,12 @@ fn open(dir: &tempfile::TempDir) -> Outbox {
 /// Far in the future: everything pending is due.
 const LATER: i64 = i64::MAX;
 
+#[test]
+fn outbox_is_a_shareable_handle() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Outbox>();
+}
+
 #[tokio::test]
 async fn accept_due_deliver_lifecycle() {
     let dir = tempfile::tempdir().expect("tempdir");
