@@ -55,7 +55,11 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 /// Opens the connection the writer thread owns, in WAL mode with full sync, and migrates it.
 ///
 /// `synchronous = FULL`: every COMMIT fsyncs the WAL, so an acknowledged event survives power
-/// loss too, not only `kill -9`. Group commit amortises that fsync over every queued request.
+/// loss too, not only `kill -9` (WAL with NORMAL would survive only the latter). Group commit
+/// amortises that fsync over every queued request. Measured on the dev VM (release, 1 event +
+/// 1-2 deliveries per call): one caller at a time, FULL 0.9-3.2k accepts/s vs NORMAL 9.5k/s;
+/// 200 concurrent callers, FULL 16-34k/s vs NORMAL 21-26k/s (noisy, same order): under load
+/// the batching hides the fsync, so FULL costs little where it matters.
 pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;

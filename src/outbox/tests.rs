@@ -39,6 +39,12 @@ fn open(dir: &tempfile::TempDir) -> Outbox {
 /// Far in the future: everything pending is due.
 const LATER: i64 = i64::MAX;
 
+#[test]
+fn outbox_is_a_shareable_handle() {
+    fn shareable<T: Clone + Send + Sync + 'static>() {}
+    shareable::<Outbox>();
+}
+
 #[tokio::test]
 async fn accept_due_deliver_lifecycle() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -351,4 +357,129 @@ async fn bad_stored_data_is_an_error_not_a_panic() {
     )
     .expect("corrupt");
     assert!(matches!(outbox.get(id).await, Err(OutboxError::Sqlite(_))));
+}
+
+#[tokio::test]
+async fn answer_means_committed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let accepted = outbox
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    // Another connection sees the rows as soon as the answer arrives: they are committed.
+    let conn = Connection::open(outbox.path()).expect("open");
+    let (events, deliveries): (i64, i64) = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM events WHERE id = 'e1'),
+                    (SELECT count(*) FROM deliveries WHERE event_id = 'e1')",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("count");
+    assert_eq!((events, deliveries), (1, 2));
+    let headers: String = conn
+        .query_row(
+            "SELECT headers FROM deliveries WHERE id = ?1",
+            [&accepted[0].deliveries[0]],
+            |r| r.get(0),
+        )
+        .expect("headers");
+    assert!(headers.contains(r#""env":"HOOK_TOKEN""#), "{headers}");
+}
+
+#[tokio::test]
+async fn record_unknown_and_release() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let unknown = outbox
+        .record(
+            "no-such-id",
+            AttemptRecord::Dead {
+                status_code: None,
+                error: "x".into(),
+                excerpt: None,
+                elapsed_ms: 0,
+            },
+        )
+        .await;
+    assert!(matches!(unknown, Err(OutboxError::NotPending(id)) if id == "no-such-id"));
+
+    outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+    assert!(outbox.due(LATER, 10).await.expect("due").is_empty());
+    outbox.release(&d.id);
+    let again = outbox.due(LATER, 10).await.expect("due");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 0);
+}
+
+/// One dispatcher hands deliveries to concurrent workers that retry once, then deliver.
+/// No delivery may be handed out while a worker still holds it, and each takes two attempts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatcher_never_hands_out_a_delivery_twice() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let events: Vec<NewEvent> = (0..100)
+        .map(|i| event(&format!("e{i}"), &["crm", "ads"]))
+        .collect();
+    outbox.accept(events).await.expect("accept");
+
+    let in_flight = Arc::new(Mutex::new(HashSet::new()));
+    let mut workers = tokio::task::JoinSet::new();
+    loop {
+        let counts = outbox.counts_by_status().await.expect("counts");
+        if counts.delivered == 200 {
+            break;
+        }
+        for d in outbox.due(now_ms(), 16).await.expect("due") {
+            let fresh = in_flight.lock().expect("lock").insert(d.id.clone());
+            assert!(fresh, "{} handed out while in flight", d.id);
+            let outbox = outbox.clone();
+            let in_flight = Arc::clone(&in_flight);
+            workers.spawn(async move {
+                let record = if d.attempts == 0 {
+                    AttemptRecord::Retry {
+                        next_attempt_at: now_ms(),
+                        status_code: Some(500),
+                        error: "HTTP 500".into(),
+                        excerpt: None,
+                        elapsed_ms: 1,
+                    }
+                } else {
+                    AttemptRecord::Delivered {
+                        status_code: 200,
+                        excerpt: None,
+                        elapsed_ms: 1,
+                    }
+                };
+                // Leave the in-flight set before recording: the outbox may hand it out again
+                // as soon as the record committed.
+                in_flight.lock().expect("lock").remove(&d.id);
+                outbox.record(&d.id, record).await.expect("record");
+            });
+        }
+        while let Some(done) = workers.try_join_next() {
+            done.expect("worker");
+        }
+        tokio::task::yield_now().await;
+    }
+    while let Some(done) = workers.join_next().await {
+        done.expect("worker");
+    }
+    let all = outbox
+        .list(DeliveryFilter {
+            limit: 1000,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(all.len(), 200);
+    assert!(
+        all.iter().all(|d| d.attempts == 2),
+        "every delivery took 2 attempts"
+    );
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{Connection, Transaction, params};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::types::{AttemptRecord, NewEvent, Stats, Status, excerpt};
@@ -170,7 +170,9 @@ fn commit_batch(
         })
         .collect();
     let wakes = batch.iter().any(Request::may_make_due);
-    let mut tx = match conn.transaction() {
+    // IMMEDIATE: take the write lock up front (waiting on busy_timeout if another process holds
+    // it) instead of failing with SQLITE_BUSY when a read would upgrade to a write.
+    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
         Ok(tx) => tx,
         Err(e) => {
             let e = Arc::new(e);
