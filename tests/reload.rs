@@ -3,11 +3,13 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use tokio::sync::RwLock;
 use tokio_util::sync::CancellationToken;
 use whc::engine::RuleSet;
+use whc::event::Event;
 use whc::lang::Env;
 use whc::sidecar::{LiveRules, RulesStatus};
 
@@ -131,6 +133,12 @@ async fn add_break_and_fix_a_rule_file() {
     assert!(error.contains("b.whc"), "names the file:\n{error}");
     assert!(error.contains("1 error"), "counts the errors:\n{error}");
     assert!(broken.last_error_at.is_some());
+    let json = serde_json::to_value(&broken).expect("status serializes");
+    assert_eq!(json["last_error"], error);
+    assert_eq!(
+        json["webhooks"][1]["url"],
+        "https://b.example.com/refund?txn=[transaction]"
+    );
 
     // Fix it: a new version, the error cleared.
     let fixed_text = WEBHOOK_B.replace("txn=[transaction]", "txn=[transaction]&fixed=1");
@@ -218,4 +226,48 @@ async fn sighup_forces_a_reload() {
 
     cancel.cancel();
     watcher.await.expect("watcher task ends cleanly");
+}
+
+#[test]
+fn readers_never_fail_during_swaps() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    save(dir.path(), "a.whc", WEBHOOK_A);
+    let rules = LiveRules::load(vec![dir.path().to_path_buf()], env()).expect("valid");
+    let sale = Event::from_json_str(r#"{"type": "conversion", "revenue": 100}"#).expect("event");
+    let stop = AtomicBool::new(false);
+    const SWAPS: u64 = 40;
+
+    std::thread::scope(|s| {
+        let readers: Vec<_> = (0..2)
+            .map(|_| {
+                s.spawn(|| {
+                    let mut seen = 0u64;
+                    while !stop.load(Ordering::Relaxed) {
+                        let set = rules.current();
+                        let fired: Vec<_> = set.matching(&sale).map(|w| w.name.as_str()).collect();
+                        assert_eq!(fired, ["a_sales"], "every set fires A for a sale");
+                        let n = names(&set);
+                        assert!(n == ["a_sales"] || n == ["a_sales", "b_refunds"], "{n:?}");
+                        seen += 1;
+                    }
+                    seen
+                })
+            })
+            .collect();
+        for i in 0..SWAPS {
+            if i % 2 == 0 {
+                save(dir.path(), "b.whc", WEBHOOK_B);
+            } else {
+                std::fs::remove_file(dir.path().join("b.whc")).expect("remove");
+            }
+            rules.reload().expect("valid rules reload");
+        }
+        stop.store(true, Ordering::Relaxed);
+        for r in readers {
+            assert!(r.join().expect("reader did not panic") > 0);
+        }
+    });
+    let status = rules.status();
+    assert_eq!((status.version, status.reloads_ok), (1 + SWAPS, SWAPS));
+    assert_eq!(names(&rules.current()), ["a_sales"]);
 }
