@@ -3,6 +3,7 @@
 mod check;
 mod explain;
 mod output;
+mod serve;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -37,6 +38,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Show, for one event, which webhooks fire and why.
     Explain(explain::ExplainArgs),
+    /// Run the sidecar: take events, store them durably, fan them out to webhooks.
+    Serve(serve::ServeArgs),
 }
 
 /// Default rules directory.
@@ -51,6 +54,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args, color),
         Command::Explain(args) => explain::run(args, color),
+        Command::Serve(args) => serve::run(args, color),
     };
     match result {
         Ok(code) => code,

@@ -8,6 +8,7 @@ mod client;
 mod failure;
 mod headers;
 mod outcome;
+mod prepare;
 mod read;
 mod retry;
 mod sign;
@@ -17,6 +18,7 @@ pub use headers::{
     AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, unix_now,
 };
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
+pub use prepare::{Draft, MASK, PrepareError, Prepared, prepare};
 pub use read::{EXCERPT_LIMIT, READ_LIMIT};
 pub use retry::{
     DEFAULT_JITTER, MAX_RETRY_AFTER, RetryPolicy, RetryPolicyError, parse_retry_after,

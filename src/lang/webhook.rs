@@ -63,7 +63,7 @@ impl EventSet {
 }
 
 /// Where the sidecar reads values that must not live in rule files.
-pub trait Env {
+pub trait Env: Send + Sync {
     /// The value of a variable, if set.
     fn var(&self, name: &str) -> Option<String>;
 }

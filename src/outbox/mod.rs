@@ -24,7 +24,7 @@ use tokio::sync::{Notify, oneshot};
 
 pub use types::{
     Accepted, AttemptRecord, Delivery, DeliveryFilter, EXCERPT_LIMIT, NewDelivery, NewEvent, Stats,
-    Status, StatusCounts, StoredHeader, UnknownStatus,
+    Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
 };
 
 use writer::{Counters, Request};

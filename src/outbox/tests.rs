@@ -10,6 +10,7 @@ fn event(id: &str, webhooks: &[&str]) -> NewEvent {
         deliveries: webhooks
             .iter()
             .map(|w| NewDelivery {
+                id: new_delivery_id(),
                 webhook: (*w).to_owned(),
                 method: "POST".to_owned(),
                 url: format!("https://example.test/{w}?tx=1"),

@@ -25,6 +25,9 @@ pub struct NewEvent {
 /// One rendered webhook request, ready to be sent.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewDelivery {
+    /// The delivery id, a UUID v7 made when the request was rendered (the `[delivery]` token
+    /// and the idempotency key); see [`new_delivery_id`].
+    pub id: String,
     /// The webhook's name in the rules.
     pub webhook: String,
     /// HTTP method, `POST` or `GET`.
@@ -319,4 +322,9 @@ mod tests {
         assert!(cut.len() >= EXCERPT_LIMIT - 1);
         assert_eq!(excerpt("short"), "short");
     }
+}
+
+/// A fresh delivery id: a UUID v7, so ids sort by creation time.
+pub fn new_delivery_id() -> String {
+    uuid::Uuid::now_v7().to_string()
 }

@@ -303,7 +303,7 @@ fn accept(
         *stored += 1;
         let mut ids = Vec::with_capacity(event.deliveries.len());
         for d in &event.deliveries {
-            let id = uuid::Uuid::now_v7().to_string();
+            let id = d.id.clone();
             let headers = serde_json::to_string(&d.headers).map_err(OutboxError::Headers)?;
             let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
                 field: "timeout_ms",

@@ -1,9 +1,223 @@
-//! The sidecar: the live rule set with hot reload, and parsing of posted events.
+//! The sidecar (`whc serve`): ingest, durable outbox, fan-out, delivery, hot reload, admin API.
 
+pub mod admin;
+pub mod api;
+pub mod config;
+pub mod dispatch;
+pub mod fanout;
+pub mod http;
 pub mod ingest;
+pub mod metrics;
+pub mod proxy;
 pub mod rules;
+pub mod testsend;
 pub mod watch;
 
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use crate::deliver::Client;
+use crate::lang::Env;
+use crate::outbox::{Outbox, now_ms};
+
+pub use config::{Intercept, ServeConfig};
 pub use ingest::{BodyError, IngestError, parse_events, read_limited};
 pub use rules::{LiveRules, RulesStatus, WebhookStatus};
 pub use watch::DEFAULT_DEBOUNCE;
+
+use dispatch::Dispatcher;
+use metrics::Metrics;
+use proxy::UpstreamClient;
+
+/// What every request handler shares.
+pub struct State {
+    /// The settings.
+    pub config: ServeConfig,
+    /// The rules being served.
+    pub rules: Arc<LiveRules>,
+    /// The durable store.
+    pub outbox: Outbox,
+    /// Counters.
+    pub metrics: Arc<Metrics>,
+    /// Where secrets come from.
+    pub env: Arc<dyn Env + Send + Sync>,
+    /// The delivery client (shared with the Test button).
+    pub client: Client,
+    /// In proxy mode, the client to the upstream.
+    pub upstream: Option<UpstreamClient>,
+}
+
+/// Why the sidecar could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    /// The rules at start had errors (rendered diagnostics).
+    #[error("the rules have errors; the sidecar does not start on broken rules:\n{0}")]
+    Rules(String),
+    /// The outbox could not be opened.
+    #[error("cannot open the outbox in {path}: {source}")]
+    Outbox {
+        /// The data directory.
+        path: String,
+        /// Why.
+        source: crate::outbox::OutboxError,
+    },
+    /// A listener could not bind.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+/// A started sidecar.
+pub struct Running {
+    /// Where events (or proxied requests) are accepted.
+    pub addr: SocketAddr,
+    /// Where the admin API listens.
+    pub admin_addr: SocketAddr,
+    /// The shared state (for tests and the CLI).
+    pub state: Arc<State>,
+    cancel: CancellationToken,
+    tasks: JoinSet<()>,
+}
+
+impl Running {
+    /// A token that stops the sidecar when cancelled.
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+
+    /// Stops accepting, lets requests and attempts in flight finish, and waits for every task.
+    /// A task that panicked is reported as an error.
+    pub async fn shutdown(mut self) -> Result<(), String> {
+        self.cancel.cancel();
+        self.join().await
+    }
+
+    /// Waits until the sidecar stops (after its cancel token fires).
+    pub async fn join(&mut self) -> Result<(), String> {
+        let mut failures = Vec::new();
+        while let Some(result) = self.tasks.join_next().await {
+            if let Err(err) = result {
+                failures.push(err.to_string());
+            }
+        }
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            Err(failures.join("; "))
+        }
+    }
+}
+
+/// Loads the rules, opens the outbox, binds both listeners and starts every task.
+pub async fn start(
+    config: ServeConfig,
+    env: Arc<dyn Env + Send + Sync>,
+) -> Result<Running, ServeError> {
+    let rules = Arc::new(
+        LiveRules::load(config.rules.clone(), Arc::clone(&env)).map_err(ServeError::Rules)?,
+    );
+    let db = config.data.join("outbox.db");
+    let outbox = Outbox::open(&db).map_err(|source| ServeError::Outbox {
+        path: config.data.display().to_string(),
+        source,
+    })?;
+    let bind = |addr: SocketAddr| async move {
+        TcpListener::bind(addr)
+            .await
+            .map_err(|source| ServeError::Bind { addr, source })
+    };
+    let listener = bind(config.listen).await?;
+    let admin_listener = bind(config.admin_listen).await?;
+    let addr = listener.local_addr().map_err(|source| ServeError::Bind {
+        addr: config.listen,
+        source,
+    })?;
+    let admin_addr = admin_listener
+        .local_addr()
+        .map_err(|source| ServeError::Bind {
+            addr: config.admin_listen,
+            source,
+        })?;
+
+    let metrics = Arc::new(Metrics::default());
+    let client = Client::new();
+    let upstream = config.upstream.as_ref().map(|_| proxy::upstream_client());
+    let cancel = CancellationToken::new();
+    let grace = config.grace;
+    let state = Arc::new(State {
+        config,
+        rules: Arc::clone(&rules),
+        outbox: outbox.clone(),
+        metrics: Arc::clone(&metrics),
+        env: Arc::clone(&env),
+        client: client.clone(),
+        upstream,
+    });
+
+    let mut tasks = JoinSet::new();
+    let s = Arc::clone(&state);
+    tasks.spawn(http::serve(
+        listener,
+        move |req, _peer| api::handle(Arc::clone(&s), req),
+        cancel.clone(),
+        grace,
+    ));
+    let s = Arc::clone(&state);
+    tasks.spawn(http::serve(
+        admin_listener,
+        move |req, _peer| admin::handle(Arc::clone(&s), req),
+        cancel.clone(),
+        grace,
+    ));
+    let dispatcher = Arc::new(Dispatcher::new(
+        outbox.clone(),
+        client,
+        state.config.retry.clone(),
+        env,
+        metrics,
+        state.config.limits,
+    ));
+    tasks.spawn(dispatcher.run(cancel.clone(), grace));
+    let watcher = Arc::clone(&rules).watch_with(cancel.clone(), state.config.debounce);
+    tasks.spawn(async move {
+        if let Err(err) = watcher.await {
+            tracing::error!(%err, "rule watcher failed");
+        }
+    });
+    tasks.spawn(prune(outbox, state.config.retention, cancel.clone()));
+    tracing::info!(%addr, %admin_addr, rules = %rules.current().hash, "whc serve started");
+    Ok(Running {
+        addr,
+        admin_addr,
+        state,
+        cancel,
+        tasks,
+    })
+}
+
+/// Deletes delivered deliveries older than the retention period, hourly.
+async fn prune(outbox: Outbox, retention: Duration, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(Duration::from_secs(3600));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let before = now_ms() - retention.as_millis() as i64;
+                match outbox.prune_delivered(before).await {
+                    Ok(0) => {}
+                    Ok(n) => tracing::info!(deleted = n, "pruned delivered deliveries"),
+                    Err(err) => tracing::warn!(%err, "pruning failed"),
+                }
+            }
+            () = cancel.cancelled() => break,
+        }
+    }
+}

@@ -1,0 +1,159 @@
+//! `whc serve`: run the sidecar until Ctrl-C or SIGTERM.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Args, ValueEnum};
+
+use crate::deliver::RetryPolicy;
+use crate::lang::ProcessEnv;
+use crate::sidecar::{self, Intercept, ServeConfig};
+
+use super::default_rules;
+
+/// Log output format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// Lines for people.
+    Human,
+    /// One JSON object per line.
+    Json,
+}
+
+/// Arguments of `whc serve`.
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// The rules directory, watched and reloaded on change.
+    #[arg(long, default_value_os_t = default_rules())]
+    rules: PathBuf,
+    /// Where the tracker posts events (or, with --upstream, where its clients connect).
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: SocketAddr,
+    /// Where the admin API listens.
+    #[arg(long, default_value = "127.0.0.1:8788")]
+    admin_listen: SocketAddr,
+    /// The data directory; the outbox is `outbox.db` inside it.
+    #[arg(long, default_value = ".whc")]
+    data: PathBuf,
+    /// Proxy mode: forward every request to this URL (the tracker).
+    #[arg(long)]
+    upstream: Option<hyper::Uri>,
+    /// In proxy mode, a route whose bodies are events, as "METHOD /path" (repeatable).
+    #[arg(long, value_parser = Intercept::parse, default_value = "POST /v1/events")]
+    intercept: Vec<Intercept>,
+    /// Waits before each retry, e.g. "10s,30s,2m,10m,30m,1h,3h,6h" (the default).
+    #[arg(long, value_parser = |s: &str| RetryPolicy::parse(s).map_err(|e| e.to_string()))]
+    retry_schedule: Option<RetryPolicy>,
+    /// Require `Authorization: Bearer TOKEN` on event posts.
+    #[arg(long, env = "WHC_INGEST_TOKEN", hide_env_values = true)]
+    ingest_token: Option<String>,
+    /// Largest event body, in bytes.
+    #[arg(long, default_value_t = 1024 * 1024)]
+    max_body: usize,
+    /// Days delivered deliveries stay in the delivery log.
+    #[arg(long, default_value_t = 7)]
+    retention_days: u64,
+    /// Delivery attempts in flight, overall.
+    #[arg(long, default_value_t = 64)]
+    concurrency: usize,
+    /// Delivery attempts in flight to one endpoint.
+    #[arg(long, default_value_t = 8)]
+    per_endpoint: usize,
+    /// Seconds shutdown waits for requests and attempts in flight.
+    #[arg(long, default_value_t = 10)]
+    grace_seconds: u64,
+    /// Log format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
+}
+
+impl ServeArgs {
+    fn config(self) -> ServeConfig {
+        let mut config = ServeConfig::new(self.rules);
+        config.listen = self.listen;
+        config.admin_listen = self.admin_listen;
+        config.data = self.data;
+        config.upstream = self.upstream;
+        config.intercept = self.intercept;
+        if let Some(retry) = self.retry_schedule {
+            config.retry = retry;
+        }
+        config.ingest_token = self.ingest_token.filter(|t| !t.is_empty());
+        config.max_body = self.max_body;
+        config.retention = Duration::from_secs(self.retention_days * 24 * 3600);
+        config.limits.overall = self.concurrency.max(1);
+        config.limits.per_endpoint = self.per_endpoint.max(1);
+        config.grace = Duration::from_secs(self.grace_seconds);
+        config
+    }
+}
+
+fn init_logging(format: LogFormat, color: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.with_ansi(color).try_init(),
+    };
+}
+
+/// Runs the sidecar; exit 0 after a clean shutdown, 1 when it cannot start.
+pub fn run(args: ServeArgs, color: bool) -> Result<ExitCode, String> {
+    init_logging(args.log_format, color);
+    let config = args.config();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start the runtime: {e}"))?;
+    runtime.block_on(async move {
+        let mut running = match sidecar::start(config, Arc::new(ProcessEnv)).await {
+            Ok(running) => running,
+            Err(err) => {
+                eprintln!("error: {err}");
+                return Ok(ExitCode::FAILURE);
+            }
+        };
+        // One line on stdout for scripts and tests (the ports may have been chosen by the OS).
+        println!(
+            "whc serve: events on http://{}, admin on http://{}",
+            running.addr, running.admin_addr
+        );
+        let cancel = running.cancel_token();
+        tokio::spawn(async move {
+            wait_for_stop().await;
+            tracing::info!("stopping: finishing requests and attempts in flight");
+            cancel.cancel();
+        });
+        running
+            .join()
+            .await
+            .map_err(|e| format!("a sidecar task failed: {e}"))?;
+        tracing::info!("stopped");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            let _ = tokio::signal::ctrl_c().await;
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
+}

@@ -1,0 +1,122 @@
+//! Turning a stored delivery into the request of one attempt: environment values resolved,
+//! standard headers added, signed.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::lang::Env;
+use crate::outbox::StoredHeader;
+
+use super::client::OutgoingRequest;
+use super::headers::{AttemptHeaders, unix_now};
+use super::sign::Secret;
+
+/// What is needed to build one attempt, borrowed from a stored or freshly rendered delivery.
+#[derive(Debug, Clone, Copy)]
+pub struct Draft<'a> {
+    /// The delivery id (idempotency key, `webhook-id`).
+    pub id: &'a str,
+    /// `GET` or `POST`.
+    pub method: &'a str,
+    /// The rendered URL.
+    pub url: &'a str,
+    /// The rule's headers, environment values by reference.
+    pub headers: &'a [StoredHeader],
+    /// The body, for a POST.
+    pub body: Option<&'a [u8]>,
+    /// The variable holding the signing secret.
+    pub secret_env: Option<&'a str>,
+    /// The attempt's deadline.
+    pub timeout_ms: u64,
+    /// Mark the request as a test (`Whc-Test: true`).
+    pub test: bool,
+}
+
+/// A request ready to send, and its headers as they may be shown to a person.
+#[derive(Debug, Clone)]
+pub struct Prepared {
+    /// The request.
+    pub request: OutgoingRequest,
+    /// The same headers, values from the environment masked.
+    pub shown_headers: Vec<(String, String)>,
+}
+
+/// Why a delivery cannot be sent at all (retrying cannot help until the set-up changes).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PrepareError {
+    /// The signing secret's variable is not set: whc never sends unsigned instead.
+    #[error("signing secret `{0}` is not set; not sending unsigned")]
+    SecretUnset(String),
+    /// The signing secret is not usable.
+    #[error("signing secret in `{var}` is not usable: {reason}")]
+    SecretInvalid {
+        /// The variable.
+        var: String,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Shown instead of a value that came from the environment.
+pub const MASK: &str = "••••••";
+
+/// Builds one attempt's request.
+pub fn prepare(draft: &Draft<'_>, env: &dyn Env) -> Result<Prepared, PrepareError> {
+    let mut rule_headers = Vec::with_capacity(draft.headers.len());
+    let mut masked = Vec::new();
+    for h in draft.headers {
+        match h {
+            StoredHeader::Literal { name, value } => {
+                rule_headers.push((name.clone(), value.clone()))
+            }
+            StoredHeader::Env { name, env: var } => match env.var(var) {
+                Some(value) => {
+                    masked.push(name.clone());
+                    rule_headers.push((name.clone(), value));
+                }
+                None => {
+                    tracing::warn!(header = %name, %var, "environment variable not set; header left out")
+                }
+            },
+        }
+    }
+    let secret = match draft.secret_env {
+        None => None,
+        Some(var) => match env.var(var) {
+            None => return Err(PrepareError::SecretUnset(var.to_owned())),
+            Some(text) => Some(
+                Secret::parse(&text).map_err(|e| PrepareError::SecretInvalid {
+                    var: var.to_owned(),
+                    reason: e.to_string(),
+                })?,
+            ),
+        },
+    };
+    let headers = AttemptHeaders {
+        delivery_id: draft.id,
+        rule_headers: &rule_headers,
+        secret: secret.as_ref(),
+        timestamp: unix_now(),
+        body: draft.body,
+        test: draft.test,
+    }
+    .build();
+    let shown_headers = headers
+        .iter()
+        .map(|(n, v)| {
+            let secret = masked.iter().any(|m| m.eq_ignore_ascii_case(n));
+            (n.clone(), if secret { MASK.to_owned() } else { v.clone() })
+        })
+        .collect();
+    Ok(Prepared {
+        request: OutgoingRequest {
+            method: draft.method.parse().unwrap_or(hyper::Method::POST),
+            url: draft.url.to_owned(),
+            headers,
+            body: draft.body.map(Bytes::copy_from_slice),
+            timeout: Duration::from_millis(draft.timeout_ms),
+        },
+        shown_headers,
+    })
+}

@@ -1,0 +1,137 @@
+//! The admin listener: health, metrics, the rules being served, the delivery log, replays and
+//! the Test button.
+
+use std::sync::Arc;
+
+use hyper::body::Incoming;
+use hyper::{Method, Request, Response, StatusCode};
+use percent_encoding::percent_decode_str;
+use serde_json::json;
+
+use crate::outbox::{Delivery, DeliveryFilter, Status};
+
+use super::State;
+use super::http::{Body, error, json, text};
+use super::metrics::Gauges;
+use super::testsend;
+
+/// Handles one admin request.
+pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
+    let path = req.uri().path().to_owned();
+    let query = req.uri().query().unwrap_or("").to_owned();
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    match (req.method(), segments.as_slice()) {
+        (&Method::GET, ["healthz"]) => json(StatusCode::OK, &json!({ "status": "ok" })),
+        (&Method::GET, ["metrics"]) => metrics(&state).await,
+        (&Method::GET, ["v1", "rules"]) => json(
+            StatusCode::OK,
+            &serde_json::to_value(state.rules.status()).unwrap_or_default(),
+        ),
+        (&Method::GET, ["v1", "deliveries"]) => deliveries(&state, &query).await,
+        (&Method::GET, ["v1", "deliveries", id]) => match state.outbox.get(&decode(id)).await {
+            Ok(Some(d)) => json(StatusCode::OK, &delivery_json(&d)),
+            Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
+            Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        },
+        (&Method::POST, ["v1", "deliveries", id, "retry"]) => {
+            let id = decode(id);
+            match state.outbox.replay(&id).await {
+                Ok(true) => json(StatusCode::OK, &json!({ "id": id, "status": "pending" })),
+                Ok(false) => error(
+                    StatusCode::CONFLICT,
+                    format!(
+                        "delivery `{id}` is not dead (or does not exist); only dead deliveries are replayed"
+                    ),
+                ),
+                Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+            }
+        }
+        (&Method::POST, ["v1", "webhooks", name, "test"]) => {
+            test_button(&state, &decode(name)).await
+        }
+        _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+fn decode(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+async fn metrics(state: &State) -> Response<Body> {
+    let status = state.rules.status();
+    let gauges = Gauges {
+        queue_depth: state.outbox.queue_depth().await.unwrap_or(0),
+        reloads_ok: status.reloads_ok,
+        reloads_failed: status.reloads_failed,
+        rules_version: status.version,
+        webhooks: status.webhooks.len() as u64,
+    };
+    text(
+        StatusCode::OK,
+        state.metrics.render(gauges),
+        "text/plain; version=0.0.4",
+    )
+}
+
+async fn deliveries(state: &State, query: &str) -> Response<Body> {
+    let mut filter = DeliveryFilter::default();
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let value = decode(&value.replace('+', " "));
+        match key {
+            "status" if !value.is_empty() => match value.parse::<Status>() {
+                Ok(s) => filter.status = Some(s),
+                Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+            },
+            "webhook" if !value.is_empty() => filter.webhook = Some(value),
+            "limit" => match value.parse::<u32>() {
+                Ok(n) => filter.limit = n.clamp(1, 1000),
+                Err(_) => return error(StatusCode::BAD_REQUEST, "limit: expected a whole number"),
+            },
+            _ => {}
+        }
+    }
+    match state.outbox.list(filter).await {
+        Ok(list) => json(
+            StatusCode::OK,
+            &json!({ "deliveries": list.iter().map(delivery_json).collect::<Vec<_>>() }),
+        ),
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    }
+}
+
+/// A delivery as the admin API shows it; header values from the environment show the
+/// variable's name, never the value.
+pub fn delivery_json(d: &Delivery) -> serde_json::Value {
+    json!({
+        "id": d.id,
+        "event": d.event_id,
+        "webhook": d.webhook,
+        "method": d.method,
+        "url": d.url,
+        "headers": d.headers,
+        "body": d.body.as_deref().map(String::from_utf8_lossy),
+        "signed_with": d.secret_env,
+        "timeout_ms": d.timeout_ms,
+        "status": d.status,
+        "attempts": d.attempts,
+        "max_attempts": d.max_attempts,
+        "next_attempt_at": d.next_attempt_at,
+        "last_status_code": d.last_status_code,
+        "last_error": d.last_error,
+        "response_excerpt": d.response_excerpt,
+        "last_attempt_ms": d.last_attempt_ms,
+        "created_at": d.created_at,
+        "updated_at": d.updated_at,
+    })
+}
+
+async fn test_button(state: &State, name: &str) -> Response<Body> {
+    let rules = state.rules.current();
+    let Some(webhook) = rules.get(name) else {
+        return error(StatusCode::NOT_FOUND, format!("no webhook named `{name}`"));
+    };
+    let event = testsend::sample_event_for(webhook);
+    let report = testsend::run(&state.client, webhook, &event, state.env.as_ref(), false).await;
+    json(StatusCode::OK, &report.to_json())
+}
