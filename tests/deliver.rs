@@ -298,6 +298,30 @@ impl Body for Endless {
 }
 
 #[tokio::test]
+async fn a_target_that_is_not_http_says_so() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let _ = stream.read(&mut [0; 1024]).await.unwrap();
+        stream.write_all(b"SSH-2.0-OpenSSH_9.6\r\n").await.unwrap();
+        tokio::time::sleep(Duration::from_secs(5)).await;
+    });
+    let attempt = Client::new()
+        .send(post(format!("http://{addr}/"), "{}"))
+        .await;
+    let error = failure(&attempt.outcome);
+    assert!(
+        error
+            .to_string()
+            .starts_with(&format!("{addr} did not answer in HTTP")),
+        "{error}"
+    );
+    server.abort();
+}
+
+#[tokio::test]
 async fn a_refused_connection_says_so() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
@@ -451,4 +475,28 @@ async fn get_sends_no_body_and_connections_are_reused() {
     );
     assert_eq!(target.connections.load(Ordering::SeqCst), 1);
     target.stop();
+}
+
+#[tokio::test]
+async fn a_target_that_hangs_up_is_retried_with_a_clear_message() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            drop(stream);
+        }
+    });
+    let attempt = Client::new()
+        .send(post(format!("http://{addr}/"), "{}"))
+        .await;
+    assert_eq!(
+        *failure(&attempt.outcome),
+        SendError::Other(format!("{addr} closed the connection before answering"))
+    );
+    assert_eq!(
+        attempt.outcome.verdict(),
+        Verdict::Retry { retry_after: None }
+    );
+    server.abort();
 }

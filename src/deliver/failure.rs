@@ -46,11 +46,24 @@ pub(crate) fn describe(error: &(dyn StdError + 'static), target: &Target) -> Sen
         };
         return SendError::Connect(message);
     }
+    // hyper nests its errors ("canceled" around "incomplete message"): look at every one.
+    let hyper_errors = || {
+        chain
+            .iter()
+            .filter_map(|e| e.downcast_ref::<hyper::Error>())
+    };
+    let address = &target.address;
+    if hyper_errors().any(hyper::Error::is_incomplete_message) {
+        return SendError::Other(format!("{address} closed the connection before answering"));
+    }
+    if let Some(e) = hyper_errors().find(|e| e.is_parse() || e.is_parse_status()) {
+        return SendError::Other(format!("{address} did not answer in HTTP: {e}"));
+    }
     let text = chain_text(&chain);
     if is_connect(error) {
         SendError::Connect(format!("cannot connect to {}: {text}", target.address))
     } else {
-        SendError::Other(format!("{} failed: {text}", target.address))
+        SendError::Other(format!("request to {} failed: {text}", target.address))
     }
 }
 

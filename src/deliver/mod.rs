@@ -14,7 +14,7 @@ mod sign;
 
 pub use client::{Client, OutgoingRequest};
 pub use headers::{
-    AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, unix_now,
+    AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now,
 };
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
 pub use read::{EXCERPT_LIMIT, READ_LIMIT};
