@@ -14,7 +14,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::failure::{Target, describe};
 use super::outcome::{Attempt, Outcome, Response, SendError};
 use super::read::excerpt;
-use super::retry::parse_retry_after;
+use super::retry_after::parse_retry_after;
 
 /// How long an idle pooled connection is kept for the next attempt to the same target.
 const POOL_IDLE: Duration = Duration::from_secs(90);

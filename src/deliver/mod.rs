@@ -10,6 +10,7 @@ mod headers;
 mod outcome;
 mod read;
 mod retry;
+mod retry_after;
 mod sign;
 
 pub use client::{Client, OutgoingRequest};
@@ -18,7 +19,6 @@ pub use headers::{
 };
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
 pub use read::{EXCERPT_LIMIT, READ_LIMIT};
-pub use retry::{
-    DEFAULT_JITTER, MAX_RETRY_AFTER, RetryPolicy, RetryPolicyError, parse_retry_after,
-};
+pub use retry::{DEFAULT_JITTER, MAX_RETRY_AFTER, RetryPolicy, RetryPolicyError};
+pub use retry_after::parse_retry_after;
 pub use sign::{SECRET_PREFIX, Secret, SecretError, sign, verify};
