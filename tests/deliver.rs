@@ -500,3 +500,19 @@ async fn a_target_that_hangs_up_is_retried_with_a_clear_message() {
     );
     server.abort();
 }
+
+#[tokio::test]
+async fn an_unknown_host_says_so() {
+    // `.invalid` never resolves (RFC 6761), so this needs no network.
+    let attempt = Client::new()
+        .send(post("http://whc-test.invalid/".into(), "{}"))
+        .await;
+    let error = failure(&attempt.outcome);
+    assert!(matches!(error, SendError::Connect(_)), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("could not resolve host whc-test.invalid"),
+        "{error}"
+    );
+}

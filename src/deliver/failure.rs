@@ -41,8 +41,9 @@ pub(crate) fn describe(error: &(dyn StdError + 'static), target: &Target) -> Sen
             io::ErrorKind::ConnectionAborted => format!("connection aborted by {address}"),
             io::ErrorKind::HostUnreachable => format!("host {address} is unreachable"),
             io::ErrorKind::NetworkUnreachable => format!("network unreachable for {address}"),
-            io::ErrorKind::AddrNotAvailable => format!("cannot connect to {address}: {io}"),
-            _ => format!("cannot connect to {address}: {io}"),
+            _ if is_connect(error) => format!("cannot connect to {address}: {io}"),
+            // Connected, then the exchange broke: not a reachability problem.
+            _ => return SendError::Other(format!("request to {address} failed: {io}")),
         };
         return SendError::Connect(message);
     }
