@@ -1,5 +1,6 @@
 //! The pooled HTTPS client that makes one attempt under one deadline.
 
+use std::fmt;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,15 +13,18 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use super::failure::{Target, describe};
+use super::headers::masked;
 use super::outcome::{Attempt, Outcome, Response, SendError};
 use super::read::excerpt;
-use super::retry::parse_retry_after;
+use super::retry_after::parse_retry_after;
 
 /// How long an idle pooled connection is kept for the next attempt to the same target.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// One request to send: the rendered URL, its headers and body, and the attempt's deadline.
-#[derive(Debug, Clone)]
+///
+/// `Debug` masks credential-like headers (see [`masked`]), so logging a request leaks no token.
+#[derive(Clone)]
 pub struct OutgoingRequest {
     /// `GET` or `POST` (others are sent as given).
     pub method: Method,
@@ -32,6 +36,18 @@ pub struct OutgoingRequest {
     pub body: Option<Bytes>,
     /// One deadline for connecting, the response headers and reading the body.
     pub timeout: Duration,
+}
+
+impl fmt::Debug for OutgoingRequest {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("OutgoingRequest")
+            .field("method", &self.method)
+            .field("url", &self.url)
+            .field("headers", &masked(&self.headers))
+            .field("body", &self.body)
+            .field("timeout", &self.timeout)
+            .finish()
+    }
 }
 
 /// The HTTP client every delivery goes through: HTTPS by rustls with the Mozilla roots, plain
@@ -155,4 +171,23 @@ fn build(req: OutgoingRequest) -> Result<(Request<Full<Bytes>>, Target), SendErr
         .body(Full::new(req.body.unwrap_or_default()))
         .map_err(|e| invalid(e.to_string()))?;
     Ok((request, target))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_hides_credentials() {
+        let request = OutgoingRequest {
+            method: Method::POST,
+            url: "https://example.com/".into(),
+            headers: vec![("Authorization".into(), "Bearer s3cret".into())],
+            body: None,
+            timeout: Duration::from_secs(5),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("Bearer ***"), "{shown}");
+    }
 }

@@ -22,14 +22,18 @@ pub(crate) struct Target {
 /// not valid for host" tells the person far more than "connect error".
 pub(crate) fn describe(error: &(dyn StdError + 'static), target: &Target) -> SendError {
     let chain: Vec<&(dyn StdError + 'static)> = chain(error).collect();
-    if let Some(tls) = chain.iter().find_map(|e| find_rustls(*e)) {
+    if let Some(tls) = chain.iter().find_map(|e| e.downcast_ref::<rustls::Error>()) {
         return SendError::Tls(tls_message(tls, target));
     }
     if chain.iter().any(|e| e.to_string() == "dns error") {
         let cause = chain.last().map(|e| e.to_string()).unwrap_or_default();
         return SendError::Connect(format!("could not resolve host {}: {cause}", target.host));
     }
-    if let Some(io) = chain.iter().find_map(|e| e.downcast_ref::<io::Error>()) {
+    if let Some(io) = chain
+        .iter()
+        .rev()
+        .find_map(|e| e.downcast_ref::<io::Error>())
+    {
         let address = &target.address;
         let message = match io.kind() {
             io::ErrorKind::ConnectionRefused => format!("connection refused by {address}"),
@@ -37,38 +41,62 @@ pub(crate) fn describe(error: &(dyn StdError + 'static), target: &Target) -> Sen
             io::ErrorKind::ConnectionAborted => format!("connection aborted by {address}"),
             io::ErrorKind::HostUnreachable => format!("host {address} is unreachable"),
             io::ErrorKind::NetworkUnreachable => format!("network unreachable for {address}"),
-            io::ErrorKind::AddrNotAvailable => format!("cannot connect to {address}: {io}"),
-            io::ErrorKind::InvalidData if is_tls_garbage(&chain) => {
-                return SendError::Tls(format!("{address} does not speak TLS: {io}"));
-            }
-            _ => format!("cannot connect to {address}: {io}"),
+            _ if is_connect(error) => format!("cannot connect to {address}: {io}"),
+            // Connected, then the exchange broke: not a reachability problem.
+            _ => return SendError::Other(format!("request to {address} failed: {io}")),
         };
         return SendError::Connect(message);
+    }
+    // hyper nests its errors ("canceled" around "incomplete message"): look at every one.
+    let hyper_errors = || {
+        chain
+            .iter()
+            .filter_map(|e| e.downcast_ref::<hyper::Error>())
+    };
+    let address = &target.address;
+    if hyper_errors().any(hyper::Error::is_incomplete_message) {
+        return SendError::Other(format!("{address} closed the connection before answering"));
+    }
+    if let Some(e) = hyper_errors().find(|e| e.is_parse() || e.is_parse_status()) {
+        return SendError::Other(format!("{address} did not answer in HTTP: {e}"));
     }
     let text = chain_text(&chain);
     if is_connect(error) {
         SendError::Connect(format!("cannot connect to {}: {text}", target.address))
     } else {
-        SendError::Other(format!("{} failed: {text}", target.address))
+        SendError::Other(format!("request to {} failed: {text}", target.address))
     }
 }
 
 /// The error and all its sources, outermost first.
+///
+/// An `io::Error` wrapping another error reports that error's *source* as its own, skipping the
+/// wrapped error itself (where rustls's error sits), so the walk steps into `get_ref` instead.
 fn chain<'a>(
     error: &'a (dyn StdError + 'static),
 ) -> impl Iterator<Item = &'a (dyn StdError + 'static)> {
-    std::iter::successors(Some(error), |e: &&'a (dyn StdError + 'static)| {
-        (*e).source()
-    })
+    std::iter::successors(Some(error), |e: &&'a (dyn StdError + 'static)| step_in(*e))
+}
+
+/// The next error in the chain: the one an `io::Error` wraps, else the source.
+fn step_in<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a (dyn StdError + 'static)> {
+    match error
+        .downcast_ref::<io::Error>()
+        .and_then(io::Error::get_ref)
+    {
+        Some(inner) => Some(inner),
+        None => error.source(),
+    }
 }
 
 /// `a: b: c` without the generic wrappers hyper adds ("client error (Connect)").
 fn chain_text(chain: &[&(dyn StdError + 'static)]) -> String {
-    let parts: Vec<String> = chain
+    let mut parts: Vec<String> = chain
         .iter()
         .map(|e| e.to_string())
         .filter(|s| !s.starts_with("client error ("))
         .collect();
+    parts.dedup(); // an io::Error shows the same text as the error it wraps
     if parts.is_empty() {
         chain.first().map(|e| e.to_string()).unwrap_or_default()
     } else {
@@ -80,25 +108,6 @@ fn is_connect(error: &(dyn StdError + 'static)) -> bool {
     error
         .downcast_ref::<hyper_util::client::legacy::Error>()
         .is_some_and(|e| e.is_connect())
-}
-
-/// A rustls error, directly in the chain or inside an `io::Error` (which hides its inner error
-/// from `source()`).
-fn find_rustls<'a>(error: &'a (dyn StdError + 'static)) -> Option<&'a rustls::Error> {
-    error.downcast_ref::<rustls::Error>().or_else(|| {
-        error
-            .downcast_ref::<io::Error>()
-            .and_then(|io| io.get_ref())
-            .and_then(|inner| inner.downcast_ref::<rustls::Error>())
-    })
-}
-
-/// An `InvalidData` during connect is how tokio-rustls reports a peer that is not TLS.
-fn is_tls_garbage(chain: &[&(dyn StdError + 'static)]) -> bool {
-    chain.iter().any(|e| {
-        let text = e.to_string();
-        text.contains("corrupt message") || text.contains("InvalidContentType")
-    })
 }
 
 fn tls_message(error: &rustls::Error, target: &Target) -> String {

@@ -80,6 +80,38 @@ impl AttemptHeaders<'_> {
     }
 }
 
+/// Headers ready to show a person (`whc test`, logs): values of credential-like headers
+/// (`Authorization`, `Cookie`, names with `token`, `secret`, `password`, `api-key`/`apikey`) are
+/// replaced by `***`, keeping an `Authorization` scheme such as `Bearer`.
+pub fn masked(headers: &[(String, String)]) -> Vec<(String, String)> {
+    headers
+        .iter()
+        .map(|(name, value)| {
+            let value = if !is_sensitive(name) {
+                value.clone()
+            } else if let Some((scheme, _)) = value.split_once(' ') {
+                format!("{scheme} ***")
+            } else {
+                "***".into()
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
+/// Whether a header name looks like it carries a credential.
+fn is_sensitive(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "authorization" | "proxy-authorization" | "cookie" | "set-cookie"
+    ) || [
+        "token", "secret", "password", "api-key", "apikey", "api_key",
+    ]
+    .iter()
+    .any(|word| name.contains(word))
+}
+
 /// The current time in Unix seconds (0 if the clock is before 1970).
 pub fn unix_now() -> i64 {
     SystemTime::now()
@@ -174,6 +206,28 @@ mod tests {
                 ("User-Agent".to_string(), USER_AGENT.to_string()),
                 ("Idempotency-Key".to_string(), "dlv_3".to_string()),
                 ("content-type".to_string(), "text/plain".to_string()),
+            ]
+        );
+    }
+
+    #[test]
+    fn masks_credentials_but_not_the_rest() {
+        let pair = |n: &str, v: &str| (n.to_string(), v.to_string());
+        let shown = masked(&[
+            pair("Authorization", "Bearer abc123"),
+            pair("X-Api-Key", "k"),
+            pair("X-Auth-Token", "t"),
+            pair("Idempotency-Key", "dlv_1"),
+            pair("webhook-signature", "v1,abc"),
+        ]);
+        assert_eq!(
+            shown,
+            [
+                pair("Authorization", "Bearer ***"),
+                pair("X-Api-Key", "***"),
+                pair("X-Auth-Token", "***"),
+                pair("Idempotency-Key", "dlv_1"),
+                pair("webhook-signature", "v1,abc"),
             ]
         );
     }

@@ -11,16 +11,16 @@ mod outcome;
 mod prepare;
 mod read;
 mod retry;
+mod retry_after;
 mod sign;
 
 pub use client::{Client, OutgoingRequest};
 pub use headers::{
-    AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, unix_now,
+    AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now,
 };
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
 pub use prepare::{Draft, MASK, PrepareError, Prepared, prepare};
 pub use read::{EXCERPT_LIMIT, READ_LIMIT};
-pub use retry::{
-    DEFAULT_JITTER, MAX_RETRY_AFTER, RetryPolicy, RetryPolicyError, parse_retry_after,
-};
+pub use retry::{DEFAULT_JITTER, MAX_RETRY_AFTER, RetryPolicy, RetryPolicyError};
+pub use retry_after::parse_retry_after;
 pub use sign::{SECRET_PREFIX, Secret, SecretError, sign, verify};

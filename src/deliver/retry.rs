@@ -4,8 +4,6 @@ use std::fmt;
 use std::str::FromStr;
 use std::time::Duration;
 
-use hyper::header::HeaderValue;
-
 /// The longest wait a target's `Retry-After` can ask for; longer requests are cut to this.
 pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(60 * 60);
 
@@ -208,23 +206,11 @@ fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".into(),
-        _ if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
-        _ if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
-        _ if ms % 1_000 == 0 => format!("{}s", ms / 1_000),
+        _ if ms.is_multiple_of(3_600_000) => format!("{}h", ms / 3_600_000),
+        _ if ms.is_multiple_of(60_000) => format!("{}m", ms / 60_000),
+        _ if ms.is_multiple_of(1_000) => format!("{}s", ms / 1_000),
         _ => format!("{ms}ms"),
     }
-}
-
-/// Reads a `Retry-After` header given as delta-seconds (`Retry-After: 120`).
-///
-/// The HTTP-date form and anything unreadable give `None`: the schedule then decides alone.
-pub fn parse_retry_after(value: &HeaderValue) -> Option<Duration> {
-    let text = value.to_str().ok()?.trim();
-    if text.is_empty() || !text.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
-    }
-    // More digits than u64 holds is still "a very long time"; the clamp cuts it anyway.
-    Some(Duration::from_secs(text.parse().unwrap_or(u64::MAX)))
 }
 
 #[cfg(test)]
@@ -351,18 +337,5 @@ mod tests {
             RetryPolicy::try_new(policy.schedule.clone(), policy.jitter),
             Ok(policy)
         );
-    }
-
-    #[test]
-    fn reads_delta_seconds_retry_after() {
-        let read = |s: &str| parse_retry_after(&HeaderValue::from_str(s).unwrap());
-        assert_eq!(read("7"), Some(secs(7)));
-        assert_eq!(read(" 120 "), Some(secs(120)));
-        assert_eq!(read("0"), Some(secs(0)));
-        assert_eq!(read("99999999999999999999999"), Some(secs(u64::MAX)));
-        assert_eq!(read("Wed, 21 Oct 2015 07:28:00 GMT"), None);
-        assert_eq!(read("-5"), None);
-        assert_eq!(read("1.5"), None);
-        assert_eq!(read(""), None);
     }
 }
