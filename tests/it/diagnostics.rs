@@ -228,3 +228,27 @@ fn warning_fixtures_still_compile_their_webhook() {
         assert_eq!(compiled.webhooks.len(), 1, "{name}");
     }
 }
+
+#[test]
+fn rules_that_can_fire_get_no_warning() {
+    for condition in [
+        "revenue > 50 and revenue < 60",
+        "revenue >= 10 and revenue <= 10",
+        "revenue > 10 or revenue < 5",
+        r#"country == "US" and country == "us""#,
+        r#"first.country == "US" and last.country == "CA""#,
+        r#"utm_source != "a" and utm_source != "b""#,
+        r#"country in ["US", "CA"] and country == "ca""#,
+        r#"utm_source == "a" and utm_medium == "a""#,
+        "isFromGoogleAds and not isFromFacebookAds",
+        "not (revenue > 50) and revenue > 10",
+        "qualityScore is set and qualityScore > 3",
+    ] {
+        let text = format!(
+            "webhook w {{\n    on conversion\n    when {condition}\n    post \"https://x.test/\"\n}}\n"
+        );
+        let sources = vec![Arc::new(SourceFile::new("w.whc", text))];
+        let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
+        assert_eq!(codes(&compiled), Vec::<&str>::new(), "{condition}");
+    }
+}
