@@ -127,7 +127,7 @@ fn codes(compiled: &Compiled) -> Vec<&'static str> {
 }
 
 #[test]
-fn each_fixture_renders_as_checked_in() {
+fn fixture() {
     insta::glob!("../diagnostics", "*.whc", |path| {
         let name = path.file_name().unwrap().to_str().unwrap();
         let compiled = compile(&[name]);
