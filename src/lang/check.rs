@@ -626,7 +626,10 @@ impl Checker<'_> {
                     )),
                     Op::StartsWith => Check::StartsWith(single.clone().into_boxed_str()),
                     Op::EndsWith => Check::EndsWith(single.clone().into_boxed_str()),
-                    Op::Matches => Check::Matches(self.regex(&texts[0])?),
+                    Op::Matches => Check::Matches(self.regex(
+                        &texts[0],
+                        field.field() == Field::Click(ClickField::Country),
+                    )?),
                     Op::In | Op::NotIn => {
                         let ignore_case = field.field() == Field::Click(ClickField::Country);
                         Check::TextIn(TextSet::new(texts.iter().map(|t| t.0.clone()), ignore_case))
@@ -720,9 +723,11 @@ impl Checker<'_> {
         }
     }
 
+    /// Compiles a `matches` pattern; `ignore_case` for `country`, which compares ignoring case.
     fn regex(
         &mut self,
         (pattern, span, lit): &(String, Span, Option<&StringLit>),
+        ignore_case: bool,
     ) -> Option<regex::Regex> {
         if let Err(err) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
             let e = err.span();
@@ -741,6 +746,7 @@ impl Checker<'_> {
             return None;
         }
         match regex::RegexBuilder::new(pattern)
+            .case_insensitive(ignore_case)
             .size_limit(1 << 20)
             .build()
         {

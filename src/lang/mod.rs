@@ -49,7 +49,7 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     for source in files {
         let (file, syntax_errors) = parse::parse_file(&source.text);
         for e in syntax_errors {
-            let mut d = Diagnostic::new(Code::Syntax, source, e.span, "here", e.message);
+            let mut d = Diagnostic::new(Code::Syntax, source, e.span, e.label, e.message);
             if e.expected.len() > 1 {
                 d = d.with_help(format!("expected one of: {}", e.expected.join("; ")));
             }

@@ -19,6 +19,8 @@ pub struct SyntaxError {
     pub span: Span,
     /// "expected ..., found ..." in plain words.
     pub message: String,
+    /// What to say at `span`.
+    pub label: &'static str,
     /// The phrases of what would have been accepted.
     pub expected: Vec<&'static str>,
 }
@@ -492,17 +494,89 @@ fn syntax_error(err: &pest::error::Error<Rule>, text: &str, offset: usize) -> Sy
             }
         }
     }
-    let (found_span, found) = found_at(text, pos);
+    if let Some(len) = unclosed_string_len(&text[pos..]) {
+        return SyntaxError {
+            span: Span::new(pos + offset, pos + len + offset),
+            message: "this quoted string is never closed; end it with `\"` on the same line"
+                .to_owned(),
+            label: "not closed",
+            expected: vec!["a quoted string"],
+        };
+    }
+    let (mut found_span, found) = found_at(text, pos);
     let message = match expected.as_slice() {
         [] => format!("unexpected {found}"),
         [one] => format!("expected {one}, found {found}"),
         [init @ .., last] => format!("expected {} or {last}, found {found}", init.join(", ")),
     };
+    let mut label = "here";
+    // At the end of the file there is nothing to point at; the unclosed `{` says more.
+    if pos == text.len()
+        && expected.contains(&"`}`")
+        && let Some(open) = unclosed_brace(text)
+    {
+        found_span = Span::new(open, open + 1);
+        label = "this `{` is never closed";
+    }
     SyntaxError {
         span: Span::new(found_span.start + offset, found_span.end + offset),
         message,
+        label,
         expected,
     }
+}
+
+/// When `rest` starts with a `"` that is not closed on its line: the length up to the line's end.
+fn unclosed_string_len(rest: &str) -> Option<usize> {
+    let mut chars = rest.char_indices();
+    if chars.next()?.1 != '"' {
+        return None;
+    }
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '"' => return None,
+            '\\' => {
+                chars.next();
+            }
+            '\n' => return Some(rest[..i].trim_end_matches('\r').len()),
+            _ => {}
+        }
+    }
+    Some(rest.len())
+}
+
+/// The byte offset of the last `{` never closed, outside strings and comments.
+fn unclosed_brace(text: &str) -> Option<usize> {
+    let mut open = Vec::new();
+    let mut chars = text.char_indices();
+    while let Some((i, c)) = chars.next() {
+        match c {
+            '{' => open.push(i),
+            '}' => {
+                open.pop();
+            }
+            '"' => {
+                while let Some((_, c)) = chars.next() {
+                    match c {
+                        '"' | '\n' => break,
+                        '\\' => {
+                            chars.next();
+                        }
+                        _ => {}
+                    }
+                }
+            }
+            '#' => {
+                for (_, c) in chars.by_ref() {
+                    if c == '\n' {
+                        break;
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    open.pop()
 }
 
 #[cfg(test)]

@@ -1,0 +1,330 @@
+//! The `whc` binary: `whc check` and `whc explain` run as a user runs them, on temporary dirs.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+use tempfile::TempDir;
+
+const CLEAN: &str = r#"
+webhook facebook_big_sales {
+    on conversion
+    when first.utm_source equals "facebook"
+    when revenue greater than 50
+    when last.country equals "US"
+    post "https://api.example.com/track?amount=[revenue]&txn=[transaction]"
+}
+"#;
+
+/// A rules directory holding the given files.
+fn rules(files: &[(&str, &str)]) -> TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, text) in files {
+        let path = dir.path().join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, text).unwrap();
+    }
+    dir
+}
+
+/// Runs `whc` with arguments in a directory, with no colour and no rule-related variables.
+fn whc(dir: &Path, args: &[&str]) -> Output {
+    whc_with_env(dir, args, &[])
+}
+
+fn whc_with_env(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_whc"));
+    cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+fn stdout(out: &Output) -> String {
+    String::from_utf8(out.stdout.clone()).unwrap()
+}
+
+fn json(out: &Output) -> Value {
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(out)))
+}
+
+#[track_caller]
+fn assert_exit(out: &Output, code: i32) {
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(out),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn check_exits_0_on_clean_rules() {
+    let dir = rules(&[("rules/sales.whc", CLEAN)]);
+    let out = whc(dir.path(), &["check"]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("ok: 1 webhooks in 1 file"),
+        "{}",
+        stdout(&out)
+    );
+    let out = whc(
+        dir.path(),
+        &["check", "rules", "--format", "json", "--deny-warnings"],
+    );
+    assert_exit(&out, 0);
+    assert_eq!(json(&out), serde_json::json!([]));
+}
+
+#[test]
+fn check_exits_1_on_errors() {
+    let dir = rules(&[(
+        "bad.whc",
+        "webhook w {\n    on conversion\n    when revenue contains \"5\"\n    post \"https://x.test/\"\n}\n",
+    )]);
+    let out = whc(dir.path(), &["check", "bad.whc"]);
+    assert_exit(&out, 1);
+    let text = stdout(&out);
+    assert!(text.contains("whc::operator_type"), "{text}");
+    assert!(text.contains("1 error, 0 warnings in 1 file"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour when piped: {text:?}");
+}
+
+#[test]
+fn warnings_exit_0_unless_denied() {
+    let dir = rules(&[(
+        "http.whc",
+        "webhook w {\n    on conversion\n    post \"http://api.example.com/\"\n}\n",
+    )]);
+    let out = whc(dir.path(), &["check", "."]);
+    assert_exit(&out, 0);
+    assert!(
+        stdout(&out).contains("0 errors, 1 warning in 1 file"),
+        "{}",
+        stdout(&out)
+    );
+    let out = whc(dir.path(), &["check", ".", "--deny-warnings"]);
+    assert_exit(&out, 1);
+    let out = whc(
+        dir.path(),
+        &["check", ".", "--deny-warnings", "--format", "json"],
+    );
+    assert_exit(&out, 1);
+    assert_eq!(json(&out)[0]["severity"], "warning");
+    assert_eq!(json(&out)[0]["code"], "whc::insecure_url");
+}
+
+#[test]
+fn json_lists_every_problem_with_one_based_positions() {
+    let text = "\
+webhook one {
+    on conversion
+    when utm_sorce equals \"facebook\"
+    post \"https://x.test/1\"
+}
+
+webhook two {
+    on conversoin
+    post \"https://x.test/2\"
+}
+
+webhook three {
+    on refund
+\twhen revenue > \"50\"
+    post \"https://x.test/[revenu]\"
+}
+";
+    let dir = rules(&[("three.whc", text)]);
+    let out = whc(dir.path(), &["check", "three.whc", "--format", "json"]);
+    assert_exit(&out, 1);
+    let list = json(&out);
+    let list = list.as_array().expect("one JSON array");
+    let got: Vec<(&str, &str, u64, u64)> = list
+        .iter()
+        .map(|d| {
+            (
+                d["code"].as_str().unwrap(),
+                d["severity"].as_str().unwrap(),
+                d["line"].as_u64().unwrap(),
+                d["column"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("whc::unknown_field", "error", 3, 10),
+            ("whc::unknown_event", "error", 8, 8),
+            ("whc::literal_type", "error", 14, 17),
+            ("whc::unknown_token", "error", 15, 26),
+        ]
+    );
+    for d in list {
+        let keys: Vec<&str> = d.as_object().unwrap().keys().map(String::as_str).collect();
+        let mut keys = keys;
+        keys.sort();
+        assert_eq!(
+            keys,
+            [
+                "code", "column", "file", "help", "line", "message", "severity"
+            ]
+        );
+        assert_eq!(d["file"], "three.whc");
+    }
+    assert_eq!(list[0]["message"], "unknown field `utm_sorce`");
+    assert!(
+        list[0]["help"]
+            .as_str()
+            .unwrap()
+            .starts_with("the fields are")
+    );
+}
+
+#[test]
+fn every_file_of_a_directory_is_checked_in_one_run() {
+    let dir = rules(&[
+        (
+            "rules/a.whc",
+            "webhook a {\n    on conversoin\n    post \"https://x.test/\"\n}\n",
+        ),
+        ("rules/nested/b.whc", "webhook b {\n    on refund\n}\n"),
+        ("rules/.hidden.whc", "this is not checked"),
+        ("rules/notes.txt", "nor is this"),
+    ]);
+    let out = whc(dir.path(), &["check", "--format", "json"]);
+    assert_exit(&out, 1);
+    let list = json(&out);
+    let files: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["file"].as_str().unwrap())
+        .collect();
+    assert_eq!(files, ["rules/a.whc", "rules/nested/b.whc"]);
+}
+
+#[test]
+fn check_on_a_missing_path_is_a_usage_error() {
+    let dir = rules(&[]);
+    let out = whc(dir.path(), &["check", "nope"]);
+    assert_exit(&out, 2);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("nope"));
+}
+
+#[test]
+fn explain_json_shows_each_condition_and_the_url() {
+    let dir = rules(&[
+        ("rules/sales.whc", CLEAN),
+        (
+            "rules/refunds.whc",
+            "webhook refunds {\n    on refund\n    when revenue > 1\n    post \"https://x.test/r\"\n}\n",
+        ),
+        (
+            "event.json",
+            r#"{"type": "conversion", "revenue": "60", "transaction": "a&b=c d",
+                "firstClick": {"utm_source": "facebook", "country": "DE"},
+                "lastClick": {"utm_source": "google", "country": "us"}}"#,
+        ),
+    ]);
+    let out = whc(
+        dir.path(),
+        &[
+            "explain",
+            "--rules",
+            "rules",
+            "event.json",
+            "--format",
+            "json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let list = json(&out);
+    let by_name = |name: &str| {
+        list.as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["webhook"] == name)
+            .unwrap_or_else(|| panic!("no report for {name}: {list}"))
+            .clone()
+    };
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let sales = &by_name("facebook_big_sales");
+    assert_eq!(sales["webhook"], "facebook_big_sales");
+    assert_eq!(sales["fires"], true);
+    assert_eq!(
+        sales["url"],
+        "https://api.example.com/track?amount=60&txn=a%26b%3Dc%20d"
+    );
+    assert_eq!(
+        sales["conditions"],
+        serde_json::json!([
+            {"condition": "first.utm_source equals \"facebook\"", "value": "\"facebook\" (first click)", "holds": true},
+            {"condition": "revenue greater than 50", "value": "60", "holds": true},
+            {"condition": "last.country equals \"US\"", "value": "\"us\" (last click)", "holds": true},
+        ])
+    );
+    let refunds = &by_name("refunds");
+    assert_eq!(refunds["webhook"], "refunds");
+    assert_eq!(refunds["fires"], false);
+    assert_eq!(refunds["url"], Value::Null);
+
+    // The human form says the same.
+    let out = whc(dir.path(), &["explain", "--rules", "rules", "event.json"]);
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("facebook_big_sales: fires"), "{text}");
+    assert!(text.contains("(read \"facebook\" (first click))"), "{text}");
+    assert!(
+        text.contains("refunds: does not fire: listens to refund"),
+        "{text}"
+    );
+}
+
+#[test]
+fn explain_refuses_a_bad_event_or_broken_rules() {
+    let dir = rules(&[
+        ("rules/sales.whc", CLEAN),
+        (
+            "bad_event.json",
+            r#"{"type": "conversion", "revenue": "lots"}"#,
+        ),
+        (
+            "broken/x.whc",
+            "webhook x {\n    on sale\n    post \"https://x.test/\"\n}\n",
+        ),
+        ("event.json", r#"{"type": "refund"}"#),
+    ]);
+    let out = whc(
+        dir.path(),
+        &["explain", "--rules", "rules", "bad_event.json"],
+    );
+    assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("revenue"), "names the key: {err}");
+    let out = whc(dir.path(), &["explain", "--rules", "broken", "event.json"]);
+    assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("whc::unknown_event"), "{err}");
+}
+
+#[test]
+fn the_bundled_rules_check_clean() {
+    let bundled = concat!(env!("CARGO_MANIFEST_DIR"), "/rules");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    // The only acceptable problems are unset variables; set those and check again.
+    let out = whc(here, &["check", bundled, "--format", "json"]);
+    assert_exit(&out, 0);
+    let mut vars = Vec::new();
+    for d in json(&out).as_array().unwrap() {
+        assert_eq!(d["code"], "whc::env_unset", "{d}");
+        let message = d["message"].as_str().unwrap();
+        let var = message.split('`').nth(1).unwrap().to_owned();
+        vars.push((var, "test-value".to_owned()));
+    }
+    let out = whc_with_env(here, &["check", bundled, "--deny-warnings"], &vars);
+    assert_exit(&out, 0);
+    assert!(stdout(&out).contains("no problems"), "{}", stdout(&out));
+}

@@ -1,0 +1,7 @@
+//! The rule language's integration tests, in one binary: semantics, diagnostics, the CLI, and
+//! robustness against arbitrary input.
+
+mod cli;
+mod diagnostics;
+mod never_panics;
+mod semantics;
