@@ -39,7 +39,7 @@ enum Command {
     /// Show, for one event, which webhooks fire and why.
     Explain(explain::ExplainArgs),
     /// Run the sidecar: take events, store them durably, fan them out to webhooks.
-    Serve(serve::ServeArgs),
+    Serve(Box<serve::ServeArgs>),
 }
 
 /// Default rules directory.
@@ -54,7 +54,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args, color),
         Command::Explain(args) => explain::run(args, color),
-        Command::Serve(args) => serve::run(args, color),
+        Command::Serve(args) => serve::run(*args, color),
     };
     match result {
         Ok(code) => code,

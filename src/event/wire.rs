@@ -59,10 +59,7 @@ fn id(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> 
         Some(Json::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(other) => Err(EventError::new(
             key,
-            format!(
-                "expected a string or an integer, found {}",
-                describe(other)
-            ),
+            format!("expected a string or an integer, found {}", describe(other)),
         )),
     }
 }
@@ -72,7 +69,10 @@ fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError>
     let bad = |found: &str| EventError::new(key, format!("expected a number, found {found}"));
     match obj.get(key) {
         None | Some(Json::Null) => Ok(None),
-        Some(Json::Number(n)) => n.as_f64().map(Some).ok_or_else(|| bad("a number out of range")),
+        Some(Json::Number(n)) => n
+            .as_f64()
+            .map(Some)
+            .ok_or_else(|| bad("a number out of range")),
         Some(Json::String(s)) => match s.trim().parse::<f64>() {
             Ok(v) if v.is_finite() => Ok(Some(v)),
             _ => Err(bad(&format!("the string {s:?}"))),
@@ -292,25 +292,35 @@ mod tests {
     fn one_click_serves_as_both() {
         let e = parse(r#"{"type":"refund","lastClick":{"country":"DE"}}"#).unwrap();
         assert_eq!(
-            e.value(crate::event::FieldRef::Click(Attribution::First, ClickField::Country)),
+            e.value(crate::event::FieldRef::Click(
+                Attribution::First,
+                ClickField::Country
+            )),
             Value::Text("DE")
         );
     }
 
     #[test]
     fn custom_event_kinds() {
-        assert_eq!(parse(r#"{"type":"event7"}"#).unwrap().kind, EventKind::Custom(7));
+        assert_eq!(
+            parse(r#"{"type":"event7"}"#).unwrap().kind,
+            EventKind::Custom(7)
+        );
         let e = parse(r#"{"type":"event","eventNumber":"3"}"#).unwrap();
         assert_eq!(e.kind, EventKind::Custom(3));
         assert_eq!(e.number(NumberField::EventNumber), Some(3.0));
         assert_eq!(parse(r#"{"type":"event"}"#).unwrap_err().key, "eventNumber");
         assert_eq!(
-            parse(r#"{"type":"event","eventNumber":11}"#).unwrap_err().key,
+            parse(r#"{"type":"event","eventNumber":11}"#)
+                .unwrap_err()
+                .key,
             "eventNumber"
         );
         assert_eq!(parse(r#"{"type":"event11"}"#).unwrap_err().key, "type");
         assert_eq!(
-            parse(r#"{"type":"event2","eventNumber":3}"#).unwrap_err().key,
+            parse(r#"{"type":"event2","eventNumber":3}"#)
+                .unwrap_err()
+                .key,
             "eventNumber"
         );
     }
@@ -320,8 +330,14 @@ mod tests {
         let cases = [
             (r#"{"type":"conversion","revenue":"lots"}"#, "revenue"),
             (r#"{"type":"conversion","revenue":[1]}"#, "revenue"),
-            (r#"{"type":"conversion","isFromGoogleAds":"yes"}"#, "isFromGoogleAds"),
-            (r#"{"type":"conversion","firstClick":{"country":3}}"#, "firstClick.country"),
+            (
+                r#"{"type":"conversion","isFromGoogleAds":"yes"}"#,
+                "isFromGoogleAds",
+            ),
+            (
+                r#"{"type":"conversion","firstClick":{"country":3}}"#,
+                "firstClick.country",
+            ),
             (r#"{"type":"conversion","lastClick":"US"}"#, "lastClick"),
             (r#"{"type":"conversion","linkId":1.5}"#, "linkId"),
             (r#"{"type":"sale"}"#, "type"),

@@ -281,6 +281,11 @@ pub(crate) fn excerpt(text: &str) -> &str {
     &text[..end]
 }
 
+/// A fresh delivery id: a UUID v7, so ids sort by creation time.
+pub fn new_delivery_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -322,9 +327,4 @@ mod tests {
         assert!(cut.len() >= EXCERPT_LIMIT - 1);
         assert_eq!(excerpt("short"), "short");
     }
-}
-
-/// A fresh delivery id: a UUID v7, so ids sort by creation time.
-pub fn new_delivery_id() -> String {
-    uuid::Uuid::now_v7().to_string()
 }
