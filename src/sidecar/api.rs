@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
@@ -123,14 +122,4 @@ pub async fn accept(state: &State, body: &Bytes) -> Result<serde_json::Value, Re
         })
         .collect();
     Ok(json!({ "rules": rules.hash, "events": results }))
-}
-
-/// Reads a whole body for the proxy's intercepted routes (bounded like an event post).
-pub async fn collect(body: Incoming, limit: usize) -> Result<Bytes, BodyError> {
-    read_limited(body, limit).await
-}
-
-/// Discards the rest of a body (used when answering early).
-pub async fn drain(body: Incoming) {
-    let _ = body.collect().await;
 }
