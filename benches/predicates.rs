@@ -130,8 +130,7 @@ fn first_example(c: &mut Criterion) {
         e.kind == Kind::Conversion
             && e.first_utm_source.as_deref() == Some("facebook")
             && e.revenue.is_some_and(|r| r > 50.0)
-            && e
-                .last_country
+            && e.last_country
                 .as_deref()
                 .is_some_and(|c| c.eq_ignore_ascii_case("US"))
     };
