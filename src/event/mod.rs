@@ -215,6 +215,7 @@ impl Event {
     }
 
     /// The value at a resolved field, for explanations and URL tokens.
+    #[inline]
     pub fn value(&self, field: FieldRef) -> Value<'_> {
         let v = match field {
             FieldRef::Click(a, c) => self.click_text(a, c).map(Value::Text),

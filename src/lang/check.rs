@@ -497,11 +497,13 @@ impl Checker<'_> {
     }
 
     fn test(&self, field: FieldRef, check: Check, negated: bool, span: Span) -> Test {
+        let ignore_case = field.field() == Field::Click(ClickField::Country);
         Test {
+            fast: super::predicate::Fast::of(field, &check, negated, ignore_case),
             field,
             check,
             negated,
-            ignore_case: field.field() == Field::Click(ClickField::Country),
+            ignore_case,
             source: self.text(span).into(),
             span,
         }

@@ -104,14 +104,89 @@ pub struct Test {
     pub source: Box<str>,
     /// Where it was written.
     pub span: Span,
+    /// The field read and the check fused into one dispatch, for the common shapes.
+    pub fast: Fast,
+}
+
+/// A test specialised at compile time: one match selects both the slot and the comparison.
+#[derive(Debug, Clone)]
+pub enum Fast {
+    /// A click field (first click when `first`) equals `want` exactly.
+    TextEq {
+        /// Reads the first click rather than the last.
+        first: bool,
+        /// The [`crate::event::ClickField`] slot.
+        slot: u8,
+        /// The text it must equal.
+        want: Box<str>,
+    },
+    /// A click field equals `want` ignoring ASCII case (`country`).
+    TextEqIc {
+        /// Reads the first click rather than the last.
+        first: bool,
+        /// The [`crate::event::ClickField`] slot.
+        slot: u8,
+        /// The text it must equal.
+        want: Box<str>,
+    },
+    /// A number field is greater than `rhs`.
+    NumGreater {
+        /// The [`crate::event::NumberField`] slot.
+        slot: u8,
+        /// The bound.
+        rhs: f64,
+    },
+    /// Any other shape: read the value, then apply the check.
+    Generic,
+}
+
+impl Fast {
+    /// The fused form of a test, when it has one.
+    pub fn of(field: FieldRef, check: &Check, negated: bool, ignore_case: bool) -> Fast {
+        use crate::event::Attribution;
+        match (field, check, negated) {
+            (FieldRef::Click(a, c), Check::TextEq(want), false) => {
+                let first = a == Attribution::First;
+                let slot = c.slot() as u8;
+                let want = want.clone();
+                if ignore_case {
+                    Fast::TextEqIc { first, slot, want }
+                } else {
+                    Fast::TextEq { first, slot, want }
+                }
+            }
+            (FieldRef::Number(n), Check::Number(NumOp::Greater, rhs), false) => Fast::NumGreater {
+                slot: n.slot() as u8,
+                rhs: *rhs,
+            },
+            _ => Fast::Generic,
+        }
+    }
 }
 
 impl Test {
     /// Whether the test holds for an event.
     #[inline]
     pub fn eval(&self, event: &Event) -> bool {
-        let value = event.value(self.field);
-        self.eval_value(value)
+        let click = |first: bool| {
+            if first {
+                &event.first_click
+            } else {
+                &event.last_click
+            }
+        };
+        match &self.fast {
+            Fast::TextEq { first, slot, want } => click(*first).values[*slot as usize]
+                .as_deref()
+                .is_some_and(|s| eq_bytes(want.as_bytes(), s.as_bytes())),
+            Fast::TextEqIc { first, slot, want } => click(*first).values[*slot as usize]
+                .as_deref()
+                .is_some_and(|s| want.eq_ignore_ascii_case(s)),
+            Fast::NumGreater { slot, rhs } => {
+                event.numbers[*slot as usize].is_some_and(|n| n > *rhs)
+            }
+            Fast::Generic => self.eval_value(event.value(self.field)),
+        }
     }
 
     /// Whether the test holds for a value already read.
@@ -134,7 +209,7 @@ impl Test {
                 if self.ignore_case {
                     want.eq_ignore_ascii_case(s)
                 } else {
-                    **want == *s
+                    eq_bytes(want.as_bytes(), s.as_bytes())
                 }
             }
             (Check::TextIn(set), Value::Text(s)) => set.contains(s, self.ignore_case),
@@ -169,6 +244,23 @@ impl Test {
     }
 }
 
+/// Byte equality without a libc call for short text: two overlapping word loads.
+#[inline]
+fn eq_bytes(a: &[u8], b: &[u8]) -> bool {
+    let n = a.len();
+    if n != b.len() {
+        return false;
+    }
+    let w8 = |s: &[u8], i: usize| u64::from_ne_bytes(s[i..i + 8].try_into().unwrap());
+    let w4 = |s: &[u8], i: usize| u32::from_ne_bytes(s[i..i + 4].try_into().unwrap());
+    match n {
+        8..=16 => w8(a, 0) == w8(b, 0) && w8(a, n - 8) == w8(b, n - 8),
+        4..=7 => w4(a, 0) == w4(b, 0) && w4(a, n - 4) == w4(b, n - 4),
+        0..=3 => a.iter().zip(b).all(|(x, y)| x == y),
+        _ => a == b,
+    }
+}
+
 fn contains_ignore_case(haystack: &[u8], needle: &[u8]) -> bool {
     needle.is_empty()
         || haystack
@@ -191,7 +283,16 @@ pub enum Predicate {
 
 impl Predicate {
     /// Whether the condition holds for an event.
+    #[inline]
     pub fn eval(&self, event: &Event) -> bool {
+        match self {
+            Predicate::Test(test) => test.eval(event),
+            _ => self.eval_compound(event),
+        }
+    }
+
+    #[inline(never)]
+    fn eval_compound(&self, event: &Event) -> bool {
         match self {
             Predicate::All(parts) => parts.iter().all(|p| p.eval(event)),
             Predicate::Any(parts) => parts.iter().any(|p| p.eval(event)),
