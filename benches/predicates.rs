@@ -184,5 +184,41 @@ fn first_example(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, first_example);
+/// Matching one event against 1,000 webhooks, each keyed by its own `first.utm_source`: the
+/// rule set's index against evaluating every webhook.
+fn many_webhooks(c: &mut Criterion) {
+    let mut src = String::new();
+    for i in 0..1000 {
+        src.push_str(&format!(
+            "webhook w{i} {{\n on conversion\n when first.utm_source equals \"source{i}\"\n when revenue > 10\n post \"https://x.test/{i}\"\n}}\n"
+        ));
+    }
+    let compiled = whc::lang::compile(
+        &[Arc::new(SourceFile::new("many.whc", src))],
+        &HashMap::<String, String>::new(),
+    );
+    assert!(!compiled.has_errors());
+    let rules = whc::engine::RuleSet::new(compiled.webhooks, &[]);
+    let event = Event::from_json_str(
+        r#"{"type":"conversion","revenue":50,"firstClick":{"utm_source":"source500"}}"#,
+    )
+    .unwrap();
+    assert_eq!(rules.matching(&event).count(), 1);
+    let mut group = c.benchmark_group("many_webhooks");
+    group.bench_function("indexed", |b| {
+        b.iter(|| rules.matching(black_box(&event)).count())
+    });
+    group.bench_function("scan_all", |b| {
+        b.iter(|| {
+            rules
+                .webhooks()
+                .iter()
+                .filter(|w| w.fires_for(black_box(&event)))
+                .count()
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, first_example, many_webhooks);
 criterion_main!(benches);

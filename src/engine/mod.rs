@@ -1,6 +1,7 @@
 //! A compiled rule set: webhooks indexed by event kind, matched against events.
 
 pub mod explain;
+mod index;
 pub mod load;
 
 use std::sync::Arc;
@@ -23,9 +24,9 @@ fn kind_slot(kind: EventKind) -> usize {
 #[derive(Debug)]
 pub struct RuleSet {
     webhooks: Vec<Webhook>,
-    /// For each event kind, the enabled webhooks listening to it, so that matching only looks at
-    /// candidates.
-    by_kind: [Vec<u32>; KINDS],
+    /// For each event kind, the enabled webhooks listening to it, keyed by an exact-text
+    /// condition where they have one, so that matching only looks at candidates.
+    by_kind: [index::Bucket; KINDS],
     /// A short hash of the source files' names and contents.
     pub hash: String,
     /// The files the rules came from.
@@ -37,13 +38,13 @@ pub struct RuleSet {
 impl RuleSet {
     /// Indexes compiled webhooks.
     pub fn new(webhooks: Vec<Webhook>, sources: &[Arc<SourceFile>]) -> RuleSet {
-        let mut by_kind: [Vec<u32>; KINDS] = Default::default();
+        let mut by_kind: [index::Bucket; KINDS] = Default::default();
         for (i, w) in webhooks.iter().enumerate() {
             if w.disabled {
                 continue;
             }
             for kind in w.events.kinds() {
-                by_kind[kind_slot(kind)].push(i as u32);
+                by_kind[kind_slot(kind)].insert(i as u32, w);
             }
         }
         let mut hasher = Sha256::new();
@@ -82,8 +83,59 @@ impl RuleSet {
     /// The enabled webhooks that fire for an event, in file then source order.
     pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Webhook> + 'a {
         self.by_kind[kind_slot(event.kind)]
-            .iter()
-            .map(|&i| &self.webhooks[i as usize])
+            .candidates(event)
+            .into_iter()
+            .map(|i| &self.webhooks[i as usize])
             .filter(move |w| w.conditions.iter().all(|c| c.predicate.eval(event)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use super::RuleSet;
+    use crate::event::Event;
+    use crate::lang::{self, SourceFile};
+
+    /// The index must pick exactly the webhooks a scan of every webhook would.
+    #[test]
+    fn index_agrees_with_a_full_scan() {
+        let mut src = String::new();
+        for (i, source) in ["facebook", "google", "tiktok", "facebook"]
+            .iter()
+            .enumerate()
+        {
+            src.push_str(&format!(
+                "webhook k{i} {{ on conversion, event 2\n when first.utm_source equals \"{source}\"\n when revenue > {i}\n post \"https://x.test/{i}\" }}\n"
+            ));
+        }
+        src.push_str(
+            "webhook m { on conversion\n when linkId == 7\n post \"https://x.test/m\" }\n",
+        );
+        src.push_str("webhook u { on conversion\n when last.country equals \"us\" or revenue > 100\n post \"https://x.test/u\" }\n");
+        src.push_str("webhook n { on conversion\n when utm_source not equals \"google\"\n post \"https://x.test/n\" }\n");
+        let compiled = lang::compile(&[Arc::new(SourceFile::new("t.whc", src))], &HashMap::new());
+        assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+        let rules = RuleSet::new(compiled.webhooks, &[]);
+        let events = [
+            r#"{"type":"conversion","revenue":5,"firstClick":{"utm_source":"facebook"},"lastClick":{"utm_source":"google","country":"US"}}"#,
+            r#"{"type":"conversion","revenue":150,"linkId":7,"firstClick":{"utm_source":"tiktok"}}"#,
+            r#"{"type":"event2","revenue":2,"firstClick":{"utm_source":"google"}}"#,
+            r#"{"type":"conversion"}"#,
+            r#"{"type":"refund","firstClick":{"utm_source":"facebook"}}"#,
+        ];
+        for text in events {
+            let event = Event::from_json_str(text).unwrap();
+            let indexed: Vec<&str> = rules.matching(&event).map(|w| w.name.as_str()).collect();
+            let scanned: Vec<&str> = rules
+                .webhooks()
+                .iter()
+                .filter(|w| !w.disabled && w.fires_for(&event))
+                .map(|w| w.name.as_str())
+                .collect();
+            assert_eq!(indexed, scanned, "{text}");
+        }
     }
 }

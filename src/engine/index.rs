@@ -1,0 +1,72 @@
+//! The candidate index: for each event kind, webhooks keyed by an exact-text condition they
+//! require, so that matching only evaluates webhooks that can fire.
+
+use std::collections::HashMap;
+
+use crate::event::{Event, FieldRef, Value};
+use crate::lang::Webhook;
+use crate::lang::predicate::{Check, Predicate};
+
+/// A `when` that must hold for the webhook to fire and pins one field to one exact text:
+/// `utm_source equals "facebook"`. `country` is left out (it compares ignoring case).
+fn key_of(webhook: &Webhook) -> Option<(FieldRef, &str)> {
+    webhook.conditions.iter().find_map(|c| match &c.predicate {
+        Predicate::Test(t) if !t.negated && !t.ignore_case => match &t.check {
+            Check::TextEq(want) => Some((t.field, &**want)),
+            _ => None,
+        },
+        _ => None,
+    })
+}
+
+/// The webhooks that require each value of one key field.
+type ByValue = HashMap<Box<str>, Vec<u32>>;
+
+/// The candidates of one event kind.
+#[derive(Debug, Default)]
+pub struct Bucket {
+    /// Webhooks without a key condition: always evaluated.
+    unkeyed: Vec<u32>,
+    /// For each key field, the webhooks that require each value of it.
+    keyed: Vec<(FieldRef, ByValue)>,
+}
+
+impl Bucket {
+    /// Adds webhook `index`.
+    pub fn insert(&mut self, index: u32, webhook: &Webhook) {
+        let Some((field, value)) = key_of(webhook) else {
+            self.unkeyed.push(index);
+            return;
+        };
+        let slot = match self.keyed.iter().position(|(f, _)| *f == field) {
+            Some(slot) => slot,
+            None => {
+                self.keyed.push((field, HashMap::new()));
+                self.keyed.len() - 1
+            }
+        };
+        self.keyed[slot]
+            .1
+            .entry(value.into())
+            .or_default()
+            .push(index);
+    }
+
+    /// The webhooks that may fire for `event`, in ascending index (source) order.
+    pub fn candidates(&self, event: &Event) -> Vec<u32> {
+        let mut out = self.unkeyed.clone();
+        let mut extra = false;
+        for (field, by_value) in &self.keyed {
+            if let Value::Text(v) = event.value(*field)
+                && let Some(hits) = by_value.get(v)
+            {
+                out.extend_from_slice(hits);
+                extra = true;
+            }
+        }
+        if extra {
+            out.sort_unstable();
+        }
+        out
+    }
+}
