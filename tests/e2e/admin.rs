@@ -82,19 +82,18 @@ fn parse_prometheus(text: &str) -> BTreeMap<String, f64> {
                 && !name.starts_with(|c: char| c.is_ascii_digit()),
             "bad metric name in `{line}`"
         );
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                let inner = labels
-                    .strip_prefix('{')
-                    .and_then(|l| l.strip_suffix('}'))
-                    .unwrap_or_else(|| panic!("bad labels in `{line}`"));
-                for pair in inner.split(',') {
-                    let (k, v) = pair.split_once('=').expect("label=value");
-                    assert!(
-                        !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
-                        "{line}"
-                    );
-                }
+        let labels = &series[name.len()..];
+        if !labels.is_empty() {
+            let inner = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("bad labels in `{line}`"));
+            for pair in inner.split(',') {
+                let (k, v) = pair.split_once('=').expect("label=value");
+                assert!(
+                    !k.is_empty() && v.starts_with('"') && v.ends_with('"'),
+                    "{line}"
+                );
             }
         }
         let family = ["_bucket", "_sum", "_count"]

@@ -5,6 +5,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 
@@ -146,8 +147,8 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     let acked = acked.lock().unwrap().clone();
     assert!(acked.len() >= 20 && acked.len() <= posted);
 
-    // Back on the same data; the target answers at once now.
-    target.set_default(Reply::status(200));
+    // Back on the same data; the target now answers 200, after a short delay.
+    target.set_default(Reply::Delayed(Duration::from_millis(20), 200));
     let mut serve = Serve::start(rules.path(), data.path()).await;
     let keys = || -> BTreeSet<String> {
         target

@@ -468,17 +468,20 @@ pub struct Sidecar {
     running: Option<Running>,
     /// The rules directory.
     pub rules: TempDir,
-    /// The data directory.
-    pub data: TempDir,
+    /// The data directory (kept until the sidecar is dropped).
+    _data: TempDir,
     /// The client tests use.
     pub http: Http,
 }
+
+/// A change to the settings before start.
+type Tweak = Box<dyn FnOnce(&mut ServeConfig)>;
 
 /// Builds a [`Sidecar`].
 pub struct SidecarBuilder {
     files: Vec<(String, String)>,
     env: HashMap<String, String>,
-    tweak: Vec<Box<dyn FnOnce(&mut ServeConfig)>>,
+    tweak: Vec<Tweak>,
 }
 
 impl Sidecar {
@@ -620,7 +623,7 @@ impl SidecarBuilder {
         Sidecar {
             running: Some(running),
             rules,
-            data,
+            _data: data,
             http: Http::new(),
         }
     }
