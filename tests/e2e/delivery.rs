@@ -123,3 +123,158 @@ async fn a_target_that_never_answers_times_out_without_delaying_another() {
     );
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_slow_endpoint_does_not_delay_another() {
+    let slow = Target::start().await;
+    slow.set_default(Reply::Hang);
+    let fast = Target::start().await;
+    let rules = [
+        webhook(
+            "slow",
+            "conversion",
+            "",
+            &slow.url("/slow"),
+            "    timeout 30s\n    retries 0\n",
+        ),
+        webhook("fast", "refund", "", &fast.url("/fast"), ""),
+    ]
+    .concat();
+    let sidecar = Sidecar::builder()
+        .file("main.whc", &rules)
+        .config(|c| {
+            c.limits.overall = 3;
+            c.limits.per_endpoint = 2;
+        })
+        .start()
+        .await;
+
+    // More slow deliveries than the slow endpoint's slots, and than all the slots.
+    for i in 0..6 {
+        sidecar
+            .accept(conversion(&format!("slow-{i}")).to_string())
+            .await;
+    }
+    slow.wait_for(2).await;
+    let mut refund = conversion("fast-1");
+    refund["type"] = "refund".into();
+    sidecar.accept(refund.to_string()).await;
+    let fast_got = fast.wait_for(1).await;
+
+    let slow_got = slow.requests();
+    assert_eq!(
+        slow_got.len(),
+        2,
+        "the slow endpoint gets at most its 2 slots"
+    );
+    for r in &slow_got {
+        assert!(
+            r.at < fast_got[0].at,
+            "the slow requests were on the wire first"
+        );
+        assert!(
+            r.ended.is_none_or(|end| end > fast_got[0].at),
+            "the slow requests still hung when the fast one arrived"
+        );
+    }
+    assert_eq!(
+        sidecar
+            .deliveries("status=pending&webhook=slow")
+            .await
+            .len(),
+        6
+    );
+    // Shutdown gives up on the hanging attempts after the grace period, cleanly; they stay
+    // pending for the next start.
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redirect_is_a_failure_and_is_not_followed() {
+    let elsewhere = Target::start().await;
+    let target = Target::start().await;
+    target.script([Reply::Answer {
+        status: 302,
+        headers: vec![("location".into(), elsewhere.url("/moved"))],
+        body: String::new(),
+    }]);
+    let sidecar = Sidecar::start(&webhook(
+        "moved",
+        "conversion",
+        "",
+        &target.url("/old"),
+        "    retries 0\n",
+    ))
+    .await;
+
+    let answer = sidecar.accept(conversion("evt-302").to_string()).await;
+    let id = delivery_ids(&answer).remove(0);
+    let dead = sidecar.wait_status(&id, "dead").await;
+    assert_eq!(dead["last_status_code"], 302);
+    assert_eq!(target.count(), 1);
+    assert_eq!(elsewhere.count(), 0, "the redirect was followed");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pending_deliveries_survive_a_clean_restart() {
+    let target = Target::start().await;
+    // Down (503) until the restart; retries far apart so the delivery waits in the store.
+    target.set_default(Reply::status(503));
+    let sidecar = Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook("later", "conversion", "", &target.url("/"), ""),
+        )
+        .config(|c| {
+            c.retry = whc::deliver::RetryPolicy::try_new(
+                vec![std::time::Duration::from_millis(300); 20],
+                0.0,
+            )
+            .unwrap();
+        })
+        .start()
+        .await;
+    let answer = sidecar.accept(conversion("evt-restart").to_string()).await;
+    let id = delivery_ids(&answer).remove(0);
+    target.wait_for(1).await;
+
+    let sidecar = sidecar.restart().await;
+    target.set_default(Reply::status(200));
+    let delivered = sidecar.wait_status(&id, "delivered").await;
+    assert!(
+        delivered["attempts"].as_u64().unwrap() >= 2,
+        "{delivered:#}"
+    );
+    let got = target.requests();
+    assert!(
+        got.iter()
+            .all(|r| r.header("idempotency-key") == Some(id.as_str()))
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_secret_missing_from_the_environment_sends_nothing() {
+    let target = Target::start().await;
+    let sidecar = Sidecar::start(&webhook(
+        "unsigned",
+        "conversion",
+        "",
+        &target.url("/"),
+        "    secret env(\"WHC_E2E_NOT_SET\")\n",
+    ))
+    .await;
+    let answer = sidecar.accept(conversion("evt-nosecret").to_string()).await;
+    let id = delivery_ids(&answer).remove(0);
+    let dead = sidecar.wait_status(&id, "dead").await;
+    assert!(
+        dead["last_error"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("WHC_E2E_NOT_SET"),
+        "{dead:#}"
+    );
+    assert_eq!(target.count(), 0, "an unsigned request went out");
+    sidecar.shutdown().await;
+}

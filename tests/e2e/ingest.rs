@@ -81,3 +81,80 @@ async fn bad_and_oversized_posts_are_refused_and_store_nothing() {
     }
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ingest_token_is_required_when_set() {
+    let target = Target::start().await;
+    let sidecar = Sidecar::builder()
+        .file(
+            "all.whc",
+            &webhook("all", "conversion", "", &target.url("/"), ""),
+        )
+        .config(|c| c.ingest_token = Some("s3cret".into()))
+        .start()
+        .await;
+    let url = sidecar.events_url("/v1/events");
+    let body = conversion("tok-1").to_string();
+    for headers in [
+        vec![],
+        vec![("authorization", "Bearer wrong")],
+        vec![("authorization", "s3cret")],
+    ] {
+        let answer = sidecar
+            .http
+            .send(hyper::Method::POST, &url, &headers, body.clone())
+            .await;
+        assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{headers:?}");
+    }
+    assert!(sidecar.deliveries("").await.is_empty());
+    let answer = sidecar
+        .http
+        .send(
+            hyper::Method::POST,
+            &url,
+            &[("authorization", "Bearer s3cret")],
+            body,
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
+    assert_eq!(answer.json()["events"][0]["duplicate"], false);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_batch_answers_per_event_and_repeats_inside_it_are_duplicates() {
+    let target = Target::start().await;
+    let sidecar = Sidecar::start(&webhook("sales", "conversion", "", &target.url("/"), "")).await;
+    let mut refund = conversion("b-2");
+    refund["type"] = json!("refund");
+    let batch = json!([conversion("b-1"), refund, conversion("b-1")]).to_string();
+    let answer = sidecar.accept(batch).await;
+    let events = answer["events"].as_array().unwrap();
+    let summary: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e["id"].clone(),
+                e["duplicate"].clone(),
+                e["webhooks"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            (json!("b-1"), json!(false), json!(["sales"])),
+            (json!("b-2"), json!(false), json!([])),
+            (json!("b-1"), json!(true), json!([])),
+        ]
+    );
+    let got = target.wait_for(1).await;
+    let all = sidecar.deliveries("").await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    sidecar
+        .wait_status(all[0]["id"].as_str().unwrap(), "delivered")
+        .await;
+    assert_eq!(got[0].json()["event"]["id"], "b-1");
+    assert_eq!(target.count(), 1);
+    sidecar.shutdown().await;
+}

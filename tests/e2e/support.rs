@@ -472,6 +472,8 @@ pub struct Sidecar {
     _data: TempDir,
     /// The client tests use.
     pub http: Http,
+    config: ServeConfig,
+    env: HashMap<String, String>,
 }
 
 /// A change to the settings before start.
@@ -585,6 +587,21 @@ impl Sidecar {
             .await
             .expect("the sidecar's tasks ended cleanly");
     }
+
+    /// Stops the sidecar cleanly and starts it again on the same rules and data (on new
+    /// ports).
+    pub async fn restart(mut self) -> Sidecar {
+        let running = self.running.take().expect("sidecar running");
+        running
+            .shutdown()
+            .await
+            .expect("the sidecar's tasks ended cleanly");
+        let running = whc::sidecar::start(self.config.clone(), Arc::new(self.env.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("sidecar did not restart: {e}"));
+        self.running = Some(running);
+        self
+    }
 }
 
 impl SidecarBuilder {
@@ -617,7 +634,7 @@ impl SidecarBuilder {
         for tweak in self.tweak {
             tweak(&mut config);
         }
-        let running = whc::sidecar::start(config, Arc::new(self.env))
+        let running = whc::sidecar::start(config.clone(), Arc::new(self.env.clone()))
             .await
             .unwrap_or_else(|e| panic!("sidecar did not start: {e}"));
         Sidecar {
@@ -625,6 +642,8 @@ impl SidecarBuilder {
             rules,
             _data: data,
             http: Http::new(),
+            config,
+            env: self.env,
         }
     }
 }
