@@ -197,3 +197,92 @@ async fn a_signed_delivery_verifies_with_the_standard_webhooks_algorithm() {
     assert!(!text.contains(&secret.to_whsec()), "{text}");
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn headers_from_the_environment_are_sent_but_never_stored() {
+    let target = Target::start().await;
+    let rules = r#"
+webhook crm {
+    on conversion
+    get "URL?event=[event]&visitor=[visitor]"
+    header "Authorization" = env("CRM_TOKEN")
+    header "X-Source" = "whc-e2e"
+}
+"#
+    .replace("URL", &target.url("/crm"));
+    let sidecar = Sidecar::builder()
+        .file("crm.whc", &rules)
+        .env("CRM_TOKEN", "Bearer tok-9f8e")
+        .start()
+        .await;
+
+    sidecar.accept(conversion("evt-get").to_string()).await;
+    let got = target.wait_for(1).await;
+    let req = &got[0];
+    assert_eq!(req.method, hyper::Method::GET);
+    assert!(req.body.is_empty(), "a GET sends no body");
+    assert_eq!(
+        req.query_pairs(),
+        vec![
+            ("event".to_owned(), "conversion".to_owned()),
+            ("visitor".to_owned(), "v-1".to_owned())
+        ]
+    );
+    assert_eq!(req.header("authorization"), Some("Bearer tok-9f8e"));
+    assert_eq!(req.header("x-source"), Some("whc-e2e"));
+    assert!(
+        req.header("user-agent")
+            .is_some_and(|ua| ua.starts_with("whc/")),
+        "{:?}",
+        req.header("user-agent")
+    );
+    let key = req.header("idempotency-key").expect("idempotency-key");
+    let stored = sidecar.wait_status(key, "delivered").await;
+    let text = stored.to_string();
+    assert!(!text.contains("tok-9f8e"), "the token was stored: {text}");
+    assert!(text.contains("CRM_TOKEN"), "{text}");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_posts_of_one_event_id_fan_out_once() {
+    let target = Target::start().await;
+    let sidecar = Sidecar::start(&webhook("once", "conversion", "", &target.url("/"), "")).await;
+    let sidecar = std::sync::Arc::new(sidecar);
+    let mut posts = tokio::task::JoinSet::new();
+    for i in 0..16 {
+        let sidecar = std::sync::Arc::clone(&sidecar);
+        // Every post carries the same id; half of them also carry a new one.
+        let body = if i % 2 == 0 {
+            json!([conversion("same"), conversion(&format!("own-{i}"))])
+        } else {
+            conversion("same")
+        };
+        posts.spawn(async move { sidecar.accept(body.to_string()).await });
+    }
+    let mut first = 0;
+    while let Some(answer) = posts.join_next().await {
+        let answer = answer.expect("post task");
+        for e in answer["events"].as_array().unwrap() {
+            if e["id"] == "same" && e["duplicate"] == false {
+                first += 1;
+            }
+        }
+    }
+    assert_eq!(first, 1, "exactly one post is the first for the shared id");
+    let all = sidecar.deliveries("").await;
+    assert_eq!(all.len(), 1 + 8, "{all:#?}");
+    for d in &all {
+        sidecar
+            .wait_status(d["id"].as_str().unwrap(), "delivered")
+            .await;
+    }
+    let same = target
+        .requests()
+        .iter()
+        .filter(|r| r.json()["event"]["id"] == "same")
+        .count();
+    assert_eq!((same, target.count()), (1, 9));
+    let sidecar = std::sync::Arc::into_inner(sidecar).unwrap();
+    sidecar.shutdown().await;
+}

@@ -139,3 +139,97 @@ async fn the_client_gets_the_upstreams_answer_and_intercepted_events_fan_out() {
     wait_until("no more requests", || hook.count() == 1).await;
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusal_is_returned_as_is_and_nothing_fans_out() {
+    let upstream = Target::start().await;
+    upstream.script([Reply::Answer {
+        status: 500,
+        headers: vec![("x-upstream".into(), "sad".into())],
+        body: "tracker down".into(),
+    }]);
+    let hook = Target::start().await;
+    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
+    let sidecar = Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook("sales", "conversion", "", &hook.url("/"), ""),
+        )
+        .config(move |c| c.upstream = Some(upstream_uri))
+        .start()
+        .await;
+
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-500").to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        answer
+            .headers
+            .get("x-upstream")
+            .map(|v| v.to_str().unwrap()),
+        Some("sad")
+    );
+    assert_eq!(answer.text(), "tracker down");
+    assert_eq!(upstream.count(), 1);
+    assert!(
+        sidecar.deliveries("").await.is_empty(),
+        "the tracker refused it"
+    );
+
+    // The same event again, now that the tracker takes it: it fans out (it was not stored
+    // the first time, so it is no duplicate).
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-500").to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let fired = hook.wait_for(1).await;
+    assert_eq!(fired[0].json()["event"]["id"], "evt-500");
+    let metrics = sidecar.metrics().await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "whc_proxy_requests_total{result=\"invalid_event\"}"
+        ),
+        0.0
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream_uri: hyper::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+    let hook = Target::start().await;
+    let sidecar = Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook("sales", "conversion", "", &hook.url("/"), ""),
+        )
+        .config(move |c| c.upstream = Some(upstream_uri))
+        .start()
+        .await;
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-502").to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
+    assert!(sidecar.deliveries("").await.is_empty());
+    sidecar.shutdown().await;
+}
