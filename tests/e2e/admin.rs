@@ -155,3 +155,26 @@ async fn metrics_are_prometheus_text_with_the_counters_of_a_delivery() {
     assert!(buckets.iter().all(|v| *v <= 2.0));
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_test_button_works_for_quoted_names_and_disabled_webhooks() {
+    let target = Target::start().await;
+    let rules = format!(
+        "webhook \"paused hook\" {{\n    on refund\n    post \"{}\"\n    disabled\n}}\n",
+        target.url("/paused")
+    );
+    let sidecar = Sidecar::start(&rules).await;
+    let answer = sidecar.admin_post("/v1/webhooks/paused%20hook/test").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let report = answer.json();
+    assert_eq!(report["ok"], true, "{report:#}");
+    assert_eq!(report["response"]["status"], 200);
+    let got = target.wait_for(1).await;
+    assert_eq!(got[0].header("whc-test"), Some("true"));
+    assert_eq!(
+        got[0].json()["type"],
+        "refund",
+        "the sample is an event it listens to"
+    );
+    sidecar.shutdown().await;
+}

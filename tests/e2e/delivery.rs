@@ -278,3 +278,38 @@ async fn a_secret_missing_from_the_environment_sends_nothing() {
     assert_eq!(target.count(), 0, "an unsigned request went out");
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_is_retried_no_sooner_than_its_retry_after() {
+    let target = Target::start().await;
+    target.script([Reply::Answer {
+        status: 429,
+        headers: vec![("retry-after".into(), "2".into())],
+        body: "slow down".into(),
+    }]);
+    let sidecar = Sidecar::start(&webhook("limited", "conversion", "", &target.url("/"), "")).await;
+    let answer = sidecar.accept(conversion("evt-429").to_string()).await;
+    let id = delivery_ids(&answer).remove(0);
+
+    // After the 429 the store schedules the retry at least 2 s after the attempt, although
+    // the retry schedule says 50 ms.
+    let waiting = crate::support::wait_until_async(
+        "the 429 to be recorded",
+        || sidecar.delivery(&id),
+        |d| d["attempts"] == 1,
+    )
+    .await;
+    assert_eq!(waiting["status"], "pending");
+    assert_eq!(waiting["last_status_code"], 429);
+    let next = waiting["next_attempt_at"].as_i64().unwrap();
+    let recorded = waiting["updated_at"].as_i64().unwrap();
+    assert!(
+        next - recorded >= 2000,
+        "retry scheduled {} ms after the 429",
+        next - recorded
+    );
+    let delivered = sidecar.wait_status(&id, "delivered").await;
+    assert_eq!(delivered["attempts"], 2);
+    assert_eq!(target.count(), 2);
+    sidecar.shutdown().await;
+}

@@ -158,3 +158,30 @@ async fn a_batch_answers_per_event_and_repeats_inside_it_are_duplicates() {
     assert_eq!(target.count(), 1);
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_of_exactly_max_body_is_accepted_and_one_byte_more_is_not() {
+    let target = Target::start().await;
+    let sidecar = Sidecar::builder()
+        .file(
+            "all.whc",
+            &webhook("all", "conversion", "", &target.url("/"), ""),
+        )
+        .config(|c| c.max_body = 600)
+        .start()
+        .await;
+    let sized = |id: &str, len: usize| {
+        let mut event = conversion(id);
+        event["padding"] = json!("");
+        let base = event.to_string().len();
+        event["padding"] = json!("x".repeat(len - base));
+        let text = event.to_string();
+        assert_eq!(text.len(), len);
+        text
+    };
+    let over = sidecar.post_events(sized("edge-2", 601)).await;
+    assert_eq!(over.status, StatusCode::PAYLOAD_TOO_LARGE);
+    let exact = sidecar.post_events(sized("edge-1", 600)).await;
+    assert_eq!(exact.status, StatusCode::ACCEPTED, "{}", exact.text());
+    sidecar.shutdown().await;
+}
