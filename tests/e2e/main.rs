@@ -1,0 +1,11 @@
+//! End-to-end tests: the sidecar (in-process, or the real binary for the crash test) against
+//! real hyper servers on loopback ports. No mock of HTTP or of the store.
+
+mod admin;
+mod crash;
+mod delivery;
+mod fanout;
+mod ingest;
+mod proxy;
+mod reload;
+mod support;

@@ -1,0 +1,235 @@
+//! Proxy mode: the tracker's clients get the upstream's exact answer, and intercepted event
+//! bodies are fanned out too.
+
+use hyper::{Method, StatusCode};
+
+use crate::support::{Reply, Sidecar, Target, conversion, wait_until, webhook};
+
+fn upstream_reply() -> Reply {
+    Reply::Answer {
+        status: 203,
+        headers: vec![
+            ("x-upstream".into(), "tracker-7".into()),
+            ("content-type".into(), "text/x-tracker".into()),
+        ],
+        body: "the tracker's own answer".into(),
+    }
+}
+
+fn assert_upstream_answer(answer: &crate::support::Answer) {
+    assert_eq!(answer.status, StatusCode::NON_AUTHORITATIVE_INFORMATION);
+    assert_eq!(
+        answer
+            .headers
+            .get("x-upstream")
+            .map(|v| v.to_str().unwrap()),
+        Some("tracker-7")
+    );
+    assert_eq!(
+        answer
+            .headers
+            .get("content-type")
+            .map(|v| v.to_str().unwrap()),
+        Some("text/x-tracker")
+    );
+    assert_eq!(answer.text(), "the tracker's own answer");
+}
+
+fn counter(metrics: &str, sample: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample `{sample}` in:\n{metrics}"))
+        .parse()
+        .expect("a number")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_client_gets_the_upstreams_answer_and_intercepted_events_fan_out() {
+    let upstream = Target::start().await;
+    upstream.set_default(upstream_reply());
+    let hook = Target::start().await;
+    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
+    let sidecar = Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook(
+                "sales",
+                "conversion",
+                "",
+                &hook.url("/sale?txn=[transaction]"),
+                "",
+            ),
+        )
+        .config(move |c| c.upstream = Some(upstream_uri))
+        .start()
+        .await;
+
+    // The intercepted route.
+    let event = conversion("evt-proxy").to_string();
+    let answer = sidecar
+        .http
+        .send(
+            Method::POST,
+            &sidecar.events_url("/v1/events?src=ads"),
+            &[("content-type", "application/json"), ("x-client", "c1")],
+            event.clone(),
+        )
+        .await;
+    assert_upstream_answer(&answer);
+    let forwarded = upstream.wait_for(1).await;
+    assert_eq!(forwarded[0].method, Method::POST);
+    assert_eq!(forwarded[0].path_and_query, "/v1/events?src=ads");
+    assert_eq!(forwarded[0].header("x-client"), Some("c1"));
+    assert_eq!(
+        forwarded[0].body,
+        event.as_bytes(),
+        "the body goes on unchanged"
+    );
+    let fired = hook.wait_for(1).await;
+    assert_eq!(
+        fired[0].query_pairs(),
+        vec![("txn".into(), "txn-evt-proxy".into())]
+    );
+    assert_eq!(fired[0].json()["event"]["id"], "evt-proxy");
+
+    // Another path is only forwarded.
+    let answer = sidecar
+        .http
+        .send(
+            Method::GET,
+            &sidecar.events_url("/stats/today?x=1"),
+            &[("x-client", "c2")],
+            bytes::Bytes::new(),
+        )
+        .await;
+    assert_upstream_answer(&answer);
+    let forwarded = upstream.wait_for(2).await;
+    assert_eq!(forwarded[1].method, Method::GET);
+    assert_eq!(forwarded[1].path_and_query, "/stats/today?x=1");
+    assert_eq!(forwarded[1].header("x-client"), Some("c2"));
+
+    // An intercepted body that is no event is still the tracker's business.
+    let answer = sidecar
+        .http
+        .post_json(&sidecar.events_url("/v1/events"), "{\"not\": \"an event\"")
+        .await;
+    assert_upstream_answer(&answer);
+    let forwarded = upstream.wait_for(3).await;
+    assert_eq!(forwarded[2].body.as_ref(), b"{\"not\": \"an event\"");
+    let metrics = sidecar.metrics().await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "whc_proxy_requests_total{result=\"invalid_event\"}"
+        ),
+        1.0
+    );
+    assert_eq!(
+        counter(&metrics, "whc_proxy_requests_total{result=\"forwarded\"}"),
+        3.0
+    );
+
+    // Exactly one delivery: the valid event's.
+    let all = sidecar.deliveries("").await;
+    assert_eq!(all.len(), 1, "{all:#?}");
+    sidecar
+        .wait_status(all[0]["id"].as_str().unwrap(), "delivered")
+        .await;
+    wait_until("no more requests", || hook.count() == 1).await;
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_upstream_refusal_is_returned_as_is_and_nothing_fans_out() {
+    let upstream = Target::start().await;
+    upstream.script([Reply::Answer {
+        status: 500,
+        headers: vec![("x-upstream".into(), "sad".into())],
+        body: "tracker down".into(),
+    }]);
+    let hook = Target::start().await;
+    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
+    let sidecar = Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook("sales", "conversion", "", &hook.url("/"), ""),
+        )
+        .config(move |c| c.upstream = Some(upstream_uri))
+        .start()
+        .await;
+
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-500").to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        answer
+            .headers
+            .get("x-upstream")
+            .map(|v| v.to_str().unwrap()),
+        Some("sad")
+    );
+    assert_eq!(answer.text(), "tracker down");
+    assert_eq!(upstream.count(), 1);
+    assert!(
+        sidecar.deliveries("").await.is_empty(),
+        "the tracker refused it"
+    );
+
+    // The same event again, now that the tracker takes it: it fans out (it was not stored
+    // the first time, so it is no duplicate).
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-500").to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let fired = hook.wait_for(1).await;
+    assert_eq!(fired[0].json()["event"]["id"], "evt-500");
+    let metrics = sidecar.metrics().await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "whc_proxy_requests_total{result=\"invalid_event\"}"
+        ),
+        0.0
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_unreachable_upstream_is_a_502() {
+    // A port that was just free: nothing listens there.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let upstream_uri: hyper::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
+    let hook = Target::start().await;
+    let sidecar = Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook("sales", "conversion", "", &hook.url("/"), ""),
+        )
+        .config(move |c| c.upstream = Some(upstream_uri))
+        .start()
+        .await;
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-502").to_string(),
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::BAD_GATEWAY, "{}", answer.text());
+    assert!(sidecar.deliveries("").await.is_empty());
+    sidecar.shutdown().await;
+}

@@ -1,0 +1,663 @@
+//! What every end-to-end test needs: recording target servers, the sidecar started in-process
+//! on temporary directories, an HTTP client and polling helpers.
+
+use std::collections::{HashMap, VecDeque};
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper_util::client::legacy::Client as LegacyClient;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use serde_json::Value;
+use tempfile::TempDir;
+use tokio::net::TcpListener;
+use whc::deliver::RetryPolicy;
+use whc::sidecar::{Running, ServeConfig};
+
+/// How long anything may take to happen before a test fails; generous for loaded machines.
+pub const PATIENCE: Duration = Duration::from_secs(30);
+
+/// One process-wide clock of ticks, so that tests can order what happened on different
+/// servers without reading wall-clock time.
+static TICKS: AtomicU64 = AtomicU64::new(1);
+
+/// The next tick.
+pub fn tick() -> u64 {
+    TICKS.fetch_add(1, Ordering::SeqCst)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Target servers
+
+/// How a target answers one request.
+#[derive(Debug, Clone)]
+pub enum Reply {
+    /// Answer at once with this status, headers and body.
+    Answer {
+        /// The status.
+        status: u16,
+        /// Extra headers.
+        headers: Vec<(String, String)>,
+        /// The body.
+        body: String,
+    },
+    /// Wait, then answer with this status and an empty body.
+    Delayed(Duration, u16),
+    /// Never answer (until the client gives up and closes the connection).
+    Hang,
+}
+
+impl Reply {
+    /// A bare status with an empty body.
+    pub fn status(status: u16) -> Reply {
+        Reply::Answer {
+            status,
+            headers: Vec::new(),
+            body: String::new(),
+        }
+    }
+
+    /// A status and a body.
+    pub fn with_body(status: u16, body: &str) -> Reply {
+        Reply::Answer {
+            status,
+            headers: Vec::new(),
+            body: body.to_owned(),
+        }
+    }
+}
+
+/// One request as a target received it.
+#[derive(Debug, Clone)]
+pub struct Recorded {
+    /// The method.
+    pub method: Method,
+    /// Path and query, as sent.
+    pub path_and_query: String,
+    /// Headers.
+    pub headers: HeaderMap,
+    /// The whole body.
+    pub body: Bytes,
+    /// When the request (with its body) arrived, on the process-wide [`tick`] clock.
+    pub at: u64,
+    /// When the handler stopped: it answered, or the client went away before the answer
+    /// (a `Hang`). `None` while it is still in flight.
+    pub ended: Option<u64>,
+}
+
+impl Recorded {
+    /// One header as text.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "target got a body that is not JSON ({e}): {:?}",
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The path without the query.
+    pub fn path(&self) -> &str {
+        self.path_and_query
+            .split_once('?')
+            .map_or(self.path_and_query.as_str(), |(p, _)| p)
+    }
+
+    /// The raw query string (empty when there is none).
+    pub fn query(&self) -> &str {
+        self.path_and_query.split_once('?').map_or("", |(_, q)| q)
+    }
+
+    /// The query, split into percent-decoded pairs, in order.
+    pub fn query_pairs(&self) -> Vec<(String, String)> {
+        let decode = |s: &str| {
+            percent_encoding::percent_decode_str(&s.replace('+', " "))
+                .decode_utf8()
+                .expect("query is UTF-8")
+                .into_owned()
+        };
+        self.query()
+            .split('&')
+            .filter(|p| !p.is_empty())
+            .map(|pair| {
+                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+                (decode(k), decode(v))
+            })
+            .collect()
+    }
+}
+
+#[derive(Default)]
+struct TargetState {
+    requests: Mutex<Vec<Recorded>>,
+    script: Mutex<VecDeque<Reply>>,
+    default: Mutex<Option<Reply>>,
+}
+
+/// A real HTTP server on `127.0.0.1:0` that records every request and answers from a script:
+/// the queued replies first, one per request, then the default reply (200 unless changed).
+#[derive(Clone)]
+pub struct Target {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    state: Arc<TargetState>,
+}
+
+/// Marks a request's end when its handler finishes or is dropped (the client went away).
+struct EndGuard {
+    state: Arc<TargetState>,
+    index: usize,
+}
+
+impl Drop for EndGuard {
+    fn drop(&mut self) {
+        let mut requests = self
+            .state
+            .requests
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        requests[self.index].ended = Some(tick());
+    }
+}
+
+impl Target {
+    /// Starts a target answering 200 with an empty body.
+    pub async fn start() -> Target {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
+        let addr = listener.local_addr().expect("target address");
+        let state = Arc::new(TargetState::default());
+        let shared = Arc::clone(&state);
+        tokio::spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                let state = Arc::clone(&shared);
+                tokio::spawn(async move {
+                    let service = hyper::service::service_fn(move |req| {
+                        let state = Arc::clone(&state);
+                        async move { Ok::<_, Infallible>(answer(state, req).await) }
+                    });
+                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Target { addr, state }
+    }
+
+    /// A URL on this target.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Queues replies for the next requests.
+    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
+        self.state.script.lock().unwrap().extend(replies);
+    }
+
+    /// The reply once the script is used up.
+    pub fn set_default(&self, reply: Reply) {
+        *self.state.default.lock().unwrap() = Some(reply);
+    }
+
+    /// Every request received so far.
+    pub fn requests(&self) -> Vec<Recorded> {
+        self.state.requests.lock().unwrap().clone()
+    }
+
+    /// How many requests arrived.
+    pub fn count(&self) -> usize {
+        self.state.requests.lock().unwrap().len()
+    }
+
+    /// Waits until at least `n` requests arrived and returns them all.
+    pub async fn wait_for(&self, n: usize) -> Vec<Recorded> {
+        wait_until(&format!("{n} request(s) at {}", self.addr), || {
+            self.count() >= n
+        })
+        .await;
+        self.requests()
+    }
+}
+
+async fn answer(state: Arc<TargetState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let (parts, body) = req.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    let reply = {
+        let next = state.script.lock().unwrap().pop_front();
+        next.or_else(|| state.default.lock().unwrap().clone())
+            .unwrap_or_else(|| Reply::status(200))
+    };
+    let index = {
+        let mut requests = state.requests.lock().unwrap();
+        requests.push(Recorded {
+            method: parts.method,
+            path_and_query: parts
+                .uri
+                .path_and_query()
+                .map_or("/".to_owned(), |p| p.as_str().to_owned()),
+            headers: parts.headers,
+            body,
+            at: tick(),
+            ended: None,
+        });
+        requests.len() - 1
+    };
+    let _guard = EndGuard {
+        state: Arc::clone(&state),
+        index,
+    };
+    let (status, headers, body) = match reply {
+        Reply::Answer {
+            status,
+            headers,
+            body,
+        } => (status, headers, body),
+        Reply::Delayed(wait, status) => {
+            tokio::time::sleep(wait).await;
+            (status, Vec::new(), String::new())
+        }
+        Reply::Hang => std::future::pending().await,
+    };
+    let mut res = Response::new(Full::new(Bytes::from(body)));
+    *res.status_mut() = StatusCode::from_u16(status).expect("valid status");
+    for (name, value) in headers {
+        res.headers_mut().insert(
+            hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
+            value.parse().expect("header value"),
+        );
+    }
+    res
+}
+
+// ---------------------------------------------------------------------------------------------
+// HTTP client
+
+/// An answer read whole.
+#[derive(Debug)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+impl Answer {
+    /// The body as JSON.
+    pub fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
+            panic!(
+                "answer {} is not JSON ({e}): {:?}",
+                self.status,
+                String::from_utf8_lossy(&self.body)
+            )
+        })
+    }
+
+    /// The body as text.
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+}
+
+/// A plain HTTP client (hyper-util's pooled client).
+#[derive(Clone)]
+pub struct Http {
+    client: LegacyClient<HttpConnector, Full<Bytes>>,
+}
+
+impl Default for Http {
+    fn default() -> Self {
+        Http::new()
+    }
+}
+
+impl Http {
+    /// A new client.
+    pub fn new() -> Http {
+        Http {
+            client: LegacyClient::builder(TokioExecutor::new()).build_http(),
+        }
+    }
+
+    /// Sends one request; `Err` when there was no answer (connection refused, reset, ...).
+    pub async fn try_send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Result<Answer, String> {
+        let mut req = Request::builder().method(method).uri(url);
+        for (name, value) in headers {
+            req = req.header(*name, *value);
+        }
+        let req = req
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
+        let res = self.client.request(req).await.map_err(|e| e.to_string())?;
+        let (parts, body) = res.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Answer {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    /// Sends one request and expects an answer.
+    pub async fn send(
+        &self,
+        method: Method,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: impl Into<Bytes>,
+    ) -> Answer {
+        self.try_send(method, url, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{url}: no answer: {e}"))
+    }
+
+    /// `GET url`.
+    pub async fn get(&self, url: &str) -> Answer {
+        self.send(Method::GET, url, &[], Bytes::new()).await
+    }
+
+    /// `POST url` with a JSON body.
+    pub async fn post_json(&self, url: &str, body: impl Into<Bytes>) -> Answer {
+        self.send(
+            Method::POST,
+            url,
+            &[("content-type", "application/json")],
+            body,
+        )
+        .await
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Polling
+
+/// Polls `cond` every few milliseconds until it holds; fails the test after [`PATIENCE`].
+pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < PATIENCE, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// Like [`wait_until`] for a condition that has to be fetched; returns the value that held.
+pub async fn wait_until_async<T, F, Fut>(what: &str, mut fetch: F, cond: impl Fn(&T) -> bool) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = T>,
+    T: std::fmt::Debug,
+{
+    let start = Instant::now();
+    loop {
+        let value = fetch().await;
+        if cond(&value) {
+            return value;
+        }
+        assert!(
+            start.elapsed() < PATIENCE,
+            "timed out waiting for {what}; last value: {value:#?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sidecar
+
+/// A rule file that sends one webhook; `extra` goes inside the block.
+pub fn webhook(name: &str, on: &str, when: &str, post_url: &str, extra: &str) -> String {
+    let when = if when.is_empty() {
+        String::new()
+    } else {
+        format!("    when {when}\n")
+    };
+    format!("webhook {name} {{\n    on {on}\n{when}    post \"{post_url}\"\n{extra}}}\n")
+}
+
+/// Writes like an editor saves: a temporary file beside the target, renamed over it.
+pub fn save(dir: &Path, name: &str, text: &str) {
+    let tmp = dir.join(format!(".{name}.tmp~"));
+    std::fs::write(&tmp, text).expect("write temp rule file");
+    std::fs::rename(&tmp, dir.join(name)).expect("rename rule file into place");
+}
+
+/// The settings tests start from: ephemeral ports, retries after 50 ms without jitter.
+pub fn test_config(rules: &Path, data: &Path) -> ServeConfig {
+    let mut config = ServeConfig::new(rules.to_path_buf());
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.data = data.to_path_buf();
+    config.retry =
+        RetryPolicy::try_new(vec![Duration::from_millis(50)], 0.0).expect("retry policy");
+    config.grace = Duration::from_secs(2);
+    config.debounce = Duration::from_millis(30);
+    config
+}
+
+/// A sidecar running in this process on temporary rules and data directories.
+pub struct Sidecar {
+    running: Option<Running>,
+    /// The rules directory.
+    pub rules: TempDir,
+    /// The data directory (kept until the sidecar is dropped).
+    _data: TempDir,
+    /// The client tests use.
+    pub http: Http,
+    config: ServeConfig,
+    env: HashMap<String, String>,
+}
+
+/// A change to the settings before start.
+type Tweak = Box<dyn FnOnce(&mut ServeConfig)>;
+
+/// Builds a [`Sidecar`].
+pub struct SidecarBuilder {
+    files: Vec<(String, String)>,
+    env: HashMap<String, String>,
+    tweak: Vec<Tweak>,
+}
+
+impl Sidecar {
+    /// A builder with no rule files.
+    pub fn builder() -> SidecarBuilder {
+        SidecarBuilder {
+            files: Vec::new(),
+            env: HashMap::new(),
+            tweak: Vec::new(),
+        }
+    }
+
+    /// Starts with one rule file.
+    pub async fn start(rules: &str) -> Sidecar {
+        Sidecar::builder().file("main.whc", rules).start().await
+    }
+
+    fn running(&self) -> &Running {
+        self.running.as_ref().expect("sidecar running")
+    }
+
+    /// The events listener's URL for `path`.
+    pub fn events_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running().addr)
+    }
+
+    /// The admin listener's URL for `path`.
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.running().admin_addr)
+    }
+
+    /// `POST /v1/events`.
+    pub async fn post_events(&self, body: impl Into<Bytes>) -> Answer {
+        self.http
+            .post_json(&self.events_url("/v1/events"), body)
+            .await
+    }
+
+    /// `POST /v1/events`, expecting `202`; returns the answer's JSON.
+    pub async fn accept(&self, body: impl Into<Bytes>) -> Value {
+        let answer = self.post_events(body).await;
+        assert_eq!(
+            answer.status,
+            StatusCode::ACCEPTED,
+            "event refused: {}",
+            answer.text()
+        );
+        answer.json()
+    }
+
+    /// `GET` on the admin API, expecting `200` and JSON.
+    pub async fn admin_json(&self, path: &str) -> Value {
+        let answer = self.http.get(&self.admin_url(path)).await;
+        assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
+        answer.json()
+    }
+
+    /// `POST` on the admin API.
+    pub async fn admin_post(&self, path: &str) -> Answer {
+        self.http
+            .send(Method::POST, &self.admin_url(path), &[], Bytes::new())
+            .await
+    }
+
+    /// `GET /v1/deliveries?QUERY`, the list.
+    pub async fn deliveries(&self, query: &str) -> Vec<Value> {
+        let json = self.admin_json(&format!("/v1/deliveries?{query}")).await;
+        json["deliveries"]
+            .as_array()
+            .expect("deliveries is an array")
+            .clone()
+    }
+
+    /// One delivery from the admin API.
+    pub async fn delivery(&self, id: &str) -> Value {
+        self.admin_json(&format!("/v1/deliveries/{id}")).await
+    }
+
+    /// Waits until the delivery has this status; returns it.
+    pub async fn wait_status(&self, id: &str, status: &str) -> Value {
+        wait_until_async(
+            &format!("delivery {id} to be {status}"),
+            || self.delivery(id),
+            |d| d["status"] == status,
+        )
+        .await
+    }
+
+    /// `GET /metrics` as text.
+    pub async fn metrics(&self) -> String {
+        let answer = self.http.get(&self.admin_url("/metrics")).await;
+        assert_eq!(answer.status, StatusCode::OK);
+        answer.text()
+    }
+
+    /// Stops the sidecar and asserts that no background task failed.
+    pub async fn shutdown(mut self) {
+        let running = self.running.take().expect("sidecar running");
+        running
+            .shutdown()
+            .await
+            .expect("the sidecar's tasks ended cleanly");
+    }
+
+    /// Stops the sidecar cleanly and starts it again on the same rules and data (on new
+    /// ports).
+    pub async fn restart(mut self) -> Sidecar {
+        let running = self.running.take().expect("sidecar running");
+        running
+            .shutdown()
+            .await
+            .expect("the sidecar's tasks ended cleanly");
+        let running = whc::sidecar::start(self.config.clone(), Arc::new(self.env.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("sidecar did not restart: {e}"));
+        self.running = Some(running);
+        self
+    }
+}
+
+impl SidecarBuilder {
+    /// Adds a rule file.
+    pub fn file(mut self, name: &str, text: &str) -> Self {
+        self.files.push((name.to_owned(), text.to_owned()));
+        self
+    }
+
+    /// Sets a variable of the environment the sidecar reads secrets from.
+    pub fn env(mut self, name: &str, value: &str) -> Self {
+        self.env.insert(name.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Changes the settings.
+    pub fn config(mut self, tweak: impl FnOnce(&mut ServeConfig) + 'static) -> Self {
+        self.tweak.push(Box::new(tweak));
+        self
+    }
+
+    /// Writes the files and starts the sidecar.
+    pub async fn start(self) -> Sidecar {
+        let rules = TempDir::new().expect("rules dir");
+        let data = TempDir::new().expect("data dir");
+        for (name, text) in &self.files {
+            std::fs::write(rules.path().join(name), text).expect("write rule file");
+        }
+        let mut config = test_config(rules.path(), data.path());
+        for tweak in self.tweak {
+            tweak(&mut config);
+        }
+        let running = whc::sidecar::start(config.clone(), Arc::new(self.env.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("sidecar did not start: {e}"));
+        Sidecar {
+            running: Some(running),
+            rules,
+            _data: data,
+            http: Http::new(),
+            config,
+            env: self.env,
+        }
+    }
+}
+
+/// A conversion event with this id (and the fields most rules read).
+pub fn conversion(id: &str) -> Value {
+    serde_json::json!({
+        "id": id,
+        "type": "conversion",
+        "transaction": format!("txn-{id}"),
+        "revenue": "79.90",
+        "visitor": "v-1",
+        "firstClick": { "utm_source": "facebook", "country": "CA" },
+        "lastClick": { "utm_source": "google", "country": "US" },
+        "occurredAt": "2026-11-27T10:15:00Z"
+    })
+}
