@@ -484,3 +484,220 @@ fn string(pair: Pair<Rule>) -> String {
     out.push('"');
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[track_caller]
+    fn fmt(text: &str) -> String {
+        let out = format_source(text).unwrap_or_else(|e| panic!("{e:#?}"));
+        assert_eq!(format_source(&out).unwrap(), out, "not idempotent");
+        out
+    }
+
+    /// The formatted `when` of a one-clause webhook.
+    #[track_caller]
+    fn when(condition: &str) -> String {
+        let out = fmt(&format!("webhook w {{ when {condition} }}"));
+        let line = out.lines().nth(1).expect("a clause line");
+        line.strip_prefix("    when ")
+            .expect("a when clause")
+            .to_owned()
+    }
+
+    #[test]
+    fn operators_are_spelled_in_words() {
+        for (written, canonical) in [
+            ("x == 1", "x equals 1"),
+            ("x equals 1", "x equals 1"),
+            ("x != 1", "x not equals 1"),
+            ("x not   equals 1", "x not equals 1"),
+            ("x contains \"a\"", "x contains \"a\""),
+            ("x not contains \"a\"", "x not contains \"a\""),
+            ("x starts\twith \"a\"", "x starts with \"a\""),
+            ("x ends with \"a\"", "x ends with \"a\""),
+            ("x>1", "x greater than 1"),
+            ("x greater than 1", "x greater than 1"),
+            ("x >= 1", "x at least 1"),
+            ("x at least 1", "x at least 1"),
+            ("x<-1.5", "x less than -1.5"),
+            ("x less than 1", "x less than 1"),
+            ("x <= 1", "x at most 1"),
+            ("x at most 1", "x at most 1"),
+            ("x in [1,2]", "x in [1, 2]"),
+            ("x not in [ \"a\" ]", "x not in [\"a\"]"),
+            ("x matches \"^a+$\"", "x matches \"^a+$\""),
+            ("x is set", "x is set"),
+            ("x is  not set", "x is not set"),
+            ("isFromGoogleAds", "isFromGoogleAds"),
+            ("x == true", "x equals true"),
+            // Unknown operators are the checker's business; they stay as written.
+            ("x bigger 1", "x bigger 1"),
+            ("x =~ 1", "x =~ 1"),
+        ] {
+            assert_eq!(when(written), canonical, "{written}");
+        }
+    }
+
+    #[test]
+    fn numbers_lists_and_fields_as_written() {
+        assert_eq!(when("revenue == 050.10"), "revenue equals 050.10");
+        assert_eq!(when("x in []"), "x in []");
+        assert_eq!(when("x in [1 , 2,3,]"), "x in [1, 2, 3]");
+        assert_eq!(
+            when("first.utm_source == \"a\""),
+            "first.utm_source equals \"a\""
+        );
+    }
+
+    #[test]
+    fn strings_are_re_escaped() {
+        assert_eq!(when(r#"x == "a\"b""#), r#"x equals "a\"b""#);
+        assert_eq!(when(r#"x == "\q\\d\n\t""#), r#"x equals "q\\d\n\t""#);
+        assert_eq!(
+            when("x == \"tab\there # no comment\""),
+            r#"x equals "tab\there # no comment""#
+        );
+        assert_eq!(when(r#"x == """#), r#"x equals """#);
+    }
+
+    #[test]
+    fn parentheses_and_not_stay_where_written() {
+        for condition in [
+            "a and (b or c)",
+            "(a and b) or c",
+            "((a))",
+            "not (a or not (b and c))",
+            "not not a",
+            "(not a) and ((b or c) and d)",
+        ] {
+            assert_eq!(when(condition), condition);
+        }
+        assert_eq!(when("( a  or\n b )and  not(c)"), "(a or b) and not (c)");
+    }
+
+    #[test]
+    fn clauses_keep_their_order_one_per_line() {
+        let text = "webhook  w{post \"https://x\" on refund,conversion , event   3 disabled\n\
+                    timeout 3s retries 2 header \"A\"=\"b\" secret env( \"S\" ) when a}";
+        assert_eq!(
+            fmt(text),
+            "webhook w {\n    post \"https://x\"\n    on refund, conversion, event 3\n    disabled\n    \
+             timeout 3s\n    retries 2\n    header \"A\" = \"b\"\n    secret env(\"S\")\n    when a\n}\n"
+        );
+    }
+
+    #[test]
+    fn quoted_names_and_unknown_clauses_as_written() {
+        let text = "webhook \"my hook\" {\n  on refund\n  frobnicate   the thing  \n}";
+        assert_eq!(
+            fmt(text),
+            "webhook \"my hook\" {\n    on refund\n    frobnicate   the thing\n}\n"
+        );
+    }
+
+    #[test]
+    fn webhooks_are_separated_by_one_blank_line() {
+        let text = "webhook a { on refund }webhook b { on refund }\n\n\n\nwebhook c {\n}\n\n";
+        assert_eq!(
+            fmt(text),
+            "webhook a {\n    on refund\n}\n\nwebhook b {\n    on refund\n}\n\nwebhook c {\n}\n"
+        );
+    }
+
+    #[test]
+    fn comments_stay_where_they_were() {
+        let text = "\
+# file header
+
+# before a
+webhook a { # on the header line
+  # before on
+  on refund # trailing on
+  when a and # inside the condition
+    b # after the condition
+  # before the closing brace
+} # after the closing brace
+# between webhooks
+webhook b {
+on refund
+}
+# at the end
+
+# the very end
+";
+        let expected = "\
+# file header
+
+# before a
+webhook a { # on the header line
+    # before on
+    on refund # trailing on
+    # inside the condition
+    when a and b # after the condition
+    # before the closing brace
+} # after the closing brace
+
+# between webhooks
+webhook b {
+    on refund
+}
+
+# at the end
+
+# the very end
+";
+        assert_eq!(fmt(text), expected);
+    }
+
+    #[test]
+    fn comments_inside_the_header_and_operators_move_before_their_line() {
+        let text = "webhook # one\n a # two\n { when x starts # three\n with \"a\" }";
+        assert_eq!(
+            fmt(text),
+            "# one\n# two\nwebhook a {\n    # three\n    when x starts with \"a\"\n}\n"
+        );
+    }
+
+    #[test]
+    fn a_blank_line_before_a_webhook_after_its_comments_is_kept() {
+        let text = "# about the file\n\nwebhook a {\n}\n";
+        assert_eq!(fmt(text), text);
+        let text = "# about a\nwebhook a {\n}\n";
+        assert_eq!(fmt(text), text);
+    }
+
+    #[test]
+    fn trailing_whitespace_and_crlf_are_dropped() {
+        let text = "# a  \r\nwebhook a {\r\n  on refund # b \r\n}\r\n";
+        assert_eq!(fmt(text), "# a\nwebhook a {\n    on refund # b\n}\n");
+    }
+
+    #[test]
+    fn empty_and_comment_only_files() {
+        assert_eq!(fmt(""), "");
+        assert_eq!(fmt("  \n\n"), "");
+        assert_eq!(fmt("\n\n# just this\n\n"), "# just this\n");
+    }
+
+    #[test]
+    fn syntax_errors_format_nothing() {
+        let errors = format_source("webhook a {\n  when (a\n}\n").unwrap_err();
+        assert_eq!(errors.len(), 1);
+        assert!(errors[0].message.contains("expected"), "{errors:?}");
+        assert!(format_source("webhook a { on refund }\nwebhook b {").is_err());
+    }
+
+    #[test]
+    fn the_bundled_rules_are_formatted() {
+        for text in [
+            include_str!("../../rules/sales.whc"),
+            include_str!("../../rules/engagement.whc"),
+            include_str!("../../rules/refunds.whc"),
+            include_str!("../../examples/issue-examples.whc"),
+        ] {
+            assert!(is_formatted(text).unwrap(), "{text}");
+        }
+    }
+}
