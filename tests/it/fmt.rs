@@ -62,7 +62,7 @@ fn list_of(item: BoxedStrategy<String>) -> impl Strategy<Value = Tokens> {
     })
 }
 
-fn text_comparison() -> impl Strategy<Value = Tokens> {
+fn text_comparison(valid: bool) -> impl Strategy<Value = Tokens> {
     let field = prop::sample::select(vec![
         "utm_source",
         "first.utm_source",
@@ -79,14 +79,11 @@ fn text_comparison() -> impl Strategy<Value = Tokens> {
         country.prop_map(str::to_owned).boxed()
     ]
     .boxed();
-    let regex = prop::sample::select(vec![
-        "\"^spring\"",
-        "\"a|b\"",
-        "\"\\\\d+\"",
-        "\"x\\\\.y$\"",
-        "\"(\"",
-    ])
-    .prop_map(str::to_owned);
+    let mut regexes = vec!["\"^spring\"", "\"a|b\"", "\"\\\\d+\"", "\"x\\\\.y$\""];
+    if !valid {
+        regexes.push("\"(\"");
+    }
+    let regex = prop::sample::select(regexes).prop_map(str::to_owned);
     let op_value = prop_oneof![
         (
             prop::sample::select(vec![
@@ -157,22 +154,26 @@ fn number_comparison() -> impl Strategy<Value = Tokens> {
     (field, op_value).prop_map(|(f, rest)| [one(f), rest].concat())
 }
 
-fn other_comparison() -> impl Strategy<Value = Tokens> {
-    prop::sample::select(vec![
+fn other_comparison(valid: bool) -> impl Strategy<Value = Tokens> {
+    let mut choices = vec![
         "isFromGoogleAds",
         "isFromTikTokAds",
         "isFromFacebookAds equals false",
         "isFromGoogleAds == true",
         "linkId equals 12",
         "targetId not equals \"7\"",
+    ];
+    if !valid {
         // Mistakes the checker reports: the diagnostics must survive formatting too.
-        "revenue contains \"5\"",
-        "first.revenue > 5",
-        "utm_sorce equals \"x\"",
-        "revenue bigger 5",
-        "country >",
-    ])
-    .prop_map(|s| {
+        choices.extend([
+            "revenue contains \"5\"",
+            "first.revenue > 5",
+            "utm_sorce equals \"x\"",
+            "revenue bigger 5",
+            "country >",
+        ]);
+    }
+    prop::sample::select(choices).prop_map(|s| {
         let mut t = Vec::new();
         let mut rest = s;
         // Keep a quoted literal whole.
@@ -191,11 +192,11 @@ fn other_comparison() -> impl Strategy<Value = Tokens> {
     })
 }
 
-fn condition() -> impl Strategy<Value = Tokens> {
+fn condition(valid: bool) -> impl Strategy<Value = Tokens> {
     let leaf = prop_oneof![
-        3 => text_comparison(),
+        3 => text_comparison(valid),
         3 => number_comparison(),
-        2 => other_comparison(),
+        2 => other_comparison(valid),
     ];
     leaf.prop_recursive(4, 24, 2, |inner| {
         prop_oneof![
@@ -207,18 +208,19 @@ fn condition() -> impl Strategy<Value = Tokens> {
     })
 }
 
-fn clause() -> impl Strategy<Value = Tokens> {
-    let event = prop::sample::select(vec![
+fn on_clause(valid: bool) -> impl Strategy<Value = Tokens> {
+    let mut events = vec![
         "conversion",
         "refund",
         "event",
         "event 1",
         "event  3",
         "event\t10",
-        "event 11",
-        "sale",
-    ]);
-    let on = prop::collection::vec(event, 1..4).prop_map(|events| {
+    ];
+    if !valid {
+        events.extend(["event 11", "sale"]);
+    }
+    prop::collection::vec(prop::sample::select(events), 1..4).prop_map(|events| {
         let mut t = one("on");
         for (i, e) in events.iter().enumerate() {
             if i > 0 {
@@ -227,48 +229,74 @@ fn clause() -> impl Strategy<Value = Tokens> {
             t.push((*e).to_owned());
         }
         t
-    });
-    let url = prop::sample::select(vec![
+    })
+}
+
+fn request_clause(valid: bool) -> impl Strategy<Value = Tokens> {
+    let mut urls = vec![
         "\"https://api.example.com/t?amount=[revenue]&txn=[transaction]\"",
         "\"https://x.example.com/[first.utm_source]/e\"",
         "\"http://plain.example.com/\"",
-        "\"https://[revenue].example.com/\"",
-    ]);
-    let request = (prop::sample::select(vec!["post", "get"]), url)
-        .prop_map(|(m, u)| vec![m.to_owned(), u.to_owned()]);
-    let value = prop_oneof![
-        string_lit().prop_map(|s| vec![s]),
-        prop::sample::select(vec!["\"TOKEN\"", "\"UNSET_VAR\""])
-            .prop_map(|v| words(&format!("env ( {v} )"))),
     ];
-    let header = value
-        .clone()
-        .prop_map(|v| [words("header \"X-Source\" ="), v].concat());
-    let setting = prop::sample::select(vec![
-        "timeout 3s",
-        "timeout 500ms",
-        "timeout 99h",
-        "retries 3",
-        "retries 1000",
-        "disabled",
-    ])
-    .prop_map(words);
-    prop_oneof![
-        2 => on,
-        4 => condition().prop_map(|c| [one("when"), c].concat()),
-        2 => request,
-        1 => header,
-        1 => value.prop_map(|v| [one("secret"), v].concat()),
-        1 => setting,
-    ]
+    if !valid {
+        urls.push("\"https://[revenue].example.com/\"");
+    }
+    (
+        prop::sample::select(vec!["post", "get"]),
+        prop::sample::select(urls),
+    )
+        .prop_map(|(m, u)| vec![m.to_owned(), u.to_owned()])
 }
 
-fn webhook(index: usize) -> impl Strategy<Value = Tokens> {
+/// `header`, `secret` and the settings.
+fn setting_clauses(valid: bool) -> impl Strategy<Value = Vec<Tokens>> {
+    let env = |var: &str| words(&format!("env ( \"{var}\" )"));
+    let fixed = vec![
+        words("header \"X-Source\" = \"whc\""),
+        [words("header \"X-Token\" ="), env("TOKEN")].concat(),
+        [words("header \"X-Other\" ="), env("UNSET_VAR")].concat(),
+        [one("secret"), env("TOKEN")].concat(),
+        words("timeout 500ms"),
+        words("retries 3"),
+        one("disabled"),
+    ];
+    let invalid = vec![
+        words("timeout 99h"),
+        words("retries 1000"),
+        words("secret \"literal\""),
+        words("retries 2"),
+    ];
+    let header = string_lit().prop_map(|v| [words("header \"X-Value\" ="), one(&v)].concat());
+    let chosen = if valid {
+        prop::sample::subsequence(fixed.clone(), 0..4).boxed()
+    } else {
+        let all = [fixed.clone(), invalid].concat();
+        prop::collection::vec(prop::sample::select(all), 0..4).boxed()
+    };
+    (chosen, prop::option::of(header)).prop_map(|(mut clauses, header)| {
+        clauses.extend(header);
+        clauses
+    })
+}
+
+/// A webhook: when `valid`, one `on`, one URL and clauses that compile; otherwise anything.
+fn webhook(index: usize, valid: bool) -> impl Strategy<Value = Tokens> {
     let name = prop_oneof![
         "[a-z_]{0,4}".prop_map(move |s| format!("w{index}{s}")),
         Just(format!("\"hook {index}\"")),
     ];
-    (name, prop::collection::vec(clause(), 0..6)).prop_map(|(name, clauses)| {
+    let (ons, requests) = if valid { (1..2, 1..2) } else { (0..3, 0..3) };
+    let clauses = (
+        prop::collection::vec(on_clause(valid), ons),
+        prop::collection::vec(request_clause(valid), requests),
+        prop::collection::vec(
+            condition(valid).prop_map(|c| [one("when"), c].concat()),
+            0..4,
+        ),
+        setting_clauses(valid),
+    )
+        .prop_flat_map(|(a, b, c, d)| Just([a, b, c, d].concat()).prop_shuffle());
+    (name, clauses).prop_map(|(name, clauses)| {
         [
             vec!["webhook".into(), name, "{".into()],
             clauses.concat(),
@@ -299,9 +327,10 @@ fn may_touch(left: &str, right: &str) -> bool {
 }
 
 fn rule_file() -> impl Strategy<Value = String> {
-    let webhooks = (0..4usize).prop_flat_map(|n| {
+    // Mostly files that compile, so that the compiled rule sets are compared, not just errors.
+    let webhooks = (0..4usize, prop::bool::weighted(0.8)).prop_flat_map(|(n, valid)| {
         (0..n)
-            .map(|i| webhook(i).boxed())
+            .map(|i| webhook(i, valid).boxed())
             .collect::<Vec<_>>()
             .prop_map(|w| w.concat())
     });
