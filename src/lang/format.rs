@@ -192,8 +192,8 @@ impl Layout {
     /// Finds the comments between tokens and decides where each goes.
     fn attach_comments<'a>(&self, text: &'a str) -> Vec<Comment<'a>> {
         let mut comments = Vec::new();
-        // (end of the previous token, index of the next token)
         let mut prev_end: Option<usize> = None;
+        // Scans one gap between tokens; `prev` and `next` index the tokens around it.
         let mut scan = |from: usize, to: usize, prev: Option<usize>, next: Option<usize>| {
             let mut item_end = from;
             let mut i = from;
