@@ -2,6 +2,7 @@
 
 mod check;
 mod explain;
+mod fmt;
 mod output;
 mod serve;
 
@@ -38,6 +39,8 @@ enum Command {
     Check(check::CheckArgs),
     /// Show, for one event, which webhooks fire and why.
     Explain(explain::ExplainArgs),
+    /// Rewrite rule files in the canonical layout; `--check` shows a diff instead.
+    Fmt(fmt::FmtArgs),
     /// Run the sidecar: take events, store them durably, fan them out to webhooks.
     Serve(Box<serve::ServeArgs>),
 }
@@ -54,6 +57,7 @@ pub fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => check::run(args, color),
         Command::Explain(args) => explain::run(args, color),
+        Command::Fmt(args) => fmt::run(args, color),
         Command::Serve(args) => serve::run(*args, color),
     };
     match result {

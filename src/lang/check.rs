@@ -620,7 +620,8 @@ impl Checker<'_> {
                         }
                     }
                 }
-                let single = texts[0].0.clone();
+                // `in []` has no first value (and needs none); every other operator has one.
+                let single = texts.first().map(|t| t.0.clone()).unwrap_or_default();
                 let check = match op {
                     Op::Equals | Op::NotEquals => Check::TextEq(single.clone().into_boxed_str()),
                     Op::Contains | Op::NotContains => Check::Contains(Box::new(

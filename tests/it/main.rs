@@ -3,5 +3,6 @@
 
 mod cli;
 mod diagnostics;
+mod fmt;
 mod never_panics;
 mod semantics;

@@ -136,6 +136,9 @@ fn text_in_and_not_in() {
     fires!(many, {"lastClick": {"utm_term": "k"}});
     never!(many, {"lastClick": {"utm_term": "K"}});
     never!(many, {"lastClick": {"utm_term": "z"}});
+    // An empty list holds nothing (this once panicked the checker; found by the fmt property test).
+    never!(r#"deviceType in []"#, {"lastClick": {"deviceType": "mobile"}});
+    fires!(r#"country not in []"#, {"lastClick": {"country": "US"}});
 }
 
 #[test]
