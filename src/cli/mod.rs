@@ -1,9 +1,11 @@
 //! The `whc` command line: clap subcommands wiring the layers together.
 
+mod cases;
 mod check;
 mod explain;
 mod output;
 mod serve;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -30,6 +32,8 @@ pub enum Format {
     Human,
     /// One JSON document, for scripts and CI.
     Json,
+    /// GitHub Actions workflow commands (`::error file=...::message`); `whc check` only.
+    Github,
 }
 
 #[derive(Debug, Subcommand)]
@@ -40,6 +44,10 @@ enum Command {
     Explain(explain::ExplainArgs),
     /// Run the sidecar: take events, store them durably, fan them out to webhooks.
     Serve(Box<serve::ServeArgs>),
+    /// Send one real test request for webhooks (the Test button), disabled ones included.
+    Test(test::TestArgs),
+    /// Run the rule test cases (`*.cases.json`) and report coverage.
+    Cases(cases::CasesArgs),
 }
 
 /// Default rules directory.
@@ -55,6 +63,8 @@ pub fn main() -> ExitCode {
         Command::Check(args) => check::run(args, color),
         Command::Explain(args) => explain::run(args, color),
         Command::Serve(args) => serve::run(*args, color),
+        Command::Test(args) => test::run(args, color),
+        Command::Cases(args) => cases::run(args, color),
     };
     match result {
         Ok(code) => code,
