@@ -352,9 +352,9 @@ fn run_case(case: CaseSpec, base: &Path, webhooks: &[Webhook]) -> CaseResult {
                 let hint = did_you_mean(name, names())
                     .map(|c| format!(" (did you mean `{c}`?)"))
                     .unwrap_or_default();
-                result
-                    .failures
-                    .push(format!("`{key}` names `{name}`, which is not a webhook{hint}"));
+                result.failures.push(format!(
+                    "`{key}` names `{name}`, which is not a webhook{hint}"
+                ));
             }
         }
     }
@@ -687,10 +687,7 @@ impl Coverage {
 
     fn condition_counts(&self) -> (usize, usize) {
         let all = self.conditions.iter().flatten();
-        (
-            all.clone().filter(|(t, f)| *t && *f).count(),
-            all.count(),
-        )
+        (all.clone().filter(|(t, f)| *t && *f).count(), all.count())
     }
 
     /// The reasons coverage is below `min` percent (empty when it is not).

@@ -132,9 +132,6 @@ mod tests {
     #[test]
     fn github_escaping() {
         assert_eq!(github_data("50% off\r\nnext"), "50%25 off%0D%0Anext");
-        assert_eq!(
-            github_property("whc::a,b%\n"),
-            "whc%3A%3Aa%2Cb%25%0A"
-        );
+        assert_eq!(github_property("whc::a,b%\n"), "whc%3A%3Aa%2Cb%25%0A");
     }
 }

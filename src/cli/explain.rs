@@ -92,7 +92,11 @@ pub(super) fn human(w: &Webhook, r: &Explanation, color: bool, indent: &str) -> 
         } else {
             paint("✗", "31", color)
         };
-        let _ = writeln!(out, "{indent}  {mark} {}    (read {})", c.condition, c.value);
+        let _ = writeln!(
+            out,
+            "{indent}  {mark} {}    (read {})",
+            c.condition, c.value
+        );
     }
     if let Some(url) = &r.url {
         let _ = writeln!(out, "{indent}  → {} {url}", w.request.method.as_http());

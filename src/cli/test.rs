@@ -163,11 +163,7 @@ fn human(webhook: &Webhook, event: &Event, report: &TestReport, color: bool) -> 
     match &report.result {
         Ok(response) => {
             let status = status_line(response.status);
-            let painted = paint(
-                &status,
-                if report.ok() { "32" } else { "31" },
-                color,
-            );
+            let painted = paint(&status, if report.ok() { "32" } else { "31" }, color);
             let _ = writeln!(out, "< {painted}    ({ms:.0} ms)");
             for (name, value) in &response.headers {
                 let _ = writeln!(out, "< {name}: {value}");

@@ -296,7 +296,12 @@ fn test_json_report_and_event_file() {
     assert_eq!(report["sent"], true);
     assert_eq!(report["response"]["status"], 201);
     assert_eq!(report["response"]["body"], "{\"id\": 7}");
-    assert!(report["request"]["url"].as_str().unwrap().ends_with("/hook?txn=T-1"));
+    assert!(
+        report["request"]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/hook?txn=T-1")
+    );
     assert!(report["elapsed_ms"].as_f64().unwrap() > 0.0);
     assert_eq!(target.seen()[0].path, "/hook?txn=T-1");
 }
@@ -306,7 +311,11 @@ fn test_unknown_webhook_suggests_a_name() {
     let rules = target_rules("127.0.0.1:9");
     let out = whc(rules.path(), &["test", "hok"]);
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("did you mean `hook`?"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("did you mean `hook`?"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 // === whc cases ===
@@ -366,10 +375,16 @@ fn cases_pass_and_the_bundled_rules_are_fully_covered() {
     assert!(stdout(&out).contains("3 cases in 1 file: 3 passed, 0 failed"));
 
     let repo = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = whc(repo, &["cases", "--rules", "rules", "--min-coverage", "100"]);
+    let out = whc(
+        repo,
+        &["cases", "--rules", "rules", "--min-coverage", "100"],
+    );
     assert_exit(&out, 0);
     let text = stdout(&out);
-    assert!(text.contains("webhooks:   7/7 fired by some case (100%)"), "{text}");
+    assert!(
+        text.contains("webhooks:   7/7 fired by some case (100%)"),
+        "{text}"
+    );
     assert!(text.contains("made both true and false (100%)"), "{text}");
 }
 
@@ -399,7 +414,10 @@ fn cases_failures_show_expected_actual_and_explain() {
         text.contains("actual:   https://crm.example.com/refund?txn=A"),
         "{text}"
     );
-    assert!(text.contains("3 cases in 1 file: 1 passed, 2 failed"), "{text}");
+    assert!(
+        text.contains("3 cases in 1 file: 1 passed, 2 failed"),
+        "{text}"
+    );
 
     let out = whc(d.path(), &["cases", "--format", "json"]);
     assert_exit(&out, 1);
@@ -418,13 +436,18 @@ fn cases_junit_counts_and_escaping() {
     let out = whc(d.path(), &["cases", "--junit", "report.xml"]);
     assert_exit(&out, 1);
     let xml = std::fs::read_to_string(d.path().join("report.xml")).unwrap();
-    assert!(xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"), "{xml}");
+    assert!(
+        xml.starts_with("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites"),
+        "{xml}"
+    );
     assert!(
         xml.contains(r#"<testsuites name="whc cases" tests="3" failures="2" errors="0""#),
         "{xml}"
     );
     assert!(
-        xml.contains(r#"<testsuite name="rules/sales.cases.json" tests="3" failures="2" errors="0""#),
+        xml.contains(
+            r#"<testsuite name="rules/sales.cases.json" tests="3" failures="2" errors="0""#
+        ),
         "{xml}"
     );
     assert_eq!(xml.matches("<testcase ").count(), 3, "{xml}");
@@ -436,8 +459,14 @@ fn cases_junit_counts_and_escaping() {
     assert!(xml.contains(r#"<testcase classname="rules/sales.cases.json" name="big US sale""#));
     assert!(xml.trim_end().ends_with("</testsuites>"));
     // Balanced elements, no raw `<` or `&` in text.
-    assert_eq!(xml.matches("<testsuite ").count(), xml.matches("</testsuite>").count());
-    assert_eq!(xml.matches("<failure ").count(), xml.matches("</failure>").count());
+    assert_eq!(
+        xml.matches("<testsuite ").count(),
+        xml.matches("</testsuite>").count()
+    );
+    assert_eq!(
+        xml.matches("<failure ").count(),
+        xml.matches("</failure>").count()
+    );
     assert!(!xml.contains("<sale>"), "{xml}");
 }
 
@@ -450,10 +479,16 @@ fn cases_coverage_gaps_and_threshold() {
     let out = whc(d.path(), &["cases", "--coverage"]);
     assert_exit(&out, 0);
     let text = stdout(&out);
-    assert!(text.contains("webhooks:   1/3 fired by some case (33.3%)"), "{text}");
+    assert!(
+        text.contains("webhooks:   1/3 fired by some case (33.3%)"),
+        "{text}"
+    );
     assert!(text.contains("`refunds`: no case fires it"), "{text}");
     assert!(text.contains("`tiktok`: no case fires it"), "{text}");
-    assert!(text.contains("conditions: 0/3 made both true and false (0%)"), "{text}");
+    assert!(
+        text.contains("conditions: 0/3 made both true and false (0%)"),
+        "{text}"
+    );
     assert!(
         text.contains("rules/sales.whc:4:10 `big_sales`: `revenue greater than 50` never false"),
         "{text}"
@@ -475,7 +510,10 @@ fn cases_coverage_gaps_and_threshold() {
     assert_exit(&out, 0);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(doc["coverage"]["webhooks"]["covered"], 2);
-    assert_eq!(doc["coverage"]["webhooks_not_fired"], serde_json::json!(["tiktok"]));
+    assert_eq!(
+        doc["coverage"]["webhooks_not_fired"],
+        serde_json::json!(["tiktok"])
+    );
 }
 
 #[test]
@@ -522,7 +560,11 @@ webhook b {
     // The other commands refuse it clearly.
     let out = whc(d.path(), &["cases", "--format", "github"]);
     assert_exit(&out, 2);
-    assert!(stderr(&out).contains("only for `whc check`"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("only for `whc check`"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 // === colour ===
@@ -542,22 +584,38 @@ fn no_color_and_color_flag_across_commands() {
         // NO_COLOR, not a terminal: plain.
         let out = whc_env(d.path(), args, &[("NO_COLOR", Some("1"))]);
         assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-        assert!(!stdout(&out).contains('\x1b'), "{args:?}:\n{}", stdout(&out));
+        assert!(
+            !stdout(&out).contains('\x1b'),
+            "{args:?}:\n{}",
+            stdout(&out)
+        );
         // auto without a terminal: plain.
         let out = whc_env(d.path(), args, &[]);
-        assert!(!stdout(&out).contains('\x1b'), "{args:?}:\n{}", stdout(&out));
+        assert!(
+            !stdout(&out).contains('\x1b'),
+            "{args:?}:\n{}",
+            stdout(&out)
+        );
         // --color never with NO_COLOR unset: plain.
         let mut never = args.to_vec();
         never.extend(["--color", "never"]);
         let out = whc_env(d.path(), &never, &[]);
-        assert!(!stdout(&out).contains('\x1b'), "{args:?}:\n{}", stdout(&out));
+        assert!(
+            !stdout(&out).contains('\x1b'),
+            "{args:?}:\n{}",
+            stdout(&out)
+        );
         // --color always: escapes even without a terminal, the flag beating NO_COLOR.
         let mut always = args.to_vec();
         always.extend(["--color", "always"]);
         for env in [None, Some("1")] {
             let out = whc_env(d.path(), &always, &[("NO_COLOR", env)]);
             assert!(out.status.success(), "{args:?}: {}", stderr(&out));
-            assert!(stdout(&out).contains("\x1b["), "{args:?}:\n{}", stdout(&out));
+            assert!(
+                stdout(&out).contains("\x1b["),
+                "{args:?}:\n{}",
+                stdout(&out)
+            );
         }
     }
 }
