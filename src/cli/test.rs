@@ -123,7 +123,7 @@ pub fn run(args: TestArgs, color: bool) -> Result<ExitCode, String> {
 /// The human report of one test: the request (`>` lines), the answer (`<` lines), the verdict.
 fn human(webhook: &Webhook, event: &Event, report: &TestReport, color: bool) -> String {
     let mut out = String::new();
-    let mut title = format!("{} ({} event", webhook.name, event.kind);
+    let mut title = format!("{} (event: {}", webhook.name, event.kind);
     if webhook.disabled {
         title.push_str(", webhook disabled: tested anyway");
     }
