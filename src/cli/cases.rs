@@ -147,7 +147,16 @@ pub fn run(args: CasesArgs, color: bool) -> Result<ExitCode, String> {
     }
     let webhooks = &loaded.compiled.webhooks;
     let roots = if args.cases.is_empty() {
-        vec![args.rules.clone()]
+        if args.rules.is_file() {
+            // `--rules sales.whc`: its sibling `sales.cases.json`
+            let sibling = args.rules.with_extension("cases.json");
+            if !sibling.is_file() {
+                return Err(format!("no {} beside the rule file", sibling.display()));
+            }
+            vec![sibling]
+        } else {
+            vec![args.rules.clone()]
+        }
     } else {
         args.cases.clone()
     };
