@@ -1,10 +1,12 @@
 //! The `whc` command line: clap subcommands wiring the layers together.
 
+mod cases;
 mod check;
 mod explain;
 mod fmt;
 mod output;
 mod serve;
+mod test;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -31,6 +33,8 @@ pub enum Format {
     Human,
     /// One JSON document, for scripts and CI.
     Json,
+    /// GitHub Actions workflow commands (`::error file=...::message`); `whc check` only.
+    Github,
 }
 
 #[derive(Debug, Subcommand)]
@@ -43,6 +47,10 @@ enum Command {
     Fmt(fmt::FmtArgs),
     /// Run the sidecar: take events, store them durably, fan them out to webhooks.
     Serve(Box<serve::ServeArgs>),
+    /// Send one real test request for webhooks (the Test button), disabled ones included.
+    Test(test::TestArgs),
+    /// Run the rule test cases (`*.cases.json`) and report coverage.
+    Cases(cases::CasesArgs),
 }
 
 /// Default rules directory.
@@ -59,6 +67,8 @@ pub fn main() -> ExitCode {
         Command::Explain(args) => explain::run(args, color),
         Command::Fmt(args) => fmt::run(args, color),
         Command::Serve(args) => serve::run(*args, color),
+        Command::Test(args) => test::run(args, color),
+        Command::Cases(args) => cases::run(args, color),
     };
     match result {
         Ok(code) => code,

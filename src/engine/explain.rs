@@ -45,7 +45,7 @@ pub fn report_test(test: &Test, event: &Event) -> ConditionReport {
         shown = format!("not set ({})", a.phrase());
     }
     ConditionReport {
-        condition: test.source.to_string(),
+        condition: test.source.trim().to_owned(),
         value: shown,
         holds: test.eval_value(value),
     }

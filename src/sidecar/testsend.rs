@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::deliver::{Client, Draft, Outcome, prepare};
+use crate::deliver::{Client, Draft, MASK, Outcome, masked, prepare};
 use crate::event::{Attribution, ClickField, Event, EventKind, FlagField, IdField, NumberField};
 use crate::lang::{Env, Webhook};
 
@@ -68,6 +68,10 @@ pub struct TestReport {
     pub elapsed: Duration,
     /// Whether a request was actually sent (false for a dry run or when it could not be built).
     pub sent: bool,
+    /// Whether the request could be built (false when, say, its signing secret is not set).
+    pub prepared: bool,
+    /// Whether this was a dry run (rendered, not sent).
+    pub dry_run: bool,
 }
 
 /// The endpoint's answer to a test send.
@@ -87,6 +91,18 @@ impl TestReport {
     /// Whether the endpoint answered 2xx.
     pub fn ok(&self) -> bool {
         matches!(&self.result, Ok(r) if (200..300).contains(&r.status))
+    }
+
+    /// Why the test failed, in one line: the send error ("no answer within 5 s", "connection
+    /// refused by ..."), a non-2xx status, or why the request could not be built. `None` when
+    /// the endpoint answered 2xx, or when a dry run rendered the request.
+    pub fn failure(&self) -> Option<String> {
+        match &self.result {
+            Ok(r) if (200..300).contains(&r.status) => None,
+            Ok(r) => Some(format!("answered {}", status_line(r.status))),
+            Err(_) if self.dry_run && self.prepared => None,
+            Err(e) => Some(e.clone()),
+        }
     }
 
     /// The report as JSON, for `--format json` and the admin API.
@@ -111,7 +127,9 @@ impl TestReport {
         json!({
             "webhook": self.webhook,
             "sent": self.sent,
+            "dry_run": self.dry_run,
             "ok": self.ok(),
+            "failure": self.failure(),
             "request": {
                 "method": self.method,
                 "url": self.url,
@@ -156,6 +174,8 @@ pub async fn run(
         result: Err("not sent (dry run)".into()),
         elapsed: Duration::ZERO,
         sent: false,
+        prepared: false,
+        dry_run,
     };
     let prepared = match prepare(&draft, env) {
         Ok(p) => p,
@@ -164,7 +184,21 @@ pub async fn run(
             return report;
         }
     };
-    report.headers = prepared.shown_headers;
+    report.prepared = true;
+    // Values from the environment are already masked; credential-like literal headers
+    // (`Authorization: Bearer ...` written in the file) are masked too.
+    report.headers = prepared
+        .shown_headers
+        .into_iter()
+        .map(|(name, value)| {
+            if value == MASK {
+                (name, value)
+            } else {
+                let pair = [(name, value)];
+                masked(&pair).swap_remove(0)
+            }
+        })
+        .collect();
     if dry_run {
         return report;
     }
@@ -181,4 +215,15 @@ pub async fn run(
         Outcome::Failed(err) => Err(err.to_string()),
     };
     report
+}
+
+/// `200 OK`, `500 Internal Server Error`: the status with its reason phrase when it has one.
+pub fn status_line(status: u16) -> String {
+    match hyper::StatusCode::from_u16(status)
+        .ok()
+        .and_then(|s| s.canonical_reason())
+    {
+        Some(reason) => format!("{status} {reason}"),
+        None => status.to_string(),
+    }
 }

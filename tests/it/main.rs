@@ -1,6 +1,7 @@
 //! The rule language's integration tests, in one binary: semantics, diagnostics, the CLI, and
 //! robustness against arbitrary input.
 
+mod authoring;
 mod cli;
 mod diagnostics;
 mod fmt;

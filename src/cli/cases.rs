@@ -1,0 +1,851 @@
+//! `whc cases`: rule test cases kept beside the rules (`*.cases.json`), with JUnit output and
+//! coverage, like `promtool test rules`.
+//!
+//! A cases file is `{"cases": [CASE, ...]}`; a case is
+//! `{"name", "event" | "event_file", "fires", "would_fire"?, "urls"?, "description"?}`.
+//! `fires` is the exact set of webhooks that send for the event; `would_fire` the exact set of
+//! `disabled` webhooks whose conditions hold (default: none); `urls` the exact rendered URL of
+//! some of them (the `[delivery]` token renders as `DELIVERY-ID`).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use clap::Args;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::engine::explain::{Explanation, explain};
+use crate::engine::load;
+use crate::event::Event;
+use crate::lang::diagnostic::did_you_mean;
+use crate::lang::predicate::Test;
+use crate::lang::{ProcessEnv, Webhook};
+
+use super::output::{paint, render};
+use super::{Format, default_rules};
+
+/// The suffix of cases files.
+pub const CASES_SUFFIX: &str = ".cases.json";
+
+/// Arguments of `whc cases`.
+#[derive(Debug, Args)]
+pub struct CasesArgs {
+    /// The rules directory or files.
+    #[arg(long, default_value_os_t = default_rules())]
+    rules: PathBuf,
+    /// Cases files, or directories searched for `*.cases.json` (default: the rules directory).
+    #[arg(value_name = "CASES")]
+    cases: Vec<PathBuf>,
+    /// Also write the results as JUnit XML to this file.
+    #[arg(long, value_name = "FILE")]
+    junit: Option<PathBuf>,
+    /// Report coverage: webhooks no case fires, conditions no case makes both true and false.
+    #[arg(long)]
+    coverage: bool,
+    /// Fail (exit 1) when webhook or condition coverage is below PCT percent; implies
+    /// `--coverage`.
+    #[arg(long, value_name = "PCT", value_parser = parse_percent)]
+    min_coverage: Option<f64>,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = Format::Human)]
+    format: Format,
+}
+
+fn parse_percent(text: &str) -> Result<f64, String> {
+    let n: f64 = text
+        .trim_end_matches('%')
+        .parse()
+        .map_err(|_| format!("`{text}` is not a percentage"))?;
+    if (0.0..=100.0).contains(&n) {
+        Ok(n)
+    } else {
+        Err(format!("{text} is not between 0 and 100"))
+    }
+}
+
+// === the file format ===
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CasesFile {
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    cases: Vec<CaseSpec>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CaseSpec {
+    name: String,
+    #[serde(default)]
+    #[allow(dead_code)]
+    description: Option<String>,
+    #[serde(default)]
+    event: Option<Value>,
+    #[serde(default)]
+    event_file: Option<PathBuf>,
+    fires: Vec<String>,
+    #[serde(default)]
+    would_fire: Vec<String>,
+    #[serde(default)]
+    urls: BTreeMap<String, String>,
+}
+
+// === results ===
+
+/// One case's result.
+#[derive(Debug)]
+struct CaseResult {
+    name: String,
+    /// The event, when it could be read.
+    event: Option<Event>,
+    /// Why the case could not run (bad event, unreadable event file).
+    error: Option<String>,
+    /// What did not match, one item each.
+    failures: Vec<String>,
+    expected_fires: BTreeSet<String>,
+    expected_would: BTreeSet<String>,
+    actual_fires: BTreeSet<String>,
+    actual_would: BTreeSet<String>,
+    /// The explanations of the webhooks that differ from the expectation.
+    explanations: Vec<Explanation>,
+    elapsed: Duration,
+}
+
+impl CaseResult {
+    fn ok(&self) -> bool {
+        self.error.is_none() && self.failures.is_empty()
+    }
+}
+
+/// One cases file's results.
+#[derive(Debug)]
+struct SuiteResult {
+    file: String,
+    /// Why the file could not be read at all.
+    error: Option<String>,
+    cases: Vec<CaseResult>,
+}
+
+/// Runs the cases; exit 0 when all pass (and coverage meets `--min-coverage`), 1 otherwise,
+/// 2 when the rules cannot load or no cases file is found.
+pub fn run(args: CasesArgs, color: bool) -> Result<ExitCode, String> {
+    if args.format == Format::Github {
+        return Err("`--format github` is only for `whc check`; use human or json".into());
+    }
+    let loaded =
+        load::load(std::slice::from_ref(&args.rules), &ProcessEnv).map_err(|e| e.to_string())?;
+    if loaded.compiled.has_errors() {
+        for d in loaded.compiled.diagnostics.iter().filter(|d| d.is_error()) {
+            eprint!("{}", render(d, color));
+        }
+        return Err("the rules have errors; run `whc check` for the full report".into());
+    }
+    let webhooks = &loaded.compiled.webhooks;
+    let roots = if args.cases.is_empty() {
+        if args.rules.is_file() {
+            // `--rules sales.whc`: its sibling `sales.cases.json`
+            let sibling = args.rules.with_extension("cases.json");
+            if !sibling.is_file() {
+                return Err(format!("no {} beside the rule file", sibling.display()));
+            }
+            vec![sibling]
+        } else {
+            vec![args.rules.clone()]
+        }
+    } else {
+        args.cases.clone()
+    };
+    let files = find_cases_files(&roots)?;
+    if files.is_empty() {
+        let shown: Vec<String> = roots.iter().map(|p| p.display().to_string()).collect();
+        return Err(format!(
+            "no `*{CASES_SUFFIX}` files under {}",
+            shown.join(", ")
+        ));
+    }
+    let suites: Vec<SuiteResult> = files.iter().map(|f| run_file(f, webhooks)).collect();
+    let coverage = Coverage::measure(webhooks, &suites);
+
+    if let Some(path) = &args.junit {
+        std::fs::write(path, junit(&suites, webhooks))
+            .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    }
+
+    let cases: Vec<&CaseResult> = suites.iter().flat_map(|s| &s.cases).collect();
+    let failed_cases = cases.iter().filter(|c| !c.ok()).count();
+    let broken_files = suites.iter().filter(|s| s.error.is_some()).count();
+    let below = args
+        .min_coverage
+        .map(|min| coverage.below(min))
+        .unwrap_or_default();
+    let show_coverage = args.coverage || args.min_coverage.is_some();
+    let ok = failed_cases == 0 && broken_files == 0 && below.is_empty();
+
+    match args.format {
+        Format::Json | Format::Github => {
+            let doc = json!({
+                "ok": ok,
+                "passed": cases.len() - failed_cases,
+                "failed": failed_cases,
+                "files": suites.iter().map(suite_json).collect::<Vec<_>>(),
+                "coverage": coverage.to_json(webhooks),
+                "below_min_coverage": below,
+            });
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&doc).map_err(|e| e.to_string())?
+            );
+        }
+        Format::Human => {
+            let mut out = String::new();
+            for suite in &suites {
+                out.push_str(&suite_human(suite, webhooks, color));
+            }
+            if show_coverage {
+                out.push_str(&coverage.human(webhooks, color));
+            }
+            for reason in &below {
+                let _ = writeln!(out, "{}", paint(reason, "31", color));
+            }
+            let summary = format!(
+                "{} case{} in {} file{}: {} passed, {} failed",
+                cases.len(),
+                if cases.len() == 1 { "" } else { "s" },
+                suites.len(),
+                if suites.len() == 1 { "" } else { "s" },
+                cases.len() - failed_cases,
+                failed_cases
+            );
+            if !show_coverage && !ok {
+                out.push('\n');
+            }
+            let _ = writeln!(
+                out,
+                "{}",
+                paint(&summary, if ok { "32" } else { "31" }, color)
+            );
+            print!("{out}");
+        }
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    })
+}
+
+/// The `*.cases.json` files under each path (a file stands for itself), sorted, dot-files
+/// skipped.
+fn find_cases_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
+    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
+        let entries =
+            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
+        for entry in entries {
+            let path = entry
+                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
+                .path();
+            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
+            if name.starts_with('.') {
+                continue;
+            }
+            if path.is_dir() {
+                walk(&path, out)?;
+            } else if name.ends_with(CASES_SUFFIX) {
+                out.push(path);
+            }
+        }
+        Ok(())
+    }
+    let mut files = Vec::new();
+    for path in paths {
+        let meta =
+            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+        if meta.is_dir() {
+            walk(path, &mut files)?;
+        } else {
+            files.push(path.clone());
+        }
+    }
+    files.sort();
+    files.dedup();
+    Ok(files)
+}
+
+fn run_file(path: &Path, webhooks: &[Webhook]) -> SuiteResult {
+    let file = path.display().to_string();
+    let parsed = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {file}: {e}"))
+        .and_then(|text| {
+            serde_json::from_str::<CasesFile>(&text)
+                .map_err(|e| format!("{file} is not a valid cases file: {e}"))
+        });
+    match parsed {
+        Err(error) => SuiteResult {
+            file,
+            error: Some(error),
+            cases: Vec::new(),
+        },
+        Ok(spec) => {
+            let base = path.parent().unwrap_or(Path::new("."));
+            let cases = spec
+                .cases
+                .into_iter()
+                .map(|case| run_case(case, base, webhooks))
+                .collect();
+            SuiteResult {
+                file,
+                error: None,
+                cases,
+            }
+        }
+    }
+}
+
+fn read_event(case: &CaseSpec, base: &Path) -> Result<Event, String> {
+    match (&case.event, &case.event_file) {
+        (Some(_), Some(_)) => Err("give either `event` or `event_file`, not both".into()),
+        (None, None) => Err("the case has no `event` or `event_file`".into()),
+        (Some(value), None) => {
+            Event::from_json(value).map_err(|e| format!("`event` is not a valid event: {e}"))
+        }
+        (None, Some(file)) => {
+            let path = base.join(file);
+            let text = std::fs::read_to_string(&path)
+                .map_err(|e| format!("cannot read event file {}: {e}", path.display()))?;
+            Event::from_json_str(&text)
+                .map_err(|e| format!("{} is not a valid event: {e}", path.display()))
+        }
+    }
+}
+
+fn run_case(case: CaseSpec, base: &Path, webhooks: &[Webhook]) -> CaseResult {
+    let started = Instant::now();
+    let expected_fires: BTreeSet<String> = case.fires.iter().cloned().collect();
+    let expected_would: BTreeSet<String> = case.would_fire.iter().cloned().collect();
+    let mut result = CaseResult {
+        name: case.name.clone(),
+        event: None,
+        error: None,
+        failures: Vec::new(),
+        expected_fires,
+        expected_would,
+        actual_fires: BTreeSet::new(),
+        actual_would: BTreeSet::new(),
+        explanations: Vec::new(),
+        elapsed: Duration::ZERO,
+    };
+    let event = match read_event(&case, base) {
+        Ok(event) => event,
+        Err(error) => {
+            result.error = Some(error);
+            result.elapsed = started.elapsed();
+            return result;
+        }
+    };
+
+    // Names that are not webhooks at all: a typo or a rename the cases missed.
+    let names = || webhooks.iter().map(|w| w.name.as_str());
+    let listed = [
+        ("fires", case.fires.iter().collect::<Vec<_>>()),
+        ("would_fire", case.would_fire.iter().collect()),
+        ("urls", case.urls.keys().collect()),
+    ];
+    for (key, list) in listed {
+        for name in list {
+            if !names().any(|n| n == name) {
+                let hint = did_you_mean(name, names())
+                    .map(|c| format!(" (did you mean `{c}`?)"))
+                    .unwrap_or_default();
+                result.failures.push(format!(
+                    "`{key}` names `{name}`, which is not a webhook{hint}"
+                ));
+            }
+        }
+    }
+    for name in &case.would_fire {
+        if webhooks.iter().any(|w| &w.name == name && !w.disabled) {
+            result.failures.push(format!(
+                "`would_fire` is for disabled webhooks, but `{name}` is enabled: list it in `fires`"
+            ));
+        }
+    }
+
+    let mut differing = BTreeSet::new();
+    for w in webhooks {
+        if w.fires_for(&event) {
+            if w.disabled {
+                result.actual_would.insert(w.name.clone());
+            } else {
+                result.actual_fires.insert(w.name.clone());
+            }
+        }
+    }
+    if result.actual_fires != result.expected_fires {
+        differing.extend(
+            result
+                .actual_fires
+                .symmetric_difference(&result.expected_fires)
+                .cloned(),
+        );
+        result.failures.push(set_difference(
+            "fires",
+            &result.expected_fires,
+            &result.actual_fires,
+        ));
+    }
+    if result.actual_would != result.expected_would {
+        differing.extend(
+            result
+                .actual_would
+                .symmetric_difference(&result.expected_would)
+                .cloned(),
+        );
+        result.failures.push(set_difference(
+            "would_fire (disabled webhooks whose conditions hold)",
+            &result.expected_would,
+            &result.actual_would,
+        ));
+    }
+    for (name, expected_url) in &case.urls {
+        let Some(w) = webhooks.iter().find(|w| &w.name == name) else {
+            continue; // reported above
+        };
+        let explanation = explain(w, &event);
+        match &explanation.url {
+            None => result.failures.push(format!(
+                "URL of `{name}`: expected {expected_url}, but it does not fire"
+            )),
+            Some(url) if url != expected_url => {
+                result.failures.push(format!(
+                    "URL of `{name}`:\n  expected: {expected_url}\n  actual:   {url}"
+                ));
+                differing.insert(name.clone());
+            }
+            Some(_) => {}
+        }
+    }
+    result.explanations = webhooks
+        .iter()
+        .filter(|w| differing.contains(&w.name))
+        .map(|w| explain(w, &event))
+        .collect();
+    result.event = Some(event);
+    result.elapsed = started.elapsed();
+    result
+}
+
+fn set_difference(what: &str, expected: &BTreeSet<String>, actual: &BTreeSet<String>) -> String {
+    let list = |set: &BTreeSet<String>| {
+        if set.is_empty() {
+            "(none)".to_owned()
+        } else {
+            set.iter().cloned().collect::<Vec<_>>().join(", ")
+        }
+    };
+    let missing: BTreeSet<String> = expected.difference(actual).cloned().collect();
+    let extra: BTreeSet<String> = actual.difference(expected).cloned().collect();
+    let mut text = format!(
+        "{what}:\n  expected: {}\n  actual:   {}",
+        list(expected),
+        list(actual)
+    );
+    if !missing.is_empty() {
+        let _ = write!(text, "\n  missing:  {}", list(&missing));
+    }
+    if !extra.is_empty() {
+        let _ = write!(text, "\n  extra:    {}", list(&extra));
+    }
+    text
+}
+
+// === output ===
+
+fn suite_human(suite: &SuiteResult, webhooks: &[Webhook], color: bool) -> String {
+    let mut out = String::new();
+    if let Some(error) = &suite.error {
+        let _ = writeln!(out, "{} {error}", paint("✗", "31", color));
+        return out;
+    }
+    let failed = suite.cases.iter().filter(|c| !c.ok()).count();
+    let line = format!(
+        "{}: {} case{}, {}",
+        suite.file,
+        suite.cases.len(),
+        if suite.cases.len() == 1 { "" } else { "s" },
+        if failed == 0 {
+            "all pass".to_owned()
+        } else {
+            format!("{failed} failed")
+        }
+    );
+    let mark = if failed == 0 {
+        paint("✓", "32", color)
+    } else {
+        paint("✗", "31", color)
+    };
+    let _ = writeln!(out, "{mark} {line}");
+    for case in suite.cases.iter().filter(|c| !c.ok()) {
+        let _ = writeln!(
+            out,
+            "\n  {} {}",
+            paint("FAIL", "31;1", color),
+            paint(&case.name, "1", color)
+        );
+        if let Some(error) = &case.error {
+            let _ = writeln!(out, "    error: {error}");
+        }
+        for failure in &case.failures {
+            for line in failure.lines() {
+                let _ = writeln!(out, "    {line}");
+            }
+        }
+        if !case.explanations.is_empty() {
+            let _ = writeln!(out, "    why:");
+            for r in &case.explanations {
+                if let Some(w) = webhooks.iter().find(|w| w.name == r.webhook) {
+                    out.push_str(&super::explain::human(w, r, color, "      "));
+                }
+            }
+        }
+    }
+    out
+}
+
+fn suite_json(suite: &SuiteResult) -> Value {
+    let cases: Vec<Value> = suite
+        .cases
+        .iter()
+        .map(|c| {
+            json!({
+                "name": c.name,
+                "ok": c.ok(),
+                "error": c.error,
+                "failures": c.failures,
+                "expected": { "fires": c.expected_fires, "would_fire": c.expected_would },
+                "actual": { "fires": c.actual_fires, "would_fire": c.actual_would },
+                "explain": c.explanations,
+            })
+        })
+        .collect();
+    json!({ "file": suite.file, "error": suite.error, "cases": cases })
+}
+
+/// Escapes text for XML attribute values and character data; characters XML 1.0 cannot hold
+/// (most control characters) become U+FFFD.
+fn xml_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for c in text.chars() {
+        match c {
+            '&' => out.push_str("&amp;"),
+            '<' => out.push_str("&lt;"),
+            '>' => out.push_str("&gt;"),
+            '"' => out.push_str("&quot;"),
+            '\'' => out.push_str("&apos;"),
+            '\n' => out.push_str("&#10;"),
+            '\r' => out.push_str("&#13;"),
+            '\t' => out.push_str("&#9;"),
+            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Text inside an element: as [`xml_escape`] but keeping line breaks readable.
+fn xml_text(text: &str) -> String {
+    xml_escape(text).replace("&#10;", "\n")
+}
+
+/// JUnit XML: one `<testsuite>` per cases file, one `<testcase>` per case; a case whose
+/// expectation does not hold has a `<failure>`, one that could not run an `<error>`, and an
+/// unreadable cases file is a suite with one erroring case.
+fn junit(suites: &[SuiteResult], webhooks: &[Webhook]) -> String {
+    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
+    let total: usize = suites.iter().map(|s| s.cases.len().max(1)).sum();
+    let failures = suites
+        .iter()
+        .flat_map(|s| &s.cases)
+        .filter(|c| c.error.is_none() && !c.failures.is_empty())
+        .count();
+    let errors = suites
+        .iter()
+        .flat_map(|s| &s.cases)
+        .filter(|c| c.error.is_some())
+        .count()
+        + suites.iter().filter(|s| s.error.is_some()).count();
+    let time: f64 = suites
+        .iter()
+        .flat_map(|s| &s.cases)
+        .map(|c| c.elapsed.as_secs_f64())
+        .sum();
+    let _ = writeln!(
+        out,
+        "<testsuites name=\"whc cases\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.6}\">"
+    );
+    for suite in suites {
+        let name = xml_escape(&suite.file);
+        if let Some(error) = &suite.error {
+            let _ = writeln!(
+                out,
+                "  <testsuite name=\"{name}\" tests=\"1\" failures=\"0\" errors=\"1\" time=\"0\">\n    <testcase classname=\"{name}\" name=\"(cases file)\" time=\"0\">\n      <error message=\"{}\">{}</error>\n    </testcase>\n  </testsuite>",
+                xml_escape(error),
+                xml_text(error)
+            );
+            continue;
+        }
+        let failures = suite
+            .cases
+            .iter()
+            .filter(|c| c.error.is_none() && !c.failures.is_empty())
+            .count();
+        let errors = suite.cases.iter().filter(|c| c.error.is_some()).count();
+        let time: f64 = suite.cases.iter().map(|c| c.elapsed.as_secs_f64()).sum();
+        let _ = writeln!(
+            out,
+            "  <testsuite name=\"{name}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.6}\">",
+            suite.cases.len()
+        );
+        for case in &suite.cases {
+            let _ = write!(
+                out,
+                "    <testcase classname=\"{name}\" name=\"{}\" time=\"{:.6}\"",
+                xml_escape(&case.name),
+                case.elapsed.as_secs_f64()
+            );
+            if let Some(error) = &case.error {
+                let _ = writeln!(
+                    out,
+                    ">\n      <error message=\"{}\">{}</error>\n    </testcase>",
+                    xml_escape(error),
+                    xml_text(error)
+                );
+            } else if !case.failures.is_empty() {
+                let first = case.failures[0].lines().next().unwrap_or("failed");
+                let mut body = case.failures.join("\n");
+                for r in &case.explanations {
+                    if let Some(w) = webhooks.iter().find(|w| w.name == r.webhook) {
+                        body.push('\n');
+                        body.push_str(super::explain::human(w, r, false, "").trim_end());
+                    }
+                }
+                let _ = writeln!(
+                    out,
+                    ">\n      <failure message=\"{}\" type=\"mismatch\">{}</failure>\n    </testcase>",
+                    xml_escape(first.trim_end_matches(':')),
+                    xml_text(&body)
+                );
+            } else {
+                let _ = writeln!(out, "/>");
+            }
+        }
+        let _ = writeln!(out, "  </testsuite>");
+    }
+    out.push_str("</testsuites>\n");
+    out
+}
+
+// === coverage ===
+
+/// Which webhooks some case fires, and which conditions the cases make both true and false.
+#[derive(Debug)]
+struct Coverage {
+    /// Per webhook (in rule order): whether some case's event matches it (a disabled webhook
+    /// counts when its conditions hold).
+    fired: Vec<bool>,
+    /// Per webhook, per comparison in its `when` clauses: (seen true, seen false).
+    conditions: Vec<Vec<(bool, bool)>>,
+}
+
+impl Coverage {
+    fn measure(webhooks: &[Webhook], suites: &[SuiteResult]) -> Coverage {
+        let events: Vec<&Event> = suites
+            .iter()
+            .flat_map(|s| &s.cases)
+            .filter_map(|c| c.event.as_ref())
+            .collect();
+        let mut fired = Vec::with_capacity(webhooks.len());
+        let mut conditions = Vec::with_capacity(webhooks.len());
+        for w in webhooks {
+            let tests = tests_of(w);
+            let mut seen = vec![(false, false); tests.len()];
+            let mut any = false;
+            for event in events.iter().filter(|e| w.events.contains(e.kind)) {
+                any |= w.fires_for(event);
+                for (test, seen) in tests.iter().zip(seen.iter_mut()) {
+                    if test.eval(event) {
+                        seen.0 = true;
+                    } else {
+                        seen.1 = true;
+                    }
+                }
+            }
+            fired.push(any);
+            conditions.push(seen);
+        }
+        Coverage { fired, conditions }
+    }
+
+    fn webhook_counts(&self) -> (usize, usize) {
+        (self.fired.iter().filter(|f| **f).count(), self.fired.len())
+    }
+
+    fn condition_counts(&self) -> (usize, usize) {
+        let all = self.conditions.iter().flatten();
+        (all.clone().filter(|(t, f)| *t && *f).count(), all.count())
+    }
+
+    /// The reasons coverage is below `min` percent (empty when it is not).
+    fn below(&self, min: f64) -> Vec<String> {
+        let mut out = Vec::new();
+        for (what, (covered, total)) in [
+            ("webhook", self.webhook_counts()),
+            ("condition", self.condition_counts()),
+        ] {
+            if (covered as f64) * 100.0 < min * (total as f64) {
+                out.push(format!(
+                    "{what} coverage {} is below --min-coverage {min}%",
+                    percent(covered, total)
+                ));
+            }
+        }
+        out
+    }
+
+    fn human(&self, webhooks: &[Webhook], color: bool) -> String {
+        let mut out = String::from("\ncoverage\n");
+        let (covered, total) = self.webhook_counts();
+        let _ = writeln!(
+            out,
+            "  webhooks:   {covered}/{total} fired by some case ({})",
+            percent(covered, total)
+        );
+        for (w, fired) in webhooks.iter().zip(&self.fired) {
+            if !fired {
+                let (line, col) = w.source.line_column(w.span.start);
+                let _ = writeln!(
+                    out,
+                    "    {} {}:{line}:{col} `{}`: no case fires it",
+                    paint("✗", "31", color),
+                    w.source.name,
+                    w.name
+                );
+            }
+        }
+        let (covered, total) = self.condition_counts();
+        let _ = writeln!(
+            out,
+            "  conditions: {covered}/{total} made both true and false ({})",
+            percent(covered, total)
+        );
+        for (w, seen) in webhooks.iter().zip(&self.conditions) {
+            for (test, (t, f)) in tests_of(w).iter().zip(seen) {
+                if *t && *f {
+                    continue;
+                }
+                let never = match (t, f) {
+                    (false, false) => "never evaluated (no case sends an event it listens to)",
+                    (true, _) => "never false",
+                    (_, true) => "never true",
+                };
+                let (line, col) = w.source.line_column(test.span.start);
+                let _ = writeln!(
+                    out,
+                    "    {} {}:{line}:{col} `{}`: `{}` {never}",
+                    paint("✗", "31", color),
+                    w.source.name,
+                    w.name,
+                    test.source.trim()
+                );
+            }
+        }
+        out.push('\n');
+        out
+    }
+
+    fn to_json(&self, webhooks: &[Webhook]) -> Value {
+        let (wc, wt) = self.webhook_counts();
+        let (cc, ct) = self.condition_counts();
+        let unfired: Vec<&str> = webhooks
+            .iter()
+            .zip(&self.fired)
+            .filter(|(_, f)| !**f)
+            .map(|(w, _)| w.name.as_str())
+            .collect();
+        let mut gaps = Vec::new();
+        for (w, seen) in webhooks.iter().zip(&self.conditions) {
+            for (test, (t, f)) in tests_of(w).iter().zip(seen) {
+                if !(*t && *f) {
+                    let (line, column) = w.source.line_column(test.span.start);
+                    gaps.push(json!({
+                        "webhook": w.name,
+                        "condition": test.source.trim(),
+                        "file": w.source.name,
+                        "line": line,
+                        "column": column,
+                        "seen_true": t,
+                        "seen_false": f,
+                    }));
+                }
+            }
+        }
+        json!({
+            "webhooks": { "covered": wc, "total": wt, "percent": ratio(wc, wt) },
+            "conditions": { "covered": cc, "total": ct, "percent": ratio(cc, ct) },
+            "webhooks_not_fired": unfired,
+            "conditions_not_covered": gaps,
+        })
+    }
+}
+
+/// Every comparison in a webhook's `when` clauses, in source order.
+fn tests_of(w: &Webhook) -> Vec<&Test> {
+    w.conditions
+        .iter()
+        .flat_map(|c| c.predicate.tests())
+        .collect()
+}
+
+fn ratio(covered: usize, total: usize) -> f64 {
+    if total == 0 {
+        100.0
+    } else {
+        covered as f64 * 100.0 / total as f64
+    }
+}
+
+fn percent(covered: usize, total: usize) -> String {
+    let r = ratio(covered, total);
+    if r.fract() == 0.0 {
+        format!("{r:.0}%")
+    } else {
+        format!("{r:.1}%")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn xml_escaping() {
+        assert_eq!(
+            xml_escape("a<b & \"c\" 'd'>\n\u{1}"),
+            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;&#10;\u{FFFD}"
+        );
+        assert_eq!(xml_text("x\ny"), "x\ny");
+    }
+
+    #[test]
+    fn percentages() {
+        assert_eq!(percent(0, 0), "100%");
+        assert_eq!(percent(15, 16), "93.8%");
+        assert_eq!(parse_percent("100").unwrap(), 100.0);
+        assert_eq!(parse_percent("80%").unwrap(), 80.0);
+        assert!(parse_percent("101").is_err());
+    }
+}
