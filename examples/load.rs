@@ -102,6 +102,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(1)
     });
     let sink = Sink::start()?;
+    println!("load average at the start: {}", loadavg());
     println!(
         "load: {} connections x {} s per server; generator on {} thread(s), servers on {} worker thread(s), {} core(s)",
         args.concurrency,
@@ -122,6 +123,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Some(run_bare(&args, threads)?)
     };
     report(sidecar.as_ref(), bare.as_ref());
+    println!("load average at the end: {}", loadavg());
     Ok(())
 }
 
@@ -359,10 +361,7 @@ async fn bare_server(listener: TcpListener) {
         let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
             let body = req.into_body().collect().await.map(|b| b.to_bytes());
             let (status, answer) = match body {
-                Ok(bytes) => match std::str::from_utf8(&bytes)
-                    .ok()
-                    .map(Event::from_json_str)
-                {
+                Ok(bytes) => match std::str::from_utf8(&bytes).ok().map(Event::from_json_str) {
                     Some(Ok(event)) => (
                         StatusCode::ACCEPTED,
                         format!(
@@ -370,9 +369,15 @@ async fn bare_server(listener: TcpListener) {
                             event.id.unwrap_or_default()
                         ),
                     ),
-                    _ => (StatusCode::BAD_REQUEST, r#"{"error":"bad event"}"#.to_owned()),
+                    _ => (
+                        StatusCode::BAD_REQUEST,
+                        r#"{"error":"bad event"}"#.to_owned(),
+                    ),
                 },
-                Err(_) => (StatusCode::BAD_REQUEST, r#"{"error":"bad body"}"#.to_owned()),
+                Err(_) => (
+                    StatusCode::BAD_REQUEST,
+                    r#"{"error":"bad body"}"#.to_owned(),
+                ),
             };
             let mut res = Response::new(Full::new(Bytes::from(answer)));
             *res.status_mut() = status;
@@ -416,9 +421,8 @@ impl LoadResult {
         if self.latencies.is_empty() {
             return f64::NAN;
         }
-        let i = ((self.latencies.len() as f64 * p).ceil() as usize)
-            .clamp(1, self.latencies.len())
-            - 1;
+        let i =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
         f64::from(self.latencies[i]) / 1000.0
     }
 
@@ -480,11 +484,7 @@ impl Bodies {
         let (head, tail) = &self.templates[(n % self.templates.len() as u64) as usize];
         buf.reserve(head.len() + tail.len() + 40);
         buf.put_slice(head);
-        let _ = write!(
-            BufWriter(&mut *buf),
-            "load-{}-{n:012}",
-            self.run
-        );
+        let _ = write!(BufWriter(&mut *buf), "load-{}-{n:012}", self.run);
         buf.put_slice(tail);
         buf.split().freeze()
     }
@@ -673,6 +673,13 @@ fn cpu_from_stat(path: &str) -> Option<f64> {
     Some((utime + stime) / 100.0)
 }
 
+/// The machine's load average (1, 5, 15 minutes): other work on the cores skews the figures.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
 fn thread_cpu() -> Option<f64> {
     cpu_from_stat("/proc/thread-self/stat")
 }
@@ -701,7 +708,8 @@ fn report(sidecar: Option<&Measured>, bare: Option<&Measured>) {
     for m in [sidecar, bare].into_iter().flatten() {
         let l = &m.load;
         let secs = l.elapsed.as_secs_f64();
-        let pct = |cpu: Option<f64>| cpu.map_or("-".to_owned(), |c| format!("{:.0}%", c / secs * 100.0));
+        let pct =
+            |cpu: Option<f64>| cpu.map_or("-".to_owned(), |c| format!("{:.0}%", c / secs * 100.0));
         let deliveries = m.deliveries.as_ref().map_or("-".to_owned(), |d| {
             format!("{:.0}", d.during_load as f64 / d.load_secs)
         });
@@ -745,11 +753,7 @@ fn report(sidecar: Option<&Measured>, bare: Option<&Measured>) {
                 d.during_load,
                 d.during_load as f64 / d.load_secs,
                 d.total,
-                if d.drained {
-                    "drained"
-                } else {
-                    "NOT drained"
-                },
+                if d.drained { "drained" } else { "NOT drained" },
                 d.drain.as_secs_f64(),
                 if d.drained {
                     format!(
