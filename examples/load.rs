@@ -1,0 +1,772 @@
+//! Load test: durable ingest of the sidecar against a bare hyper server, in one run.
+//!
+//! ```text
+//! cargo run --release --example load -- [--concurrency 32] [--duration 10]
+//! ```
+//!
+//! What one run does:
+//!
+//! 1. starts a **sink**: a hyper server on `127.0.0.1:0` that reads each request, answers 200
+//!    at once and counts the requests; it is the webhook target;
+//! 2. starts the **real sidecar in-process** with [`whc::sidecar::start`]: listeners on
+//!    `127.0.0.1:0`, the outbox in a fresh temporary data directory (on the same file system
+//!    as `std::env::temp_dir()` unless `--data` says otherwise; group commit with full fsync
+//!    as in production), and a temporary rules directory with three webhooks pointing at the
+//!    sink (`big_conversions`: `on conversion when revenue greater than 10`, which most events
+//!    match; `google_ads_sales`: a GET for conversions from Google Ads; `refunds`);
+//! 3. drives `POST /v1/events` with `--concurrency` keep-alive HTTP/1.1 connections (raw hyper
+//!    client connections, one request in flight each) for `--duration` seconds; every body is
+//!    one realistic event (conversions with varied revenue and sources, a tenth refunds) with a
+//!    unique id; reports the events accepted per second (answers 202), p50/p99/max latency
+//!    and errors (any other answer, or a failed connection);
+//! 4. measures deliveries: those the sink received during the load (per second), and how long
+//!    the queue takes to drain once the load stops (the outbox's queue depth reaching 0);
+//! 5. runs the **same load against a bare hyper server** in the same process: it reads the
+//!    body, parses it as a whc event with [`whc::event::Event::from_json_str`] (serde_json
+//!    into a `Value`, then the event: the same parsing work as the sidecar's ingest) and
+//!    answers 202; no storage, no matching;
+//! 6. prints a table of both, the ratio sidecar/bare (the goal is at least 0.5), and the
+//!    outbox's group-commit counters ([`whc::outbox::Outbox::stats`]): events per commit.
+//!
+//! Why in-process rather than spawning `target/release/whc serve`: the commit counters are only
+//! reachable through the outbox handle (they are not in `/metrics`), the queue depth can be read
+//! without HTTP polling, and both servers are measured under exactly the same conditions. Each
+//! server, the sink and the load generator get their own tokio runtime (threads), so they do not
+//! share a scheduler; they do share the machine's cores, as a sidecar shares them with its
+//! tracker. The generator is kept cheap: bodies come from pre-rendered templates with the id
+//! written in place, connections are reused, and it runs on `--client-threads` (default 1)
+//! current-thread runtimes. The report prints the CPU the generator used, so a run where it was
+//! the bottleneck is visible.
+
+use std::convert::Infallible;
+use std::io::Write as _;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use bytes::{BufMut, Bytes, BytesMut};
+use clap::Parser;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response, StatusCode, header};
+use hyper_util::rt::TokioIo;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Barrier;
+
+use whc::event::Event;
+use whc::outbox::Stats;
+use whc::sidecar::{self, ServeConfig};
+
+/// Load test: the sidecar's durable ingest against a bare hyper server.
+#[derive(Debug, Parser)]
+struct Args {
+    /// Concurrent keep-alive connections (one request in flight each).
+    #[arg(short, long, default_value_t = 32)]
+    concurrency: usize,
+    /// Seconds of load against each server.
+    #[arg(short, long, default_value_t = 10)]
+    duration: u64,
+    /// Threads (current-thread runtimes) of the load generator.
+    #[arg(long, default_value_t = 1)]
+    client_threads: usize,
+    /// Worker threads of each server's runtime (default: the number of cores, like `whc serve`).
+    #[arg(long)]
+    server_threads: Option<usize>,
+    /// Delivery attempts in flight to one endpoint (the sidecar's `--per-endpoint`).
+    #[arg(long, default_value_t = 8)]
+    per_endpoint: usize,
+    /// Delivery attempts in flight overall (the sidecar's `--concurrency`).
+    #[arg(long, default_value_t = 64)]
+    delivery_concurrency: usize,
+    /// Seconds to wait for the delivery queue to drain after the load.
+    #[arg(long, default_value_t = 60)]
+    drain_timeout: u64,
+    /// Parent folder of the temporary data directory (default: the system's temp folder).
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// Skip the sidecar run.
+    #[arg(long)]
+    skip_sidecar: bool,
+    /// Skip the bare server run.
+    #[arg(long)]
+    skip_bare: bool,
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args = Args::parse();
+    let threads = args.server_threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let sink = Sink::start()?;
+    println!("load average at the start: {}", loadavg());
+    println!(
+        "load: {} connections x {} s per server; generator on {} thread(s), servers on {} worker thread(s), {} core(s)",
+        args.concurrency,
+        args.duration,
+        args.client_threads,
+        threads,
+        std::thread::available_parallelism().map_or(1, |n| n.get())
+    );
+
+    let sidecar = if args.skip_sidecar {
+        None
+    } else {
+        Some(run_sidecar(&args, threads, &sink)?)
+    };
+    let bare = if args.skip_bare {
+        None
+    } else {
+        Some(run_bare(&args, threads)?)
+    };
+    report(sidecar.as_ref(), bare.as_ref());
+    println!("load average at the end: {}", loadavg());
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------------
+// The sink: the webhook target.
+
+/// A hyper server that answers 200 to everything and counts the requests.
+struct Sink {
+    addr: SocketAddr,
+    count: Arc<AtomicU64>,
+}
+
+impl Sink {
+    fn start() -> std::io::Result<Sink> {
+        let count = Arc::new(AtomicU64::new(0));
+        let std_listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+        std_listener.set_nonblocking(true)?;
+        let addr = std_listener.local_addr()?;
+        let counter = Arc::clone(&count);
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        std::thread::Builder::new()
+            .name("load-sink".into())
+            .spawn(move || {
+                runtime.block_on(async move {
+                    let listener = TcpListener::from_std(std_listener).expect("sink listener");
+                    loop {
+                        let Ok((stream, _)) = listener.accept().await else {
+                            continue;
+                        };
+                        let _ = stream.set_nodelay(true);
+                        let counter = Arc::clone(&counter);
+                        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+                            let counter = Arc::clone(&counter);
+                            async move {
+                                let _ = req.into_body().collect().await;
+                                counter.fetch_add(1, Ordering::Relaxed);
+                                Ok::<_, Infallible>(Response::new(Full::new(Bytes::from_static(
+                                    b"ok",
+                                ))))
+                            }
+                        });
+                        tokio::spawn(async move {
+                            let _ = hyper::server::conn::http1::Builder::new()
+                                .serve_connection(TokioIo::new(stream), service)
+                                .await;
+                        });
+                    }
+                });
+            })?;
+        Ok(Sink { addr, count })
+    }
+
+    fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The two servers.
+
+/// What one server's run measured.
+struct Measured {
+    name: &'static str,
+    load: LoadResult,
+    /// Sidecar only.
+    deliveries: Option<Deliveries>,
+    /// Sidecar only: the outbox writer's counters after the load.
+    stats: Option<Stats>,
+    /// CPU seconds the whole process used during the load phase.
+    process_cpu: Option<f64>,
+}
+
+/// The delivery side of the sidecar's run.
+struct Deliveries {
+    /// Deliveries the sink received while the load ran.
+    during_load: u64,
+    /// Deliveries the sink received in all, once drained (or at the timeout).
+    total: u64,
+    /// Deliveries created (pending, delivered or dead) by the run.
+    created: u64,
+    /// Time from the end of the load until the queue depth reached 0.
+    drain: Duration,
+    /// Whether the queue reached 0 before the timeout.
+    drained: bool,
+    /// Load duration, for the rate.
+    load_secs: f64,
+}
+
+fn server_runtime(threads: usize, name: &str) -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads.max(1))
+        .thread_name(name)
+        .enable_all()
+        .build()
+}
+
+/// The rules the sidecar serves in the run: all three webhooks post to the sink.
+fn rules_text(sink: SocketAddr) -> String {
+    format!(
+        r#"# Generated by examples/load.rs: every webhook posts to the load test's sink.
+
+webhook big_conversions {{
+    on conversion
+    when revenue greater than 10
+    post "http://{sink}/hooks/conversion?txn=[transaction]&amount=[revenue]"
+}}
+
+webhook google_ads_sales {{
+    on conversion
+    when isFromGoogleAds
+    get "http://{sink}/collect?ti=[transaction]&tr=[revenue]&cs=[first.utm_source]"
+    timeout 2s
+}}
+
+webhook refunds {{
+    on refund
+    post "http://{sink}/hooks/refund?txn=[transaction]&visitor=[visitor]"
+    header "X-Source" = "whc-load"
+}}
+"#
+    )
+}
+
+fn run_sidecar(
+    args: &Args,
+    threads: usize,
+    sink: &Sink,
+) -> Result<Measured, Box<dyn std::error::Error>> {
+    let parent = args.data.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("whc-load-")
+        .tempdir_in(&parent)?;
+    let rules = dir.path().join("rules");
+    std::fs::create_dir_all(&rules)?;
+    std::fs::write(rules.join("load.whc"), rules_text(sink.addr))?;
+    let mut config = ServeConfig::new(rules);
+    config.listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.admin_listen = SocketAddr::from(([127, 0, 0, 1], 0));
+    config.data = dir.path().join("data");
+    config.limits.per_endpoint = args.per_endpoint.max(1);
+    config.limits.overall = args.delivery_concurrency.max(1);
+    config.grace = Duration::from_secs(2);
+
+    let runtime = server_runtime(threads, "whc-sidecar")?;
+    let env: Arc<dyn whc::lang::Env + Send + Sync> =
+        Arc::new(std::collections::HashMap::<String, String>::new());
+    let running = runtime.block_on(sidecar::start(config, env))?;
+    println!(
+        "sidecar: events on http://{}, admin on http://{}, outbox {}",
+        running.addr,
+        running.admin_addr,
+        running.state.outbox.path().display()
+    );
+    let outbox = running.state.outbox.clone();
+    let before_stats = outbox.stats();
+    let sink_before = sink.count();
+
+    let cpu_start = process_cpu();
+    let load = drive(args, running.addr, "sidecar")?;
+    let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
+    let during_load = sink.count() - sink_before;
+    let stats = outbox.stats();
+
+    // Drain: poll the queue depth until nothing is pending.
+    let drain_start = Instant::now();
+    let timeout = Duration::from_secs(args.drain_timeout);
+    let drained = runtime.block_on(async {
+        loop {
+            match outbox.queue_depth().await {
+                Ok(0) => return true,
+                Ok(_) | Err(_) if drain_start.elapsed() > timeout => return false,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+    });
+    let drain = drain_start.elapsed();
+    let counts = runtime.block_on(outbox.counts_by_status())?;
+    let created = counts.pending + counts.delivered + counts.dead;
+    let total = sink.count() - sink_before;
+    runtime
+        .block_on(running.shutdown())
+        .map_err(|e| format!("sidecar shutdown: {e}"))?;
+    drop(outbox);
+    drop(runtime);
+
+    Ok(Measured {
+        name: "sidecar (durable)",
+        load,
+        deliveries: Some(Deliveries {
+            during_load,
+            total,
+            created,
+            drain,
+            drained,
+            load_secs: args.duration as f64,
+        }),
+        stats: Some(Stats {
+            submitted: stats.submitted - before_stats.submitted,
+            commits: stats.commits - before_stats.commits,
+            requests: stats.requests - before_stats.requests,
+            events: stats.events - before_stats.events,
+        }),
+        process_cpu,
+    })
+}
+
+fn run_bare(args: &Args, threads: usize) -> Result<Measured, Box<dyn std::error::Error>> {
+    let runtime = server_runtime(threads, "bare-hyper")?;
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    runtime.spawn(bare_server(listener));
+    println!("bare:    events on http://{addr}");
+    let cpu_start = process_cpu();
+    let load = drive(args, addr, "bare")?;
+    let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    Ok(Measured {
+        name: "bare hyper (parse only)",
+        load,
+        deliveries: None,
+        stats: None,
+        process_cpu,
+    })
+}
+
+/// A minimal hyper 1 server: read the body, parse the event, answer 202.
+async fn bare_server(listener: TcpListener) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let service = hyper::service::service_fn(|req: Request<Incoming>| async move {
+            let body = req.into_body().collect().await.map(|b| b.to_bytes());
+            let (status, answer) = match body {
+                Ok(bytes) => match std::str::from_utf8(&bytes).ok().map(Event::from_json_str) {
+                    Some(Ok(event)) => (
+                        StatusCode::ACCEPTED,
+                        format!(
+                            r#"{{"events":[{{"id":"{}","duplicate":false}}]}}"#,
+                            event.id.unwrap_or_default()
+                        ),
+                    ),
+                    _ => (
+                        StatusCode::BAD_REQUEST,
+                        r#"{"error":"bad event"}"#.to_owned(),
+                    ),
+                },
+                Err(_) => (
+                    StatusCode::BAD_REQUEST,
+                    r#"{"error":"bad body"}"#.to_owned(),
+                ),
+            };
+            let mut res = Response::new(Full::new(Bytes::from(answer)));
+            *res.status_mut() = status;
+            res.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            Ok::<_, Infallible>(res)
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The load generator.
+
+/// What one load run measured.
+struct LoadResult {
+    /// Answers 202.
+    accepted: u64,
+    /// Other answers and failed requests.
+    errors: u64,
+    /// Latency of every answered request, in microseconds, sorted.
+    latencies: Vec<u32>,
+    /// Wall time of the load.
+    elapsed: Duration,
+    /// CPU seconds the generator's threads used.
+    client_cpu: Option<f64>,
+}
+
+impl LoadResult {
+    fn rate(&self) -> f64 {
+        self.accepted as f64 / self.elapsed.as_secs_f64()
+    }
+
+    fn percentile_ms(&self, p: f64) -> f64 {
+        if self.latencies.is_empty() {
+            return f64::NAN;
+        }
+        let i =
+            ((self.latencies.len() as f64 * p).ceil() as usize).clamp(1, self.latencies.len()) - 1;
+        f64::from(self.latencies[i]) / 1000.0
+    }
+
+    fn max_ms(&self) -> f64 {
+        self.latencies
+            .last()
+            .map_or(f64::NAN, |&v| f64::from(v) / 1000.0)
+    }
+}
+
+/// One connection's tally.
+#[derive(Default)]
+struct Tally {
+    accepted: u64,
+    errors: u64,
+    latencies: Vec<u32>,
+}
+
+/// Event bodies: templates split around the id, which is written in place per request.
+struct Bodies {
+    templates: Vec<(Vec<u8>, Vec<u8>)>,
+    run: &'static str,
+}
+
+impl Bodies {
+    fn new(run: &'static str) -> Bodies {
+        let sources = [
+            ("facebook", "paid_social", false, true, false),
+            ("google", "cpc", true, false, false),
+            ("tiktok", "paid_social", false, false, true),
+            ("newsletter", "email", false, false, false),
+        ];
+        let countries = ["US", "DE", "GB", "CA", "FR"];
+        let devices = ["mobile", "desktop", "tablet"];
+        let mut templates = Vec::new();
+        for i in 0..40usize {
+            let (source, medium, google, facebook, tiktok) = sources[i % sources.len()];
+            let country = countries[i % countries.len()];
+            let device = devices[i % devices.len()];
+            // Revenue from 4.90 to 199.90: about nine in ten conversions pass "revenue > 10".
+            let revenue = 4.9 + (i * 37 % 200) as f64;
+            let kind = if i % 10 == 9 { "refund" } else { "conversion" };
+            let head = r#"{"id":""#.to_owned();
+            let tail = format!(
+                r#"","type":"{kind}","transaction":"ORD-{i}{i}7","revenue":"{revenue:.2}","visitor":"v-{visitor}","linkId":{link},"targetId":"t-{target}","qualityScore":{quality},"conversionCount":1,"eventCount":{count},"isFromGoogleAds":{google},"isFromFacebookAds":{facebook},"isFromTikTokAds":{tiktok},"firstClick":{{"utm_source":"{source}","utm_medium":"{medium}","utm_campaign":"spring-sale","country":"{country}","deviceType":"{device}"}},"lastClick":{{"utm_source":"{source}","utm_medium":"{medium}","utm_campaign":"spring-brand","country":"{country}","deviceType":"{device}","referrer":"https://www.example.com/"}},"occurredAt":"2026-11-27T10:15:00Z"}}"#,
+                visitor = 5000 + i * 13,
+                link = 10 + i % 7,
+                target = i % 5,
+                quality = 40 + i * 7 % 60,
+                count = 1 + i % 9,
+            );
+            templates.push((head.into_bytes(), tail.into_bytes()));
+        }
+        Bodies { templates, run }
+    }
+
+    /// The body of request `n`: template `n mod k`, id `load-RUN-n`.
+    fn body(&self, n: u64, buf: &mut BytesMut) -> Bytes {
+        let (head, tail) = &self.templates[(n % self.templates.len() as u64) as usize];
+        buf.reserve(head.len() + tail.len() + 40);
+        buf.put_slice(head);
+        let _ = write!(BufWriter(&mut *buf), "load-{}-{n:012}", self.run);
+        buf.put_slice(tail);
+        buf.split().freeze()
+    }
+}
+
+/// `io::Write` into a `BytesMut`.
+struct BufWriter<'a>(&'a mut BytesMut);
+
+impl std::io::Write for BufWriter<'_> {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.0.put_slice(data);
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Drives `POST /v1/events` at `addr` for the configured duration and merges the tallies.
+fn drive(args: &Args, addr: SocketAddr, run: &'static str) -> std::io::Result<LoadResult> {
+    let bodies = Arc::new(Bodies::new(run));
+    let threads = args.client_threads.clamp(1, args.concurrency.max(1));
+    let connections = args.concurrency.max(1);
+    let duration = Duration::from_secs(args.duration);
+    // Every connection connects, then all start together.
+    let barrier = Arc::new(Barrier::new(connections));
+    let started = Arc::new(std::sync::OnceLock::<Instant>::new());
+    let mut handles = Vec::new();
+    for t in 0..threads {
+        let bodies = Arc::clone(&bodies);
+        let barrier = Arc::clone(&barrier);
+        let started = Arc::clone(&started);
+        let mine: Vec<usize> = (0..connections).filter(|c| c % threads == t).collect();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?;
+        handles.push(
+            std::thread::Builder::new()
+                .name(format!("load-client-{t}"))
+                .spawn(move || {
+                    let cpu_start = thread_cpu();
+                    let tallies = runtime.block_on(async move {
+                        let mut set = tokio::task::JoinSet::new();
+                        for c in mine {
+                            set.spawn(connection(
+                                addr,
+                                c as u64,
+                                connections as u64,
+                                Arc::clone(&bodies),
+                                Arc::clone(&barrier),
+                                Arc::clone(&started),
+                                duration,
+                            ));
+                        }
+                        let mut tallies = Vec::new();
+                        while let Some(t) = set.join_next().await {
+                            tallies.push(t.expect("load connection task"));
+                        }
+                        tallies
+                    });
+                    let cpu = cpu_start.and_then(|s| thread_cpu().map(|e| e - s));
+                    (tallies, cpu)
+                })?,
+        );
+    }
+    let mut result = LoadResult {
+        accepted: 0,
+        errors: 0,
+        latencies: Vec::new(),
+        elapsed: duration,
+        client_cpu: Some(0.0),
+    };
+    for handle in handles {
+        let (tallies, cpu) = handle.join().expect("load client thread");
+        result.client_cpu = match (result.client_cpu, cpu) {
+            (Some(a), Some(b)) => Some(a + b),
+            _ => None,
+        };
+        for tally in tallies {
+            result.accepted += tally.accepted;
+            result.errors += tally.errors;
+            result.latencies.extend(tally.latencies);
+        }
+    }
+    if let Some(start) = started.get() {
+        result.elapsed = start.elapsed().min(duration + Duration::from_secs(5));
+        result.elapsed = result.elapsed.max(duration);
+    }
+    result.latencies.sort_unstable();
+    Ok(result)
+}
+
+/// One keep-alive connection sending requests back to back until the deadline.
+async fn connection(
+    addr: SocketAddr,
+    first: u64,
+    stride: u64,
+    bodies: Arc<Bodies>,
+    barrier: Arc<Barrier>,
+    started: Arc<std::sync::OnceLock<Instant>>,
+    duration: Duration,
+) -> Tally {
+    let mut tally = Tally {
+        latencies: Vec::with_capacity(64 * 1024),
+        ..Tally::default()
+    };
+    let mut sender = connect(addr).await;
+    barrier.wait().await;
+    let start = *started.get_or_init(Instant::now);
+    let deadline = start + duration;
+    let host = header::HeaderValue::from_str(&addr.to_string()).expect("host header");
+    let mut buf = BytesMut::with_capacity(64 * 1024);
+    let mut n = first;
+    while Instant::now() < deadline {
+        let Some(s) = sender.as_mut() else {
+            tally.errors += 1;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            sender = connect(addr).await;
+            continue;
+        };
+        let body = bodies.body(n, &mut buf);
+        n += stride;
+        let mut req = Request::new(Full::new(body));
+        *req.method_mut() = hyper::Method::POST;
+        *req.uri_mut() = hyper::Uri::from_static("/v1/events");
+        req.headers_mut().insert(header::HOST, host.clone());
+        req.headers_mut().insert(
+            header::CONTENT_TYPE,
+            header::HeaderValue::from_static("application/json"),
+        );
+        let sent = Instant::now();
+        let ok = match s.send_request(req).await {
+            Ok(res) => {
+                let status = res.status();
+                let body = res.into_body().collect().await;
+                body.is_ok() && status == StatusCode::ACCEPTED
+            }
+            Err(_) => {
+                sender = None;
+                false
+            }
+        };
+        let micros = sent.elapsed().as_micros().min(u128::from(u32::MAX)) as u32;
+        tally.latencies.push(micros);
+        if ok {
+            tally.accepted += 1;
+        } else {
+            tally.errors += 1;
+        }
+        if let Some(s) = sender.as_mut()
+            && s.ready().await.is_err()
+        {
+            sender = None;
+        }
+    }
+    tally
+}
+
+type Sender = hyper::client::conn::http1::SendRequest<Full<Bytes>>;
+
+async fn connect(addr: SocketAddr) -> Option<Sender> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let (sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .ok()?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Some(sender)
+}
+
+// ---------------------------------------------------------------------------------------------
+// CPU accounting (Linux /proc; None elsewhere).
+
+/// CPU seconds (user + system) from a `/proc/.../stat` file.
+fn cpu_from_stat(path: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(path).ok()?;
+    // Fields after the command name (which may hold spaces) start at field 3.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let utime: f64 = fields.get(11)?.parse().ok()?;
+    let stime: f64 = fields.get(12)?.parse().ok()?;
+    // Clock ticks are 100 per second on Linux (USER_HZ).
+    Some((utime + stime) / 100.0)
+}
+
+/// The machine's load average (1, 5, 15 minutes): other work on the cores skews the figures.
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_else(|_| "unknown".to_owned())
+}
+
+fn thread_cpu() -> Option<f64> {
+    cpu_from_stat("/proc/thread-self/stat")
+}
+
+fn process_cpu() -> Option<f64> {
+    cpu_from_stat("/proc/self/stat")
+}
+
+// ---------------------------------------------------------------------------------------------
+// The report.
+
+fn report(sidecar: Option<&Measured>, bare: Option<&Measured>) {
+    println!();
+    println!(
+        "{:<24} {:>10} {:>8} {:>8} {:>8} {:>7} {:>12} {:>10} {:>10}",
+        "server",
+        "events/s",
+        "p50 ms",
+        "p99 ms",
+        "max ms",
+        "errors",
+        "deliveries/s",
+        "client cpu",
+        "all cpu"
+    );
+    for m in [sidecar, bare].into_iter().flatten() {
+        let l = &m.load;
+        let secs = l.elapsed.as_secs_f64();
+        let pct =
+            |cpu: Option<f64>| cpu.map_or("-".to_owned(), |c| format!("{:.0}%", c / secs * 100.0));
+        let deliveries = m.deliveries.as_ref().map_or("-".to_owned(), |d| {
+            format!("{:.0}", d.during_load as f64 / d.load_secs)
+        });
+        println!(
+            "{:<24} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>12} {:>10} {:>10}",
+            m.name,
+            l.rate(),
+            l.percentile_ms(0.50),
+            l.percentile_ms(0.99),
+            l.max_ms(),
+            l.errors,
+            deliveries,
+            pct(l.client_cpu),
+            pct(m.process_cpu),
+        );
+    }
+    if let (Some(s), Some(b)) = (sidecar, bare) {
+        let ratio = s.load.rate() / b.load.rate();
+        println!(
+            "\nratio sidecar/bare events/s: {ratio:.2} (goal: at least 0.50) -> {}",
+            if ratio >= 0.5 { "met" } else { "MISSED" }
+        );
+    }
+    if let Some(s) = sidecar {
+        if let Some(st) = &s.stats {
+            let writes = st.requests;
+            println!(
+                "group commit: {} commits for {} write requests ({} events, {} other writes): {:.1} events/commit, {:.1} requests/commit",
+                st.commits,
+                writes,
+                st.events,
+                writes.saturating_sub(s.load.accepted),
+                st.events as f64 / st.commits.max(1) as f64,
+                writes as f64 / st.commits.max(1) as f64,
+            );
+        }
+        if let Some(d) = &s.deliveries {
+            println!(
+                "deliveries: {} created, {} at the sink during the load ({:.0}/s), {} in all; queue {} {:.1} s after the load{}",
+                d.created,
+                d.during_load,
+                d.during_load as f64 / d.load_secs,
+                d.total,
+                if d.drained { "drained" } else { "NOT drained" },
+                d.drain.as_secs_f64(),
+                if d.drained {
+                    format!(
+                        " ({:.0} deliveries/s over load + drain)",
+                        d.total as f64 / (d.load_secs + d.drain.as_secs_f64())
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    println!(
+        "client cpu: the load generator's threads; all cpu: the whole process (generator, sink, server) per wall second; 100% = one core"
+    );
+}
