@@ -167,12 +167,22 @@ impl Outbox {
         self.read(move |conn, inner| {
             // Held across the query: a claim is only dropped (after its record committed)
             // before this snapshot or after this filter, never in between.
+            // Ids first (from the index alone), whole rows only for the ones not yet claimed:
+            // with thousands claimed, re-reading their bodies on every pass dominated the cost.
             let mut claims = inner.claims.lock();
             let wanted = (limit + claims.len()) as u64;
-            let mut rows = query::due(conn, now_ms, wanted)?;
-            rows.retain(|d| !claims.contains(&d.id));
-            rows.truncate(limit);
-            claims.extend(rows.iter().map(|d| d.id.clone()));
+            let fresh: Vec<String> = query::due_ids(conn, now_ms, wanted)?
+                .into_iter()
+                .filter(|id| !claims.contains(id))
+                .take(limit)
+                .collect();
+            let mut rows = Vec::with_capacity(fresh.len());
+            for id in fresh {
+                if let Some(delivery) = query::get(conn, &id)? {
+                    claims.insert(id);
+                    rows.push(delivery);
+                }
+            }
             Ok(rows)
         })
         .await

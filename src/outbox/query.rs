@@ -39,16 +39,15 @@ fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-/// Pending deliveries due at `now`, the longest-waiting first.
-pub(crate) fn due(conn: &Connection, now: i64, limit: u64) -> Result<Vec<Delivery>, OutboxError> {
-    let sql = format!(
-        "SELECT {COLUMNS} FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1
-         ORDER BY next_attempt_at, id LIMIT ?2"
-    );
+/// Ids of pending deliveries due at `now`, the longest-waiting first (read from the index).
+pub(crate) fn due_ids(conn: &Connection, now: i64, limit: u64) -> Result<Vec<String>, OutboxError> {
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let rows = conn
-        .prepare_cached(&sql)?
-        .query_map(params![now, limit], delivery)?
+        .prepare_cached(
+            "SELECT id FROM deliveries WHERE status = 'pending' AND next_attempt_at <= ?1
+             ORDER BY next_attempt_at, id LIMIT ?2",
+        )?
+        .query_map(params![now, limit], |row| row.get(0))?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

@@ -47,6 +47,11 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_due ON deliveries (status, next_attempt_at);
     CREATE INDEX deliveries_event ON deliveries (event_id);
     ",
+    // 2: the due index covers the id, so the dispatcher lists due ids from the index alone.
+    "
+    CREATE INDEX deliveries_due_ids ON deliveries (status, next_attempt_at, id);
+    DROP INDEX deliveries_due;
+    ",
 ];
 
 /// The schema version this build writes.

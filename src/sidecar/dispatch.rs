@@ -15,6 +15,10 @@ use crate::outbox::{AttemptRecord, Delivery, Outbox, now_ms};
 
 use super::metrics::Metrics;
 
+/// How long the dispatcher lets commits accumulate after a wake-up before it reads due
+/// deliveries again: a few milliseconds of delivery latency for far fewer reads under load.
+const COALESCE: Duration = Duration::from_millis(5);
+
 /// Limits on concurrent attempts.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -120,7 +124,10 @@ impl Dispatcher {
                 continue;
             }
             tokio::select! {
-                () = self.outbox.changed() => {}
+                () = self.outbox.changed() => {
+                    // Under load every commit wakes us: gather a few before reading again.
+                    tokio::time::sleep(COALESCE).await;
+                }
                 () = tokio::time::sleep(wait) => {}
                 () = cancel.cancelled() => break,
             }
@@ -153,11 +160,14 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, delivery: Delivery, cancel: CancellationToken) {
-        let Some(_permits) = self.slots(&delivery.url, &cancel).await else {
+        let Some(permits) = self.slots(&delivery.url, &cancel).await else {
             self.outbox.release(&delivery.id);
             return;
         };
         let record = self.send(&delivery).await;
+        // The endpoint is done with: free its slots now, not after the record commits, so the
+        // next attempt to it does not wait on the store.
+        drop(permits);
         match &record {
             AttemptRecord::Delivered { .. } => Metrics::bump(&self.metrics.deliveries_delivered),
             AttemptRecord::Retry { .. } => Metrics::bump(&self.metrics.deliveries_retried),
