@@ -86,7 +86,7 @@ impl RuleSet {
             .candidates(event)
             .into_iter()
             .map(|i| &self.webhooks[i as usize])
-            .filter(move |w| w.conditions.iter().all(|c| c.predicate.eval(event)))
+            .filter(move |w| w.plan.holds(event))
     }
 }
 

@@ -15,7 +15,7 @@ use super::ast::{
 use super::codes::Code;
 use super::country::is_iso_alpha2;
 use super::diagnostic::{Diagnostic, SourceFile, suggestion};
-use super::predicate::{Check, NumOp, Predicate, Test, TextSet};
+use super::predicate::{Check, NumOp, Plan, Predicate, Test, TextSet};
 use super::reach::{self, Fact, FactValue};
 use super::url::{Token, UrlProblem, UrlTemplate};
 use super::webhook::{
@@ -235,7 +235,6 @@ impl Checker<'_> {
             source: Arc::clone(self.source),
             span: decl.name.span,
             events,
-            conditions,
             request: Request {
                 method: method.node,
                 url,
@@ -245,6 +244,8 @@ impl Checker<'_> {
                 secret: secret.map(|(s, _)| s),
             },
             disabled: disabled.is_some(),
+            plan: Plan::new(conditions.iter().map(|c| &c.predicate)),
+            conditions,
         })
     }
 

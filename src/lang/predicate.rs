@@ -108,6 +108,34 @@ pub struct Test {
     pub fast: Fast,
 }
 
+/// Text of at most 16 bytes kept inline, so comparing it reads no other memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InlineText {
+    len: u8,
+    bytes: [u8; 16],
+}
+
+impl InlineText {
+    /// The text inline, when it fits.
+    pub fn new(text: &str) -> Option<InlineText> {
+        let len = text.len();
+        (len <= 16).then(|| {
+            let mut bytes = [0; 16];
+            bytes[..len].copy_from_slice(text.as_bytes());
+            InlineText {
+                len: len as u8,
+                bytes,
+            }
+        })
+    }
+
+    /// The text's bytes.
+    #[inline]
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..usize::from(self.len)]
+    }
+}
+
 /// A test specialised at compile time: one match selects both the slot and the comparison.
 #[derive(Debug, Clone)]
 pub enum Fast {
@@ -118,7 +146,7 @@ pub enum Fast {
         /// The [`crate::event::ClickField`] slot.
         slot: u8,
         /// The text it must equal.
-        want: Box<str>,
+        want: InlineText,
     },
     /// A click field equals `want` ignoring ASCII case (`country`).
     TextEqIc {
@@ -127,7 +155,7 @@ pub enum Fast {
         /// The [`crate::event::ClickField`] slot.
         slot: u8,
         /// The text it must equal.
-        want: Box<str>,
+        want: InlineText,
     },
     /// A number field is greater than `rhs`.
     NumGreater {
@@ -148,7 +176,9 @@ impl Fast {
             (FieldRef::Click(a, c), Check::TextEq(want), false) => {
                 let first = a == Attribution::First;
                 let slot = c.slot() as u8;
-                let want = want.clone();
+                let Some(want) = InlineText::new(want) else {
+                    return Fast::Generic;
+                };
                 if ignore_case {
                     Fast::TextEqIc { first, slot, want }
                 } else {
@@ -162,12 +192,10 @@ impl Fast {
             _ => Fast::Generic,
         }
     }
-}
 
-impl Test {
-    /// Whether the test holds for an event.
-    #[inline]
-    pub fn eval(&self, event: &Event) -> bool {
+    /// Whether the fused test holds; `None` for [`Fast::Generic`].
+    #[inline(always)]
+    pub fn eval(&self, event: &Event) -> Option<bool> {
         let click = |first: bool| {
             if first {
                 &event.first_click
@@ -175,17 +203,28 @@ impl Test {
                 &event.last_click
             }
         };
-        match &self.fast {
+        Some(match self {
             Fast::TextEq { first, slot, want } => click(*first).values[*slot as usize]
                 .as_deref()
                 .is_some_and(|s| eq_bytes(want.as_bytes(), s.as_bytes())),
             Fast::TextEqIc { first, slot, want } => click(*first).values[*slot as usize]
                 .as_deref()
-                .is_some_and(|s| want.eq_ignore_ascii_case(s)),
+                .is_some_and(|s| want.as_bytes().eq_ignore_ascii_case(s.as_bytes())),
             Fast::NumGreater { slot, rhs } => {
                 event.numbers[*slot as usize].is_some_and(|n| n > *rhs)
             }
-            Fast::Generic => self.eval_value(event.value(self.field)),
+            Fast::Generic => return None,
+        })
+    }
+}
+
+impl Test {
+    /// Whether the test holds for an event.
+    #[inline]
+    pub fn eval(&self, event: &Event) -> bool {
+        match self.fast.eval(event) {
+            Some(held) => held,
+            None => self.eval_value(event.value(self.field)),
         }
     }
 
@@ -316,5 +355,44 @@ impl Predicate {
             Predicate::Not(inner) => inner.collect_tests(out),
             Predicate::Test(test) => out.push(test),
         }
+    }
+}
+
+/// A webhook's `when` clauses laid out for matching: the fused tests that must all hold, in one
+/// contiguous slice, then every other condition.
+#[derive(Debug, Clone, Default)]
+pub struct Plan {
+    fast: Box<[Fast]>,
+    rest: Box<[Predicate]>,
+}
+
+impl Plan {
+    /// Lays out conditions that must all hold.
+    pub fn new<'a>(conditions: impl IntoIterator<Item = &'a Predicate>) -> Plan {
+        fn lay_out(p: &Predicate, fast: &mut Vec<Fast>, rest: &mut Vec<Predicate>) {
+            match p {
+                Predicate::All(parts) => parts.iter().for_each(|p| lay_out(p, fast, rest)),
+                Predicate::Test(t) if !matches!(t.fast, Fast::Generic) => fast.push(t.fast.clone()),
+                other => rest.push(other.clone()),
+            }
+        }
+        // Source order is kept: authors tend to write the most selective condition first.
+        let mut fast = Vec::new();
+        let mut rest = Vec::new();
+        for p in conditions {
+            lay_out(p, &mut fast, &mut rest);
+        }
+        Plan {
+            fast: fast.into_boxed_slice(),
+            rest: rest.into_boxed_slice(),
+        }
+    }
+
+    /// Whether every condition holds.
+    #[inline]
+    pub fn holds(&self, event: &Event) -> bool {
+        // A plan holds no `Fast::Generic`, so `None` never comes up here.
+        self.fast.iter().all(|f| f.eval(event).unwrap_or(false))
+            && self.rest.iter().all(|p| p.eval(event))
     }
 }

@@ -8,7 +8,7 @@ use crate::event::{Event, EventKind};
 
 use super::ast::{Method, Span};
 use super::diagnostic::SourceFile;
-use super::predicate::Predicate;
+use super::predicate::{Plan, Predicate};
 use super::url::UrlTemplate;
 
 /// The default per-attempt deadline (the product page's "respond under 5 seconds").
@@ -162,12 +162,14 @@ pub struct Webhook {
     pub request: Request,
     /// Compiled and testable, never fired by the sidecar.
     pub disabled: bool,
+    /// The conditions laid out for matching (built from `conditions` by [`Plan::new`]).
+    pub plan: Plan,
 }
 
 impl Webhook {
     /// Whether this webhook fires for an event (ignoring `disabled`).
     #[inline]
     pub fn fires_for(&self, event: &Event) -> bool {
-        self.events.contains(event.kind) && self.conditions.iter().all(|c| c.predicate.eval(event))
+        self.events.contains(event.kind) && self.plan.holds(event)
     }
 }
