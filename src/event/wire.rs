@@ -114,8 +114,9 @@ fn click(obj: &Map<String, Json>, key: &str) -> Result<Option<Click>, EventError
     };
     let mut click = Click::default();
     for field in ClickField::ALL {
-        let path = format!("{key}.{}", field.name());
-        click.values[field.slot()] = text(inner, field.name(), &path)?;
+        // The dotted key is only spelled out for an error: this runs for every event.
+        click.values[field.slot()] = text(inner, field.name(), field.name())
+            .map_err(|e| EventError::new(format!("{key}.{}", e.key), e.message))?;
     }
     Ok(Some(click))
 }

@@ -10,19 +10,32 @@ use crate::lang::{Webhook, ast::Method};
 use crate::outbox::{NewDelivery, NewEvent, StoredHeader, new_delivery_id};
 
 /// The JSON body a POST webhook receives: the delivery, the webhook and the whole event.
-pub fn envelope(delivery_id: &str, webhook: &str, event: &Event) -> serde_json::Value {
-    json!({
+/// `event_json` is the event in the wire format, serialised once for all its deliveries.
+pub fn envelope(delivery_id: &str, webhook: &str, event: &Event, event_json: &str) -> String {
+    let head = json!({
         "delivery": delivery_id,
         "webhook": webhook,
         "type": event.kind.wire_name(),
         "occurredAt": event.occurred_at,
-        "event": event.to_json(),
     })
+    .to_string();
+    // `head` is a JSON object: reopen it to add the pre-serialised event.
+    let mut body = String::with_capacity(head.len() + event_json.len() + 10);
+    body.push_str(&head[..head.len() - 1]);
+    body.push_str(",\"event\":");
+    body.push_str(event_json);
+    body.push('}');
+    body
 }
 
 /// Renders one webhook's request for one event. `default_attempts` applies when the rule sets
 /// no `retries` (it is the retry schedule's length plus the first attempt).
-pub fn render(webhook: &Webhook, event: &Event, default_attempts: u32) -> NewDelivery {
+pub fn render(
+    webhook: &Webhook,
+    event: &Event,
+    event_json: &str,
+    default_attempts: u32,
+) -> NewDelivery {
     let id = new_delivery_id();
     let request = &webhook.request;
     let url = request.url.render(&RenderContext {
@@ -31,7 +44,7 @@ pub fn render(webhook: &Webhook, event: &Event, default_attempts: u32) -> NewDel
         delivery: &id,
     });
     let body = match request.method {
-        Method::Post => Some(envelope(&id, &webhook.name, event).to_string().into_bytes()),
+        Method::Post => Some(envelope(&id, &webhook.name, event, event_json).into_bytes()),
         Method::Get => None,
     };
     let headers = request
@@ -69,14 +82,36 @@ pub fn render(webhook: &Webhook, event: &Event, default_attempts: u32) -> NewDel
 /// The event and every delivery it produces under the given rules.
 pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
     let id = event.id.get_or_insert_with(new_delivery_id).clone();
+    let body = event.to_json().to_string();
     let deliveries = rules
         .matching(&event)
-        .map(|w| render(w, &event, default_attempts))
+        .map(|w| render(w, &event, &body, default_attempts))
         .collect();
     NewEvent {
         id,
         kind: event.kind.wire_name(),
-        body: event.to_json().to_string(),
+        body,
         deliveries,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::envelope;
+    use crate::event::Event;
+
+    #[test]
+    fn the_envelope_is_one_json_object_around_the_event() {
+        let event = Event::from_json_str(
+            r#"{"id":"e1","type":"refund","occurredAt":"2026-01-01T00:00:00Z"}"#,
+        )
+        .unwrap();
+        let body = envelope("d-1", "crm", &event, &event.to_json().to_string());
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["delivery"], "d-1");
+        assert_eq!(v["webhook"], "crm");
+        assert_eq!(v["type"], "refund");
+        assert_eq!(v["occurredAt"], "2026-01-01T00:00:00Z");
+        assert_eq!(v["event"], event.to_json());
     }
 }
