@@ -18,13 +18,12 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::engine::explain::{Explanation, explain};
-use crate::engine::load;
 use crate::event::Event;
+use crate::lang::Webhook;
 use crate::lang::diagnostic::did_you_mean;
 use crate::lang::predicate::Test;
-use crate::lang::{ProcessEnv, Webhook};
 
-use super::output::{paint, render};
+use super::output::paint;
 use super::{Format, default_rules};
 
 /// The suffix of cases files.
@@ -137,14 +136,7 @@ pub fn run(args: CasesArgs, color: bool) -> Result<ExitCode, String> {
     if args.format == Format::Github {
         return Err("`--format github` is only for `whc check`; use human or json".into());
     }
-    let loaded =
-        load::load(std::slice::from_ref(&args.rules), &ProcessEnv).map_err(|e| e.to_string())?;
-    if loaded.compiled.has_errors() {
-        for d in loaded.compiled.diagnostics.iter().filter(|d| d.is_error()) {
-            eprint!("{}", render(d, color));
-        }
-        return Err("the rules have errors; run `whc check` for the full report".into());
-    }
+    let loaded = super::load_rules(&args.rules, color)?;
     let webhooks = &loaded.compiled.webhooks;
     let roots = if args.cases.is_empty() {
         if args.rules.is_file() {

@@ -6,11 +6,10 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::engine::explain::{Explanation, explain};
-use crate::engine::load;
 use crate::event::Event;
-use crate::lang::{ProcessEnv, Webhook};
+use crate::lang::Webhook;
 
-use super::output::{paint, render};
+use super::output::paint;
 use super::{Format, default_rules};
 
 /// Arguments of `whc explain`.
@@ -35,14 +34,7 @@ pub fn run(args: ExplainArgs, color: bool) -> Result<ExitCode, String> {
         .map_err(|e| format!("cannot read {}: {e}", args.event.display()))?;
     let event = Event::from_json_str(&text)
         .map_err(|e| format!("{} is not a valid event: {e}", args.event.display()))?;
-    let loaded =
-        load::load(std::slice::from_ref(&args.rules), &ProcessEnv).map_err(|e| e.to_string())?;
-    if loaded.compiled.has_errors() {
-        for d in loaded.compiled.diagnostics.iter().filter(|d| d.is_error()) {
-            eprint!("{}", render(d, color));
-        }
-        return Err("the rules have errors; run `whc check` for the full report".into());
-    }
+    let loaded = super::load_rules(&args.rules, color)?;
     let reports: Vec<_> = loaded
         .compiled
         .webhooks

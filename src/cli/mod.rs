@@ -53,6 +53,19 @@ enum Command {
     Cases(cases::CasesArgs),
 }
 
+/// Loads the rules a command runs against; on errors, prints them and says to run `whc check`.
+fn load_rules(path: &std::path::Path, color: bool) -> Result<crate::engine::load::Loaded, String> {
+    let loaded = crate::engine::load::load(&[path.to_path_buf()], &crate::lang::ProcessEnv)
+        .map_err(|e| e.to_string())?;
+    if loaded.compiled.has_errors() {
+        for d in loaded.compiled.diagnostics.iter().filter(|d| d.is_error()) {
+            eprint!("{}", output::render(d, color));
+        }
+        return Err("the rules have errors; run `whc check` for the full report".into());
+    }
+    Ok(loaded)
+}
+
 /// Default rules directory.
 pub fn default_rules() -> PathBuf {
     PathBuf::from("rules")

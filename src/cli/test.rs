@@ -9,13 +9,12 @@ use std::process::ExitCode;
 use clap::Args;
 
 use crate::deliver::{Client, EXCERPT_LIMIT};
-use crate::engine::load;
 use crate::event::Event;
 use crate::lang::diagnostic::did_you_mean;
 use crate::lang::{ProcessEnv, Webhook};
 use crate::sidecar::testsend::{self, TestReport, status_line};
 
-use super::output::{paint, render};
+use super::output::paint;
 use super::{Format, default_rules};
 
 /// Arguments of `whc test`.
@@ -55,14 +54,7 @@ pub fn run(args: TestArgs, color: bool) -> Result<ExitCode, String> {
             )
         }
     };
-    let loaded =
-        load::load(std::slice::from_ref(&args.rules), &ProcessEnv).map_err(|e| e.to_string())?;
-    if loaded.compiled.has_errors() {
-        for d in loaded.compiled.diagnostics.iter().filter(|d| d.is_error()) {
-            eprint!("{}", render(d, color));
-        }
-        return Err("the rules have errors; run `whc check` for the full report".into());
-    }
+    let loaded = super::load_rules(&args.rules, color)?;
     let webhooks = &loaded.compiled.webhooks;
     let mut chosen: Vec<&Webhook> = Vec::new();
     for name in &args.webhooks {

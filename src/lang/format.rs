@@ -16,7 +16,7 @@
 use pest::Parser;
 use pest::iterators::Pair;
 
-use super::ast::{Op, Span};
+use super::ast::Span;
 use super::grammar::{Rule, RuleParser};
 use super::parse::{SyntaxError, parse_file};
 
@@ -413,30 +413,7 @@ fn comparison(pair: Pair<Rule>) -> String {
 
 /// The canonical spelling of an operator: its words ([`Op::words`]); an unknown one as written.
 fn operator(pair: Pair<Rule>) -> String {
-    let inner = pair
-        .into_inner()
-        .next()
-        .expect("an operator has one alternative");
-    let op = match inner.as_rule() {
-        Rule::op_equals => Op::Equals,
-        Rule::op_not_equals => Op::NotEquals,
-        Rule::op_contains => Op::Contains,
-        Rule::op_not_contains => Op::NotContains,
-        Rule::op_starts_with => Op::StartsWith,
-        Rule::op_ends_with => Op::EndsWith,
-        Rule::op_greater => Op::Greater,
-        Rule::op_at_least => Op::AtLeast,
-        Rule::op_less => Op::Less,
-        Rule::op_at_most => Op::AtMost,
-        Rule::op_in => Op::In,
-        Rule::op_not_in => Op::NotIn,
-        Rule::op_matches => Op::Matches,
-        Rule::op_is_set => Op::IsSet,
-        Rule::op_is_not_set => Op::IsNotSet,
-        Rule::op_unknown => return inner.as_str().to_owned(),
-        other => unreachable!("{other:?} in operator"),
-    };
-    op.words().to_owned()
+    super::parse::operator_of(pair).words().to_owned()
 }
 
 fn literal(pair: Pair<Rule>) -> String {

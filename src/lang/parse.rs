@@ -324,12 +324,16 @@ fn parse_field_ref(pair: Pair<Rule>, offset: usize) -> FieldName {
 }
 
 fn parse_operator(pair: Pair<Rule>, offset: usize) -> Spanned<Op> {
-    let whole = span(&pair, offset);
+    Spanned::new(span(&pair, offset), operator_of(pair))
+}
+
+/// The operator an `operator` pair stands for (shared with the formatter).
+pub(crate) fn operator_of(pair: Pair<Rule>) -> Op {
     let inner = pair
         .into_inner()
         .next()
         .expect("an operator has one alternative");
-    let op = match inner.as_rule() {
+    match inner.as_rule() {
         Rule::op_equals => Op::Equals,
         Rule::op_not_equals => Op::NotEquals,
         Rule::op_contains => Op::Contains,
@@ -346,9 +350,8 @@ fn parse_operator(pair: Pair<Rule>, offset: usize) -> Spanned<Op> {
         Rule::op_is_set => Op::IsSet,
         Rule::op_is_not_set => Op::IsNotSet,
         Rule::op_unknown => Op::Unknown(inner.as_str().to_owned()),
-        other => unreachable!("{other:?} in parse_operator"),
-    };
-    Spanned::new(whole, op)
+        other => unreachable!("{other:?} in operator_of"),
+    }
 }
 
 fn parse_literal(pair: Pair<Rule>, offset: usize) -> Spanned<Literal> {
