@@ -21,10 +21,15 @@ use crate::engine::explain::{Explanation, explain};
 use crate::event::Event;
 use crate::lang::Webhook;
 use crate::lang::diagnostic::did_you_mean;
-use crate::lang::predicate::Test;
 
 use super::output::paint;
 use super::{Format, default_rules};
+
+mod coverage;
+mod junit;
+
+use coverage::Coverage;
+use junit::junit;
 
 /// The suffix of cases files.
 pub const CASES_SUFFIX: &str = ".cases.json";
@@ -98,7 +103,7 @@ struct CaseSpec {
 
 /// One case's result.
 #[derive(Debug)]
-struct CaseResult {
+pub(super) struct CaseResult {
     name: String,
     /// The event, when it could be read.
     event: Option<Event>,
@@ -123,7 +128,7 @@ impl CaseResult {
 
 /// One cases file's results.
 #[derive(Debug)]
-struct SuiteResult {
+pub(super) struct SuiteResult {
     file: String,
     /// Why the file could not be read at all.
     error: Option<String>,
@@ -527,317 +532,12 @@ fn suite_json(suite: &SuiteResult) -> Value {
     json!({ "file": suite.file, "error": suite.error, "cases": cases })
 }
 
-/// Escapes text for XML attribute values and character data; characters XML 1.0 cannot hold
-/// (most control characters) become U+FFFD.
-fn xml_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&apos;"),
-            '\n' => out.push_str("&#10;"),
-            '\r' => out.push_str("&#13;"),
-            '\t' => out.push_str("&#9;"),
-            c if (c as u32) < 0x20 || c == '\u{FFFE}' || c == '\u{FFFF}' => out.push('\u{FFFD}'),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-/// Text inside an element: as [`xml_escape`] but keeping line breaks readable.
-fn xml_text(text: &str) -> String {
-    xml_escape(text).replace("&#10;", "\n")
-}
-
-/// JUnit XML: one `<testsuite>` per cases file, one `<testcase>` per case; a case whose
-/// expectation does not hold has a `<failure>`, one that could not run an `<error>`, and an
-/// unreadable cases file is a suite with one erroring case.
-fn junit(suites: &[SuiteResult], webhooks: &[Webhook]) -> String {
-    let mut out = String::from("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n");
-    let total: usize = suites.iter().map(|s| s.cases.len().max(1)).sum();
-    let failures = suites
-        .iter()
-        .flat_map(|s| &s.cases)
-        .filter(|c| c.error.is_none() && !c.failures.is_empty())
-        .count();
-    let errors = suites
-        .iter()
-        .flat_map(|s| &s.cases)
-        .filter(|c| c.error.is_some())
-        .count()
-        + suites.iter().filter(|s| s.error.is_some()).count();
-    let time: f64 = suites
-        .iter()
-        .flat_map(|s| &s.cases)
-        .map(|c| c.elapsed.as_secs_f64())
-        .sum();
-    let _ = writeln!(
-        out,
-        "<testsuites name=\"whc cases\" tests=\"{total}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.6}\">"
-    );
-    for suite in suites {
-        let name = xml_escape(&suite.file);
-        if let Some(error) = &suite.error {
-            let _ = writeln!(
-                out,
-                "  <testsuite name=\"{name}\" tests=\"1\" failures=\"0\" errors=\"1\" time=\"0\">\n    <testcase classname=\"{name}\" name=\"(cases file)\" time=\"0\">\n      <error message=\"{}\">{}</error>\n    </testcase>\n  </testsuite>",
-                xml_escape(error),
-                xml_text(error)
-            );
-            continue;
-        }
-        let failures = suite
-            .cases
-            .iter()
-            .filter(|c| c.error.is_none() && !c.failures.is_empty())
-            .count();
-        let errors = suite.cases.iter().filter(|c| c.error.is_some()).count();
-        let time: f64 = suite.cases.iter().map(|c| c.elapsed.as_secs_f64()).sum();
-        let _ = writeln!(
-            out,
-            "  <testsuite name=\"{name}\" tests=\"{}\" failures=\"{failures}\" errors=\"{errors}\" time=\"{time:.6}\">",
-            suite.cases.len()
-        );
-        for case in &suite.cases {
-            let _ = write!(
-                out,
-                "    <testcase classname=\"{name}\" name=\"{}\" time=\"{:.6}\"",
-                xml_escape(&case.name),
-                case.elapsed.as_secs_f64()
-            );
-            if let Some(error) = &case.error {
-                let _ = writeln!(
-                    out,
-                    ">\n      <error message=\"{}\">{}</error>\n    </testcase>",
-                    xml_escape(error),
-                    xml_text(error)
-                );
-            } else if !case.failures.is_empty() {
-                let first = case.failures[0].lines().next().unwrap_or("failed");
-                let mut body = case.failures.join("\n");
-                for r in &case.explanations {
-                    if let Some(w) = webhooks.iter().find(|w| w.name == r.webhook) {
-                        body.push('\n');
-                        body.push_str(super::explain::human(w, r, false, "").trim_end());
-                    }
-                }
-                let _ = writeln!(
-                    out,
-                    ">\n      <failure message=\"{}\" type=\"mismatch\">{}</failure>\n    </testcase>",
-                    xml_escape(first.trim_end_matches(':')),
-                    xml_text(&body)
-                );
-            } else {
-                let _ = writeln!(out, "/>");
-            }
-        }
-        let _ = writeln!(out, "  </testsuite>");
-    }
-    out.push_str("</testsuites>\n");
-    out
-}
-
-// === coverage ===
-
-/// Which webhooks some case fires, and which conditions the cases make both true and false.
-#[derive(Debug)]
-struct Coverage {
-    /// Per webhook (in rule order): whether some case's event matches it (a disabled webhook
-    /// counts when its conditions hold).
-    fired: Vec<bool>,
-    /// Per webhook, per comparison in its `when` clauses: (seen true, seen false).
-    conditions: Vec<Vec<(bool, bool)>>,
-}
-
-impl Coverage {
-    fn measure(webhooks: &[Webhook], suites: &[SuiteResult]) -> Coverage {
-        let events: Vec<&Event> = suites
-            .iter()
-            .flat_map(|s| &s.cases)
-            .filter_map(|c| c.event.as_ref())
-            .collect();
-        let mut fired = Vec::with_capacity(webhooks.len());
-        let mut conditions = Vec::with_capacity(webhooks.len());
-        for w in webhooks {
-            let tests = tests_of(w);
-            let mut seen = vec![(false, false); tests.len()];
-            let mut any = false;
-            for event in events.iter().filter(|e| w.events.contains(e.kind)) {
-                any |= w.fires_for(event);
-                for (test, seen) in tests.iter().zip(seen.iter_mut()) {
-                    if test.eval(event) {
-                        seen.0 = true;
-                    } else {
-                        seen.1 = true;
-                    }
-                }
-            }
-            fired.push(any);
-            conditions.push(seen);
-        }
-        Coverage { fired, conditions }
-    }
-
-    fn webhook_counts(&self) -> (usize, usize) {
-        (self.fired.iter().filter(|f| **f).count(), self.fired.len())
-    }
-
-    fn condition_counts(&self) -> (usize, usize) {
-        let all = self.conditions.iter().flatten();
-        (all.clone().filter(|(t, f)| *t && *f).count(), all.count())
-    }
-
-    /// The reasons coverage is below `min` percent (empty when it is not).
-    fn below(&self, min: f64) -> Vec<String> {
-        let mut out = Vec::new();
-        for (what, (covered, total)) in [
-            ("webhook", self.webhook_counts()),
-            ("condition", self.condition_counts()),
-        ] {
-            if (covered as f64) * 100.0 < min * (total as f64) {
-                out.push(format!(
-                    "{what} coverage {} is below --min-coverage {min}%",
-                    percent(covered, total)
-                ));
-            }
-        }
-        out
-    }
-
-    fn human(&self, webhooks: &[Webhook], color: bool) -> String {
-        let mut out = String::from("\ncoverage\n");
-        let (covered, total) = self.webhook_counts();
-        let _ = writeln!(
-            out,
-            "  webhooks:   {covered}/{total} fired by some case ({})",
-            percent(covered, total)
-        );
-        for (w, fired) in webhooks.iter().zip(&self.fired) {
-            if !fired {
-                let (line, col) = w.source.line_column(w.span.start);
-                let _ = writeln!(
-                    out,
-                    "    {} {}:{line}:{col} `{}`: no case fires it",
-                    paint("✗", "31", color),
-                    w.source.name,
-                    w.name
-                );
-            }
-        }
-        let (covered, total) = self.condition_counts();
-        let _ = writeln!(
-            out,
-            "  conditions: {covered}/{total} made both true and false ({})",
-            percent(covered, total)
-        );
-        for (w, seen) in webhooks.iter().zip(&self.conditions) {
-            for (test, (t, f)) in tests_of(w).iter().zip(seen) {
-                if *t && *f {
-                    continue;
-                }
-                let never = match (t, f) {
-                    (false, false) => "never evaluated (no case sends an event it listens to)",
-                    (true, _) => "never false",
-                    (_, true) => "never true",
-                };
-                let (line, col) = w.source.line_column(test.span.start);
-                let _ = writeln!(
-                    out,
-                    "    {} {}:{line}:{col} `{}`: `{}` {never}",
-                    paint("✗", "31", color),
-                    w.source.name,
-                    w.name,
-                    test.source.trim()
-                );
-            }
-        }
-        out.push('\n');
-        out
-    }
-
-    fn to_json(&self, webhooks: &[Webhook]) -> Value {
-        let (wc, wt) = self.webhook_counts();
-        let (cc, ct) = self.condition_counts();
-        let unfired: Vec<&str> = webhooks
-            .iter()
-            .zip(&self.fired)
-            .filter(|(_, f)| !**f)
-            .map(|(w, _)| w.name.as_str())
-            .collect();
-        let mut gaps = Vec::new();
-        for (w, seen) in webhooks.iter().zip(&self.conditions) {
-            for (test, (t, f)) in tests_of(w).iter().zip(seen) {
-                if !(*t && *f) {
-                    let (line, column) = w.source.line_column(test.span.start);
-                    gaps.push(json!({
-                        "webhook": w.name,
-                        "condition": test.source.trim(),
-                        "file": w.source.name,
-                        "line": line,
-                        "column": column,
-                        "seen_true": t,
-                        "seen_false": f,
-                    }));
-                }
-            }
-        }
-        json!({
-            "webhooks": { "covered": wc, "total": wt, "percent": ratio(wc, wt) },
-            "conditions": { "covered": cc, "total": ct, "percent": ratio(cc, ct) },
-            "webhooks_not_fired": unfired,
-            "conditions_not_covered": gaps,
-        })
-    }
-}
-
-/// Every comparison in a webhook's `when` clauses, in source order.
-fn tests_of(w: &Webhook) -> Vec<&Test> {
-    w.conditions
-        .iter()
-        .flat_map(|c| c.predicate.tests())
-        .collect()
-}
-
-fn ratio(covered: usize, total: usize) -> f64 {
-    if total == 0 {
-        100.0
-    } else {
-        covered as f64 * 100.0 / total as f64
-    }
-}
-
-fn percent(covered: usize, total: usize) -> String {
-    let r = ratio(covered, total);
-    if r.fract() == 0.0 {
-        format!("{r:.0}%")
-    } else {
-        format!("{r:.1}%")
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::*;
-
     #[test]
-    fn xml_escaping() {
-        assert_eq!(
-            xml_escape("a<b & \"c\" 'd'>\n\u{1}"),
-            "a&lt;b &amp; &quot;c&quot; &apos;d&apos;&gt;&#10;\u{FFFD}"
-        );
-        assert_eq!(xml_text("x\ny"), "x\ny");
-    }
-
-    #[test]
-    fn percentages() {
-        assert_eq!(percent(0, 0), "100%");
-        assert_eq!(percent(15, 16), "93.8%");
-        assert_eq!(parse_percent("100").unwrap(), 100.0);
-        assert_eq!(parse_percent("80%").unwrap(), 80.0);
-        assert!(parse_percent("101").is_err());
+    fn percentages_parse() {
+        assert_eq!(super::parse_percent("100").unwrap(), 100.0);
+        assert_eq!(super::parse_percent("80%").unwrap(), 80.0);
+        assert!(super::parse_percent("101").is_err());
     }
 }
