@@ -44,6 +44,27 @@ impl Compiled {
 }
 
 /// Parses, checks and compiles rule files, as one rules directory (names are unique across it).
+///
+/// ```
+/// use std::collections::HashMap;
+/// use std::sync::Arc;
+/// use whc::event::Event;
+/// use whc::lang::{compile, SourceFile};
+///
+/// let rules = r#"
+/// webhook big_sales {
+///     on conversion
+///     when first.utm_source equals "facebook" and revenue > 50
+///     post "https://api.example.com/track?amount=[revenue]"
+/// }"#;
+/// let compiled = compile(&[Arc::new(SourceFile::new("sales.whc", rules))], &HashMap::new());
+/// assert!(!compiled.has_errors());
+/// let event = Event::from_json_str(
+///     r#"{"type": "conversion", "revenue": 80, "firstClick": {"utm_source": "facebook"}}"#,
+/// )
+/// .unwrap();
+/// assert!(compiled.webhooks[0].fires_for(&event));
+/// ```
 pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     let mut out = Compiled::default();
     let mut seen: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
