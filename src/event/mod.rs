@@ -179,7 +179,13 @@ impl Event {
 
     /// The event in the wire format, with both clicks written out.
     pub fn to_json(&self) -> serde_json::Value {
-        wire::to_json(self)
+        serde_json::to_value(self).unwrap_or_default()
+    }
+
+    /// The event in the wire format as JSON text (what the outbox stores and deliveries carry).
+    pub fn to_json_string(&self) -> String {
+        // Writing a map of strings, numbers and booleans to a String cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// The click a condition with this attribution reads.

@@ -1,6 +1,7 @@
 //! The tracker's JSON wire format for one event: strict on known keys, silent on unknown ones.
 
-use serde_json::{Map, Value as Json, json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Value as Json};
 
 use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField};
 
@@ -212,41 +213,60 @@ pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
     Ok(event)
 }
 
-fn click_json(click: &Click) -> Json {
-    let mut map = Map::new();
-    for field in ClickField::ALL {
-        if let Some(v) = click.get(field) {
-            map.insert(field.name().to_owned(), Json::String(v.to_owned()));
+/// One click's fields, the ones present only.
+struct ClickOut<'a>(&'a Click);
+
+impl Serialize for ClickOut<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        for field in ClickField::ALL {
+            if let Some(v) = self.0.get(field) {
+                map.serialize_entry(field.name(), v)?;
+            }
         }
+        map.end()
     }
-    Json::Object(map)
 }
 
-/// Writes an event back in the wire format (used in delivery bodies and the outbox).
-pub(super) fn to_json(event: &Event) -> Json {
-    let mut map = Map::new();
-    let mut put = |k: &str, v: Json| {
-        if !v.is_null() {
-            map.insert(k.to_owned(), v);
+/// The wire format, written straight to the output (no intermediate `Value`): keys that are not
+/// set are left out, both clicks are written.
+impl Serialize for Event {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(id) = &self.id {
+            map.serialize_entry("id", id)?;
         }
-    };
-    put("id", json!(event.id));
-    put("type", json!(event.kind.wire_name()));
-    put("transaction", json!(event.transaction));
-    put("visitor", json!(event.visitor));
-    for field in NumberField::ALL {
-        put(field.name(), json!(event.number(field)));
+        map.serialize_entry("type", &self.kind.wire_name())?;
+        for (key, value) in [
+            ("transaction", &self.transaction),
+            ("visitor", &self.visitor),
+        ] {
+            if let Some(v) = value {
+                map.serialize_entry(key, v)?;
+            }
+        }
+        for field in NumberField::ALL {
+            if let Some(v) = self.number(field) {
+                map.serialize_entry(field.name(), &v)?;
+            }
+        }
+        for field in FlagField::ALL {
+            if let Some(v) = self.flag(field) {
+                map.serialize_entry(field.name(), &v)?;
+            }
+        }
+        for field in IdField::ALL {
+            if let Some(v) = self.id_value(field) {
+                map.serialize_entry(field.name(), v)?;
+            }
+        }
+        map.serialize_entry("firstClick", &ClickOut(&self.first_click))?;
+        map.serialize_entry("lastClick", &ClickOut(&self.last_click))?;
+        if let Some(at) = &self.occurred_at {
+            map.serialize_entry("occurredAt", at)?;
+        }
+        map.end()
     }
-    for field in FlagField::ALL {
-        put(field.name(), json!(event.flag(field)));
-    }
-    for field in IdField::ALL {
-        put(field.name(), json!(event.id_value(field)));
-    }
-    put("firstClick", click_json(&event.first_click));
-    put("lastClick", click_json(&event.last_click));
-    put("occurredAt", json!(event.occurred_at));
-    Json::Object(map)
 }
 
 #[cfg(test)]

@@ -82,7 +82,7 @@ pub fn render(
 /// The event and every delivery it produces under the given rules.
 pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
     let id = event.id.get_or_insert_with(new_delivery_id).clone();
-    let body = event.to_json().to_string();
+    let body = event.to_json_string();
     let deliveries = rules
         .matching(&event)
         .map(|w| render(w, &event, &body, default_attempts))
@@ -106,7 +106,7 @@ mod tests {
             r#"{"id":"e1","type":"refund","occurredAt":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap();
-        let body = envelope("d-1", "crm", &event, &event.to_json().to_string());
+        let body = envelope("d-1", "crm", &event, &event.to_json_string());
         let v: serde_json::Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["delivery"], "d-1");
         assert_eq!(v["webhook"], "crm");

@@ -151,7 +151,7 @@ pub async fn run(
     env: &dyn Env,
     dry_run: bool,
 ) -> TestReport {
-    let delivery = render(webhook, event, &event.to_json().to_string(), 1);
+    let delivery = render(webhook, event, &event.to_json_string(), 1);
     let draft = Draft {
         id: &delivery.id,
         method: &delivery.method,
