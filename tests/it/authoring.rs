@@ -18,6 +18,8 @@ use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tempfile::TempDir;
 
+use super::support::dir;
+
 // === a loopback target ===
 
 /// A request as the target saw it.
@@ -116,17 +118,6 @@ fn refused_port() -> u16 {
 // === running the binary ===
 
 const TOKEN: &str = "tok-3f9a1c-very-secret";
-
-/// A directory holding the given files.
-fn dir(files: &[(&str, &str)]) -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
-}
 
 /// Rules with one enabled and one disabled webhook posting to `addr`.
 fn target_rules(addr: &str) -> TempDir {

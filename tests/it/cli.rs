@@ -1,10 +1,11 @@
 //! The `whc` binary: `whc check` and `whc explain` run as a user runs them, on temporary dirs.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::Value;
-use tempfile::TempDir;
+
+use super::support::{command, dir as rules, whc};
 
 const CLEAN: &str = r#"
 webhook facebook_big_sales {
@@ -16,25 +17,8 @@ webhook facebook_big_sales {
 }
 "#;
 
-/// A rules directory holding the given files.
-fn rules(files: &[(&str, &str)]) -> TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
-}
-
-/// Runs `whc` with arguments in a directory, with no colour and no rule-related variables.
-fn whc(dir: &Path, args: &[&str]) -> Output {
-    whc_with_env(dir, args, &[])
-}
-
 fn whc_with_env(dir: &Path, args: &[&str], env: &[(String, String)]) -> Output {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_whc"));
-    cmd.args(args).current_dir(dir).env("NO_COLOR", "1");
+    let mut cmd = command(dir, args);
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -3,13 +3,15 @@
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::sync::Arc;
 
 use proptest::prelude::*;
 use whc::lang::format::format_source;
 use whc::lang::predicate::{Check, Predicate, TextSet};
 use whc::lang::{self, SourceFile};
+
+use super::support::{dir as rules, whc};
 
 // === Generated rule files ===
 
@@ -465,25 +467,6 @@ proptest! {
 const UNFORMATTED: &str = "# Big sales\nwebhook big_sales {\n  on conversion,refund\n  when revenue > 50 # dollars\n  post \"https://x.example.com/\"\n}\n";
 const FORMATTED: &str = "# Big sales\nwebhook big_sales {\n    on conversion, refund\n    when revenue greater than 50 # dollars\n    post \"https://x.example.com/\"\n}\n";
 const BROKEN: &str = "webhook broken {\n  when (revenue > 5\n}\n";
-
-fn rules(files: &[(&str, &str)]) -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    for (name, text) in files {
-        let path = dir.path().join(name);
-        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
-        std::fs::write(path, text).unwrap();
-    }
-    dir
-}
-
-fn whc(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_whc"))
-        .args(args)
-        .current_dir(dir)
-        .env("NO_COLOR", "1")
-        .output()
-        .unwrap()
-}
 
 fn read(dir: &Path, name: &str) -> String {
     std::fs::read_to_string(dir.join(name)).unwrap()

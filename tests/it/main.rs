@@ -7,3 +7,4 @@ mod diagnostics;
 mod fmt;
 mod never_panics;
 mod semantics;
+mod support;
