@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::lang::{self, Compiled, Env, SourceFile};
+use crate::lang::{self, Code, Compiled, Diagnostic, Env, SourceFile, Span};
 
 use super::RuleSet;
 
@@ -95,6 +95,21 @@ impl Loaded {
 pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<Loaded, ReadError> {
     let files = find_rule_files(paths)?;
     let sources = read_sources(&files)?;
-    let compiled = lang::compile(&sources, env);
+    let mut compiled = lang::compile(&sources, env);
+    if sources.is_empty() {
+        // Most likely a wrong path: say so rather than serve nothing in silence.
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let place = Arc::new(SourceFile::new(names.join(", "), ""));
+        let mut warning = Diagnostic::new(
+            Code::NoRules,
+            &place,
+            Span::default(),
+            "",
+            format!("no `.whc` rule files under {}", names.join(", ")),
+        )
+        .with_help("rule files end in `.whc`; nothing will ever fire");
+        warning.labels.clear(); // there is no text to point into
+        compiled.diagnostics.push(warning);
+    }
     Ok(Loaded { compiled, sources })
 }

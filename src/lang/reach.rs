@@ -56,12 +56,23 @@ pub fn duplicates(facts: &[Fact]) -> Vec<(&Fact, &Fact)> {
     for (i, b) in facts.iter().enumerate() {
         if let Some(a) = facts[..i]
             .iter()
-            .find(|a| a.field == b.field && a.op == b.op && a.value == b.value)
+            .find(|a| a.field == b.field && a.op == b.op && same_value(a.field, &a.value, &b.value))
         {
             out.push((a, b));
         }
     }
     out
+}
+
+/// Whether two operands are the same for this field (`country` ignores case).
+fn same_value(field: FieldRef, a: &FactValue, b: &FactValue) -> bool {
+    match (a, b) {
+        (FactValue::Text(x), FactValue::Text(y)) => same_text(field, x, y),
+        (FactValue::Texts(x), FactValue::Texts(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(x, y)| same_text(field, x, y))
+        }
+        _ => a == b,
+    }
 }
 
 fn same_text(field: FieldRef, a: &str, b: &str) -> bool {
@@ -257,4 +268,35 @@ fn event_numbers(facts: &[Fact], events: EventSet) -> Option<Conflict> {
         }
     }
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::Arc;
+
+    use crate::lang::{Code, SourceFile, compile};
+
+    fn codes(rule: &str) -> Vec<Code> {
+        let text =
+            format!("webhook w {{\n on conversion\n {rule}\n post \"https://x.test/\"\n}}\n");
+        compile(&[Arc::new(SourceFile::new("t.whc", text))], &HashMap::new())
+            .diagnostics
+            .iter()
+            .map(|d| d.code)
+            .collect()
+    }
+
+    #[test]
+    fn a_country_written_twice_in_another_case_is_a_duplicate() {
+        assert_eq!(
+            codes("when country equals \"US\"\n when country equals \"us\""),
+            [Code::DuplicateCondition]
+        );
+        assert_eq!(
+            codes("when utm_source equals \"fb\"\n when utm_source equals \"FB\""),
+            [Code::NeverFires],
+            "text other than country is case-sensitive: two different values"
+        );
+    }
 }

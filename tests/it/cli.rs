@@ -312,3 +312,15 @@ fn the_bundled_rules_check_clean() {
     assert_exit(&out, 0);
     assert!(stdout(&out).contains("no problems"), "{}", stdout(&out));
 }
+
+#[test]
+fn a_path_without_rule_files_is_a_warning() {
+    let dir = rules(&[("rules/notes.txt", "not a rule file")]);
+    let out = whc(dir.path(), &["check", "--format", "json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stdout(&out));
+    let list = json(&out);
+    assert_eq!(list[0]["code"], "whc::no_rules");
+    assert_eq!(list[0]["severity"], "warning");
+    let denied = whc(dir.path(), &["check", "--deny-warnings"]);
+    assert_eq!(denied.status.code(), Some(1));
+}

@@ -235,7 +235,7 @@ fn rules_that_can_fire_get_no_warning() {
         "revenue > 50 and revenue < 60",
         "revenue >= 10 and revenue <= 10",
         "revenue > 10 or revenue < 5",
-        r#"country == "US" and country == "us""#,
+        r#"country == "US" and country in ["us", "CA"]"#,
         r#"first.country == "US" and last.country == "CA""#,
         r#"utm_source != "a" and utm_source != "b""#,
         r#"country in ["US", "CA"] and country == "ca""#,
