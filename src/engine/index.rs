@@ -1,6 +1,7 @@
 //! The candidate index: for each event kind, webhooks keyed by an exact-text condition they
 //! require, so that matching only evaluates webhooks that can fire.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 
 use crate::event::{Event, FieldRef, Value};
@@ -52,20 +53,19 @@ impl Bucket {
             .push(index);
     }
 
-    /// The webhooks that may fire for `event`, in ascending index (source) order.
-    pub fn candidates(&self, event: &Event) -> Vec<u32> {
-        let mut out = self.unkeyed.clone();
-        let mut extra = false;
+    /// The webhooks that may fire for `event`, in ascending index (source) order. Borrowed,
+    /// with no allocation, unless a keyed webhook is a candidate.
+    pub fn candidates(&self, event: &Event) -> Cow<'_, [u32]> {
+        let mut out = Cow::Borrowed(self.unkeyed.as_slice());
         for (field, by_value) in &self.keyed {
             if let Value::Text(v) = event.value(*field)
                 && let Some(hits) = by_value.get(v)
             {
-                out.extend_from_slice(hits);
-                extra = true;
+                out.to_mut().extend_from_slice(hits);
             }
         }
-        if extra {
-            out.sort_unstable();
+        if let Cow::Owned(list) = &mut out {
+            list.sort_unstable();
         }
         out
     }

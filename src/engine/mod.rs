@@ -82,10 +82,9 @@ impl RuleSet {
 
     /// The enabled webhooks that fire for an event, in file then source order.
     pub fn matching<'a>(&'a self, event: &'a Event) -> impl Iterator<Item = &'a Webhook> + 'a {
-        self.by_kind[kind_slot(event.kind)]
-            .candidates(event)
-            .into_iter()
-            .map(|i| &self.webhooks[i as usize])
+        let ids = self.by_kind[kind_slot(event.kind)].candidates(event);
+        (0..ids.len())
+            .map(move |k| &self.webhooks[ids[k] as usize])
             .filter(move |w| w.plan.holds(event))
     }
 }

@@ -3,16 +3,7 @@
 use hyper::StatusCode;
 use serde_json::json;
 
-use crate::support::{Sidecar, Target, conversion, webhook};
-
-fn counter(metrics: &str, sample: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample `{sample}` in:\n{metrics}"))
-        .parse()
-        .expect("a number")
-}
+use crate::support::{Sidecar, Target, conversion, counter, webhook};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_and_oversized_posts_are_refused_and_store_nothing() {

@@ -3,7 +3,7 @@
 
 use hyper::{Method, StatusCode};
 
-use crate::support::{Reply, Sidecar, Target, conversion, wait_until, webhook};
+use crate::support::{Reply, Sidecar, Target, conversion, counter, wait_until, webhook};
 
 fn upstream_reply() -> Reply {
     Reply::Answer {
@@ -33,15 +33,6 @@ fn assert_upstream_answer(answer: &crate::support::Answer) {
         Some("text/x-tracker")
     );
     assert_eq!(answer.text(), "the tracker's own answer");
-}
-
-fn counter(metrics: &str, sample: &str) -> f64 {
-    metrics
-        .lines()
-        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
-        .unwrap_or_else(|| panic!("no sample `{sample}` in:\n{metrics}"))
-        .parse()
-        .expect("a number")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

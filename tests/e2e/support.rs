@@ -661,3 +661,13 @@ pub fn conversion(id: &str) -> Value {
         "occurredAt": "2026-11-27T10:15:00Z"
     })
 }
+
+/// The value of one sample in Prometheus text, such as `whc_events_total{result="rejected"}`.
+pub fn counter(metrics: &str, sample: &str) -> f64 {
+    metrics
+        .lines()
+        .find_map(|line| line.strip_prefix(sample)?.strip_prefix(' '))
+        .unwrap_or_else(|| panic!("no sample `{sample}` in:\n{metrics}"))
+        .parse()
+        .expect("a number")
+}

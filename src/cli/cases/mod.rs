@@ -382,31 +382,18 @@ fn run_case(case: CaseSpec, base: &Path, webhooks: &[Webhook]) -> CaseResult {
             }
         }
     }
-    if result.actual_fires != result.expected_fires {
-        differing.extend(
-            result
-                .actual_fires
-                .symmetric_difference(&result.expected_fires)
-                .cloned(),
-        );
-        result.failures.push(set_difference(
-            "fires",
-            &result.expected_fires,
-            &result.actual_fires,
-        ));
-    }
-    if result.actual_would != result.expected_would {
-        differing.extend(
-            result
-                .actual_would
-                .symmetric_difference(&result.expected_would)
-                .cloned(),
-        );
-        result.failures.push(set_difference(
+    for (what, expected, actual) in [
+        ("fires", &result.expected_fires, &result.actual_fires),
+        (
             "would_fire (disabled webhooks whose conditions hold)",
             &result.expected_would,
             &result.actual_would,
-        ));
+        ),
+    ] {
+        if actual != expected {
+            differing.extend(actual.symmetric_difference(expected).cloned());
+            result.failures.push(set_difference(what, expected, actual));
+        }
     }
     for (name, expected_url) in &case.urls {
         let Some(w) = webhooks.iter().find(|w| &w.name == name) else {
