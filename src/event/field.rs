@@ -81,8 +81,15 @@ impl ClickField {
     ];
 
     /// The slot this field occupies in a [`crate::event::Click`].
+    #[inline]
     pub fn slot(self) -> usize {
         self as usize
+    }
+
+    /// Whether text in this field compares ignoring ASCII case: only `country` does.
+    #[inline]
+    pub fn ignores_case(self) -> bool {
+        self == ClickField::Country
     }
 
     /// The field's name in rules and on the wire.
@@ -121,6 +128,7 @@ impl NumberField {
     ];
 
     /// The slot this field occupies in [`crate::event::Event::numbers`].
+    #[inline]
     pub fn slot(self) -> usize {
         self as usize
     }
@@ -154,6 +162,7 @@ impl FlagField {
     ];
 
     /// The slot this field occupies in [`crate::event::Event::flags`].
+    #[inline]
     pub fn slot(self) -> usize {
         self as usize
     }
@@ -180,6 +189,7 @@ impl IdField {
     pub const ALL: [IdField; 2] = [IdField::LinkId, IdField::TargetId];
 
     /// The slot this field occupies in [`crate::event::Event::ids`].
+    #[inline]
     pub fn slot(self) -> usize {
         self as usize
     }

@@ -1,11 +1,13 @@
 //! The event model the predicates read: fields in fixed slots, first and last click side by side.
 
 pub mod field;
+mod key;
 mod wire;
 
 pub use field::{
     Attribution, ClickField, Field, FieldRef, FieldType, FlagField, IdField, NumberField,
 };
+pub use key::TextKey;
 pub use wire::EventError;
 
 use std::fmt;
@@ -35,6 +37,7 @@ impl EventKind {
     }
 
     /// A bit unique to this kind, for sets of kinds (bit 0 conversion, 1 refund, 2..=11 events).
+    #[inline]
     pub fn bit(self) -> u16 {
         match self {
             EventKind::Conversion => 1,
@@ -59,16 +62,40 @@ impl fmt::Display for EventKind {
 }
 
 /// The attributable fields of one click (first or last), indexed by [`ClickField::slot`].
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Click {
     /// One value per [`ClickField`], `None` when the tracker did not send it.
-    pub values: [Option<String>; 8],
+    values: [Option<String>; 8],
+    /// Each value's [`TextKey`], kept in step with `values` by [`Click::set`].
+    keys: [TextKey; 8],
+}
+
+impl Default for Click {
+    fn default() -> Click {
+        Click {
+            values: Default::default(),
+            keys: [TextKey::MISSING; 8],
+        }
+    }
 }
 
 impl Click {
     /// The value of one field of this click.
+    #[inline]
     pub fn get(&self, field: ClickField) -> Option<&str> {
         self.values[field.slot()].as_deref()
+    }
+
+    /// The key of one field's value: upper case for `country`, which compares ignoring case.
+    #[inline]
+    pub fn key(&self, field: ClickField) -> TextKey {
+        self.keys[field.slot()]
+    }
+
+    /// Sets (or, with `None`, clears) one field.
+    pub fn set(&mut self, field: ClickField, value: Option<String>) {
+        self.keys[field.slot()] = TextKey::of_value(value.as_deref(), field.ignores_case());
+        self.values[field.slot()] = value;
     }
 
     /// Whether the tracker sent no attributable field for this click.
@@ -189,6 +216,7 @@ impl Event {
     }
 
     /// The click a condition with this attribution reads.
+    #[inline]
     pub fn click(&self, attribution: Attribution) -> &Click {
         match attribution {
             Attribution::First => &self.first_click,

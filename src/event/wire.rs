@@ -116,8 +116,9 @@ fn click(obj: &Map<String, Json>, key: &str) -> Result<Option<Click>, EventError
     let mut click = Click::default();
     for field in ClickField::ALL {
         // The dotted key is only spelled out for an error: this runs for every event.
-        click.values[field.slot()] = text(inner, field.name(), field.name())
+        let value = text(inner, field.name(), field.name())
             .map_err(|e| EventError::new(format!("{key}.{}", e.key), e.message))?;
+        click.set(field, value);
     }
     Ok(Some(click))
 }

@@ -5,7 +5,9 @@ use std::collections::HashSet;
 use memchr::memmem;
 use regex::Regex;
 
-use crate::event::{Event, FieldRef, Value};
+use crate::event::{
+    Attribution, ClickField, Event, FieldRef, FlagField, NumberField, TextKey, Value,
+};
 
 use super::ast::Span;
 
@@ -105,116 +107,164 @@ pub struct Test {
     /// Where it was written.
     pub span: Span,
     /// The field read and the check fused into one dispatch, for the common shapes.
-    pub fast: Fast,
+    pub fast: Option<Fast>,
 }
 
-/// Text of at most 16 bytes kept inline, so comparing it reads no other memory.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct InlineText {
-    len: u8,
-    bytes: [u8; 16],
-}
-
-impl InlineText {
-    /// The text inline, when it fits.
-    pub fn new(text: &str) -> Option<InlineText> {
-        let len = text.len();
-        (len <= 16).then(|| {
-            let mut bytes = [0; 16];
-            bytes[..len].copy_from_slice(text.as_bytes());
-            InlineText {
-                len: len as u8,
-                bytes,
-            }
-        })
-    }
-
-    /// The text's bytes.
-    #[inline]
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..usize::from(self.len)]
-    }
-}
-
-/// A test specialised at compile time: one match selects both the slot and the comparison.
+/// A test specialised at compile time for the common shapes: one match selects both the value
+/// read and the comparison. Text tests compare [`TextKey`]s, so most read no string at all.
 #[derive(Debug, Clone)]
 pub enum Fast {
-    /// A click field (first click when `first`) equals `want` exactly.
-    TextEq {
-        /// Reads the first click rather than the last.
-        first: bool,
-        /// The [`crate::event::ClickField`] slot.
-        slot: u8,
-        /// The text it must equal.
-        want: InlineText,
+    /// A click field equals a text of at most [`TextKey::PREFIX`] bytes (upper case for
+    /// `country`, whose keys are upper case too).
+    TextIs {
+        /// The click it reads.
+        click: Attribution,
+        /// The field it reads.
+        field: ClickField,
+        /// The key of the text it must equal.
+        key: TextKey,
     },
-    /// A click field equals `want` ignoring ASCII case (`country`).
-    TextEqIc {
-        /// Reads the first click rather than the last.
-        first: bool,
-        /// The [`crate::event::ClickField`] slot.
-        slot: u8,
-        /// The text it must equal.
-        want: InlineText,
+    /// A click field equals a longer text, compared case-sensitively.
+    TextIsLong {
+        /// The click it reads.
+        click: Attribution,
+        /// The field it reads.
+        field: ClickField,
+        /// The key of the text, compared first.
+        key: TextKey,
+        /// The whole text.
+        want: Box<str>,
     },
-    /// A number field is greater than `rhs`.
-    NumGreater {
-        /// The [`crate::event::NumberField`] slot.
-        slot: u8,
-        /// The bound.
-        rhs: f64,
+    /// A click field is one of a few short texts.
+    TextIn {
+        /// The click it reads.
+        click: Attribution,
+        /// The field it reads.
+        field: ClickField,
+        /// The keys of the texts.
+        keys: Box<[TextKey]>,
     },
-    /// Any other shape: read the value, then apply the check.
-    Generic,
+    /// A click field starts with a text of at most [`TextKey::PREFIX`] bytes.
+    StartsWith {
+        /// The click it reads.
+        click: Attribution,
+        /// The field it reads.
+        field: ClickField,
+        /// The key of the prefix.
+        prefix: TextKey,
+    },
+    /// A click field is set.
+    IsSet {
+        /// The click it reads.
+        click: Attribution,
+        /// The field it reads.
+        field: ClickField,
+    },
+    /// A click field is not set.
+    IsNotSet {
+        /// The click it reads.
+        click: Attribution,
+        /// The field it reads.
+        field: ClickField,
+    },
+    /// A number field equals a constant.
+    NumEq(NumberField, f64),
+    /// A number field is greater than a constant.
+    NumGreater(NumberField, f64),
+    /// A number field is at least a constant.
+    NumAtLeast(NumberField, f64),
+    /// A number field is less than a constant.
+    NumLess(NumberField, f64),
+    /// A number field is at most a constant.
+    NumAtMost(NumberField, f64),
+    /// A flag field has this value.
+    Flag(FlagField, bool),
 }
 
 impl Fast {
+    /// The largest `in` list tested by scanning keys.
+    const IN_SCAN_LIMIT: usize = 16;
+
     /// The fused form of a test, when it has one.
-    pub fn of(field: FieldRef, check: &Check, negated: bool, ignore_case: bool) -> Fast {
-        use crate::event::Attribution;
-        match (field, check, negated) {
-            (FieldRef::Click(a, c), Check::TextEq(want), false) => {
-                let first = a == Attribution::First;
-                let slot = c.slot() as u8;
-                let Some(want) = InlineText::new(want) else {
-                    return Fast::Generic;
-                };
-                if ignore_case {
-                    Fast::TextEqIc { first, slot, want }
-                } else {
-                    Fast::TextEq { first, slot, want }
+    pub fn of(field: FieldRef, check: &Check, negated: bool, ignore_case: bool) -> Option<Fast> {
+        if negated {
+            return None;
+        }
+        let whole = |text: &str| Some(TextKey::of(text, ignore_case)).filter(|k| k.is_whole());
+        Some(match (field, check) {
+            (FieldRef::Click(click, field), Check::TextEq(want)) => match whole(want) {
+                Some(key) => Fast::TextIs { click, field, key },
+                None if !ignore_case => Fast::TextIsLong {
+                    click,
+                    field,
+                    key: TextKey::of(want, false),
+                    want: want.clone(),
+                },
+                None => return None,
+            },
+            (FieldRef::Click(click, field), Check::TextIn(TextSet::Few(values)))
+                if values.len() <= Fast::IN_SCAN_LIMIT =>
+            {
+                let keys = values.iter().map(|v| whole(v)).collect::<Option<_>>()?;
+                Fast::TextIn { click, field, keys }
+            }
+            (FieldRef::Click(click, field), Check::StartsWith(prefix)) => Fast::StartsWith {
+                click,
+                field,
+                prefix: whole(prefix)?,
+            },
+            (FieldRef::Click(click, field), Check::IsSet) => Fast::IsSet { click, field },
+            (FieldRef::Click(click, field), Check::IsNotSet) => Fast::IsNotSet { click, field },
+            (FieldRef::Number(field), Check::Number(op, rhs)) => {
+                let rhs = *rhs;
+                match op {
+                    NumOp::Eq => Fast::NumEq(field, rhs),
+                    NumOp::Greater => Fast::NumGreater(field, rhs),
+                    NumOp::AtLeast => Fast::NumAtLeast(field, rhs),
+                    NumOp::Less => Fast::NumLess(field, rhs),
+                    NumOp::AtMost => Fast::NumAtMost(field, rhs),
                 }
             }
-            (FieldRef::Number(n), Check::Number(NumOp::Greater, rhs), false) => Fast::NumGreater {
-                slot: n.slot() as u8,
-                rhs: *rhs,
-            },
-            _ => Fast::Generic,
-        }
+            (FieldRef::Flag(field), Check::Flag(want)) => Fast::Flag(field, *want),
+            _ => return None,
+        })
     }
 
-    /// Whether the fused test holds; `None` for [`Fast::Generic`].
+    /// Whether the fused test holds.
     #[inline(always)]
-    pub fn eval(&self, event: &Event) -> Option<bool> {
-        let click = |first: bool| {
-            if first {
-                &event.first_click
-            } else {
-                &event.last_click
+    pub fn holds(&self, event: &Event) -> bool {
+        let key = |click: Attribution, field: ClickField| event.click(click).key(field);
+        match self {
+            Fast::TextIs {
+                click,
+                field,
+                key: want,
+            } => key(*click, *field) == *want,
+            Fast::TextIsLong {
+                click,
+                field,
+                key: want_key,
+                want,
+            } => {
+                key(*click, *field) == *want_key && event.click(*click).get(*field) == Some(&**want)
             }
-        };
-        Some(match self {
-            Fast::TextEq { first, slot, want } => click(*first).values[*slot as usize]
-                .as_deref()
-                .is_some_and(|s| eq_bytes(want.as_bytes(), s.as_bytes())),
-            Fast::TextEqIc { first, slot, want } => click(*first).values[*slot as usize]
-                .as_deref()
-                .is_some_and(|s| want.as_bytes().eq_ignore_ascii_case(s.as_bytes())),
-            Fast::NumGreater { slot, rhs } => {
-                event.numbers[*slot as usize].is_some_and(|n| n > *rhs)
+            Fast::TextIn { click, field, keys } => {
+                keys.contains(&key(*click, *field))
             }
-            Fast::Generic => return None,
-        })
+            Fast::StartsWith {
+                click,
+                field,
+                prefix,
+            } => key(*click, *field).starts_with(*prefix),
+            Fast::IsSet { click, field } => key(*click, *field).len().is_some(),
+            Fast::IsNotSet { click, field } => key(*click, *field).len().is_none(),
+            Fast::NumEq(field, rhs) => event.number(*field).is_some_and(|n| n == *rhs),
+            Fast::NumGreater(field, rhs) => event.number(*field).is_some_and(|n| n > *rhs),
+            Fast::NumAtLeast(field, rhs) => event.number(*field).is_some_and(|n| n >= *rhs),
+            Fast::NumLess(field, rhs) => event.number(*field).is_some_and(|n| n < *rhs),
+            Fast::NumAtMost(field, rhs) => event.number(*field).is_some_and(|n| n <= *rhs),
+            Fast::Flag(field, want) => event.flag(*field) == Some(*want),
+        }
     }
 }
 
@@ -222,8 +272,8 @@ impl Test {
     /// Whether the test holds for an event.
     #[inline]
     pub fn eval(&self, event: &Event) -> bool {
-        match self.fast.eval(event) {
-            Some(held) => held,
+        match &self.fast {
+            Some(fast) => fast.holds(event),
             None => self.eval_value(event.value(self.field)),
         }
     }
@@ -358,10 +408,47 @@ impl Predicate {
     }
 }
 
-/// A webhook's `when` clauses laid out for matching: the fused tests that must all hold, in one
-/// contiguous slice, then every other condition.
+/// One click field compared with a short text through keys: the plan's cheapest test.
+#[derive(Debug, Clone, Copy)]
+struct KeyTest {
+    click: Attribution,
+    field: ClickField,
+    key: TextKey,
+}
+
+/// A number field compared with a constant, as the closed range of values that pass.
+#[derive(Debug, Clone, Copy)]
+struct RangeTest {
+    field: NumberField,
+    lo: f64,
+    hi: f64,
+}
+
+impl RangeTest {
+    /// The range form of a fused number comparison. Event numbers are finite, so `> x` is
+    /// `>= next_up(x)`; an infinite constant keeps its own test.
+    fn of(fast: &Fast) -> Option<RangeTest> {
+        let (field, lo, hi) = match *fast {
+            Fast::NumEq(f, x) => (f, x, x),
+            Fast::NumGreater(f, x) => (f, x.next_up(), f64::INFINITY),
+            Fast::NumAtLeast(f, x) => (f, x, f64::INFINITY),
+            Fast::NumLess(f, x) => (f, f64::NEG_INFINITY, x.next_down()),
+            Fast::NumAtMost(f, x) => (f, f64::NEG_INFINITY, x),
+            _ => return None,
+        };
+        let constant = if lo.is_finite() { lo } else { hi };
+        constant.is_finite().then_some(RangeTest { field, lo, hi })
+    }
+}
+
+/// A webhook's `when` clauses laid out for matching, cheapest first: the exact-text tests (one
+/// key comparison each), the number comparisons (one range check each), then the other fused
+/// tests, then every other condition.
+/// Conditions have no side effects, so the order changes only how soon a failing one is found.
 #[derive(Debug, Clone, Default)]
 pub struct Plan {
+    texts: Box<[KeyTest]>,
+    ranges: Box<[RangeTest]>,
     fast: Box<[Fast]>,
     rest: Box<[Predicate]>,
 }
@@ -369,30 +456,73 @@ pub struct Plan {
 impl Plan {
     /// Lays out conditions that must all hold.
     pub fn new<'a>(conditions: impl IntoIterator<Item = &'a Predicate>) -> Plan {
-        fn lay_out(p: &Predicate, fast: &mut Vec<Fast>, rest: &mut Vec<Predicate>) {
+        #[derive(Default)]
+        struct Parts {
+            texts: Vec<KeyTest>,
+            ranges: Vec<RangeTest>,
+            fast: Vec<Fast>,
+            rest: Vec<Predicate>,
+        }
+        fn lay_out(p: &Predicate, parts: &mut Parts) {
             match p {
-                Predicate::All(parts) => parts.iter().for_each(|p| lay_out(p, fast, rest)),
-                Predicate::Test(t) if !matches!(t.fast, Fast::Generic) => fast.push(t.fast.clone()),
-                other => rest.push(other.clone()),
+                Predicate::All(all) => all.iter().for_each(|p| lay_out(p, parts)),
+                Predicate::Test(t) => match &t.fast {
+                    Some(Fast::TextIs { click, field, key }) => parts.texts.push(KeyTest {
+                        click: *click,
+                        field: *field,
+                        key: *key,
+                    }),
+                    Some(fast) => match RangeTest::of(fast) {
+                        Some(range) => parts.ranges.push(range),
+                        None => parts.fast.push(fast.clone()),
+                    },
+                    None => parts.rest.push(p.clone()),
+                },
+                other => parts.rest.push(other.clone()),
             }
         }
-        // Source order is kept: authors tend to write the most selective condition first.
-        let mut fast = Vec::new();
-        let mut rest = Vec::new();
+        // Within each group source order is kept: authors tend to write the most selective
+        // condition first.
+        let mut parts = Parts::default();
         for p in conditions {
-            lay_out(p, &mut fast, &mut rest);
+            lay_out(p, &mut parts);
         }
         Plan {
-            fast: fast.into_boxed_slice(),
-            rest: rest.into_boxed_slice(),
+            texts: parts.texts.into_boxed_slice(),
+            ranges: parts.ranges.into_boxed_slice(),
+            fast: parts.fast.into_boxed_slice(),
+            rest: parts.rest.into_boxed_slice(),
         }
     }
 
     /// Whether every condition holds.
-    #[inline]
+    #[inline(always)]
     pub fn holds(&self, event: &Event) -> bool {
-        // A plan holds no `Fast::Generic`, so `None` never comes up here.
-        self.fast.iter().all(|f| f.eval(event).unwrap_or(false))
-            && self.rest.iter().all(|p| p.eval(event))
+        // Plain loops, not `Iterator::all`, so that they are inlined into the caller.
+        for t in self.texts.iter() {
+            if event.click(t.click).key(t.field) != t.key {
+                return false;
+            }
+        }
+        for r in self.ranges.iter() {
+            if !event
+                .number(r.field)
+                .is_some_and(|n| n >= r.lo && n <= r.hi)
+            {
+                return false;
+            }
+        }
+        for fast in self.fast.iter() {
+            if !fast.holds(event) {
+                return false;
+            }
+        }
+        self.rest.is_empty() || self.rest_holds(event)
+    }
+
+    /// The conditions that are not fused, kept out of line so the fused loop stays small.
+    #[inline(never)]
+    fn rest_holds(&self, event: &Event) -> bool {
+        self.rest.iter().all(|p| p.eval(event))
     }
 }

@@ -43,7 +43,7 @@ pub fn sample_event_for(webhook: &Webhook) -> Event {
                 ClickField::Referrer => "https://example.com/".to_owned(),
                 other => format!("whc-test-{}-{}", attribution.keyword(), other.name()),
             };
-            click.values[field.slot()] = Some(value);
+            click.set(field, Some(value));
         }
     }
     e

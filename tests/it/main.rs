@@ -4,6 +4,7 @@
 mod authoring;
 mod cli;
 mod diagnostics;
+mod fast_paths;
 mod fmt;
 mod never_panics;
 mod semantics;
