@@ -65,6 +65,10 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for requests and attempts in flight.
     #[arg(long, default_value_t = 10)]
     grace_seconds: u64,
+    /// Start with deliveries paused: events are accepted and stored, nothing is sent until
+    /// `POST /v1/deliveries/resume` on the admin listener.
+    #[arg(long)]
+    paused: bool,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -87,6 +91,7 @@ impl ServeArgs {
         config.limits.overall = self.concurrency.max(1);
         config.limits.per_endpoint = self.per_endpoint.max(1);
         config.grace = Duration::from_secs(self.grace_seconds);
+        config.paused = self.paused;
         config
     }
 }

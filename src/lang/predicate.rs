@@ -248,9 +248,7 @@ impl Fast {
             } => {
                 key(*click, *field) == *want_key && event.click(*click).get(*field) == Some(&**want)
             }
-            Fast::TextIn { click, field, keys } => {
-                keys.contains(&key(*click, *field))
-            }
+            Fast::TextIn { click, field, keys } => keys.contains(&key(*click, *field)),
             Fast::StartsWith {
                 click,
                 field,

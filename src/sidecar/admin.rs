@@ -28,6 +28,26 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             &serde_json::to_value(state.rules.status()).unwrap_or_default(),
         ),
         (&Method::GET, ["v1", "deliveries"]) => deliveries(&state, &query).await,
+        (&Method::POST, ["v1", "deliveries", "pause"]) => {
+            let changed = state.deliveries.pause();
+            if changed {
+                tracing::info!("deliveries paused");
+            }
+            json(
+                StatusCode::OK,
+                &json!({ "paused": true, "changed": changed }),
+            )
+        }
+        (&Method::POST, ["v1", "deliveries", "resume"]) => {
+            let changed = state.deliveries.resume();
+            if changed {
+                tracing::info!("deliveries resumed");
+            }
+            json(
+                StatusCode::OK,
+                &json!({ "paused": false, "changed": changed }),
+            )
+        }
         (&Method::GET, ["v1", "deliveries", id]) => match state.outbox.get(&decode(id)).await {
             Ok(Some(d)) => json(StatusCode::OK, &delivery_json(&d)),
             Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
@@ -64,6 +84,7 @@ async fn metrics(state: &State) -> Response<Body> {
         reloads_ok: status.reloads_ok,
         reloads_failed: status.reloads_failed,
         rules_version: status.version,
+        deliveries_paused: state.deliveries.is_paused(),
         webhooks: status.webhooks.len() as u64,
     };
     text(

@@ -68,6 +68,8 @@ pub struct ServeConfig {
     pub grace: Duration,
     /// Quiet period after a rule file change before reloading.
     pub debounce: Duration,
+    /// Start with deliveries paused (events are still accepted and stored).
+    pub paused: bool,
 }
 
 impl ServeConfig {
@@ -90,6 +92,7 @@ impl ServeConfig {
             limits: Limits::default(),
             grace: Duration::from_secs(10),
             debounce: super::DEFAULT_DEBOUNCE,
+            paused: false,
         }
     }
 

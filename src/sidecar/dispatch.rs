@@ -13,6 +13,7 @@ use crate::deliver::{Client, Draft, RetryPolicy, Verdict, prepare};
 use crate::lang::Env;
 use crate::outbox::{AttemptRecord, Delivery, Outbox, now_ms};
 
+use super::gate::DeliveryGate;
 use super::metrics::Metrics;
 
 /// How long the dispatcher lets commits accumulate after a wake-up before it reads due
@@ -51,6 +52,7 @@ pub struct Dispatcher {
     limits: Limits,
     overall: Arc<Semaphore>,
     endpoints: Mutex<HashMap<String, Arc<Semaphore>>>,
+    gate: DeliveryGate,
 }
 
 /// The scheme, host and port of a URL: what one endpoint's limit applies to.
@@ -71,6 +73,7 @@ impl Dispatcher {
         env: Arc<dyn Env + Send + Sync>,
         metrics: Arc<Metrics>,
         limits: Limits,
+        gate: DeliveryGate,
     ) -> Dispatcher {
         Dispatcher {
             overall: Arc::new(Semaphore::new(limits.overall.max(1))),
@@ -81,6 +84,7 @@ impl Dispatcher {
             metrics,
             limits,
             endpoints: Mutex::new(HashMap::new()),
+            gate,
         }
     }
 
@@ -98,6 +102,14 @@ impl Dispatcher {
         let mut tasks = JoinSet::new();
         loop {
             while tasks.try_join_next().is_some() {}
+            if self.gate.is_paused() {
+                // Attempts already started go on; nothing new is claimed until resumed.
+                tokio::select! {
+                    () = self.gate.open() => {}
+                    () = cancel.cancelled() => break,
+                }
+                continue;
+            }
             let room = self.limits.claimed.saturating_sub(tasks.len());
             if room > 0 {
                 match self.outbox.due(now_ms(), room.min(512)).await {

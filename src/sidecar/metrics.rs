@@ -44,6 +44,8 @@ pub struct Gauges {
     pub rules_version: u64,
     /// Webhooks in the rules being served.
     pub webhooks: u64,
+    /// Whether deliveries are paused.
+    pub deliveries_paused: bool,
 }
 
 impl Metrics {
@@ -131,6 +133,11 @@ impl Metrics {
                 "whc_queue_depth",
                 "Deliveries waiting for an attempt.",
                 gauges.queue_depth,
+            ),
+            (
+                "whc_deliveries_paused",
+                "1 while deliveries are paused (POST /v1/deliveries/pause), else 0.",
+                u64::from(gauges.deliveries_paused),
             ),
             (
                 "whc_rules_version",

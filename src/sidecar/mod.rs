@@ -5,6 +5,7 @@ pub mod api;
 pub mod config;
 pub mod dispatch;
 pub mod fanout;
+pub mod gate;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
@@ -31,6 +32,7 @@ pub use rules::{LiveRules, RulesStatus, WebhookStatus};
 pub use watch::DEFAULT_DEBOUNCE;
 
 use dispatch::Dispatcher;
+use gate::DeliveryGate;
 use metrics::Metrics;
 use proxy::UpstreamClient;
 
@@ -50,6 +52,8 @@ pub struct State {
     pub client: Client,
     /// In proxy mode, the client to the upstream.
     pub upstream: Option<UpstreamClient>,
+    /// Whether deliveries are paused.
+    pub deliveries: DeliveryGate,
 }
 
 /// Why the sidecar could not start.
@@ -153,6 +157,7 @@ pub async fn start(
     let upstream = config.upstream.as_ref().map(|_| proxy::upstream_client());
     let cancel = CancellationToken::new();
     let grace = config.grace;
+    let config_paused = config.paused;
     let state = Arc::new(State {
         config,
         rules: Arc::clone(&rules),
@@ -161,6 +166,7 @@ pub async fn start(
         env: Arc::clone(&env),
         client: client.clone(),
         upstream,
+        deliveries: DeliveryGate::new(config_paused),
     });
 
     let mut tasks = JoinSet::new();
@@ -185,6 +191,7 @@ pub async fn start(
         env,
         metrics,
         state.config.limits,
+        state.deliveries.clone(),
     ));
     tasks.spawn(dispatcher.run(cancel.clone(), grace));
     let watcher = Arc::clone(&rules).watch_with(cancel.clone(), state.config.debounce);

@@ -4,7 +4,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use hyper::StatusCode;
 
-use crate::support::{Reply, Sidecar, Target, conversion, webhook};
+use crate::support::{Reply, Sidecar, Target, conversion, counter, webhook};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_test_button_sends_a_marked_request_and_reports_the_answer() {
@@ -176,5 +176,63 @@ async fn the_test_button_works_for_quoted_names_and_disabled_webhooks() {
         "refund",
         "the sample is an event it listens to"
     );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn paused_deliveries_are_stored_and_sent_on_resume() {
+    let target = Target::start().await;
+    let sidecar = Sidecar::builder()
+        .file(
+            "hooks.whc",
+            &webhook("crm", "conversion", "", &target.url("/crm"), ""),
+        )
+        .config(|c| c.paused = true)
+        .start()
+        .await;
+    let metrics = sidecar.metrics().await;
+    assert_eq!(counter(&metrics, "whc_deliveries_paused"), 1.0);
+
+    // Paused from the start: the event is accepted and its delivery waits.
+    let answer = sidecar.accept(conversion("p-1").to_string()).await;
+    let first = answer["events"][0]["deliveries"][0]
+        .as_str()
+        .expect("a delivery id")
+        .to_owned();
+    // Pausing again changes nothing.
+    let again = sidecar.admin_post("/v1/deliveries/pause").await;
+    assert_eq!(again.status, StatusCode::OK);
+    assert_eq!(again.json()["changed"], false);
+    // Long enough for an open dispatcher to have sent it many times over.
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(target.count(), 0, "nothing is sent while paused");
+    let waiting = sidecar.delivery(&first).await;
+    assert_eq!(waiting["status"], "pending");
+    assert_eq!(waiting["attempts"], 0);
+
+    let resumed = sidecar.admin_post("/v1/deliveries/resume").await;
+    assert_eq!(resumed.status, StatusCode::OK);
+    assert_eq!(resumed.json()["changed"], true);
+    let got = target.wait_for(1).await;
+    assert_eq!(got[0].path(), "/crm");
+    sidecar.wait_status(&first, "delivered").await;
+    assert_eq!(
+        counter(&sidecar.metrics().await, "whc_deliveries_paused"),
+        0.0
+    );
+
+    // Paused through the API this time.
+    let paused = sidecar.admin_post("/v1/deliveries/pause").await;
+    assert_eq!(paused.json()["changed"], true);
+    let answer = sidecar.accept(conversion("p-2").to_string()).await;
+    let second = answer["events"][0]["deliveries"][0]
+        .as_str()
+        .expect("a delivery id")
+        .to_owned();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(target.count(), 1, "the second waits while paused");
+    sidecar.admin_post("/v1/deliveries/resume").await;
+    sidecar.wait_status(&second, "delivered").await;
+    assert_eq!(target.wait_for(2).await.len(), 2);
     sidecar.shutdown().await;
 }
