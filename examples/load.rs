@@ -21,12 +21,19 @@
 //!    and errors (any other answer, or a failed connection);
 //! 4. measures deliveries: those the sink received during the load (per second), and how long
 //!    the queue takes to drain once the load stops (the outbox's queue depth reaching 0);
+//!
+//!    steps 2-4 run twice: first with deliveries **paused** during the load (`whc serve
+//!    --paused`, resumed when the load stops), which measures durable ingest alone and then
+//!    delivery alone (the drain); then **delivering** while ingesting, production's default,
+//!    where both share the two cores (and the sink, which in production is another machine,
+//!    takes its share too);
 //! 5. runs the **same load against a bare hyper server** in the same process: it reads the
 //!    body, parses it as a whc event with [`whc::event::Event::from_json_str`] (serde_json
 //!    into a `Value`, then the event: the same parsing work as the sidecar's ingest) and
 //!    answers 202; no storage, no matching;
-//! 6. prints a table of both, the ratio sidecar/bare (the goal is at least 0.5), and the
-//!    outbox's group-commit counters ([`whc::outbox::Outbox::stats`]): events per commit.
+//! 6. prints a table of the three runs, the ratios sidecar/bare (the goal, at least 0.5, is
+//!    for durable ingest), and the outbox's group-commit counters
+//!    ([`whc::outbox::Outbox::stats`]): events per commit.
 //!
 //! Why in-process rather than spawning `target/release/whc serve`: the commit counters are only
 //! reachable through the outbox handle (they are not in `/metrics`), the queue depth can be read
@@ -86,9 +93,15 @@ struct Args {
     /// Parent folder of the temporary data directory (default: the system's temp folder).
     #[arg(long)]
     data: Option<PathBuf>,
-    /// Skip the sidecar run.
+    /// Skip both sidecar runs.
     #[arg(long)]
     skip_sidecar: bool,
+    /// Skip the sidecar run with deliveries paused during the load.
+    #[arg(long)]
+    skip_paused: bool,
+    /// Skip the sidecar run that delivers while it ingests.
+    #[arg(long)]
+    skip_delivering: bool,
     /// Skip the bare server run.
     #[arg(long)]
     skip_bare: bool,
@@ -112,17 +125,22 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    let sidecar = if args.skip_sidecar {
+    let paused = if args.skip_sidecar || args.skip_paused {
         None
     } else {
-        Some(run_sidecar(&args, threads, &sink)?)
+        Some(run_sidecar(&args, threads, &sink, Mode::Paused)?)
+    };
+    let delivering = if args.skip_sidecar || args.skip_delivering {
+        None
+    } else {
+        Some(run_sidecar(&args, threads, &sink, Mode::Delivering)?)
     };
     let bare = if args.skip_bare {
         None
     } else {
         Some(run_bare(&args, threads)?)
     };
-    report(sidecar.as_ref(), bare.as_ref());
+    report(paused.as_ref(), delivering.as_ref(), bare.as_ref());
     println!("load average at the end: {}", loadavg());
     Ok(())
 }
@@ -198,6 +216,16 @@ struct Measured {
     process_cpu: Option<f64>,
 }
 
+/// How the sidecar's deliveries run during the load.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// Started with deliveries paused (`whc serve --paused`), resumed when the load ends: the
+    /// load measures durable ingest alone, the drain measures delivery alone.
+    Paused,
+    /// Delivering while ingesting, on the same cores: production's default.
+    Delivering,
+}
+
 /// The delivery side of the sidecar's run.
 struct Deliveries {
     /// Deliveries the sink received while the load ran.
@@ -208,6 +236,8 @@ struct Deliveries {
     created: u64,
     /// Time from the end of the load until the queue depth reached 0.
     drain: Duration,
+    /// Whether deliveries were paused during the load.
+    paused: bool,
     /// Whether the queue reached 0 before the timeout.
     drained: bool,
     /// Load duration, for the rate.
@@ -253,6 +283,7 @@ fn run_sidecar(
     args: &Args,
     threads: usize,
     sink: &Sink,
+    mode: Mode,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
     let parent = args.data.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
@@ -268,6 +299,7 @@ fn run_sidecar(
     config.limits.per_endpoint = args.per_endpoint.max(1);
     config.limits.overall = args.delivery_concurrency.max(1);
     config.grace = Duration::from_secs(2);
+    config.paused = mode == Mode::Paused;
 
     let runtime = server_runtime(threads, "whc-sidecar")?;
     let env: Arc<dyn whc::lang::Env + Send + Sync> =
@@ -284,13 +316,19 @@ fn run_sidecar(
     let sink_before = sink.count();
 
     let cpu_start = process_cpu();
-    let load = drive(args, running.addr, "sidecar")?;
+    let run = match mode {
+        Mode::Paused => "paused",
+        Mode::Delivering => "delivering",
+    };
+    let load = drive(args, running.addr, run)?;
     let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
     let during_load = sink.count() - sink_before;
     let stats = outbox.stats();
 
-    // Drain: poll the queue depth until nothing is pending.
+    // Drain: resume deliveries if they were paused, and poll the queue depth until nothing is
+    // pending.
     let drain_start = Instant::now();
+    running.state.deliveries.resume();
     let timeout = Duration::from_secs(args.drain_timeout);
     let drained = runtime.block_on(async {
         loop {
@@ -312,7 +350,10 @@ fn run_sidecar(
     drop(runtime);
 
     Ok(Measured {
-        name: "sidecar (durable)",
+        name: match mode {
+            Mode::Paused => "sidecar, paused",
+            Mode::Delivering => "sidecar, delivering",
+        },
         load,
         deliveries: Some(Deliveries {
             during_load,
@@ -320,6 +361,7 @@ fn run_sidecar(
             created,
             drain,
             drained,
+            paused: mode == Mode::Paused,
             load_secs: args.duration as f64,
         }),
         stats: Some(Stats {
@@ -691,7 +733,7 @@ fn process_cpu() -> Option<f64> {
 // ---------------------------------------------------------------------------------------------
 // The report.
 
-fn report(sidecar: Option<&Measured>, bare: Option<&Measured>) {
+fn report(paused: Option<&Measured>, delivering: Option<&Measured>, bare: Option<&Measured>) {
     println!();
     println!(
         "{:<24} {:>10} {:>8} {:>8} {:>8} {:>7} {:>12} {:>10} {:>10}",
@@ -705,7 +747,7 @@ fn report(sidecar: Option<&Measured>, bare: Option<&Measured>) {
         "client cpu",
         "all cpu"
     );
-    for m in [sidecar, bare].into_iter().flatten() {
+    for m in [paused, delivering, bare].into_iter().flatten() {
         let l = &m.load;
         let secs = l.elapsed.as_secs_f64();
         let pct =
@@ -726,18 +768,28 @@ fn report(sidecar: Option<&Measured>, bare: Option<&Measured>) {
             pct(m.process_cpu),
         );
     }
-    if let (Some(s), Some(b)) = (sidecar, bare) {
-        let ratio = s.load.rate() / b.load.rate();
-        println!(
-            "\nratio sidecar/bare events/s: {ratio:.2} (goal: at least 0.50) -> {}",
-            if ratio >= 0.5 { "met" } else { "MISSED" }
-        );
+    if let Some(b) = bare {
+        println!();
+        if let Some(s) = paused {
+            let ratio = s.load.rate() / b.load.rate();
+            println!(
+                "durable ingest (deliveries paused) / bare events/s: {ratio:.2} (goal: at least 0.50) -> {}",
+                if ratio >= 0.5 { "met" } else { "MISSED" }
+            );
+        }
+        if let Some(s) = delivering {
+            println!(
+                "ingest while delivering on the same cores / bare events/s: {:.2}",
+                s.load.rate() / b.load.rate()
+            );
+        }
     }
-    if let Some(s) = sidecar {
+    for s in [paused, delivering].into_iter().flatten() {
+        println!("\n{}:", s.name);
         if let Some(st) = &s.stats {
             let writes = st.requests;
             println!(
-                "group commit: {} commits for {} write requests ({} events, {} other writes): {:.1} events/commit, {:.1} requests/commit",
+                "  group commit: {} commits for {} write requests ({} events, {} other writes): {:.1} events/commit, {:.1} requests/commit",
                 st.commits,
                 writes,
                 st.events,
@@ -747,26 +799,36 @@ fn report(sidecar: Option<&Measured>, bare: Option<&Measured>) {
             );
         }
         if let Some(d) = &s.deliveries {
+            let during = if d.paused {
+                "paused during the load".to_owned()
+            } else {
+                format!(
+                    "{} at the sink during the load ({:.0}/s)",
+                    d.during_load,
+                    d.during_load as f64 / d.load_secs
+                )
+            };
+            let rate = match (d.drained, d.paused) {
+                (false, _) => String::new(),
+                (true, true) => format!(
+                    " ({:.0} deliveries/s delivering alone)",
+                    d.total as f64 / d.drain.as_secs_f64().max(1e-3)
+                ),
+                (true, false) => format!(
+                    " ({:.0} deliveries/s over load + drain)",
+                    d.total as f64 / (d.load_secs + d.drain.as_secs_f64())
+                ),
+            };
             println!(
-                "deliveries: {} created, {} at the sink during the load ({:.0}/s), {} in all; queue {} {:.1} s after the load{}",
+                "  deliveries: {} created, {during}, {} in all; queue {} {:.1} s after the load{rate}",
                 d.created,
-                d.during_load,
-                d.during_load as f64 / d.load_secs,
                 d.total,
                 if d.drained { "drained" } else { "NOT drained" },
                 d.drain.as_secs_f64(),
-                if d.drained {
-                    format!(
-                        " ({:.0} deliveries/s over load + drain)",
-                        d.total as f64 / (d.load_secs + d.drain.as_secs_f64())
-                    )
-                } else {
-                    String::new()
-                }
             );
         }
     }
     println!(
-        "client cpu: the load generator's threads; all cpu: the whole process (generator, sink, server) per wall second; 100% = one core"
+        "\nclient cpu: the load generator's threads; all cpu: the whole process (generator, sink, server) per wall second; 100% = one core"
     );
 }
