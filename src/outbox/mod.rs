@@ -8,6 +8,8 @@
 //!   restart every pending delivery is due again: nothing stays stuck "in flight".
 //!   One dispatcher task is expected to call `due`; several would still not share a delivery.
 
+mod checkpoint;
+pub mod payload;
 mod query;
 mod schema;
 mod types;
@@ -22,11 +24,13 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
+pub use payload::Payload;
 pub use types::{
     Accepted, AttemptRecord, Delivery, DeliveryFilter, EXCERPT_LIMIT, NewDelivery, NewEvent, Stats,
     Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
 };
 
+use checkpoint::Checkpointer;
 use writer::{Counters, Request};
 
 /// Read connections kept open between queries; more are opened when needed.
@@ -121,6 +125,7 @@ impl Outbox {
             })?;
         }
         let conn = schema::open_writer(path)?;
+        let checkpoints = Checkpointer::start(schema::open_checkpointer(path)?)?;
         let reader = schema::open_reader(path)?;
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
@@ -132,7 +137,7 @@ impl Outbox {
                 let counters = Arc::clone(&counters);
                 let claims = Arc::clone(&claims);
                 let wake = Arc::clone(&wake);
-                move || writer::run(conn, rx, counters, claims, wake)
+                move || writer::run(conn, rx, counters, claims, wake, checkpoints)
             })
             .map_err(OutboxError::Spawn)?;
         Ok(Outbox {

@@ -4,18 +4,41 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::OutboxError;
+use super::payload::envelope;
 use super::types::{Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader};
 
-/// The columns [`delivery`] reads, in order.
-const COLUMNS: &str = "id, event_id, webhook, method, url, headers, body, secret_env, timeout_ms,
-    max_attempts, attempts, status, next_attempt_at, last_status_code, last_error,
-    response_excerpt, last_attempt_ms, created_at, updated_at";
+/// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (for
+/// the envelope).
+const COLUMNS: &str = "d.id, d.event_id, d.webhook, d.method, d.url, d.headers, d.body,
+    d.secret_env, d.timeout_ms, d.max_attempts, d.attempts, d.status, d.next_attempt_at,
+    d.last_status_code, d.last_error, d.response_excerpt, d.last_attempt_ms, d.created_at,
+    d.updated_at, d.envelope, e.type, e.occurred_at, e.body";
+
+/// The tables [`COLUMNS`] reads.
+const FROM: &str = "deliveries d LEFT JOIN events e ON e.id = d.event_id";
 
 /// Maps a row of [`COLUMNS`]; bad data becomes an error, never a panic.
 fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
     let headers: String = row.get(5)?;
     let headers: Vec<StoredHeader> = serde_json::from_str(&headers)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(e)))?;
+    let body: Option<Vec<u8>> = if row.get::<_, bool>(19)? {
+        let id: String = row.get(0)?;
+        let webhook: String = row.get(2)?;
+        let kind: Option<String> = row.get(20)?;
+        let occurred_at: Option<String> = row.get(21)?;
+        let event: Option<String> = row.get(22)?;
+        let (Some(kind), Some(event)) = (kind, event) else {
+            return Err(rusqlite::Error::FromSqlConversionFailure(
+                22,
+                Type::Null,
+                "the delivery's event is missing, so its envelope cannot be rendered".into(),
+            ));
+        };
+        Some(envelope(&id, &webhook, &kind, occurred_at.as_deref(), &event).into_bytes())
+    } else {
+        row.get(6)?
+    };
     Ok(Delivery {
         id: row.get(0)?,
         event_id: row.get(1)?,
@@ -23,7 +46,7 @@ fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         method: row.get(3)?,
         url: row.get(4)?,
         headers,
-        body: row.get(6)?,
+        body,
         secret_env: row.get(7)?,
         timeout_ms: row.get(8)?,
         max_attempts: row.get(9)?,
@@ -71,9 +94,9 @@ pub(crate) fn list(
     filter: &DeliveryFilter,
 ) -> Result<Vec<Delivery>, OutboxError> {
     let sql = format!(
-        "SELECT {COLUMNS} FROM deliveries
-         WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR webhook = ?2)
-         ORDER BY created_at DESC, id DESC LIMIT ?3"
+        "SELECT {COLUMNS} FROM {FROM}
+         WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.webhook = ?2)
+         ORDER BY d.created_at DESC, d.id DESC LIMIT ?3"
     );
     let rows = conn
         .prepare_cached(&sql)?
@@ -87,7 +110,7 @@ pub(crate) fn list(
 
 /// One delivery by id.
 pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Delivery>, OutboxError> {
-    let sql = format!("SELECT {COLUMNS} FROM deliveries WHERE id = ?1");
+    let sql = format!("SELECT {COLUMNS} FROM {FROM} WHERE d.id = ?1");
     Ok(conn
         .prepare_cached(&sql)?
         .query_row([id], delivery)

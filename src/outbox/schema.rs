@@ -52,6 +52,12 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX deliveries_due_ids ON deliveries (status, next_attempt_at, id);
     DROP INDEX deliveries_due;
     ",
+    // 3: a POST's envelope is rendered from the stored event when read, not stored with each
+    // delivery (`envelope = 1`, `body` NULL); the event keeps its `occurredAt` for it.
+    "
+    ALTER TABLE events ADD COLUMN occurred_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN envelope INTEGER NOT NULL DEFAULT 0;
+    ",
 ];
 
 /// The schema version this build writes.
@@ -74,7 +80,23 @@ pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxEr
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
+    // Checkpoints run on their own connection (`checkpoint.rs`), never inside a commit.
+    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+    // The pages of the tables' and indexes' right edges stay in memory between batches.
+    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
     migrate(&mut conn)?;
+    Ok(conn)
+}
+
+/// The writer's page cache, in KiB (as a negative `cache_size`).
+const WRITER_CACHE_KIB: i64 = -32 * 1024;
+
+/// Opens the connection the checkpoint thread owns.
+pub(crate) fn open_checkpointer(path: &std::path::Path) -> Result<Connection, OutboxError> {
+    let conn = Connection::open(path)?;
+    conn.busy_timeout(BUSY_TIMEOUT)?;
+    // Durable checkpoints: the database file is fsynced before the WAL is reused.
+    conn.pragma_update(None, "synchronous", "FULL")?;
     Ok(conn)
 }
 

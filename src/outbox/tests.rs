@@ -7,6 +7,7 @@ fn event(id: &str, webhooks: &[&str]) -> NewEvent {
         id: id.to_owned(),
         kind: "conversion".to_owned(),
         body: format!(r#"{{"id":"{id}","type":"conversion"}}"#),
+        occurred_at: None,
         deliveries: webhooks
             .iter()
             .map(|w| NewDelivery {
@@ -24,7 +25,7 @@ fn event(id: &str, webhooks: &[&str]) -> NewEvent {
                         env: "HOOK_TOKEN".into(),
                     },
                 ],
-                body: Some(b"{}".to_vec()),
+                body: Payload::Bytes(b"{}".to_vec()),
                 secret_env: Some("HOOK_SECRET".into()),
                 timeout_ms: 5000,
                 max_attempts: 3,
@@ -483,4 +484,95 @@ async fn dispatcher_never_hands_out_a_delivery_twice() {
         all.iter().all(|d| d.attempts == 2),
         "every delivery took 2 attempts"
     );
+}
+
+#[tokio::test]
+async fn a_failing_request_undoes_only_its_own_writes_in_a_shared_batch() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let before = outbox.stats();
+    // Hold the write lock so that all three requests land in one batch.
+    let blocker = Connection::open(outbox.path()).expect("open blocker");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let good = |id: &str| {
+        let outbox = outbox.clone();
+        let events = vec![event(id, &["crm"])];
+        tokio::spawn(async move { outbox.accept(events).await })
+    };
+    let first = good("ok-1");
+    // The bad request writes its event and first delivery, then fails on the second
+    // delivery, which reuses the first one's id.
+    let mut bad = event("bad", &["crm", "ads"]);
+    bad.deliveries[1].id = bad.deliveries[0].id.clone();
+    let bad = {
+        let outbox = outbox.clone();
+        tokio::spawn(async move { outbox.accept(vec![bad]).await })
+    };
+    let second = good("ok-2");
+    while outbox.stats().submitted - before.submitted < 3 {
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    blocker.execute_batch("COMMIT").expect("unlock");
+
+    assert!(bad.await.expect("join").is_err(), "the bad request fails");
+    for task in [first, second] {
+        let accepted = task.await.expect("join").expect("a good request is stored");
+        assert!(!accepted[0].duplicate);
+    }
+    let stats = outbox.stats();
+    assert_eq!(stats.commits - before.commits, 1, "one batch, one commit");
+    assert_eq!(stats.events - before.events, 2);
+    // Nothing of the bad request is left: not its event, not its first delivery.
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 2);
+    let again = outbox
+        .accept(vec![event("bad", &["crm"])])
+        .await
+        .expect("the bad event's id is free");
+    assert!(!again[0].duplicate, "the failed event was not stored");
+}
+
+#[tokio::test]
+async fn an_envelope_is_rendered_from_the_stored_event_on_every_read() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let mut new = event("env-1", &["crm", "ads"]);
+    new.occurred_at = Some("2026-11-27T10:15:00Z".into());
+    new.deliveries[0].body = Payload::Envelope;
+    new.deliveries[1].body = Payload::Empty;
+    let (envelope_id, empty_id) = (new.deliveries[0].id.clone(), new.deliveries[1].id.clone());
+    let event_json = new.body.clone();
+    outbox.accept(vec![new]).await.expect("accept");
+
+    let want = payload::envelope(
+        &envelope_id,
+        "crm",
+        "conversion",
+        Some("2026-11-27T10:15:00Z"),
+        &event_json,
+    );
+    let got = outbox
+        .get(&envelope_id)
+        .await
+        .expect("get")
+        .expect("stored");
+    assert_eq!(got.body.as_deref(), Some(want.as_bytes()));
+    let due = outbox.due(LATER, 10).await.expect("due");
+    let from_due = due.iter().find(|d| d.id == envelope_id).expect("due");
+    assert_eq!(
+        from_due.body.as_deref(),
+        Some(want.as_bytes()),
+        "the same bytes"
+    );
+    let empty = outbox.get(&empty_id).await.expect("get").expect("stored");
+    assert_eq!(empty.body, None);
+    // The rendered body is never written to the row.
+    let conn = Connection::open(outbox.path()).expect("open");
+    let (stored, flag): (Option<Vec<u8>>, bool) = conn
+        .query_row(
+            "SELECT body, envelope FROM deliveries WHERE id = ?1",
+            [&envelope_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("row");
+    assert_eq!((stored, flag), (None, true));
 }

@@ -1,5 +1,6 @@
 //! The outbox's data: what goes in (events, deliveries), what comes out, and attempt outcomes.
 
+use super::payload::Payload;
 use std::fmt;
 use std::str::FromStr;
 
@@ -18,6 +19,8 @@ pub struct NewEvent {
     pub kind: String,
     /// The event as received, JSON text.
     pub body: String,
+    /// The event's `occurredAt`, for the envelope.
+    pub occurred_at: Option<String>,
     /// One request per matching webhook; ignored when the event is a duplicate.
     pub deliveries: Vec<NewDelivery>,
 }
@@ -36,8 +39,8 @@ pub struct NewDelivery {
     pub url: String,
     /// Headers from the rule; values from the environment are kept as references.
     pub headers: Vec<StoredHeader>,
-    /// The request body, `None` for a GET.
-    pub body: Option<Vec<u8>>,
+    /// The request body.
+    pub body: Payload,
     /// The environment variable that holds the signing secret, never the secret itself.
     pub secret_env: Option<String>,
     /// The per-attempt deadline.

@@ -13,6 +13,8 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
+use super::checkpoint::Checkpointer;
+use super::payload::Payload;
 use super::types::{AttemptRecord, NewEvent, Stats, Status, excerpt};
 use super::{Accepted, Claims, OutboxError, now_ms};
 
@@ -83,50 +85,6 @@ impl Counters {
     }
 }
 
-/// A request's answer, held until the batch commits.
-enum Outcome {
-    Accept(
-        oneshot::Sender<Result<Vec<Accepted>, OutboxError>>,
-        Result<Vec<Accepted>, OutboxError>,
-    ),
-    Record(
-        oneshot::Sender<Result<(), OutboxError>>,
-        Result<(), OutboxError>,
-    ),
-    Replay(
-        oneshot::Sender<Result<bool, OutboxError>>,
-        Result<bool, OutboxError>,
-    ),
-    Prune(
-        oneshot::Sender<Result<usize, OutboxError>>,
-        Result<usize, OutboxError>,
-    ),
-}
-
-impl Outcome {
-    /// Sends the answer; after a failed commit every successful answer becomes that failure.
-    fn send(self, failed: Option<&Arc<rusqlite::Error>>) {
-        // A caller that stopped waiting (dropped future) is not an error: ignore send failures.
-        match self {
-            Outcome::Accept(tx, r) => drop(tx.send(settle(r, failed))),
-            Outcome::Record(tx, r) => drop(tx.send(settle(r, failed))),
-            Outcome::Replay(tx, r) => drop(tx.send(settle(r, failed))),
-            Outcome::Prune(tx, r) => drop(tx.send(settle(r, failed))),
-        }
-    }
-}
-
-/// A request's own result, unless the batch's commit failed under it.
-fn settle<T>(
-    result: Result<T, OutboxError>,
-    failed: Option<&Arc<rusqlite::Error>>,
-) -> Result<T, OutboxError> {
-    match (result, failed) {
-        (Ok(_), Some(e)) => Err(OutboxError::Commit(Arc::clone(e))),
-        (result, _) => result,
-    }
-}
-
 /// The writer thread's loop: runs until every sender is dropped, then returns.
 pub(crate) fn run(
     mut conn: Connection,
@@ -134,6 +92,7 @@ pub(crate) fn run(
     counters: Arc<Counters>,
     claims: Arc<Claims>,
     wake: Arc<Notify>,
+    checkpoints: Checkpointer,
 ) {
     while let Ok(first) = requests.recv() {
         let mut weight = first.weight();
@@ -150,18 +109,26 @@ pub(crate) fn run(
         counters
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        commit_batch(&mut conn, batch, &counters, &claims, &wake);
+        if commit_batch(&mut conn, batch, &counters, &claims, &wake) {
+            checkpoints.committed();
+        }
     }
 }
 
-/// Runs one batch in one transaction and answers every request after COMMIT returned.
+/// Runs one batch in one transaction and answers every request after COMMIT returned; returns
+/// whether it committed.
+///
+/// The requests run straight in the transaction. When one fails in a way that may have left
+/// part of its writes behind, the transaction is rolled back and the batch runs again with each
+/// request in its own savepoint, so that the failure undoes only that request. Savepoints cost
+/// a statement pair and a sub-journal per request, which the common case does without.
 fn commit_batch(
     conn: &mut Connection,
     batch: Vec<Request>,
     counters: &Counters,
     claims: &Claims,
     wake: &Notify,
-) {
+) -> bool {
     let recorded: Vec<String> = batch
         .iter()
         .filter_map(|r| match r {
@@ -170,36 +137,41 @@ fn commit_batch(
         })
         .collect();
     let wakes = batch.iter().any(Request::may_make_due);
-    // IMMEDIATE: take the write lock up front (waiting on busy_timeout if another process holds
-    // it) instead of failing with SQLITE_BUSY when a read would upgrade to a write.
-    let mut tx = match conn.transaction_with_behavior(TransactionBehavior::Immediate) {
-        Ok(tx) => tx,
-        Err(e) => {
-            let e = Arc::new(e);
-            let mut claimed = claims.lock();
-            for id in &recorded {
-                claimed.remove(id);
-            }
-            drop(claimed);
-            for request in batch {
-                request.fail(&e);
-            }
-            return;
-        }
-    };
     let now = now_ms();
     let mut stored_events = 0u64;
-    let outcomes: Vec<Outcome> = batch
-        .into_iter()
-        .map(|request| apply(&mut tx, request, now, &mut stored_events))
-        .collect();
-    let failed = match tx.commit() {
-        Ok(()) => {
+    let run = |conn: &mut Connection, isolated: bool, stored: &mut u64| {
+        // IMMEDIATE: take the write lock up front (waiting on busy_timeout if another process
+        // holds it) instead of failing with SQLITE_BUSY when a read would upgrade to a write.
+        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        *stored = 0;
+        let answers: Vec<Answer> = batch
+            .iter()
+            .map(|request| {
+                if isolated {
+                    request.apply_in_savepoint(&mut tx, now, stored)
+                } else {
+                    request.apply(&tx, now, stored)
+                }
+            })
+            .collect();
+        if !isolated && !answers.iter().all(Answer::left_clean) {
+            tx.rollback()?;
+            return Ok(None);
+        }
+        tx.commit()?;
+        Ok::<_, rusqlite::Error>(Some(answers))
+    };
+    let result = match run(conn, false, &mut stored_events) {
+        Ok(None) => run(conn, true, &mut stored_events).map(|a| a.unwrap_or_default()),
+        other => other.map(Option::unwrap_or_default),
+    };
+    let (answers, failed) = match result {
+        Ok(answers) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
             counters.events.fetch_add(stored_events, Ordering::Relaxed);
-            None
+            (answers, None)
         }
-        Err(e) => Some(Arc::new(e)),
+        Err(e) => (Vec::new(), Some(Arc::new(e))),
     };
     // Unclaim recorded deliveries after COMMIT and before answering: a `due` query that starts
     // later sees the new state; one already running holds the claims lock and sees the claim.
@@ -212,13 +184,39 @@ fn commit_batch(
     if wakes && failed.is_none() {
         wake.notify_one();
     }
-    for outcome in outcomes {
-        outcome.send(failed.as_ref());
+    match &failed {
+        Some(e) => batch.into_iter().for_each(|request| request.fail(e)),
+        None => batch
+            .into_iter()
+            .zip(answers)
+            .for_each(|(request, answer)| request.answer(answer)),
+    }
+    failed.is_none()
+}
+
+/// A request's own result, before the batch commits.
+enum Answer {
+    Accept(Result<Vec<Accepted>, OutboxError>),
+    Record(Result<(), OutboxError>),
+    Replay(Result<bool, OutboxError>),
+    Prune(Result<usize, OutboxError>),
+}
+
+impl Answer {
+    /// Whether the transaction holds none of a failed request's writes: it succeeded, or it
+    /// failed before writing (an attempt on a delivery that is no longer pending).
+    fn left_clean(&self) -> bool {
+        match self {
+            Answer::Accept(r) => r.is_ok(),
+            Answer::Record(r) => matches!(r, Ok(()) | Err(OutboxError::NotPending(_))),
+            Answer::Replay(r) => r.is_ok(),
+            Answer::Prune(r) => r.is_ok(),
+        }
     }
 }
 
 impl Request {
-    /// Answers with a failure of the whole batch (the transaction could not start).
+    /// Answers with a failure of the whole batch (the transaction could not start or commit).
     fn fail(self, e: &Arc<rusqlite::Error>) {
         let err = || OutboxError::Commit(Arc::clone(e));
         match self {
@@ -228,43 +226,61 @@ impl Request {
             Request::Prune(_, tx) => drop(tx.send(Err(err()))),
         }
     }
-}
 
-/// Applies one request inside its own savepoint; its answer waits for the batch's commit.
-fn apply(tx: &mut Transaction<'_>, request: Request, now: i64, stored: &mut u64) -> Outcome {
-    match request {
-        Request::Accept(events, reply) => {
-            let result = in_savepoint(tx, |sp| accept(sp, &events, now, stored));
-            Outcome::Accept(reply, result)
-        }
-        Request::Record(id, record, reply) => {
-            let result = in_savepoint(tx, |sp| record_attempt(sp, &id, &record, now));
-            Outcome::Record(reply, result)
-        }
-        Request::Replay(id, reply) => {
-            let result = in_savepoint(tx, |sp| replay(sp, &id, now));
-            Outcome::Replay(reply, result)
-        }
-        Request::Prune(before, reply) => {
-            let result = in_savepoint(tx, |sp| prune(sp, before));
-            Outcome::Prune(reply, result)
+    /// Sends the request's answer after the commit. A caller that stopped waiting (dropped
+    /// future) is not an error: send failures are ignored.
+    fn answer(self, answer: Answer) {
+        match (self, answer) {
+            (Request::Accept(_, tx), Answer::Accept(r)) => drop(tx.send(r)),
+            (Request::Record(_, _, tx), Answer::Record(r)) => drop(tx.send(r)),
+            (Request::Replay(_, tx), Answer::Replay(r)) => drop(tx.send(r)),
+            (Request::Prune(_, tx), Answer::Prune(r)) => drop(tx.send(r)),
+            // `apply` answers each request with its own kind.
+            (request, _) => request.fail(&Arc::new(rusqlite::Error::InvalidQuery)),
         }
     }
-}
 
-/// Runs `f` in a savepoint: released on success, rolled back on error.
-fn in_savepoint<T>(
-    tx: &mut Transaction<'_>,
-    f: impl FnOnce(&Connection) -> Result<T, OutboxError>,
-) -> Result<T, OutboxError> {
-    let sp = tx.savepoint()?;
-    match f(&sp) {
-        Ok(value) => {
-            sp.commit()?;
-            Ok(value)
+    /// Runs the request in the open transaction.
+    fn apply(&self, conn: &Connection, now: i64, stored: &mut u64) -> Answer {
+        match self {
+            Request::Accept(events, _) => Answer::Accept(accept(conn, events, now, stored)),
+            Request::Record(id, record, _) => Answer::Record(record_attempt(conn, id, record, now)),
+            Request::Replay(id, _) => Answer::Replay(replay(conn, id, now)),
+            Request::Prune(before, _) => Answer::Prune(prune(conn, *before)),
         }
-        // Dropping the savepoint rolls it back.
-        Err(e) => Err(e),
+    }
+
+    /// Runs the request in its own savepoint: released on success, rolled back when the
+    /// request failed.
+    fn apply_in_savepoint(&self, tx: &mut Transaction<'_>, now: i64, stored: &mut u64) -> Answer {
+        let before = *stored;
+        let sp = match tx.savepoint() {
+            Ok(sp) => sp,
+            Err(e) => return self.failed_with(e.into()),
+        };
+        let answer = self.apply(&sp, now, stored);
+        if !answer.left_clean() {
+            // Dropping the savepoint rolls it back.
+            *stored = before;
+            return answer;
+        }
+        match sp.commit() {
+            Ok(()) => answer,
+            Err(e) => {
+                *stored = before;
+                self.failed_with(e.into())
+            }
+        }
+    }
+
+    /// This request's answer for an error.
+    fn failed_with(&self, e: OutboxError) -> Answer {
+        match self {
+            Request::Accept(..) => Answer::Accept(Err(e)),
+            Request::Record(..) => Answer::Record(Err(e)),
+            Request::Replay(..) => Answer::Replay(Err(e)),
+            Request::Prune(..) => Answer::Prune(Err(e)),
+        }
     }
 }
 
@@ -276,19 +292,26 @@ fn accept(
     stored: &mut u64,
 ) -> Result<Vec<Accepted>, OutboxError> {
     let mut insert_event = conn.prepare_cached(
-        "INSERT INTO events (id, type, body, received_at) VALUES (?1, ?2, ?3, ?4)
+        "INSERT INTO events (id, type, body, received_at, occurred_at) VALUES (?1, ?2, ?3, ?4, ?5)
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut insert_delivery = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, webhook, method, url, headers, body, secret_env,
-             timeout_ms, max_attempts, attempts, status, next_attempt_at, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11)",
+             timeout_ms, max_attempts, attempts, status, next_attempt_at, created_at, updated_at,
+             envelope)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11, ?12)",
     )?;
     let mut existing = conn
         .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id")?;
     let mut answers = Vec::with_capacity(events.len());
     for event in events {
-        let inserted = insert_event.execute(params![event.id, event.kind, event.body, now])?;
+        let inserted = insert_event.execute(params![
+            event.id,
+            event.kind,
+            event.body,
+            now,
+            event.occurred_at
+        ])?;
         if inserted == 0 {
             let ids = existing
                 .query_map([&event.id], |r| r.get::<_, String>(0))?
@@ -308,6 +331,11 @@ fn accept(
             let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
                 field: "timeout_ms",
             })?;
+            let (body, envelope) = match &d.body {
+                Payload::Empty => (None, false),
+                Payload::Bytes(bytes) => (Some(bytes.as_slice()), false),
+                Payload::Envelope => (None, true),
+            };
             insert_delivery.execute(params![
                 id,
                 event.id,
@@ -315,11 +343,12 @@ fn accept(
                 d.method,
                 d.url,
                 headers,
-                d.body,
+                body,
                 d.secret_env,
                 timeout_ms,
                 d.max_attempts,
                 now,
+                envelope,
             ])?;
             ids.push(id);
         }

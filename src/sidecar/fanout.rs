@@ -1,41 +1,16 @@
 //! Fan-out: the deliveries one event produces, rendered and ready for the outbox.
 
-use serde_json::json;
-
 use crate::engine::RuleSet;
 use crate::event::Event;
 use crate::lang::url::RenderContext;
 use crate::lang::webhook::Secretish;
 use crate::lang::{Webhook, ast::Method};
-use crate::outbox::{NewDelivery, NewEvent, StoredHeader, new_delivery_id};
-
-/// The JSON body a POST webhook receives: the delivery, the webhook and the whole event.
-/// `event_json` is the event in the wire format, serialised once for all its deliveries.
-pub fn envelope(delivery_id: &str, webhook: &str, event: &Event, event_json: &str) -> String {
-    let head = json!({
-        "delivery": delivery_id,
-        "webhook": webhook,
-        "type": event.kind.wire_name(),
-        "occurredAt": event.occurred_at,
-    })
-    .to_string();
-    // `head` is a JSON object: reopen it to add the pre-serialised event.
-    let mut body = String::with_capacity(head.len() + event_json.len() + 10);
-    body.push_str(&head[..head.len() - 1]);
-    body.push_str(",\"event\":");
-    body.push_str(event_json);
-    body.push('}');
-    body
-}
+use crate::outbox::payload::envelope;
+use crate::outbox::{NewDelivery, NewEvent, Payload, StoredHeader, new_delivery_id};
 
 /// Renders one webhook's request for one event. `default_attempts` applies when the rule sets
 /// no `retries` (it is the retry schedule's length plus the first attempt).
-pub fn render(
-    webhook: &Webhook,
-    event: &Event,
-    event_json: &str,
-    default_attempts: u32,
-) -> NewDelivery {
+pub fn render(webhook: &Webhook, event: &Event, default_attempts: u32) -> NewDelivery {
     let id = new_delivery_id();
     let request = &webhook.request;
     let url = request.url.render(&RenderContext {
@@ -44,8 +19,8 @@ pub fn render(
         delivery: &id,
     });
     let body = match request.method {
-        Method::Post => Some(envelope(&id, &webhook.name, event, event_json).into_bytes()),
-        Method::Get => None,
+        Method::Post => Payload::Envelope,
+        Method::Get => Payload::Empty,
     };
     let headers = request
         .headers
@@ -82,36 +57,69 @@ pub fn render(
 /// The event and every delivery it produces under the given rules.
 pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
     let id = event.id.get_or_insert_with(new_delivery_id).clone();
-    let body = event.to_json_string();
     let deliveries = rules
         .matching(&event)
-        .map(|w| render(w, &event, &body, default_attempts))
+        .map(|w| render(w, &event, default_attempts))
         .collect();
     NewEvent {
         id,
         kind: event.kind.wire_name(),
-        body,
+        body: event.to_json_string(),
+        occurred_at: event.occurred_at.clone(),
         deliveries,
+    }
+}
+
+/// The bytes a rendered delivery sends: for an envelope, rendered from the event as the outbox
+/// renders it when it reads the delivery back.
+pub fn body_of(delivery: &NewDelivery, event: &Event) -> Option<Vec<u8>> {
+    match &delivery.body {
+        Payload::Empty => None,
+        Payload::Bytes(bytes) => Some(bytes.clone()),
+        Payload::Envelope => Some(
+            envelope(
+                &delivery.id,
+                &delivery.webhook,
+                &event.kind.wire_name(),
+                event.occurred_at.as_deref(),
+                &event.to_json_string(),
+            )
+            .into_bytes(),
+        ),
     }
 }
 
 #[cfg(test)]
 mod tests {
-    use super::envelope;
+    use super::body_of;
     use crate::event::Event;
+    use crate::outbox::{NewDelivery, Payload};
 
     #[test]
-    fn the_envelope_is_one_json_object_around_the_event() {
+    fn an_envelope_body_wraps_the_event() {
         let event = Event::from_json_str(
             r#"{"id":"e1","type":"refund","occurredAt":"2026-01-01T00:00:00Z"}"#,
         )
         .unwrap();
-        let body = envelope("d-1", "crm", &event, &event.to_json_string());
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        let mut delivery = NewDelivery {
+            id: "d-1".into(),
+            webhook: "crm".into(),
+            method: "POST".into(),
+            url: "https://x.test/".into(),
+            headers: Vec::new(),
+            body: Payload::Envelope,
+            secret_env: None,
+            timeout_ms: 5000,
+            max_attempts: 1,
+        };
+        let body = body_of(&delivery, &event).expect("a body");
+        let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["delivery"], "d-1");
         assert_eq!(v["webhook"], "crm");
         assert_eq!(v["type"], "refund");
         assert_eq!(v["occurredAt"], "2026-01-01T00:00:00Z");
         assert_eq!(v["event"], event.to_json());
+        delivery.body = Payload::Empty;
+        assert_eq!(body_of(&delivery, &event), None);
     }
 }

@@ -9,7 +9,7 @@ use crate::deliver::{Client, Draft, MASK, Outcome, masked, prepare};
 use crate::event::{Attribution, ClickField, Event, EventKind, FlagField, IdField, NumberField};
 use crate::lang::{Env, Webhook};
 
-use super::fanout::render;
+use super::fanout::{body_of, render};
 
 /// The sample event a test sends when none is given. Every field has a value that says it is a
 /// test; the event kind is the first the webhook listens to.
@@ -151,13 +151,14 @@ pub async fn run(
     env: &dyn Env,
     dry_run: bool,
 ) -> TestReport {
-    let delivery = render(webhook, event, &event.to_json_string(), 1);
+    let delivery = render(webhook, event, 1);
+    let body = body_of(&delivery, event);
     let draft = Draft {
         id: &delivery.id,
         method: &delivery.method,
         url: &delivery.url,
         headers: &delivery.headers,
-        body: delivery.body.as_deref(),
+        body: body.as_deref(),
         secret_env: delivery.secret_env.as_deref(),
         timeout_ms: delivery.timeout_ms,
         test: true,
@@ -167,8 +168,7 @@ pub async fn run(
         method: delivery.method.clone(),
         url: delivery.url.clone(),
         headers: Vec::new(),
-        body: delivery
-            .body
+        body: body
             .as_deref()
             .map(|b| String::from_utf8_lossy(b).into_owned()),
         result: Err("not sent (dry run)".into()),
