@@ -298,6 +298,11 @@ impl FieldRef {
         }
     }
 
+    /// Whether text read here compares ignoring ASCII case (`country`, first or last click).
+    pub fn ignores_case(self) -> bool {
+        matches!(self, FieldRef::Click(_, c) if c.ignores_case())
+    }
+
     /// The click this field reads, when it reads one.
     pub fn attribution(self) -> Option<Attribution> {
         match self {

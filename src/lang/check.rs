@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use memchr::memmem;
 
+use crate::event::EventKind;
 use crate::event::{Attribution, Field, FieldRef, FieldType, NumberField};
-use crate::event::{ClickField, EventKind};
 
 use super::ast::{
     Clause, Comparison, EventSpec, Expr, Literal, Method, Op, Span, Spanned, StringLit,
@@ -498,7 +498,7 @@ impl Checker<'_> {
     }
 
     fn test(&self, field: FieldRef, check: Check, negated: bool, span: Span) -> Test {
-        let ignore_case = field.field() == Field::Click(ClickField::Country);
+        let ignore_case = field.ignores_case();
         Test {
             fast: super::predicate::Fast::of(field, &check, negated, ignore_case),
             field,
@@ -603,7 +603,7 @@ impl Checker<'_> {
                     .collect::<Vec<_>>()
                     .into_iter()
                     .collect::<Option<_>>()?;
-                if field.field() == Field::Click(ClickField::Country)
+                if field.ignores_case()
                     && matches!(op, Op::Equals | Op::NotEquals | Op::In | Op::NotIn)
                 {
                     for (t, span, _) in &texts {
@@ -630,12 +630,9 @@ impl Checker<'_> {
                     )),
                     Op::StartsWith => Check::StartsWith(single.clone().into_boxed_str()),
                     Op::EndsWith => Check::EndsWith(single.clone().into_boxed_str()),
-                    Op::Matches => Check::Matches(self.regex(
-                        &texts[0],
-                        field.field() == Field::Click(ClickField::Country),
-                    )?),
+                    Op::Matches => Check::Matches(self.regex(&texts[0], field.ignores_case())?),
                     Op::In | Op::NotIn => {
-                        let ignore_case = field.field() == Field::Click(ClickField::Country);
+                        let ignore_case = field.ignores_case();
                         Check::TextIn(TextSet::new(texts.iter().map(|t| t.0.clone()), ignore_case))
                     }
                     _ => unreachable!("{op:?} passed op_applies for text"),

@@ -1,6 +1,6 @@
 //! Can-never-fire and duplicate-condition analysis over the conditions that must all hold.
 
-use crate::event::{ClickField, EventKind, Field, FieldRef, NumberField};
+use crate::event::{EventKind, FieldRef, NumberField};
 
 use super::ast::{Op, Span};
 use super::webhook::EventSet;
@@ -76,7 +76,7 @@ fn same_value(field: FieldRef, a: &FactValue, b: &FactValue) -> bool {
 }
 
 fn same_text(field: FieldRef, a: &str, b: &str) -> bool {
-    if field.field() == Field::Click(ClickField::Country) {
+    if field.ignores_case() {
         a.eq_ignore_ascii_case(b)
     } else {
         a == b

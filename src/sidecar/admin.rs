@@ -28,26 +28,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             &serde_json::to_value(state.rules.status()).unwrap_or_default(),
         ),
         (&Method::GET, ["v1", "deliveries"]) => deliveries(&state, &query).await,
-        (&Method::POST, ["v1", "deliveries", "pause"]) => {
-            let changed = state.deliveries.pause();
-            if changed {
-                tracing::info!("deliveries paused");
-            }
-            json(
-                StatusCode::OK,
-                &json!({ "paused": true, "changed": changed }),
-            )
-        }
-        (&Method::POST, ["v1", "deliveries", "resume"]) => {
-            let changed = state.deliveries.resume();
-            if changed {
-                tracing::info!("deliveries resumed");
-            }
-            json(
-                StatusCode::OK,
-                &json!({ "paused": false, "changed": changed }),
-            )
-        }
+        (&Method::POST, ["v1", "deliveries", "pause"]) => set_paused(&state, true),
+        (&Method::POST, ["v1", "deliveries", "resume"]) => set_paused(&state, false),
         (&Method::GET, ["v1", "deliveries", id]) => match state.outbox.get(&decode(id)).await {
             Ok(Some(d)) => json(StatusCode::OK, &delivery_json(&d)),
             Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
@@ -71,6 +53,26 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
+}
+
+/// Pauses or resumes deliveries; the answer says whether that changed anything.
+fn set_paused(state: &State, paused: bool) -> Response<Body> {
+    let changed = if paused {
+        state.deliveries.pause()
+    } else {
+        state.deliveries.resume()
+    };
+    if changed {
+        tracing::info!(
+            paused,
+            "deliveries {}",
+            if paused { "paused" } else { "resumed" }
+        );
+    }
+    json(
+        StatusCode::OK,
+        &json!({ "paused": paused, "changed": changed }),
+    )
 }
 
 fn decode(segment: &str) -> String {
