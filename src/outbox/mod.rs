@@ -8,7 +8,6 @@
 //!   restart every pending delivery is due again: nothing stays stuck "in flight".
 //!   One dispatcher task is expected to call `due`; several would still not share a delivery.
 
-mod checkpoint;
 pub mod payload;
 mod query;
 mod schema;
@@ -30,7 +29,6 @@ pub use types::{
     Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
 };
 
-use checkpoint::Checkpointer;
 use writer::{Counters, Request};
 
 /// Read connections kept open between queries; more are opened when needed.
@@ -125,7 +123,6 @@ impl Outbox {
             })?;
         }
         let conn = schema::open_writer(path)?;
-        let checkpoints = Checkpointer::start(schema::open_checkpointer(path)?)?;
         let reader = schema::open_reader(path)?;
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
@@ -137,7 +134,7 @@ impl Outbox {
                 let counters = Arc::clone(&counters);
                 let claims = Arc::clone(&claims);
                 let wake = Arc::clone(&wake);
-                move || writer::run(conn, rx, counters, claims, wake, checkpoints)
+                move || writer::run(conn, rx, counters, claims, wake)
             })
             .map_err(OutboxError::Spawn)?;
         Ok(Outbox {

@@ -80,8 +80,6 @@ pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxEr
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    // Checkpoints run on their own connection (`checkpoint.rs`), never inside a commit.
-    conn.pragma_update(None, "wal_autocheckpoint", 0)?;
     // The pages of the tables' and indexes' right edges stay in memory between batches.
     conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
     migrate(&mut conn)?;
@@ -90,15 +88,6 @@ pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxEr
 
 /// The writer's page cache, in KiB (as a negative `cache_size`).
 const WRITER_CACHE_KIB: i64 = -32 * 1024;
-
-/// Opens the connection the checkpoint thread owns.
-pub(crate) fn open_checkpointer(path: &std::path::Path) -> Result<Connection, OutboxError> {
-    let conn = Connection::open(path)?;
-    conn.busy_timeout(BUSY_TIMEOUT)?;
-    // Durable checkpoints: the database file is fsynced before the WAL is reused.
-    conn.pragma_update(None, "synchronous", "FULL")?;
-    Ok(conn)
-}
 
 /// Opens a read-only connection for queries; WAL lets it read while the writer commits.
 pub(crate) fn open_reader(path: &std::path::Path) -> Result<Connection, OutboxError> {

@@ -576,3 +576,28 @@ async fn an_envelope_is_rendered_from_the_stored_event_on_every_read() {
         .expect("row");
     assert_eq!((stored, flag), (None, true));
 }
+
+#[tokio::test]
+async fn the_wal_stays_bounded_under_sustained_writes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let mut wal = outbox.path().as_os_str().to_owned();
+    wal.push("-wal");
+    // About 24 MiB of events, six times the 4 MiB (1,000 pages) at which SQLite checkpoints.
+    let padding = "x".repeat(2000);
+    for batch in 0..24 {
+        let events: Vec<NewEvent> = (0..500)
+            .map(|i| {
+                let mut e = event(&format!("w-{batch}-{i}"), &["crm"]);
+                e.body = format!(r#"{{"id":"w-{batch}-{i}","pad":"{padding}"}}"#);
+                e
+            })
+            .collect();
+        outbox.accept(events).await.expect("accept");
+    }
+    let size = std::fs::metadata(&wal).expect("the WAL exists").len();
+    assert!(
+        size < 12 * 1024 * 1024,
+        "the WAL grew to {size} bytes: checkpoints are not keeping up"
+    );
+}

@@ -13,7 +13,6 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
-use super::checkpoint::Checkpointer;
 use super::payload::Payload;
 use super::types::{AttemptRecord, NewEvent, Stats, Status, excerpt};
 use super::{Accepted, Claims, OutboxError, now_ms};
@@ -92,7 +91,6 @@ pub(crate) fn run(
     counters: Arc<Counters>,
     claims: Arc<Claims>,
     wake: Arc<Notify>,
-    checkpoints: Checkpointer,
 ) {
     while let Ok(first) = requests.recv() {
         let mut weight = first.weight();
@@ -109,14 +107,11 @@ pub(crate) fn run(
         counters
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        if commit_batch(&mut conn, batch, &counters, &claims, &wake) {
-            checkpoints.committed();
-        }
+        commit_batch(&mut conn, batch, &counters, &claims, &wake);
     }
 }
 
-/// Runs one batch in one transaction and answers every request after COMMIT returned; returns
-/// whether it committed.
+/// Runs one batch in one transaction and answers every request after COMMIT returned.
 ///
 /// The requests run straight in the transaction. When one fails in a way that may have left
 /// part of its writes behind, the transaction is rolled back and the batch runs again with each
@@ -128,7 +123,7 @@ fn commit_batch(
     counters: &Counters,
     claims: &Claims,
     wake: &Notify,
-) -> bool {
+) {
     let recorded: Vec<String> = batch
         .iter()
         .filter_map(|r| match r {
@@ -191,7 +186,6 @@ fn commit_batch(
             .zip(answers)
             .for_each(|(request, answer)| request.answer(answer)),
     }
-    failed.is_none()
 }
 
 /// A request's own result, before the batch commits.
