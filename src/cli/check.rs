@@ -55,7 +55,7 @@ pub fn run(args: CheckArgs, color: bool) -> Result<ExitCode, String> {
                 print!("{}", render(d, color));
                 println!();
             }
-            let files = loaded.sources.len();
+            let files = loaded.files;
             let summary = if errors + warnings == 0 {
                 paint(
                     &format!(

@@ -60,18 +60,45 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReadError> {
     Ok(())
 }
 
-/// Reads rule files into sources named by their path as given.
-pub fn read_sources(files: &[PathBuf]) -> Result<Vec<Arc<SourceFile>>, ReadError> {
-    files
-        .iter()
-        .map(|path| {
-            let text = std::fs::read_to_string(path).map_err(|source| ReadError {
+/// Reads rule files into sources named by their path as given; a file that cannot be read
+/// (permissions, not UTF-8) comes back as its error, so the others are still checked.
+pub fn read_sources(files: &[PathBuf]) -> (Vec<Arc<SourceFile>>, Vec<ReadError>) {
+    let mut sources = Vec::with_capacity(files.len());
+    let mut unreadable = Vec::new();
+    for path in files {
+        match std::fs::read_to_string(path) {
+            Ok(text) => sources.push(Arc::new(SourceFile::new(path.display().to_string(), text))),
+            Err(source) => unreadable.push(ReadError {
                 path: path.clone(),
                 source,
-            })?;
-            Ok(Arc::new(SourceFile::new(path.display().to_string(), text)))
-        })
-        .collect()
+            }),
+        }
+    }
+    (sources, unreadable)
+}
+
+/// The error diagnostic for a rule file that could not be read.
+fn unreadable_file(err: &ReadError) -> Diagnostic {
+    let place = Arc::new(SourceFile::new(err.path.display().to_string(), ""));
+    let help = if err.source.kind() == std::io::ErrorKind::InvalidData {
+        "rule files are UTF-8 text; re-save the file as UTF-8"
+    } else {
+        "check that the file exists and that whc may read it"
+    };
+    let mut diagnostic = Diagnostic::new(
+        Code::ReadFile,
+        &place,
+        Span::default(),
+        "",
+        format!(
+            "cannot read the rule file {}: {}",
+            err.path.display(),
+            err.source
+        ),
+    )
+    .with_help(help);
+    diagnostic.labels.clear(); // there is no text to point into
+    diagnostic
 }
 
 /// The outcome of loading a rules directory: the compilation and the sources it read.
@@ -81,6 +108,8 @@ pub struct Loaded {
     pub compiled: Compiled,
     /// The files read.
     pub sources: Vec<Arc<SourceFile>>,
+    /// Every rule file found, including those that could not be read.
+    pub files: usize,
 }
 
 impl Loaded {
@@ -94,9 +123,12 @@ impl Loaded {
 /// Reads and compiles every rule file under `paths`.
 pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<Loaded, ReadError> {
     let files = find_rule_files(paths)?;
-    let sources = read_sources(&files)?;
+    let (sources, unreadable) = read_sources(&files);
     let mut compiled = lang::compile(&sources, env);
-    if sources.is_empty() {
+    compiled
+        .diagnostics
+        .extend(unreadable.iter().map(unreadable_file));
+    if files.is_empty() {
         // Most likely a wrong path: say so rather than serve nothing in silence.
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let place = Arc::new(SourceFile::new(names.join(", "), ""));
@@ -111,5 +143,9 @@ pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<Loaded, ReadError> {
         warning.labels.clear(); // there is no text to point into
         compiled.diagnostics.push(warning);
     }
-    Ok(Loaded { compiled, sources })
+    Ok(Loaded {
+        compiled,
+        sources,
+        files: files.len(),
+    })
 }

@@ -324,3 +324,51 @@ fn a_path_without_rule_files_is_a_warning() {
     let denied = whc(dir.path(), &["check", "--deny-warnings"]);
     assert_eq!(denied.status.code(), Some(1));
 }
+
+#[test]
+fn an_unreadable_rule_file_is_one_error_among_the_others() {
+    let dir = rules(&[
+        ("good.whc", CLEAN),
+        (
+            "bad.whc",
+            "webhook w {\n    on conversion\n    when revenue contains \"5\"\n    post \"https://x.test/\"\n}\n",
+        ),
+    ]);
+    // Latin-1 bytes: not UTF-8.
+    std::fs::write(dir.path().join("latin1.whc"), b"# caf\xe9\nwebhook x {}\n").unwrap();
+    let out = whc(dir.path(), &["check", "--format", "json", "."]);
+    assert_exit(&out, 1);
+    let problems = json(&out);
+    let codes: Vec<&str> = problems
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["code"].as_str().unwrap())
+        .collect();
+    assert!(codes.contains(&"whc::read_file"), "{problems:#}");
+    assert!(
+        codes.contains(&"whc::operator_type"),
+        "the other files are still checked: {problems:#}"
+    );
+    let unreadable = problems
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["code"] == "whc::read_file")
+        .unwrap();
+    assert!(
+        unreadable["file"].as_str().unwrap().ends_with("latin1.whc"),
+        "{unreadable:#}"
+    );
+    assert_eq!(unreadable["severity"], "error");
+    assert!(
+        unreadable["help"].as_str().unwrap().contains("UTF-8"),
+        "{unreadable:#}"
+    );
+
+    // The human report names the file too.
+    let human = stdout(&whc(dir.path(), &["check", "."]));
+    assert!(human.contains("latin1.whc"), "{human}");
+    assert!(human.contains("cannot read the rule file"), "{human}");
+    assert!(human.contains("in 3 files"), "{human}");
+}
