@@ -507,6 +507,28 @@ fn syntax_error(err: &pest::error::Error<Rule>, text: &str, offset: usize) -> Sy
         };
     }
     let (mut found_span, found) = found_at(text, pos);
+    // Right after an operator only a value makes sense; the other alternatives pest lists there
+    // (a clause, `and`, `}`: the field alone could have been a whole condition) are noise.
+    let values: Vec<&'static str> = expected
+        .iter()
+        .copied()
+        .filter(|p| VALUE_PHRASES.contains(p))
+        .collect();
+    if !values.is_empty()
+        && let Some(op) = operator_before(text, pos)
+    {
+        let list = match values.as_slice() {
+            [one] => (*one).to_owned(),
+            [init @ .., last] => format!("{} or {last}", init.join(", ")),
+            [] => String::new(),
+        };
+        return SyntaxError {
+            span: Span::new(found_span.start + offset, found_span.end + offset),
+            message: format!("expected a value after `{op}`, such as {list}; found {found}"),
+            label: "a value goes here",
+            expected: values,
+        };
+    }
     let message = match expected.as_slice() {
         [] => format!("unexpected {found}"),
         [one] => format!("expected {one}, found {found}"),
@@ -526,6 +548,44 @@ fn syntax_error(err: &pest::error::Error<Rule>, text: &str, offset: usize) -> Sy
         message,
         label,
         expected,
+    }
+}
+
+/// The phrases of [`phrase`] that name a value (what follows an operator).
+const VALUE_PHRASES: &[&str] = &[
+    "a value",
+    "a quoted string",
+    "a number",
+    "`true` or `false`",
+    "a list such as `[\"a\", \"b\"]`",
+];
+
+/// The operator that ends the text before `pos` (spaces skipped), as written.
+fn operator_before(text: &str, pos: usize) -> Option<&str> {
+    let before = text[..pos].trim_end();
+    if let Some(sym) = ["==", "!=", ">=", "<=", ">", "<"]
+        .into_iter()
+        .find(|s| before.ends_with(s))
+    {
+        return Some(sym);
+    }
+    let is_word = |c: char| c.is_ascii_alphanumeric() || c == '_';
+    let word_at = |end: usize| {
+        let start = text[..end]
+            .rfind(|c: char| !is_word(c))
+            .map_or(0, |i| i + 1);
+        (start, &text[start..end])
+    };
+    let (start, last) = word_at(before.len());
+    match last {
+        "equals" | "contains" | "matches" | "in" => Some(last),
+        // Two-word operators: `starts with`, `greater than`, `at least`, ...
+        "with" | "than" | "least" | "most" => {
+            let prev_end = text[..start].trim_end().len();
+            let (prev_start, _) = word_at(prev_end);
+            Some(&text[prev_start..before.len()])
+        }
+        _ => None,
     }
 }
 
@@ -681,6 +741,32 @@ mod tests {
             errors[0].message
         );
         assert!(!errors[0].message.contains("kw_"), "{}", errors[0].message);
+    }
+
+    #[test]
+    fn after_an_operator_only_values_are_expected() {
+        for (condition, op) in [
+            ("revenue > > 50", ">"),
+            ("revenue >= ,", ">="),
+            ("revenue greater than )", "greater than"),
+            ("utm_source starts with ]", "starts with"),
+        ] {
+            let (_, errors) = parse_file(&format!(
+                "webhook w {{\n  on conversion\n  when {condition}\n  post \"https://x.test/\"\n}}\n"
+            ));
+            assert_eq!(errors.len(), 1, "{condition}: {errors:#?}");
+            let message = &errors[0].message;
+            assert!(
+                message.starts_with(&format!("expected a value after `{op}`")),
+                "{condition}: {message}"
+            );
+            assert!(!message.contains("clause"), "{condition}: {message}");
+        }
+        assert_eq!(
+            operator_before("when revenue at least  ", 23),
+            Some("at least")
+        );
+        assert_eq!(operator_before("when revenue", 12), None);
     }
 
     #[test]
