@@ -69,6 +69,10 @@ pub struct ServeArgs {
     /// `POST /v1/deliveries/resume` on the admin listener.
     #[arg(long)]
     paused: bool,
+    /// A PEM file of CA certificates to trust beside the Mozilla roots, for endpoints behind
+    /// a private CA (repeatable).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
     /// Log format.
     #[arg(long, value_enum, default_value_t = LogFormat::Human)]
     log_format: LogFormat,
@@ -92,6 +96,7 @@ impl ServeArgs {
         config.limits.per_endpoint = self.per_endpoint.max(1);
         config.grace = Duration::from_secs(self.grace_seconds);
         config.paused = self.paused;
+        config.ca_certs = self.ca_certs;
         config
     }
 }

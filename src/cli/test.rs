@@ -8,7 +8,7 @@ use std::process::ExitCode;
 
 use clap::Args;
 
-use crate::deliver::{Client, EXCERPT_LIMIT};
+use crate::deliver::{Client, EXCERPT_LIMIT, ExtraRoots};
 use crate::event::Event;
 use crate::lang::diagnostic::did_you_mean;
 use crate::lang::{ProcessEnv, Webhook};
@@ -32,6 +32,9 @@ pub struct TestArgs {
     /// Render and print the request without sending it.
     #[arg(long)]
     dry_run: bool,
+    /// A PEM file of CA certificates to trust beside the Mozilla roots (repeatable).
+    #[arg(long = "ca-cert", value_name = "FILE")]
+    ca_certs: Vec<PathBuf>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -79,7 +82,8 @@ pub fn run(args: TestArgs, color: bool) -> Result<ExitCode, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot start the runtime: {e}"))?;
-    let client = Client::new();
+    let roots = ExtraRoots::load(&args.ca_certs).map_err(|e| e.to_string())?;
+    let client = Client::with_roots(&roots).map_err(|e| e.to_string())?;
     let mut reports = Vec::with_capacity(chosen.len());
     for webhook in &chosen {
         let event = event

@@ -17,6 +17,7 @@ use super::headers::masked;
 use super::outcome::{Attempt, Outcome, Response, SendError};
 use super::read::excerpt;
 use super::retry_after::parse_retry_after;
+use super::trust::{ExtraRoots, TrustError};
 
 /// How long an idle pooled connection is kept for the next attempt to the same target.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -68,14 +69,32 @@ impl Default for Client {
 impl Client {
     /// A client with its own connection pool.
     pub fn new() -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false); // the TLS layer above takes https:// URLs
-        http.set_nodelay(true); // webhook requests are small: don't wait to fill packets
         // ring named explicitly: rustls would panic picking a default if a second provider
         // were ever compiled in. ring supports the safe default TLS versions, so this holds.
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .expect("ring supports TLS 1.2 and 1.3")
+            .expect("ring supports TLS 1.2 and 1.3");
+        Self::over(https)
+    }
+
+    /// A client that also trusts these CA certificates (endpoints behind a private CA).
+    pub fn with_roots(extra: &ExtraRoots) -> Result<Self, TrustError> {
+        if extra.is_empty() {
+            return Ok(Self::new());
+        }
+        let config = extra.client_config()?;
+        Ok(Self::over(
+            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
+        ))
+    }
+
+    fn over(
+        tls: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
+    ) -> Self {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false); // the TLS layer above takes https:// URLs
+        http.set_nodelay(true); // webhook requests are small: don't wait to fill packets
+        let https = tls
             .https_or_http()
             .enable_http1()
             .enable_http2()

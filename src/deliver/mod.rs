@@ -13,6 +13,7 @@ mod read;
 mod retry;
 mod retry_after;
 mod sign;
+mod trust;
 
 pub use client::{Client, OutgoingRequest};
 pub use headers::{
@@ -24,3 +25,4 @@ pub use read::{EXCERPT_LIMIT, READ_LIMIT};
 pub use retry::{DEFAULT_JITTER, MAX_RETRY_AFTER, RetryPolicy, RetryPolicyError};
 pub use retry_after::parse_retry_after;
 pub use sign::{SECRET_PREFIX, Secret, SecretError, sign, verify};
+pub use trust::{ExtraRoots, TrustError};

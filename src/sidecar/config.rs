@@ -70,6 +70,8 @@ pub struct ServeConfig {
     pub debounce: Duration,
     /// Start with deliveries paused (events are still accepted and stored).
     pub paused: bool,
+    /// PEM files of CA certificates trusted beside the Mozilla roots.
+    pub ca_certs: Vec<PathBuf>,
 }
 
 impl ServeConfig {
@@ -93,6 +95,7 @@ impl ServeConfig {
             grace: Duration::from_secs(10),
             debounce: super::DEFAULT_DEBOUNCE,
             paused: false,
+            ca_certs: Vec::new(),
         }
     }
 

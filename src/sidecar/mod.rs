@@ -22,7 +22,7 @@ use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use crate::deliver::Client;
+use crate::deliver::{Client, ExtraRoots};
 use crate::lang::Env;
 use crate::outbox::{Outbox, now_ms};
 
@@ -70,6 +70,9 @@ pub enum ServeError {
         /// Why.
         source: crate::outbox::OutboxError,
     },
+    /// A `--ca-cert` file could not be used.
+    #[error(transparent)]
+    Trust(#[from] crate::deliver::TrustError),
     /// A listener could not bind.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -153,7 +156,7 @@ pub async fn start(
         })?;
 
     let metrics = Arc::new(Metrics::default());
-    let client = Client::new();
+    let client = Client::with_roots(&ExtraRoots::load(&config.ca_certs)?)?;
     let upstream = config.upstream.as_ref().map(|_| proxy::upstream_client());
     let cancel = CancellationToken::new();
     let grace = config.grace;

@@ -9,3 +9,4 @@ mod ingest;
 mod proxy;
 mod reload;
 mod support;
+mod tls;

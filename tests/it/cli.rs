@@ -372,3 +372,26 @@ fn an_unreadable_rule_file_is_one_error_among_the_others() {
     assert!(human.contains("cannot read the rule file"), "{human}");
     assert!(human.contains("in 3 files"), "{human}");
 }
+
+#[test]
+fn a_ca_cert_that_cannot_be_read_is_a_usage_error_naming_it() {
+    let dir = rules(&[("hooks.whc", CLEAN)]);
+    std::fs::write(dir.path().join("junk.pem"), "no certificate here\n").unwrap();
+    for file in ["missing.pem", "junk.pem"] {
+        let out = whc(
+            dir.path(),
+            &[
+                "test",
+                "--rules",
+                ".",
+                "--dry-run",
+                "--ca-cert",
+                file,
+                "facebook_big_sales",
+            ],
+        );
+        assert_exit(&out, 2);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(file), "{err}");
+    }
+}
