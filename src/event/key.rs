@@ -42,38 +42,24 @@ impl TextKey {
         ])
     }
 
-    /// The key's 16 bytes.
-    #[inline]
-    pub fn bytes(self) -> [u8; 16] {
-        let mut out = [0u8; 16];
-        out[..8].copy_from_slice(&self.0[0].to_le_bytes());
-        out[8..].copy_from_slice(&self.0[1].to_le_bytes());
-        out
-    }
-
     /// The text's length (capped at 254), or `None` for a missing value.
     #[inline]
-    pub fn len(self) -> Option<u8> {
+    pub fn text_len(self) -> Option<u8> {
         let len = (self.0[1] >> 56) as u8;
         (len != Self::MISSING_LEN).then_some(len)
-    }
-
-    /// Whether the text is empty (a missing value is not).
-    #[inline]
-    pub fn is_empty(self) -> bool {
-        self.len() == Some(0)
     }
 
     /// Whether this key can be the whole of a text: the text fits in the key.
     #[inline]
     pub fn is_whole(self) -> bool {
-        self.len().is_some_and(|n| usize::from(n) <= Self::PREFIX)
+        self.text_len()
+            .is_some_and(|n| usize::from(n) <= Self::PREFIX)
     }
 
     /// Whether a text with key `self` starts with the text of `prefix`, which must be whole.
     #[inline(always)]
     pub fn starts_with(self, prefix: TextKey) -> bool {
-        let (Some(len), Some(n)) = (self.len(), prefix.len()) else {
+        let (Some(len), Some(n)) = (self.text_len(), prefix.text_len()) else {
             return false;
         };
         if len < n {
@@ -124,10 +110,10 @@ mod tests {
 
     #[test]
     fn lengths_round_trip() {
-        assert_eq!(TextKey::MISSING.len(), None);
-        assert_eq!(TextKey::of("", false).len(), Some(0));
-        assert_eq!(TextKey::of("abc", false).len(), Some(3));
-        assert_eq!(TextKey::of(&"x".repeat(300), false).len(), Some(254));
+        assert_eq!(TextKey::MISSING.text_len(), None);
+        assert_eq!(TextKey::of("", false).text_len(), Some(0));
+        assert_eq!(TextKey::of("abc", false).text_len(), Some(3));
+        assert_eq!(TextKey::of(&"x".repeat(300), false).text_len(), Some(254));
     }
 
     #[test]
