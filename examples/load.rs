@@ -35,6 +35,9 @@
 //!    for durable ingest), and the outbox's group-commit counters
 //!    ([`whc::outbox::Outbox::stats`]): events per commit.
 //!
+//! `--rounds N` repeats the three runs N times and ends with the median and range of the
+//! durable/bare ratio: on a shared machine a single round can be off by a third.
+//!
 //! Why in-process rather than spawning `target/release/whc serve`: the commit counters are only
 //! reachable through the outbox handle (they are not in `/metrics`), the queue depth can be read
 //! without HTTP polling, and both servers are measured under exactly the same conditions. Each
@@ -105,6 +108,10 @@ struct Args {
     /// Skip the bare server run.
     #[arg(long)]
     skip_bare: bool,
+    /// Repeat the runs this many times, alternating the servers, and end with the spread of
+    /// the durable/bare ratio: on a shared machine one round can mislead.
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
 }
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -125,22 +132,46 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         std::thread::available_parallelism().map_or(1, |n| n.get())
     );
 
-    let paused = if args.skip_sidecar || args.skip_paused {
-        None
-    } else {
-        Some(run_sidecar(&args, threads, &sink, Mode::Paused)?)
-    };
-    let delivering = if args.skip_sidecar || args.skip_delivering {
-        None
-    } else {
-        Some(run_sidecar(&args, threads, &sink, Mode::Delivering)?)
-    };
-    let bare = if args.skip_bare {
-        None
-    } else {
-        Some(run_bare(&args, threads)?)
-    };
-    report(paused.as_ref(), delivering.as_ref(), bare.as_ref());
+    let rounds = args.rounds.max(1);
+    let mut ratios = Vec::new();
+    for round in 1..=rounds {
+        if rounds > 1 {
+            println!("\n=== round {round} of {rounds} ===");
+        }
+        let paused = if args.skip_sidecar || args.skip_paused {
+            None
+        } else {
+            Some(run_sidecar(&args, threads, &sink, Mode::Paused)?)
+        };
+        let delivering = if args.skip_sidecar || args.skip_delivering {
+            None
+        } else {
+            Some(run_sidecar(&args, threads, &sink, Mode::Delivering)?)
+        };
+        let bare = if args.skip_bare {
+            None
+        } else {
+            Some(run_bare(&args, threads)?)
+        };
+        report(paused.as_ref(), delivering.as_ref(), bare.as_ref());
+        if let (Some(p), Some(b)) = (&paused, &bare) {
+            ratios.push(p.load.rate() / b.load.rate());
+        }
+    }
+    if ratios.len() > 1 {
+        ratios.sort_by(f64::total_cmp);
+        let n = ratios.len();
+        let median = if n % 2 == 1 {
+            ratios[n / 2]
+        } else {
+            (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+        };
+        println!(
+            "\ndurable ingest / bare over {n} rounds: median {median:.2}, from {:.2} to {:.2}",
+            ratios[0],
+            ratios[n - 1]
+        );
+    }
     println!("load average at the end: {}", loadavg());
     Ok(())
 }
