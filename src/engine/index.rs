@@ -12,7 +12,7 @@ use crate::lang::predicate::{Check, Predicate};
 /// `utm_source equals "facebook"`. `country` is left out (it compares ignoring case).
 fn key_of(webhook: &Webhook) -> Option<(FieldRef, &str)> {
     webhook.conditions.iter().find_map(|c| match &c.predicate {
-        Predicate::Test(t) if !t.negated && !t.ignore_case => match &t.check {
+        Predicate::Test(t) if !t.negated && !t.ignore_case() => match &t.check {
             Check::TextEq(want) => Some((t.field, &**want)),
             _ => None,
         },

@@ -18,8 +18,22 @@ pub struct ReadError {
     pub source: std::io::Error,
 }
 
+/// How rule files' names end.
+pub const RULE_SUFFIX: &str = ".whc";
+
 /// Collects the `.whc` files under each path (a file stands for itself), sorted by path.
 pub fn find_rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
+    find_files(paths, RULE_SUFFIX)
+}
+
+/// Whether the loader reads this file: a `.whc` file that is not hidden.
+pub fn is_rule_file(path: &Path) -> bool {
+    !is_hidden(path) && has_suffix(path, RULE_SUFFIX)
+}
+
+/// Collects the files whose names end in `suffix` under each path (a file stands for itself),
+/// sorted by path; hidden files and folders (editors' swap and backup files) are skipped.
+pub fn find_files(paths: &[PathBuf], suffix: &str) -> Result<Vec<PathBuf>, ReadError> {
     let mut files = Vec::new();
     for path in paths {
         let meta = std::fs::metadata(path).map_err(|source| ReadError {
@@ -27,7 +41,7 @@ pub fn find_rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
             source,
         })?;
         if meta.is_dir() {
-            walk(path, &mut files)?;
+            walk(path, suffix, &mut files)?;
         } else {
             files.push(path.clone());
         }
@@ -37,27 +51,35 @@ pub fn find_rule_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, ReadError> {
     Ok(files)
 }
 
-fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), ReadError> {
+fn walk(dir: &Path, suffix: &str, out: &mut Vec<PathBuf>) -> Result<(), ReadError> {
     let err = |source| ReadError {
         path: dir.to_path_buf(),
         source,
     };
     for entry in std::fs::read_dir(dir).map_err(err)? {
         let path = entry.map_err(err)?.path();
-        let hidden = path
-            .file_name()
-            .and_then(|n| n.to_str())
-            .is_some_and(|n| n.starts_with('.'));
-        if hidden {
-            continue; // editors' swap and backup files
+        if is_hidden(&path) {
+            continue;
         }
         if path.is_dir() {
-            walk(&path, out)?;
-        } else if path.extension().is_some_and(|e| e == "whc") {
+            walk(&path, suffix, out)?;
+        } else if has_suffix(&path, suffix) {
             out.push(path);
         }
     }
     Ok(())
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.'))
+}
+
+fn has_suffix(path: &Path, suffix: &str) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.ends_with(suffix))
 }
 
 /// Reads rule files into sources named by their path as given; a file that cannot be read

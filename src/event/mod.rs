@@ -9,6 +9,7 @@ pub use field::{
 };
 pub use key::TextKey;
 pub use wire::EventError;
+pub(crate) use wire::describe;
 
 use std::fmt;
 

@@ -29,7 +29,8 @@ impl EventError {
     }
 }
 
-fn describe(value: &Json) -> &'static str {
+/// What kind of JSON value this is, for error messages ("found a string").
+pub(crate) fn describe(value: &Json) -> &'static str {
     match value {
         Json::Null => "null",
         Json::Bool(_) => "a boolean",

@@ -498,13 +498,11 @@ impl Checker<'_> {
     }
 
     fn test(&self, field: FieldRef, check: Check, negated: bool, span: Span) -> Test {
-        let ignore_case = field.ignores_case();
         Test {
-            fast: super::predicate::Fast::of(field, &check, negated, ignore_case),
+            fast: super::predicate::Fast::of(field, &check, negated),
             field,
             check,
             negated,
-            ignore_case,
             source: self.text(span).into(),
             span,
         }

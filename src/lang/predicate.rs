@@ -100,8 +100,6 @@ pub struct Test {
     /// `not equals`, `not contains`, `not in`: the check's answer is inverted, but only for a
     /// value that is present (a missing value still fails).
     pub negated: bool,
-    /// Compare text ignoring ASCII case (`country`).
-    pub ignore_case: bool,
     /// The comparison as written, for explanations.
     pub source: Box<str>,
     /// Where it was written.
@@ -186,10 +184,11 @@ impl Fast {
     const IN_SCAN_LIMIT: usize = 16;
 
     /// The fused form of a test, when it has one.
-    pub fn of(field: FieldRef, check: &Check, negated: bool, ignore_case: bool) -> Option<Fast> {
+    pub fn of(field: FieldRef, check: &Check, negated: bool) -> Option<Fast> {
         if negated {
             return None;
         }
+        let ignore_case = field.ignores_case();
         let whole = |text: &str| Some(TextKey::of(text, ignore_case)).filter(|k| k.is_whole());
         Some(match (field, check) {
             (FieldRef::Click(click, field), Check::TextEq(want)) => match whole(want) {
@@ -267,6 +266,12 @@ impl Fast {
 }
 
 impl Test {
+    /// Whether text compares ignoring ASCII case (`country`).
+    #[inline]
+    pub fn ignore_case(&self) -> bool {
+        self.field.ignores_case()
+    }
+
     /// Whether the test holds for an event.
     #[inline]
     pub fn eval(&self, event: &Event) -> bool {
@@ -293,15 +298,15 @@ impl Test {
             },
             (Check::NumberIn(set), Value::Number(n)) => set.contains(&n),
             (Check::TextEq(want), Value::Text(s)) => {
-                if self.ignore_case {
+                if self.ignore_case() {
                     want.eq_ignore_ascii_case(s)
                 } else {
                     eq_bytes(want.as_bytes(), s.as_bytes())
                 }
             }
-            (Check::TextIn(set), Value::Text(s)) => set.contains(s, self.ignore_case),
+            (Check::TextIn(set), Value::Text(s)) => set.contains(s, self.ignore_case()),
             (Check::Contains(finder), Value::Text(s)) => {
-                if self.ignore_case {
+                if self.ignore_case() {
                     contains_ignore_case(s.as_bytes(), finder.needle())
                 } else {
                     finder.find(s.as_bytes()).is_some()
@@ -309,7 +314,7 @@ impl Test {
             }
             (Check::StartsWith(p), Value::Text(s)) => {
                 s.len() >= p.len()
-                    && (if self.ignore_case {
+                    && (if self.ignore_case() {
                         s.as_bytes()[..p.len()].eq_ignore_ascii_case(p.as_bytes())
                     } else {
                         s.as_bytes().starts_with(p.as_bytes())
@@ -317,7 +322,7 @@ impl Test {
             }
             (Check::EndsWith(p), Value::Text(s)) => {
                 s.len() >= p.len()
-                    && (if self.ignore_case {
+                    && (if self.ignore_case() {
                         s.as_bytes()[s.len() - p.len()..].eq_ignore_ascii_case(p.as_bytes())
                     } else {
                         s.as_bytes().ends_with(p.as_bytes())

@@ -7,7 +7,7 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Body;
 use serde_json::{Value as Json, json};
 
-use crate::event::Event;
+use crate::event::{Event, describe};
 
 /// Why a post was refused, in the form the client gets back.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -77,17 +77,6 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, IngestError> {
                 describe(&other)
             ),
         )),
-    }
-}
-
-fn describe(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
     }
 }
 

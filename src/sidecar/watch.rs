@@ -12,6 +12,7 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::rules::LiveRules;
+use crate::engine::load::is_rule_file;
 
 /// How long the rules directory must stay quiet before a reload: an editor's save or a
 /// `git checkout` is a burst of events, and one reload should follow it, not one per event.
@@ -143,15 +144,6 @@ fn is_relevant(event: &notify::Event) -> bool {
             .any(|p| is_rule_file(p) || p.is_dir() || p.extension().is_none()),
         _ => event.paths.iter().any(|p| is_rule_file(p)),
     }
-}
-
-/// A `.whc` file the loader would read (it skips hidden files).
-fn is_rule_file(path: &Path) -> bool {
-    let hidden = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.'));
-    !hidden && path.extension().is_some_and(|e| e == "whc")
 }
 
 /// SIGHUP, on unix; never elsewhere.

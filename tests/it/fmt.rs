@@ -406,7 +406,7 @@ fn predicate(p: &Predicate) -> String {
             t.field,
             check(&t.check),
             t.negated,
-            t.ignore_case
+            t.ignore_case()
         ),
     }
 }

@@ -239,38 +239,7 @@ pub fn run(args: CasesArgs, color: bool) -> Result<ExitCode, String> {
 /// The `*.cases.json` files under each path (a file stands for itself), sorted, dot-files
 /// skipped.
 fn find_cases_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
-    fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<(), String> {
-        let entries =
-            std::fs::read_dir(dir).map_err(|e| format!("cannot read {}: {e}", dir.display()))?;
-        for entry in entries {
-            let path = entry
-                .map_err(|e| format!("cannot read {}: {e}", dir.display()))?
-                .path();
-            let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("");
-            if name.starts_with('.') {
-                continue;
-            }
-            if path.is_dir() {
-                walk(&path, out)?;
-            } else if name.ends_with(CASES_SUFFIX) {
-                out.push(path);
-            }
-        }
-        Ok(())
-    }
-    let mut files = Vec::new();
-    for path in paths {
-        let meta =
-            std::fs::metadata(path).map_err(|e| format!("cannot read {}: {e}", path.display()))?;
-        if meta.is_dir() {
-            walk(path, &mut files)?;
-        } else {
-            files.push(path.clone());
-        }
-    }
-    files.sort();
-    files.dedup();
-    Ok(files)
+    crate::engine::load::find_files(paths, CASES_SUFFIX).map_err(|e| e.to_string())
 }
 
 fn run_file(path: &Path, webhooks: &[Webhook]) -> SuiteResult {
