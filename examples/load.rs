@@ -33,14 +33,14 @@
 //!    answers 202; no storage, no matching;
 //! 6. prints a table of the three runs, the ratios sidecar/bare (the goal, at least 0.5, is
 //!    for durable ingest), and the outbox's group-commit counters
-//!    ([`whc::outbox::Outbox::stats`]): events per commit.
+//!    ([`whc::outbox::Outbox::stats`]): events per commit and how busy the writer was.
 //!
 //! `--rounds N` repeats the three runs N times and ends with the median and range of the
 //! durable/bare ratio: on a shared machine a single round can be off by a third.
 //!
-//! Why in-process rather than spawning `target/release/whc serve`: the commit counters are only
-//! reachable through the outbox handle (they are not in `/metrics`), the queue depth can be read
-//! without HTTP polling, and both servers are measured under exactly the same conditions. Each
+//! Why in-process rather than spawning `target/release/whc serve`: the commit counters are read
+//! straight from the outbox handle (`/metrics` has them too, but scraping would add load), the
+//! queue depth can be read without HTTP polling, and both servers are measured under exactly the same conditions. Each
 //! server, the sink and the load generator get their own tokio runtime (threads), so they do not
 //! share a scheduler; they do share the machine's cores, as a sidecar shares them with its
 //! tracker. The generator is kept cheap: bodies come from pre-rendered templates with the id
@@ -400,6 +400,7 @@ fn run_sidecar(
             commits: stats.commits - before_stats.commits,
             requests: stats.requests - before_stats.requests,
             events: stats.events - before_stats.events,
+            busy_micros: stats.busy_micros - before_stats.busy_micros,
         }),
         process_cpu,
     })
@@ -820,13 +821,14 @@ fn report(paused: Option<&Measured>, delivering: Option<&Measured>, bare: Option
         if let Some(st) = &s.stats {
             let writes = st.requests;
             println!(
-                "  group commit: {} commits for {} write requests ({} events, {} other writes): {:.1} events/commit, {:.1} requests/commit",
+                "  group commit: {} commits for {} write requests ({} events, {} other writes): {:.1} events/commit, {:.1} requests/commit; writer busy {:.0}% of the load",
                 st.commits,
                 writes,
                 st.events,
                 writes.saturating_sub(s.load.accepted),
                 st.events as f64 / st.commits.max(1) as f64,
                 writes as f64 / st.commits.max(1) as f64,
+                st.busy_micros as f64 / (s.load.elapsed.as_secs_f64() * 1e4),
             );
         }
         if let Some(d) = &s.deliveries {

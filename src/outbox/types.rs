@@ -270,6 +270,9 @@ pub struct Stats {
     pub requests: u64,
     /// Events stored (duplicates not counted).
     pub events: u64,
+    /// Microseconds the writer spent running and committing batches (the rest it waited for
+    /// requests): near the elapsed time, the writer is the bottleneck.
+    pub busy_micros: u64,
 }
 
 /// Cuts `text` to at most [`EXCERPT_LIMIT`] bytes on a character boundary.

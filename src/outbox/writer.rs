@@ -65,6 +65,7 @@ pub(crate) struct Counters {
     commits: AtomicU64,
     requests: AtomicU64,
     events: AtomicU64,
+    busy_micros: AtomicU64,
 }
 
 impl Counters {
@@ -80,6 +81,7 @@ impl Counters {
             commits: self.commits.load(Ordering::Relaxed),
             requests: self.requests.load(Ordering::Relaxed),
             events: self.events.load(Ordering::Relaxed),
+            busy_micros: self.busy_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -93,6 +95,7 @@ pub(crate) fn run(
     wake: Arc<Notify>,
 ) {
     while let Ok(first) = requests.recv() {
+        let started = std::time::Instant::now();
         let mut weight = first.weight();
         let mut batch = vec![first];
         while weight < BATCH_EVENTS {
@@ -108,6 +111,8 @@ pub(crate) fn run(
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
         commit_batch(&mut conn, batch, &counters, &claims, &wake);
+        let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+        counters.busy_micros.fetch_add(busy, Ordering::Relaxed);
     }
 }
 

@@ -88,6 +88,7 @@ async fn metrics(state: &State) -> Response<Body> {
         rules_version: status.version,
         deliveries_paused: state.deliveries.is_paused(),
         webhooks: status.webhooks.len() as u64,
+        outbox: state.outbox.stats(),
     };
     text(
         StatusCode::OK,

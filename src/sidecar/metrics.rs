@@ -4,6 +4,8 @@ use std::fmt::Write;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
+use crate::outbox::Stats;
+
 /// Upper bounds of the attempt latency buckets, in seconds.
 const BUCKETS: [f64; 10] = [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
 
@@ -46,6 +48,8 @@ pub struct Gauges {
     pub webhooks: u64,
     /// Whether deliveries are paused.
     pub deliveries_paused: bool,
+    /// The outbox writer's counters (group commit).
+    pub outbox: Stats,
 }
 
 impl Metrics {
@@ -111,6 +115,21 @@ impl Metrics {
                 ("{result=\"failed\"}", gauges.reloads_failed),
             ],
         );
+        counter(
+            "whc_outbox_commits_total",
+            "Outbox transactions committed; each holds every write queued while the last one synced.",
+            &[("", gauges.outbox.commits)],
+        );
+        counter(
+            "whc_outbox_writes_total",
+            "Writes (event posts, attempt records, replays, prunes) committed by the outbox.",
+            &[("", gauges.outbox.requests)],
+        );
+        let _ = writeln!(
+            out,
+            "# HELP whc_outbox_writer_busy_seconds_total Time the outbox writer spent running and committing batches; a rate near 1 means it is the bottleneck.\n# TYPE whc_outbox_writer_busy_seconds_total counter\nwhc_outbox_writer_busy_seconds_total {}",
+            gauges.outbox.busy_micros as f64 / 1e6
+        );
         let _ = writeln!(
             out,
             "# HELP whc_delivery_attempt_seconds Duration of delivery attempts.\n# TYPE whc_delivery_attempt_seconds histogram"
@@ -167,11 +186,20 @@ mod tests {
         m.observe_attempt(Duration::from_millis(20));
         let text = m.render(Gauges {
             queue_depth: 3,
+            outbox: Stats {
+                commits: 2,
+                requests: 5,
+                busy_micros: 1_500_000,
+                ..Stats::default()
+            },
             ..Gauges::default()
         });
         assert!(text.contains("whc_events_total{result=\"accepted\"} 1"));
         assert!(text.contains("whc_delivery_attempt_seconds_bucket{le=\"0.01\"} 0"));
         assert!(text.contains("whc_delivery_attempt_seconds_bucket{le=\"0.025\"} 1"));
         assert!(text.contains("whc_queue_depth 3"));
+        assert!(text.contains("whc_outbox_commits_total 2"));
+        assert!(text.contains("whc_outbox_writes_total 5"));
+        assert!(text.contains("whc_outbox_writer_busy_seconds_total 1.5"));
     }
 }

@@ -146,6 +146,15 @@ async fn metrics_are_prometheus_text_with_the_counters_of_a_delivery() {
     assert_eq!(get("whc_queue_depth"), 0.0);
     assert_eq!(get("whc_webhooks"), 1.0);
     assert_eq!(get("whc_rules_version"), 1.0);
+    // Two event posts and two attempt records went through the writer, in at most that many
+    // commits (prunes may add writes of their own).
+    let (writes, commits) = (
+        get("whc_outbox_writes_total"),
+        get("whc_outbox_commits_total"),
+    );
+    assert!(writes >= 4.0, "{writes} writes");
+    assert!((1.0..=writes).contains(&commits), "{commits} commits");
+    assert!(get("whc_outbox_writer_busy_seconds_total") > 0.0);
     // Buckets are cumulative.
     let buckets: Vec<f64> = samples
         .iter()
