@@ -50,7 +50,8 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on event posts.
     #[arg(long, env = "WHC_INGEST_TOKEN", hide_env_values = true)]
     ingest_token: Option<String>,
-    /// Largest event body, in bytes.
+    /// Largest event body, in bytes: a larger post gets 413; in proxy mode a larger
+    /// intercepted body is forwarded but not matched.
     #[arg(long, default_value_t = 1024 * 1024)]
     max_body: usize,
     /// Days delivered deliveries stay in the delivery log.

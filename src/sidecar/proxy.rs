@@ -14,14 +14,11 @@ use hyper_util::rt::TokioExecutor;
 
 use super::State;
 use super::http::{Body, error};
-use super::ingest::{BodyError, read_limited};
+use super::ingest::{Bounded, read_bounded};
 use super::metrics::Metrics;
 
 /// The client that talks to the upstream.
 pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
-
-/// Largest intercepted body the proxy buffers to read it as events.
-pub const INTERCEPT_LIMIT: usize = 16 * 1024 * 1024;
 
 /// A pooled HTTP/HTTPS client for the upstream.
 pub fn upstream_client() -> UpstreamClient {
@@ -92,21 +89,25 @@ pub async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<Body
     };
     strip_hop_by_hop(&mut parts.headers);
 
-    // An intercepted body is read whole, so it can be both forwarded and matched.
+    // An intercepted body is read whole, so it can be both forwarded and matched. One over
+    // the event size limit is still forwarded, streaming, but not matched.
     let (body, events_body) = if intercepted {
-        match read_limited(body, INTERCEPT_LIMIT).await {
-            Ok(bytes) => (
+        match read_bounded(body, state.config.max_body).await {
+            Ok(Bounded::Whole(bytes)) => (
                 Full::new(bytes.clone())
                     .map_err(|never| match never {})
                     .boxed(),
                 Some(bytes),
             ),
-            Err(BodyError::TooLarge { .. }) => {
-                return error(
-                    StatusCode::PAYLOAD_TOO_LARGE,
-                    format!("intercepted bodies are limited to {INTERCEPT_LIMIT} bytes"),
+            Ok(Bounded::Over(body)) => {
+                Metrics::bump(&state.metrics.proxy_invalid);
+                tracing::warn!(
+                    limit = state.config.max_body,
+                    "intercepted body over --max-body: forwarded, not matched"
                 );
+                (body.boxed(), None)
             }
+            // The client stopped sending: there is nothing whole to forward.
             Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
         }
     } else {

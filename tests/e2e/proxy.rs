@@ -224,3 +224,52 @@ async fn an_unreachable_upstream_is_a_502() {
     assert!(sidecar.deliveries("").await.is_empty());
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intercepted_body_over_the_limit_is_forwarded_whole_and_not_matched() {
+    let upstream = Target::start().await;
+    upstream.set_default(upstream_reply());
+    let hook = Target::start().await;
+    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
+    let sidecar = Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook("sales", "conversion", "", &hook.url("/"), ""),
+        )
+        .config(move |c| {
+            c.upstream = Some(upstream_uri);
+            c.max_body = 1000;
+        })
+        .start()
+        .await;
+
+    // A valid event, padded past the limit: the tracker gets all of it, the rules none.
+    let event = conversion("evt-big").to_string();
+    let body = format!("{event}{}", " ".repeat(5000));
+    let answer = sidecar
+        .http
+        .post_json(&sidecar.events_url("/v1/events"), body.clone())
+        .await;
+    assert_upstream_answer(&answer);
+    let forwarded = upstream.wait_for(1).await;
+    assert_eq!(forwarded[0].body.as_ref(), body.as_bytes());
+    let metrics = sidecar.metrics().await;
+    assert_eq!(
+        counter(
+            &metrics,
+            "whc_proxy_requests_total{result=\"invalid_event\"}"
+        ),
+        1.0
+    );
+
+    // The same event within the limit is matched as usual.
+    let answer = sidecar
+        .http
+        .post_json(&sidecar.events_url("/v1/events"), event)
+        .await;
+    assert_upstream_answer(&answer);
+    let fired = hook.wait_for(1).await;
+    assert_eq!(fired[0].json()["event"]["id"], "evt-big");
+    assert_eq!(sidecar.deliveries("").await.len(), 1);
+    sidecar.shutdown().await;
+}
