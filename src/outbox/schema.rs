@@ -80,14 +80,14 @@ pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxEr
     }
     conn.pragma_update(None, "synchronous", "FULL")?;
     conn.pragma_update(None, "foreign_keys", true)?;
-    // The pages of the tables' and indexes' right edges stay in memory between batches.
-    conn.pragma_update(None, "cache_size", WRITER_CACHE_KIB)?;
+    // The page cache stays at SQLite's default (2 MiB), which holds the tables' right edges
+    // between batches. A bigger one costs at every COMMIT: SQLite scans the cache's whole hash
+    // table to drop pages past the end of the file. Measured under the load test with 128
+    // connections: 5.3% of the process's CPU in `pcache1TruncateUnsafe` with 32 MiB, 0.4% with
+    // the default.
     migrate(&mut conn)?;
     Ok(conn)
 }
-
-/// The writer's page cache, in KiB (as a negative `cache_size`).
-const WRITER_CACHE_KIB: i64 = -32 * 1024;
 
 /// Opens a read-only connection for queries; WAL lets it read while the writer commits.
 pub(crate) fn open_reader(path: &std::path::Path) -> Result<Connection, OutboxError> {
