@@ -29,7 +29,7 @@ pub use types::{
     Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
 };
 
-use writer::{Counters, Request};
+use writer::{Counters, Reply, Request};
 
 /// Read connections kept open between queries; more are opened when needed.
 const IDLE_READERS: usize = 4;
@@ -270,13 +270,12 @@ impl Outbox {
     }
 
     /// Sends a request to the writer thread and waits for its post-commit answer.
-    async fn write<T>(
-        &self,
-        make: impl FnOnce(oneshot::Sender<Result<T, OutboxError>>) -> Request,
-    ) -> Result<T, OutboxError> {
+    async fn write<T>(&self, make: impl FnOnce(Reply<T>) -> Request) -> Result<T, OutboxError> {
         let (reply, answer) = oneshot::channel();
         let writer = self.inner.writer.as_ref().ok_or(OutboxError::Closed)?;
-        writer.send(make(reply)).map_err(|_| OutboxError::Closed)?;
+        writer
+            .send(make(Reply::new(reply)))
+            .map_err(|_| OutboxError::Closed)?;
         self.inner.counters.submitted();
         answer.await.map_err(|_| OutboxError::Closed)?
     }

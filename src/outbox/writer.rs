@@ -2,8 +2,8 @@
 //!
 //! Callers send a [`Request`] and await its oneshot reply. The thread takes the first request,
 //! drains whatever else is queued (up to [`BATCH_EVENTS`] events), runs them all in one
-//! transaction (each inside its own savepoint, so one failing request does not undo the others),
-//! commits, and only then answers. While a commit's fsync runs, new requests queue up and form
+//! transaction (a request that fails part-way makes the batch run again with a savepoint per
+//! request, so that it undoes only its own writes), commits, and only then answers. While a commit's fsync runs, new requests queue up and form
 //! the next batch, so the fsync cost is shared by everyone who arrived during it.
 
 use std::sync::Arc;
@@ -23,20 +23,38 @@ const BATCH_EVENTS: usize = 1000;
 /// One write, with the channel its answer goes back on.
 pub(crate) enum Request {
     /// Store events and their deliveries.
-    Accept(
-        Vec<NewEvent>,
-        oneshot::Sender<Result<Vec<Accepted>, OutboxError>>,
-    ),
+    Accept(Vec<NewEvent>, Reply<Vec<Accepted>>),
     /// Record an attempt's outcome.
-    Record(
-        String,
-        AttemptRecord,
-        oneshot::Sender<Result<(), OutboxError>>,
-    ),
+    Record(String, AttemptRecord, Reply<()>),
     /// Put a dead delivery back in the queue.
-    Replay(String, oneshot::Sender<Result<bool, OutboxError>>),
+    Replay(String, Reply<bool>),
     /// Delete delivered rows last touched before a time, then events left without deliveries.
-    Prune(i64, oneshot::Sender<Result<usize, OutboxError>>),
+    Prune(i64, Reply<usize>),
+}
+
+/// A write's way back to its caller, and its own result once it ran in the transaction.
+pub(crate) struct Reply<T> {
+    tx: oneshot::Sender<Result<T, OutboxError>>,
+    result: Option<Result<T, OutboxError>>,
+}
+
+impl<T> Reply<T> {
+    /// A reply on `tx`, not run yet.
+    pub(crate) fn new(tx: oneshot::Sender<Result<T, OutboxError>>) -> Self {
+        Reply { tx, result: None }
+    }
+
+    /// Sends the result after the commit; a write that never ran is answered as not stored.
+    /// A caller that stopped waiting (dropped future) is not an error.
+    fn send(self) {
+        let result = self.result.unwrap_or(Err(OutboxError::Closed));
+        drop(self.tx.send(result));
+    }
+
+    /// Sends a failure of the whole batch.
+    fn fail(self, e: OutboxError) {
+        drop(self.tx.send(Err(e)));
+    }
 }
 
 impl Request {
@@ -124,7 +142,7 @@ pub(crate) fn run(
 /// a statement pair and a sub-journal per request, which the common case does without.
 fn commit_batch(
     conn: &mut Connection,
-    batch: Vec<Request>,
+    mut batch: Vec<Request>,
     counters: &Counters,
     claims: &Claims,
     wake: &Notify,
@@ -139,39 +157,17 @@ fn commit_batch(
     let wakes = batch.iter().any(Request::may_make_due);
     let now = now_ms();
     let mut stored_events = 0u64;
-    let run = |conn: &mut Connection, isolated: bool, stored: &mut u64| {
-        // IMMEDIATE: take the write lock up front (waiting on busy_timeout if another process
-        // holds it) instead of failing with SQLITE_BUSY when a read would upgrade to a write.
-        let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        *stored = 0;
-        let answers: Vec<Answer> = batch
-            .iter()
-            .map(|request| {
-                if isolated {
-                    request.apply_in_savepoint(&mut tx, now, stored)
-                } else {
-                    request.apply(&tx, now, stored)
-                }
-            })
-            .collect();
-        if !isolated && !answers.iter().all(Answer::left_clean) {
-            tx.rollback()?;
-            return Ok(None);
-        }
-        tx.commit()?;
-        Ok::<_, rusqlite::Error>(Some(answers))
+    let result = match run_batch(conn, &mut batch, false, now, &mut stored_events) {
+        Ok(false) => run_batch(conn, &mut batch, true, now, &mut stored_events).map(|_| ()),
+        other => other.map(|_| ()),
     };
-    let result = match run(conn, false, &mut stored_events) {
-        Ok(None) => run(conn, true, &mut stored_events).map(|a| a.unwrap_or_default()),
-        other => other.map(Option::unwrap_or_default),
-    };
-    let (answers, failed) = match result {
-        Ok(answers) => {
+    let failed = match result {
+        Ok(()) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
             counters.events.fetch_add(stored_events, Ordering::Relaxed);
-            (answers, None)
+            None
         }
-        Err(e) => (Vec::new(), Some(Arc::new(e))),
+        Err(e) => Some(Arc::new(e)),
     };
     // Unclaim recorded deliveries after COMMIT and before answering: a `due` query that starts
     // later sees the new state; one already running holds the claims lock and sees the claim.
@@ -186,99 +182,116 @@ fn commit_batch(
     }
     match &failed {
         Some(e) => batch.into_iter().for_each(|request| request.fail(e)),
-        None => batch
-            .into_iter()
-            .zip(answers)
-            .for_each(|(request, answer)| request.answer(answer)),
+        None => batch.into_iter().for_each(Request::answer),
     }
 }
 
-/// A request's own result, before the batch commits.
-enum Answer {
-    Accept(Result<Vec<Accepted>, OutboxError>),
-    Record(Result<(), OutboxError>),
-    Replay(Result<bool, OutboxError>),
-    Prune(Result<usize, OutboxError>),
-}
-
-impl Answer {
-    /// Whether the transaction holds none of a failed request's writes: it succeeded, or it
-    /// failed before writing (an attempt on a delivery that is no longer pending).
-    fn left_clean(&self) -> bool {
-        match self {
-            Answer::Accept(r) => r.is_ok(),
-            Answer::Record(r) => matches!(r, Ok(()) | Err(OutboxError::NotPending(_))),
-            Answer::Replay(r) => r.is_ok(),
-            Answer::Prune(r) => r.is_ok(),
+/// Runs every request of the batch in one transaction, each keeping its own result. Returns
+/// whether it committed: `false` when, run straight (`isolated` false), a request failed in a
+/// way that may have left writes behind, and the transaction was rolled back.
+fn run_batch(
+    conn: &mut Connection,
+    batch: &mut [Request],
+    isolated: bool,
+    now: i64,
+    stored: &mut u64,
+) -> Result<bool, rusqlite::Error> {
+    // IMMEDIATE: take the write lock up front (waiting on busy_timeout if another process
+    // holds it) instead of failing with SQLITE_BUSY when a read would upgrade to a write.
+    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    *stored = 0;
+    for request in batch.iter_mut() {
+        if isolated {
+            request.apply_in_savepoint(&mut tx, now, stored);
+        } else {
+            request.apply(&tx, now, stored);
         }
     }
+    if !isolated && !batch.iter().all(Request::left_clean) {
+        tx.rollback()?;
+        return Ok(false);
+    }
+    tx.commit()?;
+    Ok(true)
 }
 
 impl Request {
+    /// Whether the transaction holds none of this request's writes should it have failed: it
+    /// succeeded, or it failed before writing (an attempt on a delivery no longer pending).
+    fn left_clean(&self) -> bool {
+        match self {
+            Request::Accept(_, r) => !matches!(r.result, Some(Err(_))),
+            Request::Record(_, _, r) => {
+                matches!(
+                    r.result,
+                    None | Some(Ok(())) | Some(Err(OutboxError::NotPending(_)))
+                )
+            }
+            Request::Replay(_, r) => !matches!(r.result, Some(Err(_))),
+            Request::Prune(_, r) => !matches!(r.result, Some(Err(_))),
+        }
+    }
+
     /// Answers with a failure of the whole batch (the transaction could not start or commit).
     fn fail(self, e: &Arc<rusqlite::Error>) {
         let err = || OutboxError::Commit(Arc::clone(e));
         match self {
-            Request::Accept(_, tx) => drop(tx.send(Err(err()))),
-            Request::Record(_, _, tx) => drop(tx.send(Err(err()))),
-            Request::Replay(_, tx) => drop(tx.send(Err(err()))),
-            Request::Prune(_, tx) => drop(tx.send(Err(err()))),
+            Request::Accept(_, r) => r.fail(err()),
+            Request::Record(_, _, r) => r.fail(err()),
+            Request::Replay(_, r) => r.fail(err()),
+            Request::Prune(_, r) => r.fail(err()),
         }
     }
 
-    /// Sends the request's answer after the commit. A caller that stopped waiting (dropped
-    /// future) is not an error: send failures are ignored.
-    fn answer(self, answer: Answer) {
-        match (self, answer) {
-            (Request::Accept(_, tx), Answer::Accept(r)) => drop(tx.send(r)),
-            (Request::Record(_, _, tx), Answer::Record(r)) => drop(tx.send(r)),
-            (Request::Replay(_, tx), Answer::Replay(r)) => drop(tx.send(r)),
-            (Request::Prune(_, tx), Answer::Prune(r)) => drop(tx.send(r)),
-            // `apply` answers each request with its own kind.
-            (request, _) => request.fail(&Arc::new(rusqlite::Error::InvalidQuery)),
-        }
-    }
-
-    /// Runs the request in the open transaction.
-    fn apply(&self, conn: &Connection, now: i64, stored: &mut u64) -> Answer {
+    /// Sends the request's own result, after the commit.
+    fn answer(self) {
         match self {
-            Request::Accept(events, _) => Answer::Accept(accept(conn, events, now, stored)),
-            Request::Record(id, record, _) => Answer::Record(record_attempt(conn, id, record, now)),
-            Request::Replay(id, _) => Answer::Replay(replay(conn, id, now)),
-            Request::Prune(before, _) => Answer::Prune(prune(conn, *before)),
+            Request::Accept(_, r) => r.send(),
+            Request::Record(_, _, r) => r.send(),
+            Request::Replay(_, r) => r.send(),
+            Request::Prune(_, r) => r.send(),
+        }
+    }
+
+    /// Runs the request in the open transaction and keeps its result.
+    fn apply(&mut self, conn: &Connection, now: i64, stored: &mut u64) {
+        match self {
+            Request::Accept(events, r) => r.result = Some(accept(conn, events, now, stored)),
+            Request::Record(id, record, r) => {
+                r.result = Some(record_attempt(conn, id, record, now));
+            }
+            Request::Replay(id, r) => r.result = Some(replay(conn, id, now)),
+            Request::Prune(before, r) => r.result = Some(prune(conn, *before)),
         }
     }
 
     /// Runs the request in its own savepoint: released on success, rolled back when the
     /// request failed.
-    fn apply_in_savepoint(&self, tx: &mut Transaction<'_>, now: i64, stored: &mut u64) -> Answer {
+    fn apply_in_savepoint(&mut self, tx: &mut Transaction<'_>, now: i64, stored: &mut u64) {
         let before = *stored;
         let sp = match tx.savepoint() {
             Ok(sp) => sp,
             Err(e) => return self.failed_with(e.into()),
         };
-        let answer = self.apply(&sp, now, stored);
-        if !answer.left_clean() {
+        self.apply(&sp, now, stored);
+        if !self.left_clean() {
             // Dropping the savepoint rolls it back.
             *stored = before;
-            return answer;
+            return;
         }
-        match sp.commit() {
-            Ok(()) => answer,
-            Err(e) => {
-                *stored = before;
-                self.failed_with(e.into())
-            }
+        if let Err(e) = sp.commit() {
+            *stored = before;
+            self.failed_with(e.into());
         }
     }
 
-    /// This request's answer for an error.
-    fn failed_with(&self, e: OutboxError) -> Answer {
+    /// Keeps an error as this request's result.
+    fn failed_with(&mut self, e: OutboxError) {
         match self {
-            Request::Accept(..) => Answer::Accept(Err(e)),
-            Request::Record(..) => Answer::Record(Err(e)),
-            Request::Replay(..) => Answer::Replay(Err(e)),
-            Request::Prune(..) => Answer::Prune(Err(e)),
+            Request::Accept(_, r) => r.result = Some(Err(e)),
+            Request::Record(_, _, r) => r.result = Some(Err(e)),
+            Request::Replay(_, r) => r.result = Some(Err(e)),
+            Request::Prune(_, r) => r.result = Some(Err(e)),
         }
     }
 }
