@@ -3,8 +3,9 @@
 //! Callers send a [`Request`] and await its oneshot reply. The thread takes the first request,
 //! drains whatever else is queued (up to [`BATCH_EVENTS`] events), runs them all in one
 //! transaction (a request that fails part-way makes the batch run again with a savepoint per
-//! request, so that it undoes only its own writes), commits, and only then answers. While a commit's fsync runs, new requests queue up and form
-//! the next batch, so the fsync cost is shared by everyone who arrived during it.
+//! request, so that it undoes only its own writes), commits, and only then answers. While a
+//! commit's fsync runs, new requests queue up and form the next batch, so the fsync cost is
+//! shared by everyone who arrived during it.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
