@@ -3,7 +3,37 @@
 
 use hyper::{Method, StatusCode};
 
+use whc::sidecar::ServeConfig;
+
 use crate::support::{Reply, Sidecar, Target, conversion, counter, wait_until, webhook};
+
+/// Intercepted bodies the sidecar forwarded without matching them.
+async fn invalid_events(sidecar: &Sidecar) -> f64 {
+    counter(
+        &sidecar.metrics().await,
+        "whc_proxy_requests_total{result=\"invalid_event\"}",
+    )
+}
+
+/// A sidecar proxying to `upstream`, with one webhook, `sales`, that posts conversions to
+/// `hook_url`; `tweak` adjusts the rest of its configuration.
+async fn proxying(
+    upstream: hyper::Uri,
+    hook_url: &str,
+    tweak: impl FnOnce(&mut ServeConfig) + 'static,
+) -> Sidecar {
+    Sidecar::builder()
+        .file(
+            "main.whc",
+            &webhook("sales", "conversion", "", hook_url, ""),
+        )
+        .config(move |c| {
+            c.upstream = Some(upstream);
+            tweak(c);
+        })
+        .start()
+        .await
+}
 
 fn upstream_reply() -> Reply {
     Reply::Answer {
@@ -40,21 +70,12 @@ async fn the_client_gets_the_upstreams_answer_and_intercepted_events_fan_out() {
     let upstream = Target::start().await;
     upstream.set_default(upstream_reply());
     let hook = Target::start().await;
-    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
-    let sidecar = Sidecar::builder()
-        .file(
-            "main.whc",
-            &webhook(
-                "sales",
-                "conversion",
-                "",
-                &hook.url("/sale?txn=[transaction]"),
-                "",
-            ),
-        )
-        .config(move |c| c.upstream = Some(upstream_uri))
-        .start()
-        .await;
+    let sidecar = proxying(
+        upstream.url("/").parse().unwrap(),
+        &hook.url("/sale?txn=[transaction]"),
+        |_| {},
+    )
+    .await;
 
     // The intercepted route.
     let event = conversion("evt-proxy").to_string();
@@ -108,16 +129,12 @@ async fn the_client_gets_the_upstreams_answer_and_intercepted_events_fan_out() {
     assert_upstream_answer(&answer);
     let forwarded = upstream.wait_for(3).await;
     assert_eq!(forwarded[2].body.as_ref(), b"{\"not\": \"an event\"");
-    let metrics = sidecar.metrics().await;
+    assert_eq!(invalid_events(&sidecar).await, 1.0);
     assert_eq!(
         counter(
-            &metrics,
-            "whc_proxy_requests_total{result=\"invalid_event\"}"
+            &sidecar.metrics().await,
+            "whc_proxy_requests_total{result=\"forwarded\"}"
         ),
-        1.0
-    );
-    assert_eq!(
-        counter(&metrics, "whc_proxy_requests_total{result=\"forwarded\"}"),
         3.0
     );
 
@@ -140,15 +157,7 @@ async fn an_upstream_refusal_is_returned_as_is_and_nothing_fans_out() {
         body: "tracker down".into(),
     }]);
     let hook = Target::start().await;
-    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
-    let sidecar = Sidecar::builder()
-        .file(
-            "main.whc",
-            &webhook("sales", "conversion", "", &hook.url("/"), ""),
-        )
-        .config(move |c| c.upstream = Some(upstream_uri))
-        .start()
-        .await;
+    let sidecar = proxying(upstream.url("/").parse().unwrap(), &hook.url("/"), |_| {}).await;
 
     let answer = sidecar
         .http
@@ -184,14 +193,7 @@ async fn an_upstream_refusal_is_returned_as_is_and_nothing_fans_out() {
     assert_eq!(answer.status, StatusCode::OK);
     let fired = hook.wait_for(1).await;
     assert_eq!(fired[0].json()["event"]["id"], "evt-500");
-    let metrics = sidecar.metrics().await;
-    assert_eq!(
-        counter(
-            &metrics,
-            "whc_proxy_requests_total{result=\"invalid_event\"}"
-        ),
-        0.0
-    );
+    assert_eq!(invalid_events(&sidecar).await, 0.0);
     sidecar.shutdown().await;
 }
 
@@ -205,14 +207,7 @@ async fn an_unreachable_upstream_is_a_502() {
         .port();
     let upstream_uri: hyper::Uri = format!("http://127.0.0.1:{port}/").parse().unwrap();
     let hook = Target::start().await;
-    let sidecar = Sidecar::builder()
-        .file(
-            "main.whc",
-            &webhook("sales", "conversion", "", &hook.url("/"), ""),
-        )
-        .config(move |c| c.upstream = Some(upstream_uri))
-        .start()
-        .await;
+    let sidecar = proxying(upstream_uri, &hook.url("/"), |_| {}).await;
     let answer = sidecar
         .http
         .post_json(
@@ -230,18 +225,10 @@ async fn an_intercepted_body_over_the_limit_is_forwarded_whole_and_not_matched()
     let upstream = Target::start().await;
     upstream.set_default(upstream_reply());
     let hook = Target::start().await;
-    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
-    let sidecar = Sidecar::builder()
-        .file(
-            "main.whc",
-            &webhook("sales", "conversion", "", &hook.url("/"), ""),
-        )
-        .config(move |c| {
-            c.upstream = Some(upstream_uri);
-            c.max_body = 1000;
-        })
-        .start()
-        .await;
+    let sidecar = proxying(upstream.url("/").parse().unwrap(), &hook.url("/"), |c| {
+        c.max_body = 1000;
+    })
+    .await;
 
     // A valid event, padded past the limit: the tracker gets all of it, the rules none.
     let event = conversion("evt-big").to_string();
@@ -253,14 +240,7 @@ async fn an_intercepted_body_over_the_limit_is_forwarded_whole_and_not_matched()
     assert_upstream_answer(&answer);
     let forwarded = upstream.wait_for(1).await;
     assert_eq!(forwarded[0].body.as_ref(), body.as_bytes());
-    let metrics = sidecar.metrics().await;
-    assert_eq!(
-        counter(
-            &metrics,
-            "whc_proxy_requests_total{result=\"invalid_event\"}"
-        ),
-        1.0
-    );
+    assert_eq!(invalid_events(&sidecar).await, 1.0);
 
     // The same event within the limit is matched as usual.
     let answer = sidecar
