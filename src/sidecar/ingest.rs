@@ -6,7 +6,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
-use http_body_util::{BodyExt, LengthLimitError, Limited};
+use http_body_util::BodyExt;
 use hyper::body::{Body, Frame, SizeHint};
 use serde_json::{Value as Json, json};
 
@@ -119,20 +119,16 @@ impl From<BodyError> for IngestError {
 }
 
 /// Reads a whole body (such as hyper's `Incoming`) of at most `limit` bytes. A body announced
-/// or found to be longer fails with [`BodyError::TooLarge`] without holding more than `limit`.
+/// or found to be longer fails with [`BodyError::TooLarge`], having read no more than the
+/// limit and the chunk that crossed it.
 pub async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
 where
-    B: Body,
+    B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
-    // A Content-Length over the limit is refused before reading a byte.
-    if body.size_hint().lower() > limit as u64 {
-        return Err(BodyError::TooLarge { limit });
-    }
-    match Limited::new(body, limit).collect().await {
-        Ok(collected) => Ok(collected.to_bytes()),
-        Err(e) if e.is::<LengthLimitError>() => Err(BodyError::TooLarge { limit }),
-        Err(e) => Err(BodyError::Read(e)),
+    match read_bounded(body, limit).await? {
+        Bounded::Whole(bytes) => Ok(bytes),
+        Bounded::Over(_) => Err(BodyError::TooLarge { limit }),
     }
 }
 
