@@ -266,7 +266,7 @@ pub struct Stats {
     pub submitted: u64,
     /// Transactions committed.
     pub commits: u64,
-    /// Write requests answered (accept, record, replay, prune calls).
+    /// Write requests the writer has taken into a batch (accept, record, replay, prune calls).
     pub requests: u64,
     /// Events stored (duplicates not counted).
     pub events: u64,
