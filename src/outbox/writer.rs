@@ -56,6 +56,28 @@ impl<T> Reply<T> {
     fn fail(self, e: OutboxError) {
         drop(self.tx.send(Err(e)));
     }
+
+    /// Whether the transaction holds none of this write's changes should it have failed: it
+    /// has not run, it succeeded, or it failed before writing (an attempt on a delivery no
+    /// longer pending).
+    fn left_clean(&self) -> bool {
+        matches!(
+            self.result,
+            None | Some(Ok(_)) | Some(Err(OutboxError::NotPending(_)))
+        )
+    }
+}
+
+/// Runs `$body` on the [`Reply`] of any kind of [`Request`], bound to `$r`.
+macro_rules! with_reply {
+    ($request:expr, $r:ident => $body:expr) => {
+        match $request {
+            Request::Accept(_, $r) => $body,
+            Request::Record(_, _, $r) => $body,
+            Request::Replay(_, $r) => $body,
+            Request::Prune(_, $r) => $body,
+        }
+    };
 }
 
 impl Request {
@@ -148,13 +170,6 @@ fn commit_batch(
     claims: &Claims,
     wake: &Notify,
 ) {
-    let recorded: Vec<String> = batch
-        .iter()
-        .filter_map(|r| match r {
-            Request::Record(id, _, _) => Some(id.clone()),
-            _ => None,
-        })
-        .collect();
     let wakes = batch.iter().any(Request::may_make_due);
     let now = now_ms();
     let mut stored_events = 0u64;
@@ -172,10 +187,12 @@ fn commit_batch(
     };
     // Unclaim recorded deliveries after COMMIT and before answering: a `due` query that starts
     // later sees the new state; one already running holds the claims lock and sees the claim.
-    if !recorded.is_empty() {
+    if batch.iter().any(|r| matches!(r, Request::Record(..))) {
         let mut claimed = claims.lock();
-        for id in &recorded {
-            claimed.remove(id);
+        for request in &batch {
+            if let Request::Record(id, _, _) = request {
+                claimed.remove(id);
+            }
         }
     }
     if wakes && failed.is_none() {
@@ -217,41 +234,19 @@ fn run_batch(
 }
 
 impl Request {
-    /// Whether the transaction holds none of this request's writes should it have failed: it
-    /// succeeded, or it failed before writing (an attempt on a delivery no longer pending).
+    /// Whether the transaction holds none of this request's writes should it have failed.
     fn left_clean(&self) -> bool {
-        match self {
-            Request::Accept(_, r) => !matches!(r.result, Some(Err(_))),
-            Request::Record(_, _, r) => {
-                matches!(
-                    r.result,
-                    None | Some(Ok(())) | Some(Err(OutboxError::NotPending(_)))
-                )
-            }
-            Request::Replay(_, r) => !matches!(r.result, Some(Err(_))),
-            Request::Prune(_, r) => !matches!(r.result, Some(Err(_))),
-        }
+        with_reply!(self, r => r.left_clean())
     }
 
     /// Answers with a failure of the whole batch (the transaction could not start or commit).
     fn fail(self, e: &Arc<rusqlite::Error>) {
-        let err = || OutboxError::Commit(Arc::clone(e));
-        match self {
-            Request::Accept(_, r) => r.fail(err()),
-            Request::Record(_, _, r) => r.fail(err()),
-            Request::Replay(_, r) => r.fail(err()),
-            Request::Prune(_, r) => r.fail(err()),
-        }
+        with_reply!(self, r => r.fail(OutboxError::Commit(Arc::clone(e))))
     }
 
     /// Sends the request's own result, after the commit.
     fn answer(self) {
-        match self {
-            Request::Accept(_, r) => r.send(),
-            Request::Record(_, _, r) => r.send(),
-            Request::Replay(_, r) => r.send(),
-            Request::Prune(_, r) => r.send(),
-        }
+        with_reply!(self, r => r.send())
     }
 
     /// Runs the request in the open transaction and keeps its result.
@@ -288,12 +283,7 @@ impl Request {
 
     /// Keeps an error as this request's result.
     fn failed_with(&mut self, e: OutboxError) {
-        match self {
-            Request::Accept(_, r) => r.result = Some(Err(e)),
-            Request::Record(_, _, r) => r.result = Some(Err(e)),
-            Request::Replay(_, r) => r.result = Some(Err(e)),
-            Request::Prune(_, r) => r.result = Some(Err(e)),
-        }
+        with_reply!(self, r => r.result = Some(Err(e)))
     }
 }
 

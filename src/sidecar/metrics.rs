@@ -122,7 +122,7 @@ impl Metrics {
         );
         counter(
             "whc_outbox_writes_total",
-            "Writes (event posts, attempt records, replays, prunes) committed by the outbox.",
+            "Writes (event posts, attempt records, replays, prunes) the outbox writer has taken into a transaction.",
             &[("", gauges.outbox.requests)],
         );
         let _ = writeln!(
