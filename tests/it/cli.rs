@@ -34,6 +34,20 @@ fn json(out: &Output) -> Value {
         .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", stdout(out)))
 }
 
+/// The string at `key` of every object in a JSON array, in order.
+#[track_caller]
+fn strings<'a>(list: &'a Value, key: &str) -> Vec<&'a str> {
+    list.as_array()
+        .unwrap_or_else(|| panic!("expected a JSON array: {list}"))
+        .iter()
+        .map(|item| {
+            item[key]
+                .as_str()
+                .unwrap_or_else(|| panic!("no string `{key}` in {item}"))
+        })
+        .collect()
+}
+
 #[track_caller]
 fn assert_exit(out: &Output, code: i32) {
     assert_eq!(
@@ -181,13 +195,10 @@ fn every_file_of_a_directory_is_checked_in_one_run() {
     let out = whc(dir.path(), &["check", "--format", "json"]);
     assert_exit(&out, 1);
     let list = json(&out);
-    let files: Vec<&str> = list
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|d| d["file"].as_str().unwrap())
-        .collect();
-    assert_eq!(files, ["rules/a.whc", "rules/nested/b.whc"]);
+    assert_eq!(
+        strings(&list, "file"),
+        ["rules/a.whc", "rules/nested/b.whc"]
+    );
 }
 
 #[test]
@@ -339,12 +350,7 @@ fn an_unreadable_rule_file_is_one_error_among_the_others() {
     let out = whc(dir.path(), &["check", "--format", "json", "."]);
     assert_exit(&out, 1);
     let problems = json(&out);
-    let codes: Vec<&str> = problems
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|p| p["code"].as_str().unwrap())
-        .collect();
+    let codes = strings(&problems, "code");
     assert!(codes.contains(&"whc::read_file"), "{problems:#}");
     assert!(
         codes.contains(&"whc::operator_type"),
