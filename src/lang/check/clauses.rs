@@ -10,6 +10,7 @@ use crate::lang::predicate::Plan;
 use crate::lang::url::UrlTemplate;
 use crate::lang::webhook::{Condition, DEFAULT_TIMEOUT, EventSet, Request, Secretish, Webhook};
 
+use super::conditions::Position;
 use super::{Checker, LabelMut};
 
 const CLAUSE_WORDS: [&str; 9] = [
@@ -54,7 +55,7 @@ impl Checker<'_> {
                         }
                     }
                 }
-                Clause::When(expr) => match self.condition(expr, true) {
+                Clause::When(expr) => match self.condition(expr, Position::Conjunct) {
                     Some(predicate) => conditions.push(Condition {
                         source: self.text(expr.span).to_owned(),
                         span: expr.span,

@@ -10,24 +10,58 @@ use crate::lang::reach::{Fact, FactValue};
 use super::operators::{example_for, op_applies, ops_for};
 use super::{Checker, LabelMut};
 
+/// Where a condition sits, which decides whether its comparisons are facts for the
+/// can-never-fire analysis.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Position {
+    /// A `when` line or one side of a top-level `and`: it must hold for the webhook to fire.
+    Conjunct,
+    /// Under `or` or `not`: the webhook may fire without it.
+    Nested,
+}
+
+/// Whether a compiled check's answer is kept or inverted (`not equals`, `not in`...).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Sense {
+    /// The comparison holds when the check does.
+    Holds,
+    /// The comparison holds when the check does not.
+    Negated,
+}
+
+/// What a comparison's operand compiles to: the check, its sense, and the fact it asserts.
+#[derive(Debug)]
+pub(super) struct Matcher {
+    /// What is tested against the field's value.
+    pub check: Check,
+    /// Kept or inverted.
+    pub sense: Sense,
+    /// What the comparison says about the field, for the can-never-fire analysis.
+    pub fact: FactValue,
+}
+
 impl Checker<'_> {
-    /// Compiles a condition. `conjunct` says whether it must hold for the webhook to fire, so
-    /// that its comparisons take part in the can-never-fire analysis.
-    pub(super) fn condition(&mut self, expr: &Spanned<Expr>, conjunct: bool) -> Option<Predicate> {
+    /// Compiles a condition; its `position` says whether its comparisons are facts that must
+    /// all hold (see [`Position`]).
+    pub(super) fn condition(
+        &mut self,
+        expr: &Spanned<Expr>,
+        position: Position,
+    ) -> Option<Predicate> {
         match &expr.node {
             Expr::And(..) => {
                 let mut parts = Vec::new();
                 flatten_and(expr, &mut parts);
                 let compiled: Vec<Option<Predicate>> = parts
                     .into_iter()
-                    .map(|p| self.condition(p, conjunct))
+                    .map(|p| self.condition(p, position))
                     .collect();
                 let compiled: Option<Vec<Predicate>> = compiled.into_iter().collect();
                 Some(Predicate::All(compiled?.into_boxed_slice()))
             }
             Expr::Or(a, b) => {
-                let a = self.condition(a, false);
-                let b = self.condition(b, false);
+                let a = self.condition(a, Position::Nested);
+                let b = self.condition(b, Position::Nested);
                 let mut parts = Vec::new();
                 for p in [a?, b?] {
                     match p {
@@ -37,9 +71,11 @@ impl Checker<'_> {
                 }
                 Some(Predicate::Any(parts.into_boxed_slice()))
             }
-            Expr::Not(inner) => Some(Predicate::Not(Box::new(self.condition(inner, false)?))),
+            Expr::Not(inner) => Some(Predicate::Not(Box::new(
+                self.condition(inner, Position::Nested)?,
+            ))),
             Expr::Compare(c) => {
-                let test = self.comparison(c, expr.span, conjunct)?;
+                let test = self.comparison(c, expr.span, position)?;
                 Some(Predicate::Test(Box::new(test)))
             }
         }
@@ -49,7 +85,7 @@ impl Checker<'_> {
         &mut self,
         c: &Comparison,
         span: Span,
-        conjunct: bool,
+        position: Position,
     ) -> Option<Test> {
         let field = self.field(c);
         let op = match &c.op {
@@ -80,8 +116,12 @@ impl Checker<'_> {
         let Some(op) = op else {
             // A bare field: only a flag may stand alone.
             if ty == FieldType::Flag {
-                self.fact(conjunct, field, &Op::Equals, FactValue::Flag(true), span);
-                return Some(self.test(field, Check::Flag(true), false, span));
+                let matcher = Matcher {
+                    check: Check::Flag(true),
+                    sense: Sense::Holds,
+                    fact: FactValue::Flag(true),
+                };
+                return Some(self.test(position, field, &Op::Equals, matcher, span));
             }
             self.error(
                 Code::MissingValue,
@@ -119,18 +159,17 @@ impl Checker<'_> {
                 );
                 return None;
             }
-            let value = if op.node == Op::IsSet {
-                FactValue::Set
+            let (check, fact) = if op.node == Op::IsSet {
+                (Check::IsSet, FactValue::Set)
             } else {
-                FactValue::NotSet
+                (Check::IsNotSet, FactValue::NotSet)
             };
-            self.fact(conjunct, field, &op.node, value, span);
-            let check = if op.node == Op::IsSet {
-                Check::IsSet
-            } else {
-                Check::IsNotSet
+            let matcher = Matcher {
+                check,
+                sense: Sense::Holds,
+                fact,
             };
-            return Some(self.test(field, check, false, span));
+            return Some(self.test(position, field, &op.node, matcher, span));
         }
         let Some(operand) = &c.operand else {
             self.error(
@@ -146,12 +185,29 @@ impl Checker<'_> {
             .help = Some(example_for(ty, field));
             return None;
         };
-        let (check, negated, fact) = self.check_for(field, &op.node, operand)?;
-        self.fact(conjunct, field, &op.node, fact, span);
-        Some(self.test(field, check, negated, span))
+        let matcher = self.check_for(field, &op.node, operand)?;
+        Some(self.test(position, field, &op.node, matcher, span))
     }
 
-    pub(super) fn test(&self, field: FieldRef, check: Check, negated: bool, span: Span) -> Test {
+    /// The compiled comparison; a conjunct's fact is kept for the can-never-fire analysis.
+    fn test(
+        &mut self,
+        position: Position,
+        field: FieldRef,
+        op: &Op,
+        matcher: Matcher,
+        span: Span,
+    ) -> Test {
+        let Matcher { check, sense, fact } = matcher;
+        if position == Position::Conjunct {
+            self.facts.push(Fact {
+                field,
+                op: op.clone(),
+                value: fact,
+                span,
+            });
+        }
+        let negated = sense == Sense::Negated;
         Test {
             fast: Fast::of(field, &check, negated),
             field,
@@ -159,24 +215,6 @@ impl Checker<'_> {
             negated,
             source: self.text(span).into(),
             span,
-        }
-    }
-
-    pub(super) fn fact(
-        &mut self,
-        conjunct: bool,
-        field: FieldRef,
-        op: &Op,
-        value: FactValue,
-        span: Span,
-    ) {
-        if conjunct {
-            self.facts.push(Fact {
-                field,
-                op: op.clone(),
-                value,
-                span,
-            });
         }
     }
 }

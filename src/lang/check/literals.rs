@@ -12,6 +12,39 @@ use crate::lang::predicate::{Check, NumOp, TextSet};
 use crate::lang::reach::FactValue;
 
 use super::Checker;
+use super::conditions::{Matcher, Sense};
+
+/// A text operand: its value, where it is, and the string literal it came from (`None` for an
+/// id written as a bare number), so that a regex error can point inside the string.
+#[derive(Debug)]
+pub(super) struct TextLiteral<'l> {
+    /// The text, escapes decoded.
+    pub value: String,
+    /// The whole literal.
+    pub span: Span,
+    /// The string as written, when it was one.
+    pub string: Option<&'l StringLit>,
+}
+
+/// Whether text comparisons on a field ignore case (`country` does).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Case {
+    /// `"a"` and `"A"` differ.
+    Sensitive,
+    /// `"us"` matches `"US"`.
+    Ignored,
+}
+
+impl Case {
+    /// How the field compares text.
+    pub(super) fn of(field: FieldRef) -> Case {
+        if field.ignores_case() {
+            Case::Ignored
+        } else {
+            Case::Sensitive
+        }
+    }
+}
 
 impl Checker<'_> {
     /// Checks the operand against the field's type and builds the matcher.
@@ -20,7 +53,7 @@ impl Checker<'_> {
         field: FieldRef,
         op: &Op,
         operand: &Spanned<Literal>,
-    ) -> Option<(Check, bool, FactValue)> {
+    ) -> Option<Matcher> {
         let ty = field.field().ty();
         let is_list_op = matches!(op, Op::In | Op::NotIn);
         let items: Vec<&Spanned<Literal>> = match (&operand.node, is_list_op) {
@@ -46,7 +79,11 @@ impl Checker<'_> {
             }
             (_, false) => vec![operand],
         };
-        let negated = matches!(op, Op::NotEquals | Op::NotContains | Op::NotIn);
+        let sense = if matches!(op, Op::NotEquals | Op::NotContains | Op::NotIn) {
+            Sense::Negated
+        } else {
+            Sense::Holds
+        };
         match ty {
             FieldType::Number => {
                 let nums: Vec<f64> = items
@@ -71,7 +108,7 @@ impl Checker<'_> {
                         (Check::Number(num_op, nums[0]), FactValue::Num(nums[0]))
                     }
                 };
-                Some((check, negated, fact))
+                Some(Matcher { check, sense, fact })
             }
             FieldType::Flag => {
                 let Literal::Bool(b) = items[0].node else {
@@ -86,11 +123,16 @@ impl Checker<'_> {
                     ));
                     return None;
                 };
-                let want = b != negated;
-                Some((Check::Flag(want), false, FactValue::Flag(want)))
+                // `!= true` is `== false`: a flag's check is never negated.
+                let want = b != (sense == Sense::Negated);
+                Some(Matcher {
+                    check: Check::Flag(want),
+                    sense: Sense::Holds,
+                    fact: FactValue::Flag(want),
+                })
             }
             FieldType::Text | FieldType::Id => {
-                let texts: Vec<(String, Span, Option<&StringLit>)> = items
+                let texts: Vec<TextLiteral> = items
                     .iter()
                     .map(|i| self.text_literal(field, i))
                     .collect::<Vec<_>>()
@@ -99,7 +141,7 @@ impl Checker<'_> {
                 if field.ignores_case()
                     && matches!(op, Op::Equals | Op::NotEquals | Op::In | Op::NotIn)
                 {
-                    for (t, span, _) in &texts {
+                    for TextLiteral { value: t, span, .. } in &texts {
                         if !is_iso_alpha2(t) {
                             self.error(
                                 Code::CountryCode,
@@ -115,7 +157,7 @@ impl Checker<'_> {
                     }
                 }
                 // `in []` has no first value (and needs none); every other operator has one.
-                let single = texts.first().map(|t| t.0.clone()).unwrap_or_default();
+                let single = texts.first().map(|t| t.value.clone()).unwrap_or_default();
                 let check = match op {
                     Op::Equals | Op::NotEquals => Check::TextEq(single.clone().into_boxed_str()),
                     Op::Contains | Op::NotContains => Check::Contains(Box::new(
@@ -123,21 +165,21 @@ impl Checker<'_> {
                     )),
                     Op::StartsWith => Check::StartsWith(single.clone().into_boxed_str()),
                     Op::EndsWith => Check::EndsWith(single.clone().into_boxed_str()),
-                    Op::Matches => Check::Matches(self.regex(&texts[0], field.ignores_case())?),
+                    Op::Matches => Check::Matches(self.regex(&texts[0], Case::of(field))?),
                     Op::In | Op::NotIn => {
-                        let ignore_case = field.ignores_case();
-                        Check::TextIn(TextSet::new(texts.iter().map(|t| t.0.clone()), ignore_case))
+                        let values = texts.iter().map(|t| t.value.clone());
+                        Check::TextIn(TextSet::new(values, Case::of(field) == Case::Ignored))
                     }
                     _ => unreachable!("{op:?} passed op_applies for text"),
                 };
                 let fact = match op {
                     Op::In | Op::NotIn => {
-                        FactValue::Texts(texts.into_iter().map(|t| t.0).collect())
+                        FactValue::Texts(texts.into_iter().map(|t| t.value).collect())
                     }
                     Op::Equals | Op::NotEquals => FactValue::Text(single),
                     _ => FactValue::Other(single),
                 };
-                Some((check, negated, fact))
+                Some(Matcher { check, sense, fact })
             }
         }
     }
@@ -195,14 +237,22 @@ impl Checker<'_> {
         &mut self,
         field: FieldRef,
         lit: &'l Spanned<Literal>,
-    ) -> Option<(String, Span, Option<&'l StringLit>)> {
+    ) -> Option<TextLiteral<'l>> {
         let ty = field.field().ty();
         match &lit.node {
-            Literal::Str(s) => Some((s.value.clone(), lit.span, Some(s))),
+            Literal::Str(s) => Some(TextLiteral {
+                value: s.value.clone(),
+                span: lit.span,
+                string: Some(s),
+            }),
             Literal::Number(n, text)
                 if ty == FieldType::Id && n.fract() == 0.0 && !text.starts_with('-') =>
             {
-                Some((text.clone(), lit.span, None))
+                Some(TextLiteral {
+                    value: text.clone(),
+                    span: lit.span,
+                    string: None,
+                })
             }
             other => {
                 let wrote = self.text(lit.span).to_owned();

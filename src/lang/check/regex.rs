@@ -1,17 +1,18 @@
 //! `matches` patterns: parsed for a precise span, compiled with a size limit.
 
-use crate::lang::ast::{Span, StringLit};
 use crate::lang::codes::Code;
 
 use super::Checker;
+use super::literals::{Case, TextLiteral};
 
 impl Checker<'_> {
-    /// Compiles a `matches` pattern; `ignore_case` for `country`, which compares ignoring case.
-    pub(super) fn regex(
-        &mut self,
-        (pattern, span, lit): &(String, Span, Option<&StringLit>),
-        ignore_case: bool,
-    ) -> Option<regex::Regex> {
+    /// Compiles a `matches` pattern, ignoring case for a field that does (`country`).
+    pub(super) fn regex(&mut self, text: &TextLiteral<'_>, case: Case) -> Option<regex::Regex> {
+        let TextLiteral {
+            value: pattern,
+            span,
+            string: lit,
+        } = text;
         if let Err(err) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
             let e = err.span();
             let at = lit.map_or(*span, |l| {
@@ -29,7 +30,7 @@ impl Checker<'_> {
             return None;
         }
         match regex::RegexBuilder::new(pattern)
-            .case_insensitive(ignore_case)
+            .case_insensitive(case == Case::Ignored)
             .size_limit(1 << 20)
             .build()
         {
