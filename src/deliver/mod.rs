@@ -15,10 +15,9 @@ mod retry_after;
 mod sign;
 mod trust;
 
+pub use crate::lang::headers::RESERVED_HEADERS;
 pub use client::{Client, OutgoingRequest};
-pub use headers::{
-    AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now,
-};
+pub use headers::{AttemptHeaders, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now};
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
 pub use prepare::{Draft, MASK, PrepareError, Prepared, prepare};
 pub use read::{EXCERPT_LIMIT, READ_LIMIT};

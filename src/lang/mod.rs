@@ -7,6 +7,7 @@ mod country;
 pub mod diagnostic;
 pub mod format;
 pub mod grammar;
+pub mod headers;
 pub mod parse;
 pub mod predicate;
 pub mod reach;

@@ -2,22 +2,10 @@
 
 use crate::lang::ast::{Span, StringLit, ValueSource};
 use crate::lang::codes::Code;
+use crate::lang::headers::{reserved, reserved_names};
 use crate::lang::webhook::{Header, Secretish};
 
 use super::Checker;
-
-/// Headers whc sets itself, which a rule may not override.
-const RESERVED_HEADERS: [&str; 9] = [
-    "host",
-    "content-length",
-    "transfer-encoding",
-    "content-type",
-    "idempotency-key",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "user-agent",
-];
 
 impl Checker<'_> {
     pub(super) fn header(&mut self, name: &StringLit, value: &ValueSource) -> Option<Header> {
@@ -31,9 +19,18 @@ impl Checker<'_> {
             )
             .help = Some("header names are letters, digits and `-`".into());
             ok = false;
-        } else if RESERVED_HEADERS.contains(&name.value.to_ascii_lowercase().as_str()) {
-            self.error(Code::InvalidHeader, name.span, "set by whc", format!("whc sets `{}` itself", name.value))
-                .help = Some("remove this header; whc sends Content-Type, User-Agent, Idempotency-Key and the webhook-* signature headers on every attempt".into());
+        } else if let Some(header) = reserved(&name.value) {
+            self.error(
+                Code::InvalidHeader,
+                name.span,
+                "set by whc",
+                format!("whc sets `{}` itself", name.value),
+            )
+            .help = Some(format!(
+                "remove this header: {}; whc sets these itself: {}",
+                header.why,
+                reserved_names()
+            ));
             ok = false;
         }
         let value = match value {
