@@ -5,6 +5,7 @@ pub mod check;
 pub mod codes;
 mod country;
 pub mod diagnostic;
+pub mod escape;
 pub mod format;
 pub mod grammar;
 pub mod headers;
