@@ -58,9 +58,14 @@ impl Token {
         FieldRef::resolve(Field::from_name(field)?, attribution).map(Token::Field)
     }
 
+    /// The names of the tokens that are not fields: `transaction`, `visitor`, ...
+    pub fn other_names() -> impl Iterator<Item = &'static str> {
+        OTHER_TOKENS.iter().map(|(n, _)| *n)
+    }
+
     /// Every token name a user may write, for suggestions.
     pub fn all_names() -> Vec<String> {
-        let mut names: Vec<String> = OTHER_TOKENS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let mut names: Vec<String> = Token::other_names().map(str::to_owned).collect();
         names.extend(Field::all().map(|f| f.name().to_owned()));
         for click in ClickField::ALL {
             names.push(format!("first.{}", click.name()));

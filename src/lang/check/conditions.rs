@@ -7,7 +7,7 @@ use crate::lang::diagnostic::suggestion;
 use crate::lang::predicate::{Check, Fast, Predicate, Test};
 use crate::lang::reach::{Fact, FactValue};
 
-use super::operators::{example_for, op_applies, ops_for};
+use super::operators::{all_ops, example_for, op_applies, ops_for};
 use super::{Checker, LabelMut};
 
 /// Where a condition sits, which decides whether its comparisons are facts for the
@@ -105,7 +105,7 @@ impl Checker<'_> {
                         label,
                         format!("unknown operator `{word}`"),
                     )
-                    .help = Some("the operators are: equals (==), not equals (!=), contains, not contains, starts with, ends with, greater than (>), at least (>=), less than (<), at most (<=), in, not in, matches, is set, is not set".into());
+                    .help = Some(format!("the operators are: {}", all_ops()));
                     return None;
                 }
                 known => Some(Spanned::new(op.span, known.clone())),

@@ -28,6 +28,19 @@ pub(super) fn op_applies(ty: FieldType, op: &Op) -> bool {
     }
 }
 
+/// Every operator, in words with its symbol: `equals (==), not equals (!=), contains, ...`.
+pub(super) fn all_ops() -> String {
+    Op::KNOWN
+        .iter()
+        .map(|op| match op.symbol() {
+            Some(sym) => format!("{} ({sym})", op.words()),
+            None => op.words().to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The operators that apply to a type, for its help: `` `equals` (==), `contains`, ... ``.
 pub(super) fn ops_for(ty: FieldType) -> String {
     Op::KNOWN
         .iter()

@@ -5,6 +5,8 @@ use crate::lang::codes::Code;
 use crate::lang::diagnostic::suggestion;
 use crate::lang::url::{Token, UrlProblem, UrlTemplate};
 
+use crate::event::{ClickField, NumberField};
+
 use super::Checker;
 
 impl Checker<'_> {
@@ -35,7 +37,7 @@ impl Checker<'_> {
                                 label,
                                 format!("unknown URL token `[{name}]`"),
                             )
-                            .help = Some("tokens are [revenue], [transaction], any field such as [utm_source] or [first.utm_source], and [event], [eventNumber], [visitor], [timestamp], [webhook], [delivery]".into());
+                            .help = Some(tokens_help());
                         }
                         UrlProblem::TokenInHost { range, name } => {
                             self.error(
@@ -62,4 +64,15 @@ fn is_loopback(url: &str) -> bool {
     ["localhost", "127.", "[::1]"]
         .iter()
         .any(|p| rest.starts_with(p))
+}
+
+/// The help listing the tokens, from the token and field tables.
+fn tokens_help() -> String {
+    let (number, click) = (NumberField::ALL[0].name(), ClickField::ALL[0].name());
+    let others: Vec<String> = Token::other_names().map(|n| format!("[{n}]")).collect();
+    format!(
+        "tokens are any field such as [{number}] or [{click}], a click's field such as \
+         [first.{click}] or [last.{click}], and {}",
+        others.join(", ")
+    )
 }
