@@ -6,14 +6,11 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::engine::RuleSet;
 use crate::engine::load;
+use crate::lang::diagnostic::render;
 use crate::lang::{Diagnostic, Env};
-
-/// Width of rendered diagnostics, fixed so that logs and `/v1/rules` read the same everywhere.
-const RENDER_WIDTH: usize = 100;
 
 /// The rules being served and the history of their reloads.
 ///
@@ -216,25 +213,15 @@ fn compile(paths: &[PathBuf], env: &dyn Env) -> Result<RuleSet, String> {
             .iter()
             .filter(|d| d.is_error())
             .collect();
-        render(&errors)
+        render_errors(&errors)
     })
 }
 
 /// miette's graphical report of each error, without colour, then a count.
-fn render(errors: &[&Diagnostic]) -> String {
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
-        .with_width(RENDER_WIDTH);
+fn render_errors(errors: &[&Diagnostic]) -> String {
     let mut out = String::new();
     for d in errors {
-        let before = out.len();
-        if handler.render_report(&mut out, *d).is_err() {
-            out.truncate(before);
-            let (line, column) = d.line_column();
-            out.push_str(&format!(
-                "{}:{line}:{column}: {}\n",
-                d.source.name, d.message
-            ));
-        }
+        out.push_str(&render(d, false));
     }
     let n = errors.len();
     out.push_str(&format!("{n} error{}", if n == 1 { "" } else { "s" }));
