@@ -49,7 +49,12 @@ impl Checker<'_> {
                             .help = Some("tokens may appear in the path, the query or the fragment, never in the scheme, host or port".into());
                         }
                         UrlProblem::Invalid { reason, .. } => {
-                            self.error(Code::InvalidUrl, url.span, "invalid URL", reason);
+                            self.error(
+                                Code::InvalidUrl,
+                                url.span,
+                                "invalid URL",
+                                reason.to_string(),
+                            );
                         }
                     }
                 }
