@@ -28,7 +28,7 @@ use crate::outbox::{Outbox, now_ms};
 
 pub use config::{Intercept, ServeConfig};
 pub use ingest::{BodyError, IngestError, parse_events, read_limited};
-pub use rules::{LiveRules, RulesStatus, WebhookStatus};
+pub use rules::{LiveRules, RulesError, RulesStatus, WebhookStatus};
 pub use watch::DEFAULT_DEBOUNCE;
 
 use dispatch::Dispatcher;
@@ -59,9 +59,12 @@ pub struct State {
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The rules at start had errors (rendered diagnostics).
-    #[error("the rules have errors; the sidecar does not start on broken rules:\n{0}")]
-    Rules(String),
+    /// The rules at start could not be read or had errors.
+    #[error(
+        "the rules have errors; the sidecar does not start on broken rules:\n{}",
+        .0.rendered()
+    )]
+    Rules(#[source] RulesError),
     /// The outbox could not be opened.
     #[error("cannot open the outbox in {path}: {source}")]
     Outbox {
