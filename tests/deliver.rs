@@ -148,7 +148,10 @@ async fn ok_is_delivered_with_the_body_excerpt() {
     let attempt = Client::new()
         .send(post(target.url("/hook?a=1"), r#"{"n":1}"#))
         .await;
-    assert_eq!(classify(&attempt.outcome), Verdict::Delivered);
+    assert_eq!(
+        classify(&attempt.outcome),
+        Verdict::Delivered { status: 200 }
+    );
     let answer = response(&attempt.outcome);
     assert_eq!(answer.status, 200);
     assert_eq!(answer.excerpt_text(), r#"{"received":true}"#);
@@ -395,7 +398,10 @@ async fn a_big_body_is_cut_to_the_excerpt() {
     let answer = response(&attempt.outcome);
     assert_eq!(answer.excerpt.len(), EXCERPT_LIMIT);
     assert!(answer.truncated);
-    assert_eq!(attempt.outcome.verdict(), Verdict::Delivered);
+    assert_eq!(
+        attempt.outcome.verdict(),
+        Verdict::Delivered { status: 200 }
+    );
     target.stop();
 }
 
@@ -424,7 +430,10 @@ async fn signed_attempts_verify_at_the_receiver() {
         timeout: Duration::from_secs(5),
     };
     let attempt = Client::new().send(request).await;
-    assert_eq!(attempt.outcome.verdict(), Verdict::Delivered);
+    assert_eq!(
+        attempt.outcome.verdict(),
+        Verdict::Delivered { status: 204 }
+    );
 
     let seen = &target.seen()[0];
     let header = |name: &str| seen.headers[name].to_str().unwrap().to_owned();
@@ -465,7 +474,10 @@ async fn get_sends_no_body_and_connections_are_reused() {
                 timeout: Duration::from_secs(5),
             })
             .await;
-        assert_eq!(attempt.outcome.verdict(), Verdict::Delivered);
+        assert_eq!(
+            attempt.outcome.verdict(),
+            Verdict::Delivered { status: 200 }
+        );
     }
     let seen = target.seen();
     assert_eq!(seen.len(), 3);

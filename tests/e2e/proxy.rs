@@ -3,7 +3,7 @@
 
 use hyper::{Method, StatusCode};
 
-use whc::sidecar::ServeConfig;
+use whc::sidecar::{ProxyConfig, ServeConfig};
 
 use crate::support::{Reply, Sidecar, Target, conversion, counter, wait_until, webhook};
 
@@ -28,7 +28,7 @@ async fn proxying(
             &webhook("sales", "conversion", "", hook_url, ""),
         )
         .config(move |c| {
-            c.upstream = Some(upstream);
+            c.proxy = Some(ProxyConfig::new(upstream));
             tweak(c);
         })
         .start()
