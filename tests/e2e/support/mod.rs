@@ -1,6 +1,7 @@
 //! What every end-to-end test needs: the recording target server, the sidecar started
 //! in-process on temporary directories, an HTTP client and polling helpers.
 
+pub mod signals;
 mod target;
 
 use std::collections::HashMap;
@@ -220,6 +221,8 @@ pub struct Sidecar {
     pub http: Http,
     config: ServeConfig,
     env: HashMap<String, String>,
+    /// Its rules watcher reloads on SIGHUP: keeps the SIGHUP test out while it runs.
+    _signals: signals::SignalGuard,
 }
 
 /// A change to the settings before start.
@@ -380,6 +383,7 @@ impl SidecarBuilder {
         for tweak in self.tweak {
             tweak(&mut config);
         }
+        let signals = signals::watcher().await;
         let running = whc::sidecar::start(config.clone(), Arc::new(self.env.clone()))
             .await
             .unwrap_or_else(|e| panic!("sidecar did not start: {e}"));
@@ -390,6 +394,7 @@ impl SidecarBuilder {
             http: Http::new(),
             config,
             env: self.env,
+            _signals: signals,
         }
     }
 }
