@@ -425,7 +425,7 @@ async fn rules_reload_while_events_flow_and_each_event_sees_one_version() {
 
     // And the deliveries went where that version's rules said.
     let total: usize = posted.iter().map(|p| p.webhooks.len()).sum();
-    wait_until(&format!("{total} deliveries"), || target.count() >= total).await;
+    target.wait_for(total).await;
     let by_event: BTreeMap<String, &Posted> = posted.iter().map(|p| (p.id.clone(), p)).collect();
     let mut seen = BTreeSet::new();
     for req in target.requests() {

@@ -146,6 +146,11 @@ impl Http {
 
 // ---------------------------------------------------------------------------------------------
 // Polling
+//
+// For conditions nothing notifies about (the admin API's view of a delivery, the live rules'
+// reload counters, a task's shared state). The sleeps below are the poll interval of a
+// bounded wait on the condition itself, not a guess at how long something takes. A target's
+// requests have their own waker: `Target::wait`.
 
 /// Polls `cond` every few milliseconds until it holds; fails the test after [`PATIENCE`].
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
