@@ -5,7 +5,7 @@ use hyper::{Method, StatusCode};
 
 use whc::sidecar::{ProxyConfig, ServeConfig};
 
-use crate::support::{Reply, Sidecar, Target, conversion, counter, wait_until, webhook};
+use crate::support::{Reply, Sidecar, Target, conversion, counter, webhook};
 
 /// Intercepted bodies the sidecar forwarded without matching them.
 async fn invalid_events(sidecar: &Sidecar) -> f64 {
@@ -144,7 +144,7 @@ async fn the_client_gets_the_upstreams_answer_and_intercepted_events_fan_out() {
     sidecar
         .wait_status(all[0]["id"].as_str().unwrap(), "delivered")
         .await;
-    wait_until("no more requests", || hook.count() == 1).await;
+    hook.wait("no more requests", |r| r.len() == 1).await;
     sidecar.shutdown().await;
 }
 
