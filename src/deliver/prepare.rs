@@ -166,3 +166,48 @@ pub fn prepare(draft: &Draft<'_>, env: &dyn Env) -> Result<Prepared, PrepareErro
         shown_headers,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lang::ProcessEnv;
+
+    fn draft(method: &str) -> Draft<'_> {
+        Draft {
+            id: "d-1",
+            method,
+            url: "http://127.0.0.1:9/",
+            headers: &[],
+            body: None,
+            secret_env: None,
+            timeout_ms: 1000,
+            purpose: Purpose::Delivery,
+        }
+    }
+
+    #[test]
+    fn a_stored_method_that_does_not_parse_is_refused_not_sent_as_post() {
+        let err = prepare(&draft("PO ST"), &ProcessEnv).expect_err("not a method");
+        assert_eq!(err, PrepareError::Method("PO ST".into()));
+        let ok = prepare(&draft("GET"), &ProcessEnv).expect("a method");
+        assert_eq!(ok.request.method, hyper::Method::GET);
+    }
+
+    #[test]
+    fn only_a_test_send_is_marked() {
+        let marked = |purpose| {
+            let draft = Draft {
+                purpose,
+                ..draft("POST")
+            };
+            let prepared = prepare(&draft, &ProcessEnv).expect("prepared");
+            prepared
+                .request
+                .headers
+                .iter()
+                .any(|(n, _)| n.eq_ignore_ascii_case(crate::deliver::TEST_HEADER))
+        };
+        assert!(marked(Purpose::Test));
+        assert!(!marked(Purpose::Delivery));
+    }
+}

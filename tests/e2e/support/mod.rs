@@ -259,6 +259,19 @@ impl Sidecar {
         self.running.as_ref().expect("sidecar running")
     }
 
+    /// Makes every event insert fail from now on, as a full disk would: a trigger in the
+    /// outbox aborts it, so accepting events fails with a store error.
+    pub fn break_store(&self) {
+        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        conn.execute_batch(
+            "CREATE TRIGGER whc_test_store_broken BEFORE INSERT ON events
+             BEGIN SELECT RAISE(ABORT, 'the store is broken (test)'); END;",
+        )
+        .expect("install the failing trigger");
+    }
+
     /// The events listener's URL for `path`.
     pub fn events_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.running().addr)
