@@ -8,9 +8,13 @@ use std::time::Duration;
 
 use clap::{Args, ValueEnum};
 
-use crate::deliver::RetryPolicy;
+use crate::deliver::{Limits, RetryPolicy, format_duration, parse_duration};
 use crate::lang::ProcessEnv;
-use crate::sidecar::{self, Intercept, ServeConfig};
+use crate::sidecar::config::{
+    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA, DEFAULT_GRACE_SECONDS, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
+    DEFAULT_RETENTION_DAYS, DEFAULT_UPSTREAM_TIMEOUT,
+};
+use crate::sidecar::{self, Intercept, ProxyConfig, ServeConfig};
 
 use super::default_rules;
 
@@ -23,6 +27,24 @@ pub enum LogFormat {
     Json,
 }
 
+/// A duration flag, written `30s`, `500ms`, `2m` (see [`parse_duration`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Wait(Duration);
+
+impl std::str::FromStr for Wait {
+    type Err = crate::deliver::RetryPolicyError;
+
+    fn from_str(text: &str) -> Result<Wait, Self::Err> {
+        parse_duration(text.trim()).map(Wait)
+    }
+}
+
+impl std::fmt::Display for Wait {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&format_duration(self.0))
+    }
+}
+
 /// Arguments of `whc serve`.
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -30,20 +52,23 @@ pub struct ServeArgs {
     #[arg(long, default_value_os_t = default_rules())]
     rules: PathBuf,
     /// Where the tracker posts events (or, with --upstream, where its clients connect).
-    #[arg(long, default_value = "127.0.0.1:8787")]
+    #[arg(long, default_value_t = DEFAULT_LISTEN)]
     listen: SocketAddr,
     /// Where the admin API listens.
-    #[arg(long, default_value = "127.0.0.1:8788")]
+    #[arg(long, default_value_t = DEFAULT_ADMIN_LISTEN)]
     admin_listen: SocketAddr,
     /// The data directory; the outbox is `outbox.db` inside it.
-    #[arg(long, default_value = ".whc")]
+    #[arg(long, default_value = DEFAULT_DATA)]
     data: PathBuf,
     /// Proxy mode: forward every request to this URL (the tracker).
     #[arg(long)]
     upstream: Option<hyper::Uri>,
     /// In proxy mode, a route whose bodies are events, as "METHOD /path" (repeatable).
-    #[arg(long, value_parser = Intercept::parse, default_value = "POST /v1/events")]
+    #[arg(long, value_parser = Intercept::parse, default_values_t = [Intercept::events()])]
     intercept: Vec<Intercept>,
+    /// In proxy mode, how long to wait for the upstream's answer before answering 504.
+    #[arg(long, default_value_t = Wait(DEFAULT_UPSTREAM_TIMEOUT))]
+    upstream_timeout: Wait,
     /// Waits before each retry, e.g. "10s,30s,2m,10m,30m,1h,3h,6h" (the default).
     #[arg(long, value_parser = |s: &str| RetryPolicy::parse(s).map_err(|e| e.to_string()))]
     retry_schedule: Option<RetryPolicy>,
@@ -52,19 +77,19 @@ pub struct ServeArgs {
     ingest_token: Option<String>,
     /// Largest event body, in bytes: a larger post gets 413; in proxy mode a larger
     /// intercepted body is forwarded but not matched.
-    #[arg(long, default_value_t = 1024 * 1024)]
+    #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
     max_body: usize,
     /// Days delivered deliveries stay in the delivery log.
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = DEFAULT_RETENTION_DAYS)]
     retention_days: u64,
     /// Delivery attempts in flight, overall.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = Limits::DEFAULT.overall)]
     concurrency: usize,
     /// Delivery attempts in flight to one endpoint.
-    #[arg(long, default_value_t = 8)]
+    #[arg(long, default_value_t = Limits::DEFAULT.per_endpoint)]
     per_endpoint: usize,
     /// Seconds shutdown waits for requests and attempts in flight.
-    #[arg(long, default_value_t = 10)]
+    #[arg(long, default_value_t = DEFAULT_GRACE_SECONDS)]
     grace_seconds: u64,
     /// Start with deliveries paused: events are accepted and stored, nothing is sent until
     /// `POST /v1/deliveries/resume` on the admin listener.
@@ -85,8 +110,11 @@ impl ServeArgs {
         config.listen = self.listen;
         config.admin_listen = self.admin_listen;
         config.data = self.data;
-        config.upstream = self.upstream;
-        config.intercept = self.intercept;
+        config.proxy = self.upstream.map(|upstream| ProxyConfig {
+            upstream,
+            intercept: self.intercept,
+            timeout: self.upstream_timeout.0,
+        });
         if let Some(retry) = self.retry_schedule {
             config.retry = retry;
         }

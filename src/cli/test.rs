@@ -8,11 +8,11 @@ use std::process::ExitCode;
 
 use clap::Args;
 
+use crate::deliver::test::{self, TestMode, TestReport, TestResult, status_line};
 use crate::deliver::{Client, EXCERPT_LIMIT, ExtraRoots};
 use crate::event::Event;
 use crate::lang::diagnostic::did_you_mean;
 use crate::lang::{ProcessEnv, Webhook};
-use crate::sidecar::testsend::{self, TestReport, status_line};
 
 use super::output::paint;
 use super::{Format, default_rules};
@@ -88,14 +88,13 @@ pub fn run(args: TestArgs, color: bool) -> Result<ExitCode, String> {
     for webhook in &chosen {
         let event = event
             .clone()
-            .unwrap_or_else(|| testsend::sample_event_for(webhook));
-        let report = runtime.block_on(testsend::run(
-            &client,
-            webhook,
-            &event,
-            &ProcessEnv,
-            args.dry_run,
-        ));
+            .unwrap_or_else(|| test::sample_event_for(webhook));
+        let mode = if args.dry_run {
+            TestMode::DryRun
+        } else {
+            TestMode::Send
+        };
+        let report = runtime.block_on(test::run(&client, webhook, &event, &ProcessEnv, mode));
         if args.format == Format::Human {
             print!("{}", human(webhook, &event, &report, color));
         }
@@ -155,9 +154,12 @@ fn human(webhook: &Webhook, event: &Event, report: &TestReport, color: bool) -> 
         }
     }
     let _ = writeln!(out);
-    let ms = report.elapsed.as_secs_f64() * 1000.0;
+    let ms = report.elapsed().as_secs_f64() * 1000.0;
     match &report.result {
-        Ok(response) => {
+        TestResult::Sent {
+            answer: Ok(response),
+            ..
+        } => {
             let status = status_line(response.status);
             let painted = paint(&status, if report.ok() { "32" } else { "31" }, color);
             let _ = writeln!(out, "< {painted}    ({ms:.0} ms)");
@@ -178,13 +180,13 @@ fn human(webhook: &Webhook, event: &Event, report: &TestReport, color: bool) -> 
                 );
             }
         }
-        Err(_) if report.dry_run && report.prepared => {
+        TestResult::Rendered => {
             let _ = writeln!(out, "(dry run: not sent)");
         }
-        Err(_) => {}
+        TestResult::Sent { answer: Err(_), .. } | TestResult::Unprepared(_) => {}
     }
     let verdict = match report.failure() {
-        None if report.dry_run => paint("ok: rendered (dry run)", "32", color),
+        None if report.mode == TestMode::DryRun => paint("ok: rendered (dry run)", "32", color),
         None => paint(&format!("ok: answered in {ms:.0} ms"), "32", color),
         Some(reason) => paint(&format!("failed: {reason}"), "31", color),
     };

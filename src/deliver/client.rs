@@ -57,7 +57,7 @@ impl fmt::Debug for OutgoingRequest {
 /// Cloning is cheap and shares the pool. Redirects are never followed.
 #[derive(Clone, Debug)]
 pub struct Client {
-    inner: HyperClient<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: HyperClient<Connector, Full<Bytes>>,
 }
 
 impl Default for Client {
@@ -66,44 +66,49 @@ impl Default for Client {
     }
 }
 
+/// How every outgoing connection of whc is made (deliveries, the Test button, the proxy's
+/// upstream): TCP without Nagle, then TLS by rustls with the Mozilla roots and any extra CA
+/// certificates, plain HTTP allowed.
+pub type Connector = HttpsConnector<HttpConnector>;
+
+/// Which HTTP versions a [`Connector`] offers in TLS's ALPN.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocols {
+    /// HTTP/1.1 only: the proxy forwards requests as its clients sent them.
+    Http1,
+    /// HTTP/1.1 and HTTP/2, as the target prefers: deliveries and test sends.
+    Http1And2,
+}
+
+/// The one connector builder: trusts the Mozilla roots and `extra`.
+pub fn connector(extra: &ExtraRoots, protocols: Protocols) -> Result<Connector, TrustError> {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false); // the TLS layer above takes https:// URLs
+    http.set_nodelay(true); // webhook requests are small: don't wait to fill packets
+    let tls = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(extra.client_config()?)
+        .https_or_http()
+        .enable_http1();
+    Ok(match protocols {
+        Protocols::Http1 => tls.wrap_connector(http),
+        Protocols::Http1And2 => tls.enable_http2().wrap_connector(http),
+    })
+}
+
 impl Client {
-    /// A client with its own connection pool.
+    /// A client with its own connection pool, trusting the Mozilla roots.
     pub fn new() -> Self {
-        // ring named explicitly: rustls would panic picking a default if a second provider
-        // were ever compiled in. ring supports the safe default TLS versions, so this holds.
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .expect("ring supports TLS 1.2 and 1.3");
-        Self::over(https)
+        // The Mozilla roots alone always make a valid TLS configuration with ring.
+        Self::with_roots(&ExtraRoots::default()).expect("ring supports TLS 1.2 and 1.3")
     }
 
     /// A client that also trusts these CA certificates (endpoints behind a private CA).
     pub fn with_roots(extra: &ExtraRoots) -> Result<Self, TrustError> {
-        if extra.is_empty() {
-            return Ok(Self::new());
-        }
-        let config = extra.client_config()?;
-        Ok(Self::over(
-            hyper_rustls::HttpsConnectorBuilder::new().with_tls_config(config),
-        ))
-    }
-
-    fn over(
-        tls: hyper_rustls::HttpsConnectorBuilder<hyper_rustls::builderstates::WantsSchemes>,
-    ) -> Self {
-        let mut http = HttpConnector::new();
-        http.enforce_http(false); // the TLS layer above takes https:// URLs
-        http.set_nodelay(true); // webhook requests are small: don't wait to fill packets
-        let https = tls
-            .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
         let inner = HyperClient::builder(TokioExecutor::new())
             .pool_idle_timeout(POOL_IDLE)
             .pool_timer(TokioTimer::new())
-            .build(https);
-        Self { inner }
+            .build(connector(extra, Protocols::Http1And2)?);
+        Ok(Self { inner })
     }
 
     /// Makes one attempt. Never panics and never fails: every problem is an [`Outcome::Failed`].

@@ -76,8 +76,11 @@ pub enum SendError {
 /// What to do with a delivery after an attempt.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verdict {
-    /// The target took it (2xx).
-    Delivered,
+    /// The target took it with this 2xx status.
+    Delivered {
+        /// The status it answered.
+        status: u16,
+    },
     /// Worth another try, after at least `retry_after` when the target said so.
     Retry {
         /// The target's `Retry-After` (only read on 429 and 503).
@@ -98,7 +101,7 @@ pub fn classify(outcome: &Outcome) -> Verdict {
         Outcome::Failed(SendError::InvalidRequest(_)) => Verdict::Dead,
         Outcome::Failed(_) => Verdict::Retry { retry_after: None },
         Outcome::Response(response) => match response.status {
-            200..=299 => Verdict::Delivered,
+            status @ 200..=299 => Verdict::Delivered { status },
             429 | 503 => Verdict::Retry {
                 retry_after: response.retry_after,
             },
@@ -163,9 +166,9 @@ mod tests {
     fn statuses_map_to_verdicts() {
         let retry = Verdict::Retry { retry_after: None };
         for (status, verdict) in [
-            (200, Verdict::Delivered),
-            (204, Verdict::Delivered),
-            (299, Verdict::Delivered),
+            (200, Verdict::Delivered { status: 200 }),
+            (204, Verdict::Delivered { status: 204 }),
+            (299, Verdict::Delivered { status: 299 }),
             (301, Verdict::Dead),
             (302, Verdict::Dead),
             (400, Verdict::Dead),

@@ -85,7 +85,7 @@ impl RetryPolicy {
             .split(',')
             .map(str::trim)
             .filter(|step| !step.is_empty())
-            .map(parse_step)
+            .map(parse_duration)
             .collect::<Result<Vec<_>, _>>()?;
         Self::try_new(schedule, DEFAULT_JITTER)
     }
@@ -170,8 +170,9 @@ impl fmt::Display for RetryPolicy {
     }
 }
 
-/// One schedule step: digits then a unit.
-fn parse_step(step: &str) -> Result<Duration, RetryPolicyError> {
+/// One duration, a whole number then a unit (`ms`, `s`, `m`, `h`), such as a schedule step
+/// (`30s`) or a timeout; zero is refused.
+pub fn parse_duration(step: &str) -> Result<Duration, RetryPolicyError> {
     let digits_end = step
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(step.len());
@@ -202,7 +203,7 @@ fn parse_step(step: &str) -> Result<Duration, RetryPolicyError> {
 }
 
 /// A duration in the largest unit that writes it exactly, e.g. `90s`, `2m`, `150ms`.
-fn format_duration(d: Duration) -> String {
+pub fn format_duration(d: Duration) -> String {
     let ms = d.as_millis();
     match ms {
         0 => "0s".into(),

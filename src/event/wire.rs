@@ -179,7 +179,7 @@ fn kind(obj: &Map<String, Json>) -> Result<EventKind, EventError> {
     }
 }
 
-/// Parses one event; see the README's "Event format" for the keys.
+/// Parses one event; see "The event format" in docs/language.md for the keys.
 pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
     let Json::Object(obj) = value else {
         return Err(EventError::new(

@@ -23,7 +23,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
-pub use payload::Payload;
+pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
     Accepted, AttemptRecord, Delivery, DeliveryFilter, EXCERPT_LIMIT, NewDelivery, NewEvent, Stats,
     Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,

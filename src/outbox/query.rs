@@ -4,11 +4,11 @@ use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::OutboxError;
-use super::payload::envelope;
+use super::payload::{StoredBody, StoredEvent};
 use super::types::{Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader};
 
-/// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (for
-/// the envelope).
+/// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (the
+/// event an envelope wraps).
 const COLUMNS: &str = "d.id, d.event_id, d.webhook, d.method, d.url, d.headers, d.body,
     d.secret_env, d.timeout_ms, d.max_attempts, d.attempts, d.status, d.next_attempt_at,
     d.last_status_code, d.last_error, d.response_excerpt, d.last_attempt_ms, d.created_at,
@@ -22,22 +22,27 @@ fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
     let headers: String = row.get(5)?;
     let headers: Vec<StoredHeader> = serde_json::from_str(&headers)
         .map_err(|e| rusqlite::Error::FromSqlConversionFailure(5, Type::Text, Box::new(e)))?;
-    let body: Option<Vec<u8>> = if row.get::<_, bool>(19)? {
-        let id: String = row.get(0)?;
-        let webhook: String = row.get(2)?;
+    let body = if row.get::<_, bool>(19)? {
         let kind: Option<String> = row.get(20)?;
         let occurred_at: Option<String> = row.get(21)?;
         let event: Option<String> = row.get(22)?;
-        let (Some(kind), Some(event)) = (kind, event) else {
+        let (Some(kind), Some(json)) = (kind, event) else {
             return Err(rusqlite::Error::FromSqlConversionFailure(
                 22,
                 Type::Null,
                 "the delivery's event is missing, so its envelope cannot be rendered".into(),
             ));
         };
-        Some(envelope(&id, &webhook, &kind, occurred_at.as_deref(), &event).into_bytes())
+        StoredBody::Envelope(StoredEvent {
+            kind,
+            occurred_at,
+            json,
+        })
     } else {
-        row.get(6)?
+        match row.get::<_, Option<Vec<u8>>>(6)? {
+            Some(bytes) => StoredBody::Bytes(bytes),
+            None => StoredBody::Empty,
+        }
     };
     Ok(Delivery {
         id: row.get(0)?,

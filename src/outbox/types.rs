@@ -1,6 +1,6 @@
 //! The outbox's data: what goes in (events, deliveries), what comes out, and attempt outcomes.
 
-use super::payload::Payload;
+use super::payload::{Payload, StoredBody};
 use std::fmt;
 use std::str::FromStr;
 
@@ -158,8 +158,8 @@ pub struct Delivery {
     pub url: String,
     /// Headers, secrets as environment references.
     pub headers: Vec<StoredHeader>,
-    /// The request body, `None` for a GET.
-    pub body: Option<Vec<u8>>,
+    /// The request body as stored; `deliver` renders the bytes it sends.
+    pub body: StoredBody,
     /// The environment variable holding the signing secret.
     pub secret_env: Option<String>,
     /// The per-attempt deadline.

@@ -173,8 +173,21 @@ fn commit_batch(
     let wakes = batch.iter().any(Request::may_make_due);
     let now = now_ms();
     let mut stored_events = 0u64;
-    let result = match run_batch(conn, &mut batch, false, now, &mut stored_events) {
-        Ok(false) => run_batch(conn, &mut batch, true, now, &mut stored_events).map(|_| ()),
+    let result = match run_batch(
+        conn,
+        &mut batch,
+        Isolation::Straight,
+        now,
+        &mut stored_events,
+    ) {
+        Ok(false) => run_batch(
+            conn,
+            &mut batch,
+            Isolation::Savepoints,
+            now,
+            &mut stored_events,
+        )
+        .map(|_| ()),
         other => other.map(|_| ()),
     };
     let failed = match result {
@@ -204,13 +217,23 @@ fn commit_batch(
     }
 }
 
+/// How the requests of one batch share its transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Isolation {
+    /// One after another, no savepoints: the fast path, rolled back whole if a request fails
+    /// in a way that may have left writes behind.
+    Straight,
+    /// Each request in its own savepoint, so a failing one undoes only its own writes.
+    Savepoints,
+}
+
 /// Runs every request of the batch in one transaction, each keeping its own result. Returns
-/// whether it committed: `false` when, run straight (`isolated` false), a request failed in a
-/// way that may have left writes behind, and the transaction was rolled back.
+/// whether it committed: `false` when, run [`Isolation::Straight`], a request failed in a way
+/// that may have left writes behind, and the transaction was rolled back.
 fn run_batch(
     conn: &mut Connection,
     batch: &mut [Request],
-    isolated: bool,
+    isolation: Isolation,
     now: i64,
     stored: &mut u64,
 ) -> Result<bool, rusqlite::Error> {
@@ -219,13 +242,12 @@ fn run_batch(
     let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     *stored = 0;
     for request in batch.iter_mut() {
-        if isolated {
-            request.apply_in_savepoint(&mut tx, now, stored);
-        } else {
-            request.apply(&tx, now, stored);
+        match isolation {
+            Isolation::Savepoints => request.apply_in_savepoint(&mut tx, now, stored),
+            Isolation::Straight => request.apply(&tx, now, stored),
         }
     }
-    if !isolated && !batch.iter().all(Request::left_clean) {
+    if isolation == Isolation::Straight && !batch.iter().all(Request::left_clean) {
         tx.rollback()?;
         return Ok(false);
     }

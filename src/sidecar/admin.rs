@@ -8,12 +8,13 @@ use hyper::{Method, Request, Response, StatusCode};
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 
+use crate::deliver::stored_body;
+use crate::deliver::test::{self, TestMode};
 use crate::outbox::{Delivery, DeliveryFilter, Status};
 
 use super::State;
 use super::http::{Body, error, json, text};
 use super::metrics::Gauges;
-use super::testsend;
 
 /// Handles one admin request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
@@ -124,9 +125,10 @@ async fn deliveries(state: &State, query: &str) -> Response<Body> {
     }
 }
 
-/// A delivery as the admin API shows it; header values from the environment show the
-/// variable's name, never the value.
+/// A delivery as the admin API shows it, its body as sent; header values from the environment
+/// show the variable's name, never the value.
 pub fn delivery_json(d: &Delivery) -> serde_json::Value {
+    let body = stored_body(d);
     json!({
         "id": d.id,
         "event": d.event_id,
@@ -134,7 +136,7 @@ pub fn delivery_json(d: &Delivery) -> serde_json::Value {
         "method": d.method,
         "url": d.url,
         "headers": d.headers,
-        "body": d.body.as_deref().map(String::from_utf8_lossy),
+        "body": body.as_deref().map(String::from_utf8_lossy),
         "signed_with": d.secret_env,
         "timeout_ms": d.timeout_ms,
         "status": d.status,
@@ -155,7 +157,14 @@ async fn test_button(state: &State, name: &str) -> Response<Body> {
     let Some(webhook) = rules.get(name) else {
         return error(StatusCode::NOT_FOUND, format!("no webhook named `{name}`"));
     };
-    let event = testsend::sample_event_for(webhook);
-    let report = testsend::run(&state.client, webhook, &event, state.env.as_ref(), false).await;
+    let event = test::sample_event_for(webhook);
+    let report = test::run(
+        &state.client,
+        webhook,
+        &event,
+        state.env.as_ref(),
+        TestMode::Send,
+    )
+    .await;
     json(StatusCode::OK, &report.to_json())
 }

@@ -1,28 +1,22 @@
-//! The tracker-facing listener: `POST /v1/events`, or in proxy mode every request forwarded
-//! to the upstream with event routes matched on the way back.
+//! The events API on the tracker-facing listener: `POST /v1/events`, answered 202 once the
+//! events and their deliveries are committed.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode, header};
 use serde_json::json;
 
-use crate::outbox::NewEvent;
-
 use super::State;
-use super::fanout::fan_out;
+use super::body::{BodyError, read_limited};
 use super::http::{Body, error, json};
-use super::ingest::{BodyError, parse_events, read_limited};
+use super::ingest::{Accepted, IngestFailure, Input, InvalidEvent};
 use super::metrics::Metrics;
 
-/// Handles one request on the events listener.
+/// Handles one request on the events listener in direct mode.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    if state.upstream.is_some() {
-        return super::proxy::forward(state, req).await;
-    }
     match (req.method(), req.uri().path()) {
-        (&Method::POST, "/v1/events") => ingest(&state, req).await,
+        (&Method::POST, "/v1/events") => post_events(&state, req).await,
         (_, "/v1/events") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST /v1/events"),
         _ => error(
             StatusCode::NOT_FOUND,
@@ -46,7 +40,7 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-async fn ingest(state: &State, req: Request<Incoming>) -> Response<Body> {
+async fn post_events(state: &State, req: Request<Incoming>) -> Response<Body> {
     if !authorised(state, &req) {
         Metrics::bump(&state.metrics.events_rejected);
         return error(
@@ -58,68 +52,79 @@ async fn ingest(state: &State, req: Request<Incoming>) -> Response<Body> {
         Ok(body) => body,
         Err(err) => {
             Metrics::bump(&state.metrics.events_rejected);
-            return body_error(state, err);
+            return body_error(err);
         }
     };
-    match accept(state, &body).await {
-        Ok(answer) => json(StatusCode::ACCEPTED, &answer),
-        Err(res) => res,
-    }
-}
-
-fn body_error(state: &State, err: BodyError) -> Response<Body> {
-    match err {
-        BodyError::TooLarge { .. } => error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            format!("the body is larger than {} bytes", state.config.max_body),
-        ),
-        other => error(StatusCode::BAD_REQUEST, other.to_string()),
-    }
-}
-
-/// Parses, matches and durably stores a body of events; the answer lists what each fired.
-/// Nothing is stored unless every event in the body is valid.
-pub async fn accept(state: &State, body: &Bytes) -> Result<serde_json::Value, Response<Body>> {
-    let events = match parse_events(body) {
-        Ok(events) => events,
-        Err(err) => {
+    match state.ingest.accept(Input::Json(&body)).await {
+        Ok(accepted) => json(StatusCode::ACCEPTED, &accepted_json(&accepted)),
+        Err(IngestFailure::Invalid(invalid)) => {
             Metrics::bump(&state.metrics.events_rejected);
-            return Err(json(StatusCode::BAD_REQUEST, &err.to_json()));
+            json(StatusCode::BAD_REQUEST, &invalid_json(&invalid))
         }
-    };
-    // One rule set for the whole body: a reload in between cannot split it.
-    let rules = state.rules.current();
-    let default_attempts = state.config.default_attempts();
-    let batch: Vec<NewEvent> = events
-        .into_iter()
-        .map(|e| fan_out(&rules, e, default_attempts))
-        .collect();
-    let fired: Vec<Vec<String>> = batch
-        .iter()
-        .map(|e| e.deliveries.iter().map(|d| d.webhook.clone()).collect())
-        .collect();
-    let accepted = match state.outbox.accept(batch).await {
-        Ok(accepted) => accepted,
-        Err(err) => {
+        Err(IngestFailure::Unavailable(err)) => {
             tracing::error!(%err, "cannot store events");
-            return Err(error(
+            error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "the events could not be stored; nothing was accepted, send them again",
-            ));
+            )
         }
+    }
+}
+
+fn body_error(err: BodyError) -> Response<Body> {
+    let status = match err {
+        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        BodyError::Read(_) => StatusCode::BAD_REQUEST,
     };
-    let results: Vec<serde_json::Value> = accepted
+    error(status, err.to_string())
+}
+
+/// The 202 answer: the rules' hash and, per event, its id and what it fired.
+pub fn accepted_json(accepted: &Accepted) -> serde_json::Value {
+    let events: Vec<serde_json::Value> = accepted
+        .events
         .iter()
-        .zip(fired)
-        .map(|(a, webhooks)| {
-            if a.duplicate {
-                Metrics::bump(&state.metrics.events_duplicate);
-                json!({ "id": a.id, "duplicate": true, "webhooks": [], "deliveries": a.deliveries })
-            } else {
-                Metrics::bump(&state.metrics.events_accepted);
-                json!({ "id": a.id, "duplicate": false, "webhooks": webhooks, "deliveries": a.deliveries })
-            }
+        .map(|e| {
+            json!({
+                "id": e.id,
+                "duplicate": e.duplicate,
+                "webhooks": e.webhooks,
+                "deliveries": e.deliveries,
+            })
         })
         .collect();
-    Ok(json!({ "rules": rules.hash, "events": results }))
+    json!({ "rules": accepted.rules, "events": events })
+}
+
+/// The 400 answer: `{"error": "...", "key": "revenue", "index": 2}` (no `index` for a single
+/// event).
+pub fn invalid_json(invalid: &InvalidEvent) -> serde_json::Value {
+    let mut body = json!({ "error": invalid.message, "key": invalid.key });
+    if let Some(i) = invalid.index {
+        body["index"] = json!(i);
+    }
+    body
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_invalid_event_names_its_key_and_index() {
+        let invalid = InvalidEvent {
+            key: "revenue".into(),
+            index: Some(2),
+            message: "expected a number".into(),
+        };
+        assert_eq!(
+            invalid_json(&invalid),
+            json!({"error": "expected a number", "key": "revenue", "index": 2})
+        );
+        let single = InvalidEvent {
+            index: None,
+            ..invalid
+        };
+        assert!(invalid_json(&single).get("index").is_none());
+    }
 }

@@ -1,14 +1,30 @@
-//! The sidecar's settings, with the defaults that let it run with no set-up.
+//! The sidecar's settings, with the defaults that let it run with no set-up. The defaults live
+//! here once; `whc serve`'s flags show them from here.
 
-use std::net::SocketAddr;
+use std::fmt;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 use std::path::PathBuf;
 use std::time::Duration;
 
 use hyper::Method;
 
-use crate::deliver::RetryPolicy;
+use crate::deliver::{Limits, RetryPolicy};
 
-use super::dispatch::Limits;
+/// Where the tracker posts events by default.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8787));
+/// Where the admin API listens by default: loopback only.
+pub const DEFAULT_ADMIN_LISTEN: SocketAddr =
+    SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 8788));
+/// The data directory by default.
+pub const DEFAULT_DATA: &str = ".whc";
+/// The largest event body by default, in bytes.
+pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
+/// Days delivered deliveries stay in the delivery log by default.
+pub const DEFAULT_RETENTION_DAYS: u64 = 7;
+/// Seconds shutdown waits for requests and attempts in flight by default.
+pub const DEFAULT_GRACE_SECONDS: u64 = 10;
+/// How long the proxy waits for the upstream's answer by default.
+pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// A route of the upstream whose bodies are events: `POST /v1/events`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,23 +35,79 @@ pub struct Intercept {
     pub path: String,
 }
 
+/// Why `--intercept` could not be read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InterceptError {
+    /// Not two words.
+    #[error("`{0}` is not `METHOD /path`")]
+    Shape(String),
+    /// The first word is not a method.
+    #[error("`{0}` is not an HTTP method")]
+    Method(String),
+    /// The path is not absolute.
+    #[error("`{0}` must start with `/`")]
+    Path(String),
+}
+
 impl Intercept {
+    /// whc's own event route, `POST /v1/events`: intercepted by default.
+    pub fn events() -> Intercept {
+        Intercept {
+            method: Method::POST,
+            path: "/v1/events".into(),
+        }
+    }
+
     /// Parses `"POST /path"`.
-    pub fn parse(text: &str) -> Result<Intercept, String> {
+    pub fn parse(text: &str) -> Result<Intercept, InterceptError> {
         let (method, path) = text
             .trim()
             .split_once(' ')
-            .ok_or_else(|| format!("`{text}` is not `METHOD /path`"))?;
+            .ok_or_else(|| InterceptError::Shape(text.to_owned()))?;
         let method = Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes())
-            .map_err(|_| format!("`{method}` is not an HTTP method"))?;
+            .map_err(|_| InterceptError::Method(method.to_owned()))?;
         let path = path.trim();
         if !path.starts_with('/') {
-            return Err(format!("`{path}` must start with `/`"));
+            return Err(InterceptError::Path(path.to_owned()));
         }
         Ok(Intercept {
             method,
             path: path.to_owned(),
         })
+    }
+
+    /// Whether a request with this method and path is intercepted.
+    pub fn matches(&self, method: &Method, path: &str) -> bool {
+        self.method == method && self.path == path
+    }
+}
+
+impl fmt::Display for Intercept {
+    /// `POST /v1/events`, as [`Intercept::parse`] reads it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}", self.method, self.path)
+    }
+}
+
+/// Proxy mode's settings: the sidecar stands in front of the tracker.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// The tracker's own address; every request is forwarded there.
+    pub upstream: hyper::Uri,
+    /// The routes whose bodies are also matched as events.
+    pub intercept: Vec<Intercept>,
+    /// How long to wait for the upstream's answer (its status and headers).
+    pub timeout: Duration,
+}
+
+impl ProxyConfig {
+    /// Proxying to `upstream`, intercepting `POST /v1/events`, with the default timeout.
+    pub fn new(upstream: hyper::Uri) -> ProxyConfig {
+        ProxyConfig {
+            upstream,
+            intercept: vec![Intercept::events()],
+            timeout: DEFAULT_UPSTREAM_TIMEOUT,
+        }
     }
 }
 
@@ -50,10 +122,8 @@ pub struct ServeConfig {
     pub admin_listen: SocketAddr,
     /// The data directory; the outbox lives in `outbox.db` inside it.
     pub data: PathBuf,
-    /// Proxy mode: the tracker's own address, every request is forwarded there.
-    pub upstream: Option<hyper::Uri>,
-    /// In proxy mode, the routes whose bodies are also matched as events.
-    pub intercept: Vec<Intercept>,
+    /// Proxy mode, when set: every request is forwarded to the tracker.
+    pub proxy: Option<ProxyConfig>,
     /// When failed deliveries are tried again.
     pub retry: RetryPolicy,
     /// When set, event posts must carry `Authorization: Bearer <token>`.
@@ -79,20 +149,16 @@ impl ServeConfig {
     pub fn new(rules: PathBuf) -> ServeConfig {
         ServeConfig {
             rules: vec![rules],
-            listen: SocketAddr::from(([127, 0, 0, 1], 8787)),
-            admin_listen: SocketAddr::from(([127, 0, 0, 1], 8788)),
-            data: PathBuf::from(".whc"),
-            upstream: None,
-            intercept: vec![Intercept {
-                method: Method::POST,
-                path: "/v1/events".into(),
-            }],
+            listen: DEFAULT_LISTEN,
+            admin_listen: DEFAULT_ADMIN_LISTEN,
+            data: PathBuf::from(DEFAULT_DATA),
+            proxy: None,
             retry: RetryPolicy::default(),
             ingest_token: None,
-            max_body: 1024 * 1024,
-            retention: Duration::from_secs(7 * 24 * 3600),
-            limits: Limits::default(),
-            grace: Duration::from_secs(10),
+            max_body: DEFAULT_MAX_BODY,
+            retention: Duration::from_secs(DEFAULT_RETENTION_DAYS * 24 * 3600),
+            limits: Limits::DEFAULT,
+            grace: Duration::from_secs(DEFAULT_GRACE_SECONDS),
             debounce: super::DEFAULT_DEBOUNCE,
             paused: false,
             ca_certs: Vec::new(),
@@ -103,5 +169,32 @@ impl ServeConfig {
     /// the retry schedule.
     pub fn default_attempts(&self) -> u32 {
         self.retry.schedule.len() as u32 + 1
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn intercepts_parse_and_print_back() {
+        let route = Intercept::parse(" post  /in/tracker ").expect("valid");
+        assert_eq!(route.to_string(), "POST /in/tracker");
+        assert_eq!(
+            Intercept::parse(&Intercept::events().to_string()),
+            Ok(Intercept::events())
+        );
+        assert_eq!(
+            Intercept::parse("POST"),
+            Err(InterceptError::Shape("POST".into()))
+        );
+        assert_eq!(
+            Intercept::parse("POST in"),
+            Err(InterceptError::Path("in".into()))
+        );
+        assert!(matches!(
+            Intercept::parse("P(ST /x"),
+            Err(InterceptError::Method(_))
+        ));
     }
 }

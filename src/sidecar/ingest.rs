@@ -1,24 +1,25 @@
-//! Event posts: reading a bounded body and parsing one event or an array of them.
+//! Ingest: the one way events get in, whatever carried them. Parses whc's JSON event (or takes
+//! events a source already mapped), matches them against the rules being served, and stores
+//! each with its deliveries in one commit. It knows nothing of HTTP: each way in turns
+//! [`accept`]'s typed answer into its own.
 
-use std::collections::VecDeque;
-use std::error::Error;
-use std::pin::Pin;
-use std::task::{Context, Poll};
+use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
-use http_body_util::BodyExt;
-use hyper::body::{Body, Frame, SizeHint};
-use serde_json::{Value as Json, json};
+use serde_json::Value as Json;
 
+use crate::deliver::render;
+use crate::engine::RuleSet;
 use crate::event::{Event, describe};
+use crate::outbox::{NewEvent, Outbox, OutboxError, new_delivery_id};
 
-/// Why a post was refused, in the form the client gets back.
+use super::metrics::Metrics;
+use super::rules::LiveRules;
+
+/// What an event post's body held that is not a valid event, in the words the client gets.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{}{}: {message}", if key.is_empty() { "body" } else { key.as_str() },
     index.map(|i| format!(" (event {i})")).unwrap_or_default())]
-pub struct IngestError {
-    /// The HTTP status to answer: 400, or 413 for a body over the limit.
-    pub status: u16,
+pub struct InvalidEvent {
     /// The JSON key at fault, such as `revenue` or `firstClick.country`; empty for the body.
     pub key: String,
     /// In an array, the position of the event at fault, from 0.
@@ -27,37 +28,150 @@ pub struct IngestError {
     pub message: String,
 }
 
-impl IngestError {
-    fn bad(key: impl Into<String>, index: Option<usize>, message: impl Into<String>) -> Self {
-        IngestError {
-            status: 400,
+impl InvalidEvent {
+    fn new(key: impl Into<String>, index: Option<usize>, message: impl Into<String>) -> Self {
+        InvalidEvent {
             key: key.into(),
             index,
             message: message.into(),
         }
     }
+}
 
-    /// The answer's body: `{"error": "...", "key": "revenue", "index": 2}` (no `index` for a
-    /// single event).
-    pub fn to_json(&self) -> Json {
-        let mut body = json!({ "error": self.message, "key": self.key });
-        if let Some(i) = self.index {
-            body["index"] = json!(i);
-        }
-        body
+/// Why nothing was accepted.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestFailure {
+    /// The input is not a valid event (or array of them): the client must fix it.
+    #[error(transparent)]
+    Invalid(#[from] InvalidEvent),
+    /// The store could not commit: nothing was stored, the same input may be sent again.
+    #[error("the events could not be stored: {0}")]
+    Unavailable(#[source] OutboxError),
+}
+
+/// What [`accept`] takes: whc's own JSON, or events a source already mapped.
+#[derive(Debug)]
+pub enum Input<'a> {
+    /// One event object or a non-empty array of them, in whc's wire format.
+    Json(&'a [u8]),
+    /// Events already decoded.
+    Events(Vec<Event>),
+}
+
+/// What was accepted: the rules that matched, and per event what it fired.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    /// The hash of the rule set every event of the input was matched against.
+    pub rules: String,
+    /// One entry per event, in input order.
+    pub events: Vec<AcceptedEvent>,
+}
+
+/// One accepted event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcceptedEvent {
+    /// The event id (the tracker's, or one whc made).
+    pub id: String,
+    /// The id had been accepted before: nothing new was stored or fired.
+    pub duplicate: bool,
+    /// The webhooks it fired (none for a duplicate).
+    pub webhooks: Vec<String>,
+    /// Its delivery ids: new ones, or for a duplicate those stored the first time.
+    pub deliveries: Vec<String>,
+}
+
+/// What ingest needs from the sidecar.
+#[derive(Clone)]
+pub struct Ingest {
+    /// The rules being served.
+    pub rules: Arc<LiveRules>,
+    /// The durable store.
+    pub outbox: Outbox,
+    /// Counters: accepted, duplicate and unstored events.
+    pub metrics: Arc<Metrics>,
+    /// Attempts a delivery gets when its rule sets no `retries`.
+    pub default_attempts: u32,
+}
+
+impl Ingest {
+    /// Parses (for JSON), matches and durably stores the input's events; answers only after the
+    /// commit. All or nothing: an invalid event refuses the whole input, a store failure stores
+    /// none of it. Counts accepted and duplicate events, and events the store failed to take;
+    /// refusals of bad input are counted by the way in, which knows what it refused.
+    pub async fn accept(&self, input: Input<'_>) -> Result<Accepted, IngestFailure> {
+        let events = match input {
+            Input::Json(body) => parse_events(body)?,
+            Input::Events(events) => events,
+        };
+        // One rule set for the whole input: a reload in between cannot split it.
+        let rules = self.rules.current();
+        let batch: Vec<NewEvent> = events
+            .into_iter()
+            .map(|e| fan_out(&rules, e, self.default_attempts))
+            .collect();
+        let count = batch.len() as u64;
+        let fired: Vec<Vec<String>> = batch
+            .iter()
+            .map(|e| e.deliveries.iter().map(|d| d.webhook.clone()).collect())
+            .collect();
+        let stored = match self.outbox.accept(batch).await {
+            Ok(stored) => stored,
+            Err(err) => {
+                Metrics::add(&self.metrics.events_unstored, count);
+                return Err(IngestFailure::Unavailable(err));
+            }
+        };
+        let events = stored
+            .into_iter()
+            .zip(fired)
+            .map(|(a, webhooks)| {
+                let counter = if a.duplicate {
+                    &self.metrics.events_duplicate
+                } else {
+                    &self.metrics.events_accepted
+                };
+                Metrics::bump(counter);
+                AcceptedEvent {
+                    webhooks: if a.duplicate { Vec::new() } else { webhooks },
+                    id: a.id,
+                    duplicate: a.duplicate,
+                    deliveries: a.deliveries,
+                }
+            })
+            .collect();
+        Ok(Accepted {
+            rules: rules.hash.clone(),
+            events,
+        })
+    }
+}
+
+/// The event and every delivery it produces under the given rules.
+pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
+    let id = event.id.get_or_insert_with(new_delivery_id).clone();
+    let deliveries = rules
+        .matching(&event)
+        .map(|w| render(w, &event, default_attempts))
+        .collect();
+    NewEvent {
+        id,
+        kind: event.kind.wire_name(),
+        body: event.to_json_string(),
+        occurred_at: event.occurred_at.clone(),
+        deliveries,
     }
 }
 
 /// Parses a post's body: one event object, or a non-empty JSON array of them. All or nothing:
 /// the first bad event rejects the whole post, named by its index.
-pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, IngestError> {
+pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, InvalidEvent> {
     if body.iter().all(u8::is_ascii_whitespace) {
-        return Err(IngestError::bad("", None, "the body is empty"));
+        return Err(InvalidEvent::new("", None, "the body is empty"));
     }
     let value: Json = serde_json::from_slice(body)
-        .map_err(|e| IngestError::bad("", None, format!("not valid JSON: {e}")))?;
+        .map_err(|e| InvalidEvent::new("", None, format!("not valid JSON: {e}")))?;
     match value {
-        Json::Array(items) if items.is_empty() => Err(IngestError::bad(
+        Json::Array(items) if items.is_empty() => Err(InvalidEvent::new(
             "",
             None,
             "the array holds no events; post at least one",
@@ -66,13 +180,13 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, IngestError> {
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                Event::from_json(item).map_err(|e| IngestError::bad(e.key, Some(i), e.message))
+                Event::from_json(item).map_err(|e| InvalidEvent::new(e.key, Some(i), e.message))
             })
             .collect(),
         Json::Object(_) => Event::from_json(&value)
             .map(|event| vec![event])
-            .map_err(|e| IngestError::bad(e.key, None, e.message)),
-        other => Err(IngestError::bad(
+            .map_err(|e| InvalidEvent::new(e.key, None, e.message)),
+        other => Err(InvalidEvent::new(
             "",
             None,
             format!(
@@ -83,148 +197,12 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, IngestError> {
     }
 }
 
-/// Why a body could not be read.
-#[derive(Debug, thiserror::Error)]
-pub enum BodyError {
-    /// Longer than the limit (answer 413); reading stopped there.
-    #[error("the body is larger than the limit of {limit} bytes")]
-    TooLarge {
-        /// The limit, in bytes.
-        limit: usize,
-    },
-    /// The connection failed or the client stopped sending.
-    #[error("cannot read the body: {0}")]
-    Read(Box<dyn Error + Send + Sync>),
-}
-
-impl BodyError {
-    /// The HTTP status to answer.
-    pub fn status(&self) -> u16 {
-        match self {
-            BodyError::TooLarge { .. } => 413,
-            BodyError::Read(_) => 400,
-        }
-    }
-}
-
-impl From<BodyError> for IngestError {
-    fn from(e: BodyError) -> IngestError {
-        IngestError {
-            status: e.status(),
-            key: String::new(),
-            index: None,
-            message: e.to_string(),
-        }
-    }
-}
-
-/// Reads a whole body (such as hyper's `Incoming`) of at most `limit` bytes. A body announced
-/// or found to be longer fails with [`BodyError::TooLarge`], having read no more than the
-/// limit and the chunk that crossed it.
-pub async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn Error + Send + Sync>>,
-{
-    match read_bounded(body, limit).await? {
-        Bounded::Whole(bytes) => Ok(bytes),
-        Bounded::Over(_) => Err(BodyError::TooLarge { limit }),
-    }
-}
-
-/// A body read up to a limit: whole, or, when longer, what was read and the rest unread.
-#[derive(Debug)]
-pub enum Bounded<B> {
-    /// The whole body, at most the limit.
-    Whole(Bytes),
-    /// Longer than the limit: the same bytes, still streaming, for a caller that passes the
-    /// body on without reading it (the proxy forwards it).
-    Over(Prefixed<B>),
-}
-
-/// Reads a body of at most `limit` bytes whole; a longer one comes back unconsumed as
-/// [`Bounded::Over`], holding no more than about `limit` bytes. Trailers are dropped.
-pub async fn read_bounded<B>(mut body: B, limit: usize) -> Result<Bounded<B>, BodyError>
-where
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<Box<dyn Error + Send + Sync>>,
-{
-    let mut read: VecDeque<Bytes> = VecDeque::new();
-    let mut len = 0usize;
-    let mut over = body.size_hint().lower() > limit as u64;
-    while !over {
-        let Some(frame) = body.frame().await else {
-            break;
-        };
-        let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
-        if let Ok(data) = frame.into_data() {
-            len += data.len();
-            read.push_back(data);
-            over = len > limit;
-        }
-    }
-    if over {
-        return Ok(Bounded::Over(Prefixed { read, rest: body }));
-    }
-    let mut whole = BytesMut::with_capacity(len);
-    read.iter().for_each(|chunk| whole.extend_from_slice(chunk));
-    Ok(Bounded::Whole(whole.freeze()))
-}
-
-/// A body whose first chunks were already read: they are sent again, then the rest.
-#[derive(Debug)]
-pub struct Prefixed<B> {
-    read: VecDeque<Bytes>,
-    rest: B,
-}
-
-impl<B> Body for Prefixed<B>
-where
-    B: Body<Data = Bytes> + Unpin,
-{
-    type Data = Bytes;
-    type Error = B::Error;
-
-    fn poll_frame(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        match self.read.pop_front() {
-            Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
-            None => Pin::new(&mut self.rest).poll_frame(cx),
-        }
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.read.is_empty() && self.rest.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        let read: u64 = self.read.iter().map(|c| c.len() as u64).sum();
-        let rest = self.rest.size_hint();
-        let mut hint = SizeHint::new();
-        hint.set_lower(rest.lower().saturating_add(read));
-        if let Some(upper) = rest.upper() {
-            hint.set_upper(upper.saturating_add(read));
-        }
-        hint
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use std::collections::VecDeque;
-    use std::convert::Infallible;
-    use std::pin::Pin;
-    use std::task::{Context, Poll};
-
-    use http_body_util::Full;
-    use hyper::body::Frame;
-
     use super::*;
     use crate::event::EventKind;
 
-    fn err(body: &str) -> IngestError {
+    fn err(body: &str) -> InvalidEvent {
         parse_events(body.as_bytes()).expect_err("should be refused")
     }
 
@@ -250,128 +228,37 @@ mod tests {
     #[test]
     fn bad_json_says_where() {
         let e = err("{\"type\": \"conversion\",\n  \"revenue\": }");
-        assert_eq!((e.status, e.key.as_str(), e.index), (400, "", None));
+        assert_eq!((e.key.as_str(), e.index), ("", None));
         assert!(e.message.contains("line 2 column"), "{}", e.message);
-        assert_eq!(e.to_json()["key"], "");
     }
 
     #[test]
     fn wrong_type_names_key_and_index() {
         let e = err(r#"[{"type": "conversion"}, {"type": "refund"},
                         {"type": "conversion", "revenue": true}]"#);
-        assert_eq!(
-            (e.status, e.key.as_str(), e.index),
-            (400, "revenue", Some(2))
-        );
+        assert_eq!((e.key.as_str(), e.index), ("revenue", Some(2)));
         assert!(e.message.contains("expected a number"), "{}", e.message);
-        assert_eq!(
-            e.to_json(),
-            json!({"error": e.message, "key": "revenue", "index": 2})
-        );
     }
 
     #[test]
     fn wrong_type_in_single_event_has_no_index() {
         let e = err(r#"{"type": "conversion", "firstClick": {"country": 7}}"#);
         assert_eq!((e.key.as_str(), e.index), ("firstClick.country", None));
-        assert!(e.to_json().get("index").is_none());
     }
 
     #[test]
     fn unknown_event_type() {
         let e = err(r#"{"type": "purchase"}"#);
-        assert_eq!((e.status, e.key.as_str()), (400, "type"));
+        assert_eq!(e.key, "type");
     }
 
     #[test]
     fn empty_array_empty_body_and_scalars_are_refused() {
         for body in ["[]", "", "  \n", "42", "\"conversion\"", "null"] {
             let e = err(body);
-            assert_eq!((e.status, e.key.as_str()), (400, ""), "{body:?}: {e}");
+            assert_eq!(e.key, "", "{body:?}: {e}");
         }
         let e = err(r#"[{"type": "refund"}, 5]"#);
         assert_eq!(e.index, Some(1));
-    }
-
-    #[tokio::test]
-    async fn body_within_limit_is_read_whole() {
-        let bytes = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10)
-            .await
-            .expect("at the limit");
-        assert_eq!(&bytes[..], b"0123456789");
-    }
-
-    #[tokio::test]
-    async fn announced_body_over_limit_is_too_large() {
-        let e = read_limited(Full::new(Bytes::from_static(b"0123456789A")), 10)
-            .await
-            .expect_err("over");
-        assert!(matches!(e, BodyError::TooLarge { limit: 10 }), "{e}");
-        assert_eq!(IngestError::from(e).status, 413);
-    }
-
-    #[tokio::test]
-    async fn streamed_body_over_limit_is_too_large() {
-        // No length announced: the limit trips while reading, on the chunk that crosses it.
-        let body = Chunked(
-            (0..100)
-                .map(|_| Bytes::from_static(b"0123456789"))
-                .collect(),
-        );
-        let e = read_limited(body, 55).await.expect_err("over");
-        assert!(matches!(e, BodyError::TooLarge { limit: 55 }), "{e}");
-    }
-
-    #[tokio::test]
-    async fn a_bounded_read_under_the_limit_is_whole() {
-        let body = Chunked((0..5).map(|_| Bytes::from_static(b"0123456789")).collect());
-        match read_bounded(body, 50).await.expect("readable") {
-            Bounded::Whole(bytes) => assert_eq!(bytes, "0123456789".repeat(5)),
-            Bounded::Over(_) => panic!("50 bytes fit a limit of 50"),
-        }
-    }
-
-    #[tokio::test]
-    async fn a_bounded_read_over_the_limit_gives_back_every_byte() {
-        let chunks: VecDeque<Bytes> = (0..100u8)
-            .map(|i| Bytes::from(vec![b'a' + i % 26; 10]))
-            .collect();
-        let sent: Vec<u8> = chunks.iter().flatten().copied().collect();
-        let Bounded::Over(prefixed) = read_bounded(Chunked(chunks), 55).await.expect("readable")
-        else {
-            panic!("1000 bytes are over 55");
-        };
-        // Only the chunks up to the one crossing the limit were read.
-        assert_eq!(prefixed.read.len(), 6);
-        assert!(!prefixed.is_end_stream());
-        let forwarded = prefixed.collect().await.expect("infallible").to_bytes();
-        assert_eq!(forwarded.as_ref(), sent.as_slice());
-    }
-
-    #[tokio::test]
-    async fn a_bounded_read_of_an_announced_long_body_reads_nothing() {
-        let body = Full::new(Bytes::from(vec![b'x'; 100]));
-        let Bounded::Over(prefixed) = read_bounded(body, 10).await.expect("readable") else {
-            panic!("100 bytes are over 10");
-        };
-        assert!(prefixed.read.is_empty());
-        assert_eq!(prefixed.size_hint().exact(), Some(100));
-        let forwarded = prefixed.collect().await.expect("infallible").to_bytes();
-        assert_eq!(forwarded.len(), 100);
-    }
-
-    /// A body sent in chunks without a length, like a chunked HTTP/1.1 post.
-    struct Chunked(VecDeque<Bytes>);
-
-    impl Body for Chunked {
-        type Data = Bytes;
-        type Error = Infallible;
-
-        fn poll_frame(
-            mut self: Pin<&mut Self>,
-            _: &mut Context<'_>,
-        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
-            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
-        }
     }
 }

@@ -18,6 +18,8 @@ pub struct Metrics {
     pub events_rejected: AtomicU64,
     /// Events whose id had been accepted before.
     pub events_duplicate: AtomicU64,
+    /// Valid events the store failed to take (answered 503, nothing stored).
+    pub events_unstored: AtomicU64,
     /// Intercepted proxy bodies that were not valid events (forwarded anyway).
     pub proxy_invalid: AtomicU64,
     /// Requests forwarded to the upstream.
@@ -68,7 +70,12 @@ impl Metrics {
 
     /// Adds one to a counter.
     pub fn bump(counter: &AtomicU64) {
-        counter.fetch_add(1, Ordering::Relaxed);
+        Self::add(counter, 1);
+    }
+
+    /// Adds `n` to a counter.
+    pub fn add(counter: &AtomicU64, n: u64) {
+        counter.fetch_add(n, Ordering::Relaxed);
     }
 
     /// The Prometheus text exposition.
@@ -88,6 +95,7 @@ impl Metrics {
                 ("{result=\"accepted\"}", get(&self.events_accepted)),
                 ("{result=\"rejected\"}", get(&self.events_rejected)),
                 ("{result=\"duplicate\"}", get(&self.events_duplicate)),
+                ("{result=\"unstored\"}", get(&self.events_unstored)),
             ],
         );
         counter(

@@ -2,16 +2,15 @@
 
 pub mod admin;
 pub mod api;
+pub mod body;
 pub mod config;
 pub mod dispatch;
-pub mod fanout;
 pub mod gate;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod proxy;
 pub mod rules;
-pub mod testsend;
 pub mod watch;
 
 use std::net::SocketAddr;
@@ -26,15 +25,26 @@ use crate::deliver::{Client, ExtraRoots};
 use crate::lang::Env;
 use crate::outbox::{Outbox, now_ms};
 
-pub use config::{Intercept, ServeConfig};
-pub use ingest::{BodyError, IngestError, parse_events, read_limited};
+pub use body::{BodyError, read_limited};
+pub use config::{Intercept, ProxyConfig, ServeConfig};
+pub use ingest::{
+    Accepted, AcceptedEvent, Ingest, IngestFailure, Input, InvalidEvent, parse_events,
+};
 pub use rules::{LiveRules, RulesError, RulesStatus, WebhookStatus};
 pub use watch::DEFAULT_DEBOUNCE;
 
 use dispatch::Dispatcher;
 use gate::DeliveryGate;
 use metrics::Metrics;
-use proxy::UpstreamClient;
+use proxy::Proxy;
+
+/// Whether the events listener takes whc's own event posts or stands in front of the tracker.
+pub enum Mode {
+    /// `POST /v1/events` and nothing else.
+    Direct,
+    /// Every request is forwarded to the upstream; intercepted routes are also accepted.
+    Proxy(Arc<Proxy>),
+}
 
 /// What every request handler shares.
 pub struct State {
@@ -50,8 +60,10 @@ pub struct State {
     pub env: Arc<dyn Env + Send + Sync>,
     /// The delivery client (shared with the Test button).
     pub client: Client,
-    /// In proxy mode, the client to the upstream.
-    pub upstream: Option<UpstreamClient>,
+    /// The one way events get in.
+    pub ingest: Ingest,
+    /// Direct or proxy.
+    pub mode: Mode,
     /// Whether deliveries are paused.
     pub deliveries: DeliveryGate,
 }
@@ -86,6 +98,11 @@ pub enum ServeError {
     },
 }
 
+/// Sidecar tasks that panicked or were cancelled before they finished.
+#[derive(Debug, thiserror::Error)]
+#[error("{}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+pub struct TasksFailed(pub Vec<tokio::task::JoinError>);
+
 /// A started sidecar.
 pub struct Running {
     /// Where events (or proxied requests) are accepted.
@@ -106,23 +123,23 @@ impl Running {
 
     /// Stops accepting, lets requests and attempts in flight finish, and waits for every task.
     /// A task that panicked is reported as an error.
-    pub async fn shutdown(mut self) -> Result<(), String> {
+    pub async fn shutdown(mut self) -> Result<(), TasksFailed> {
         self.cancel.cancel();
         self.join().await
     }
 
     /// Waits until the sidecar stops (after its cancel token fires).
-    pub async fn join(&mut self) -> Result<(), String> {
+    pub async fn join(&mut self) -> Result<(), TasksFailed> {
         let mut failures = Vec::new();
         while let Some(result) = self.tasks.join_next().await {
             if let Err(err) = result {
-                failures.push(err.to_string());
+                failures.push(err);
             }
         }
         if failures.is_empty() {
             Ok(())
         } else {
-            Err(failures.join("; "))
+            Err(TasksFailed(failures))
         }
     }
 }
@@ -159,8 +176,18 @@ pub async fn start(
         })?;
 
     let metrics = Arc::new(Metrics::default());
-    let client = Client::with_roots(&ExtraRoots::load(&config.ca_certs)?)?;
-    let upstream = config.upstream.as_ref().map(|_| proxy::upstream_client());
+    let roots = ExtraRoots::load(&config.ca_certs)?;
+    let client = Client::with_roots(&roots)?;
+    let mode = match &config.proxy {
+        None => Mode::Direct,
+        Some(proxy) => Mode::Proxy(Arc::new(Proxy::new(proxy, &roots)?)),
+    };
+    let ingest = Ingest {
+        rules: Arc::clone(&rules),
+        outbox: outbox.clone(),
+        metrics: Arc::clone(&metrics),
+        default_attempts: config.default_attempts(),
+    };
     let cancel = CancellationToken::new();
     let grace = config.grace;
     let config_paused = config.paused;
@@ -171,18 +198,30 @@ pub async fn start(
         metrics: Arc::clone(&metrics),
         env: Arc::clone(&env),
         client: client.clone(),
-        upstream,
+        ingest,
+        mode,
         deliveries: DeliveryGate::new(config_paused),
     });
 
     let mut tasks = JoinSet::new();
     let s = Arc::clone(&state);
-    tasks.spawn(http::serve(
-        listener,
-        move |req, _peer| api::handle(Arc::clone(&s), req),
-        cancel.clone(),
-        grace,
-    ));
+    match &state.mode {
+        Mode::Direct => tasks.spawn(http::serve(
+            listener,
+            move |req, _peer| api::handle(Arc::clone(&s), req),
+            cancel.clone(),
+            grace,
+        )),
+        Mode::Proxy(proxy) => {
+            let proxy = Arc::clone(proxy);
+            tasks.spawn(http::serve(
+                listener,
+                move |req, _peer| proxy::forward(Arc::clone(&s), Arc::clone(&proxy), req),
+                cancel.clone(),
+                grace,
+            ))
+        }
+    };
     let s = Arc::clone(&state);
     tasks.spawn(http::serve(
         admin_listener,

@@ -1,38 +1,57 @@
 //! Proxy mode: every request goes to the upstream tracker unchanged; bodies on intercepted
-//! routes are also matched and fanned out once the upstream accepted them.
+//! routes are also accepted as events once the upstream accepted them.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName};
 use hyper::{Request, Response, StatusCode, Uri};
-use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::deliver::{Connector, ExtraRoots, Protocols, TrustError, connector};
 
 use super::State;
+use super::body::{Bounded, read_bounded};
+use super::config::{Intercept, ProxyConfig};
 use super::http::{Body, error};
-use super::ingest::{Bounded, read_bounded};
+use super::ingest::{IngestFailure, Input};
 use super::metrics::Metrics;
 
-/// The client that talks to the upstream.
-pub type UpstreamClient = Client<HttpsConnector<HttpConnector>, Body>;
+/// How long an idle pooled connection to the upstream is kept.
+const POOL_IDLE: Duration = Duration::from_secs(90);
 
-/// A pooled HTTP/HTTPS client for the upstream.
-pub fn upstream_client() -> UpstreamClient {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    // ring named explicitly, as in the delivery client; it supports TLS 1.2 and 1.3.
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-        .expect("ring supports TLS 1.2 and 1.3")
-        .https_or_http()
-        .enable_http1()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new()).build(https)
+/// The upstream and how to reach it.
+pub struct Proxy {
+    upstream: Uri,
+    intercept: Vec<Intercept>,
+    timeout: Duration,
+    client: Client<Connector, Body>,
+}
+
+impl Proxy {
+    /// A proxy to the configured upstream, through whc's one connector (so `--ca-cert` applies
+    /// to an upstream behind a private CA too).
+    pub fn new(config: &ProxyConfig, roots: &ExtraRoots) -> Result<Proxy, TrustError> {
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(POOL_IDLE)
+            .pool_timer(TokioTimer::new())
+            .build(connector(roots, Protocols::Http1)?);
+        Ok(Proxy {
+            upstream: config.upstream.clone(),
+            intercept: config.intercept.clone(),
+            timeout: config.timeout,
+            client,
+        })
+    }
+
+    fn intercepts(&self, req: &Request<Incoming>) -> bool {
+        self.intercept
+            .iter()
+            .any(|i| i.matches(req.method(), req.uri().path()))
+    }
 }
 
 /// Hop-by-hop headers: they describe one connection and are never forwarded.
@@ -53,39 +72,31 @@ fn strip_hop_by_hop(headers: &mut HeaderMap) {
     }
 }
 
-fn upstream_uri(base: &Uri, original: &Uri) -> Result<Uri, String> {
+/// The upstream URL for a request's path and query.
+fn upstream_uri(base: &Uri, original: &Uri) -> Result<Uri, hyper::http::uri::InvalidUri> {
     let scheme = base.scheme_str().unwrap_or("http");
     let authority = base.authority().map(|a| a.as_str()).unwrap_or_default();
     let prefix = base.path().trim_end_matches('/');
     let path_and_query = original.path_and_query().map_or("/", |p| p.as_str());
-    format!("{scheme}://{authority}{prefix}{path_and_query}")
-        .parse()
-        .map_err(|e| format!("cannot build the upstream URL: {e}"))
+    format!("{scheme}://{authority}{prefix}{path_and_query}").parse()
 }
 
 /// Forwards one request and streams the upstream's answer back.
-pub async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
-    let Some(upstream) = &state.upstream else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "proxy mode without an upstream",
-        );
-    };
-    let Some(base) = &state.config.upstream else {
-        return error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "proxy mode without an upstream",
-        );
-    };
-    let intercepted = state
-        .config
-        .intercept
-        .iter()
-        .any(|i| i.method == req.method() && i.path == req.uri().path());
+pub async fn forward(
+    state: Arc<State>,
+    proxy: Arc<Proxy>,
+    req: Request<Incoming>,
+) -> Response<Body> {
+    let intercepted = proxy.intercepts(&req);
     let (mut parts, body) = req.into_parts();
-    parts.uri = match upstream_uri(base, &parts.uri) {
+    parts.uri = match upstream_uri(&proxy.upstream, &parts.uri) {
         Ok(uri) => uri,
-        Err(message) => return error(StatusCode::BAD_REQUEST, message),
+        Err(err) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                format!("cannot build the upstream URL: {err}"),
+            );
+        }
     };
     strip_hop_by_hop(&mut parts.headers);
 
@@ -115,13 +126,24 @@ pub async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<Body
     };
 
     Metrics::bump(&state.metrics.proxy_forwarded);
-    let response = match upstream.request(Request::from_parts(parts, body)).await {
-        Ok(response) => response,
-        Err(err) => {
+    let sent = proxy.client.request(Request::from_parts(parts, body));
+    let response = match tokio::time::timeout(proxy.timeout, sent).await {
+        Ok(Ok(response)) => response,
+        Ok(Err(err)) => {
             tracing::warn!(%err, "upstream request failed");
             return error(
                 StatusCode::BAD_GATEWAY,
                 format!("the upstream did not answer: {err}"),
+            );
+        }
+        Err(_) => {
+            tracing::warn!(timeout = ?proxy.timeout, "upstream did not answer in time");
+            return error(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!(
+                    "the upstream did not answer within {} (--upstream-timeout)",
+                    crate::deliver::format_duration(proxy.timeout)
+                ),
             );
         }
     };
@@ -129,11 +151,18 @@ pub async fn forward(state: Arc<State>, req: Request<Incoming>) -> Response<Body
     if let Some(bytes) = events_body
         && response.status().is_success()
     {
-        // The upstream took it: match it too. A body that is not an event is the tracker's
+        // The upstream took it: accept it too. A body that is not an event is the tracker's
         // business, never a reason to change its answer.
-        if let Err(res) = super::api::accept(&state, &bytes).await {
-            Metrics::bump(&state.metrics.proxy_invalid);
-            tracing::warn!(status = %res.status(), "intercepted body was not stored as events");
+        match state.ingest.accept(Input::Json(&bytes)).await {
+            Ok(_) => {}
+            Err(IngestFailure::Invalid(invalid)) => {
+                Metrics::bump(&state.metrics.proxy_invalid);
+                tracing::warn!(%invalid, "intercepted body is not an event; forwarded only");
+            }
+            // Counted by ingest as unstored events.
+            Err(IngestFailure::Unavailable(err)) => {
+                tracing::error!(%err, "intercepted events could not be stored");
+            }
         }
     }
 

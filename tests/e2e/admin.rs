@@ -212,7 +212,10 @@ async fn paused_deliveries_are_stored_and_sent_on_resume() {
     let again = sidecar.admin_post("/v1/deliveries/pause").await;
     assert_eq!(again.status, StatusCode::OK);
     assert_eq!(again.json()["changed"], false);
-    // Long enough for an open dispatcher to have sent it many times over.
+    // Long enough for an open dispatcher to have sent it many times over. Not
+    // synchronisation: nothing happens while paused, so there is no event to wait on; this is
+    // the window in which the absence is asserted (a slow machine can only make it pass
+    // vacuously, never fail spuriously).
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(target.count(), 0, "nothing is sent while paused");
     let waiting = sidecar.delivery(&first).await;
@@ -238,6 +241,7 @@ async fn paused_deliveries_are_stored_and_sent_on_resume() {
         .as_str()
         .expect("a delivery id")
         .to_owned();
+    // The same absence window as above.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
     assert_eq!(target.count(), 1, "the second waits while paused");
     sidecar.admin_post("/v1/deliveries/resume").await;

@@ -154,17 +154,18 @@ async fn kill_9_mid_stream_loses_no_acknowledged_event() {
     // Back on the same data; the target now answers 200, after a short delay.
     target.set_default(Reply::Delayed(Duration::from_millis(20), 200));
     let mut serve = Serve::start(rules.path(), data.path()).await;
-    let keys = || -> BTreeSet<String> {
-        target.requests()[before..]
-            .iter()
-            .filter_map(|r| r.header("idempotency-key").map(str::to_owned))
-            .collect()
-    };
-    wait_until(
-        &format!("all {} acknowledged deliveries to arrive", acked.len()),
-        || acked.iter().all(|id| keys().contains(id)),
-    )
-    .await;
+    target
+        .wait(
+            &format!("all {} acknowledged deliveries to arrive", acked.len()),
+            |requests| {
+                let keys: BTreeSet<&str> = requests[before..]
+                    .iter()
+                    .filter_map(|r| r.header("idempotency-key"))
+                    .collect();
+                acked.iter().all(|id| keys.contains(id.as_str()))
+            },
+        )
+        .await;
     for req in target.requests() {
         let key = req.header("idempotency-key").unwrap();
         assert_eq!(req.query_pairs(), vec![("id".into(), key.to_owned())]);

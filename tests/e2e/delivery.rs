@@ -2,7 +2,7 @@
 
 use hyper::StatusCode;
 
-use crate::support::{Reply, Sidecar, Target, conversion, wait_until, webhook};
+use crate::support::{Reply, Sidecar, Target, conversion, webhook};
 
 fn delivery_ids(answer: &serde_json::Value) -> Vec<String> {
     answer["events"][0]["deliveries"]
@@ -110,8 +110,8 @@ async fn a_target_that_never_answers_times_out_without_delaying_another() {
     let error = dead["last_error"].as_str().unwrap_or_default();
     assert!(error.contains("no answer within 2 s"), "{dead:#?}");
     assert!(dead["last_status_code"].is_null());
-    wait_until("the slow target to see its client go", || {
-        slow.requests()[0].ended.is_some()
+    slow.wait("the slow target to see its client go", |r| {
+        r[0].ended.is_some()
     })
     .await;
     let slow_req = &slow.requests()[0];

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use serde_json::{Value, json};
 use whc::deliver::{Secret, verify};
 
-use crate::support::{Sidecar, Target, conversion, wait_until, webhook};
+use crate::support::{Sidecar, Target, conversion, webhook};
 
 fn names(list: &Value) -> BTreeSet<String> {
     list.as_array()
@@ -191,7 +191,7 @@ async fn a_signed_delivery_verifies_with_the_standard_webhooks_algorithm() {
     assert!(!verify(&other, id, timestamp, &req.body, signature));
     assert_eq!(req.header("idempotency-key"), Some(id));
     // The secret never reaches the store or the admin API.
-    wait_until("delivered", || target.count() == 1).await;
+    target.wait("delivered", |r| r.len() == 1).await;
     let listed = sidecar.deliveries("").await;
     let text = serde_json::to_string(&listed).unwrap();
     assert!(!text.contains(&secret.to_whsec()), "{text}");

@@ -2,6 +2,7 @@
 //! real hyper servers on loopback ports. No mock of HTTP or of the store.
 
 mod admin;
+mod client;
 mod crash;
 mod delivery;
 mod fanout;

@@ -3,9 +3,9 @@
 
 use hyper::{Method, StatusCode};
 
-use whc::sidecar::ServeConfig;
+use whc::sidecar::{ProxyConfig, ServeConfig};
 
-use crate::support::{Reply, Sidecar, Target, conversion, counter, wait_until, webhook};
+use crate::support::{Reply, Sidecar, Target, conversion, counter, webhook};
 
 /// Intercepted bodies the sidecar forwarded without matching them.
 async fn invalid_events(sidecar: &Sidecar) -> f64 {
@@ -28,7 +28,7 @@ async fn proxying(
             &webhook("sales", "conversion", "", hook_url, ""),
         )
         .config(move |c| {
-            c.upstream = Some(upstream);
+            c.proxy = Some(ProxyConfig::new(upstream));
             tweak(c);
         })
         .start()
@@ -130,6 +130,14 @@ async fn the_client_gets_the_upstreams_answer_and_intercepted_events_fan_out() {
     let forwarded = upstream.wait_for(3).await;
     assert_eq!(forwarded[2].body.as_ref(), b"{\"not\": \"an event\"");
     assert_eq!(invalid_events(&sidecar).await, 1.0);
+    // Counted once, as the proxy's: it was not an event post refused to a client.
+    assert_eq!(
+        counter(
+            &sidecar.metrics().await,
+            "whc_events_total{result=\"rejected\"}"
+        ),
+        0.0
+    );
     assert_eq!(
         counter(
             &sidecar.metrics().await,
@@ -144,7 +152,7 @@ async fn the_client_gets_the_upstreams_answer_and_intercepted_events_fan_out() {
     sidecar
         .wait_status(all[0]["id"].as_str().unwrap(), "delivered")
         .await;
-    wait_until("no more requests", || hook.count() == 1).await;
+    hook.wait("no more requests", |r| r.len() == 1).await;
     sidecar.shutdown().await;
 }
 
@@ -251,5 +259,64 @@ async fn an_intercepted_body_over_the_limit_is_forwarded_whole_and_not_matched()
     let fired = hook.wait_for(1).await;
     assert_eq!(fired[0].json()["event"]["id"], "evt-big");
     assert_eq!(sidecar.deliveries("").await.len(), 1);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_outage_is_counted_as_unstored_events_not_invalid_ones() {
+    let upstream = Target::start().await;
+    upstream.set_default(upstream_reply());
+    let hook = Target::start().await;
+    let sidecar = proxying(upstream.url("/").parse().unwrap(), &hook.url("/"), |_| {}).await;
+    sidecar.break_store();
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-outage").to_string(),
+        )
+        .await;
+    // The tracker's answer stands; the valid event is counted as one the store failed to take.
+    assert_upstream_answer(&answer);
+    let metrics = sidecar.metrics().await;
+    assert_eq!(invalid_events(&sidecar).await, 0.0, "{metrics}");
+    assert_eq!(
+        counter(&metrics, "whc_events_total{result=\"unstored\"}"),
+        1.0
+    );
+    assert_eq!(
+        counter(&metrics, "whc_events_total{result=\"rejected\"}"),
+        0.0
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hung_upstream_is_a_504_after_the_upstream_timeout() {
+    let upstream = Target::start().await;
+    upstream.set_default(Reply::Hang);
+    let hook = Target::start().await;
+    let sidecar = proxying(upstream.url("/").parse().unwrap(), &hook.url("/"), |c| {
+        if let Some(proxy) = &mut c.proxy {
+            proxy.timeout = std::time::Duration::from_millis(300);
+        }
+    })
+    .await;
+    let answer = sidecar
+        .http
+        .post_json(
+            &sidecar.events_url("/v1/events"),
+            conversion("evt-hung").to_string(),
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        StatusCode::GATEWAY_TIMEOUT,
+        "{}",
+        answer.text()
+    );
+    assert!(answer.text().contains("300ms"), "{}", answer.text());
+    // The upstream never took it, so neither did the rules.
+    assert!(sidecar.deliveries("").await.is_empty());
     sidecar.shutdown().await;
 }

@@ -14,6 +14,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
 
+use whc::sidecar::ProxyConfig;
+
 use crate::support::{Sidecar, conversion, wait_until, webhook};
 
 /// A private CA and a certificate it issued for 127.0.0.1.
@@ -130,4 +132,32 @@ async fn https_delivery_trusts_a_private_ca_given_with_ca_cert() {
     })
     .await;
     refusing.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_proxy_trusts_a_private_ca_given_with_ca_cert() {
+    let pki = pki();
+    let (addr, paths) = tls_target(&pki).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca_file: PathBuf = dir.path().join("ca.pem");
+    std::fs::write(&ca_file, &pki.ca_pem).expect("write CA");
+    let upstream: hyper::Uri = format!("https://127.0.0.1:{}/", addr.port())
+        .parse()
+        .expect("URI");
+    let sidecar = Sidecar::builder()
+        .file(
+            "hooks.whc",
+            &webhook("crm", "conversion", "", "http://127.0.0.1:9/", ""),
+        )
+        .config(move |c| {
+            c.proxy = Some(ProxyConfig::new(upstream));
+            c.ca_certs = vec![ca_file];
+        })
+        .start()
+        .await;
+    let answer = sidecar.http.get(&sidecar.events_url("/stats")).await;
+    assert_eq!(answer.status, hyper::StatusCode::OK, "{}", answer.text());
+    assert_eq!(answer.text(), "ok");
+    assert_eq!(paths.lock().unwrap().as_slice(), ["/stats"]);
+    sidecar.shutdown().await;
 }

@@ -5,7 +5,7 @@ use std::convert::Infallible;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Command, Output};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -44,6 +44,8 @@ enum Behaviour {
 struct Target {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
+    /// The peer of each accepted connection, in the order accepted.
+    accepted: Mutex<mpsc::Receiver<SocketAddr>>,
     _runtime: tokio::runtime::Runtime,
 }
 
@@ -60,10 +62,12 @@ impl Target {
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let seen_by_server = seen.clone();
+        let (accepted_tx, accepted) = mpsc::channel();
         runtime.spawn(async move {
             let mut held = Vec::new();
             loop {
-                let (stream, _) = listener.accept().await.unwrap();
+                let (stream, peer) = listener.accept().await.unwrap();
+                let _ = accepted_tx.send(peer);
                 let (status, body) = match behaviour {
                     Behaviour::Silent => {
                         held.push(stream); // open, never read, never answered
@@ -100,12 +104,22 @@ impl Target {
         Target {
             addr,
             seen,
+            accepted: Mutex::new(accepted),
             _runtime: runtime,
         }
     }
 
     fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
+    }
+
+    /// The peer of the next connection accepted; fails the test if none comes in 30 s.
+    fn next_connection(&self) -> SocketAddr {
+        self.accepted
+            .lock()
+            .unwrap()
+            .recv_timeout(Duration::from_secs(30))
+            .expect("a connection within 30 s")
     }
 }
 
@@ -265,7 +279,14 @@ fn test_dry_run_sends_nothing() {
     assert!(text.contains("dry run: not sent"), "{text}");
     assert!(text.contains("> Whc-Test: true"), "{text}");
     assert!(!text.contains(TOKEN), "{text}");
-    std::thread::sleep(Duration::from_millis(100));
+    // The run has exited, so any connection it made is already queued at the target; the
+    // listener accepts first in, first out, so if ours is the first accepted, it made none.
+    let barrier = std::net::TcpStream::connect(target.addr).unwrap();
+    assert_eq!(
+        target.next_connection(),
+        barrier.local_addr().unwrap(),
+        "the dry run connected to the target"
+    );
     assert!(target.seen().is_empty());
 }
 

@@ -1,12 +1,15 @@
-//! Fan-out: the deliveries one event produces, rendered and ready for the outbox.
+//! Rendering: one webhook's request for one event (URL tokens, headers by reference, body
+//! choice), and the bytes a delivery's body sends (the envelope around the event).
 
-use crate::engine::RuleSet;
+use serde_json::json;
+
 use crate::event::Event;
 use crate::lang::url::RenderContext;
 use crate::lang::webhook::Secretish;
 use crate::lang::{Webhook, ast::Method};
-use crate::outbox::payload::envelope;
-use crate::outbox::{NewDelivery, NewEvent, Payload, StoredHeader, new_delivery_id};
+use crate::outbox::{
+    Delivery, NewDelivery, Payload, StoredBody, StoredEvent, StoredHeader, new_delivery_id,
+};
 
 /// Renders one webhook's request for one event. `default_attempts` applies when the rule sets
 /// no `retries` (it is the retry schedule's length plus the first attempt).
@@ -54,25 +57,56 @@ pub fn render(webhook: &Webhook, event: &Event, default_attempts: u32) -> NewDel
     }
 }
 
-/// The event and every delivery it produces under the given rules.
-pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
-    let id = event.id.get_or_insert_with(new_delivery_id).clone();
-    let deliveries = rules
-        .matching(&event)
-        .map(|w| render(w, &event, default_attempts))
-        .collect();
-    NewEvent {
-        id,
-        kind: event.kind.wire_name(),
-        body: event.to_json_string(),
-        occurred_at: event.occurred_at.clone(),
-        deliveries,
+/// The JSON body a POST webhook receives: the delivery, the webhook, the event's type and
+/// time, and the whole event (`event_json`, in the wire format).
+pub fn envelope(
+    delivery_id: &str,
+    webhook: &str,
+    kind: &str,
+    occurred_at: Option<&str>,
+    event_json: &str,
+) -> String {
+    let head = json!({
+        "delivery": delivery_id,
+        "webhook": webhook,
+        "type": kind,
+        "occurredAt": occurred_at,
+    })
+    .to_string();
+    // `head` is a JSON object: reopen it to add the pre-serialised event.
+    let mut body = String::with_capacity(head.len() + event_json.len() + 10);
+    body.push_str(&head[..head.len() - 1]);
+    body.push_str(",\"event\":");
+    body.push_str(event_json);
+    body.push('}');
+    body
+}
+
+/// The bytes a stored delivery sends, `None` for no body.
+pub fn stored_body(delivery: &Delivery) -> Option<Vec<u8>> {
+    match &delivery.body {
+        StoredBody::Empty => None,
+        StoredBody::Bytes(bytes) => Some(bytes.clone()),
+        StoredBody::Envelope(StoredEvent {
+            kind,
+            occurred_at,
+            json,
+        }) => Some(
+            envelope(
+                &delivery.id,
+                &delivery.webhook,
+                kind,
+                occurred_at.as_deref(),
+                json,
+            )
+            .into_bytes(),
+        ),
     }
 }
 
-/// The bytes a rendered delivery sends: for an envelope, rendered from the event as the outbox
-/// renders it when it reads the delivery back.
-pub fn body_of(delivery: &NewDelivery, event: &Event) -> Option<Vec<u8>> {
+/// The bytes a freshly rendered delivery sends for `event`: the same as [`stored_body`] gives
+/// once the delivery is stored.
+pub fn new_body(delivery: &NewDelivery, event: &Event) -> Option<Vec<u8>> {
     match &delivery.body {
         Payload::Empty => None,
         Payload::Bytes(bytes) => Some(bytes.clone()),
@@ -91,12 +125,30 @@ pub fn body_of(delivery: &NewDelivery, event: &Event) -> Option<Vec<u8>> {
 
 #[cfg(test)]
 mod tests {
-    use super::body_of;
-    use crate::event::Event;
-    use crate::outbox::{NewDelivery, Payload};
+    use super::*;
 
     #[test]
-    fn an_envelope_body_wraps_the_event() {
+    fn the_envelope_is_one_json_object_around_the_event() {
+        let event = r#"{"id":"e1","type":"refund","occurredAt":"2026-01-01T00:00:00Z"}"#;
+        let body = envelope("d-1", "crm", "refund", Some("2026-01-01T00:00:00Z"), event);
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(v["delivery"], "d-1");
+        assert_eq!(v["webhook"], "crm");
+        assert_eq!(v["type"], "refund");
+        assert_eq!(v["occurredAt"], "2026-01-01T00:00:00Z");
+        assert_eq!(
+            v["event"],
+            serde_json::from_str::<serde_json::Value>(event).unwrap()
+        );
+        let none = envelope("d-2", "crm", "conversion", None, "{}");
+        assert_eq!(
+            serde_json::from_str::<serde_json::Value>(&none).unwrap()["occurredAt"],
+            serde_json::Value::Null
+        );
+    }
+
+    #[test]
+    fn a_new_envelope_body_wraps_the_event() {
         let event = Event::from_json_str(
             r#"{"id":"e1","type":"refund","occurredAt":"2026-01-01T00:00:00Z"}"#,
         )
@@ -112,7 +164,7 @@ mod tests {
             timeout_ms: 5000,
             max_attempts: 1,
         };
-        let body = body_of(&delivery, &event).expect("a body");
+        let body = new_body(&delivery, &event).expect("a body");
         let v: serde_json::Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["delivery"], "d-1");
         assert_eq!(v["webhook"], "crm");
@@ -120,6 +172,6 @@ mod tests {
         assert_eq!(v["occurredAt"], "2026-01-01T00:00:00Z");
         assert_eq!(v["event"], event.to_json());
         delivery.body = Payload::Empty;
-        assert_eq!(body_of(&delivery, &event), None);
+        assert_eq!(new_body(&delivery, &event), None);
     }
 }

@@ -5,11 +5,14 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::deliver::{Client, Draft, MASK, Outcome, masked, prepare};
 use crate::event::{Attribution, ClickField, Event, EventKind, FlagField, IdField, NumberField};
 use crate::lang::{Env, Webhook};
 
-use super::fanout::{body_of, render};
+use super::client::Client;
+use super::headers::masked;
+use super::outcome::Outcome;
+use super::prepare::{Draft, MASK, prepare};
+use super::render::{new_body, render};
 
 /// The sample event a test sends when none is given. Every field has a value that says it is a
 /// test; the event kind is the first the webhook listens to.
@@ -49,7 +52,32 @@ pub fn sample_event_for(webhook: &Webhook) -> Event {
     e
 }
 
-/// What a test send did: the request as sent (secrets masked) and the answer.
+/// Whether a test sends its request or only renders it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TestMode {
+    /// Send it once, for real.
+    Send,
+    /// Render it and stop (`whc test --dry-run`).
+    DryRun,
+}
+
+/// What came of a test send.
+#[derive(Debug, Clone)]
+pub enum TestResult {
+    /// The request could not be built (its signing secret is not set, say): why.
+    Unprepared(String),
+    /// Rendered and not sent, as a dry run asks.
+    Rendered,
+    /// Sent once.
+    Sent {
+        /// The endpoint's answer, or why there was none.
+        answer: Result<TestResponse, String>,
+        /// How long the attempt took.
+        elapsed: Duration,
+    },
+}
+
+/// What a test send did: the request as sent (secrets masked) and what came of it.
 #[derive(Debug, Clone)]
 pub struct TestReport {
     /// The webhook tested.
@@ -58,20 +86,14 @@ pub struct TestReport {
     pub method: String,
     /// The rendered URL.
     pub url: String,
-    /// Headers sent, values from the environment masked.
+    /// Headers sent, values from the environment masked (empty when unprepared).
     pub headers: Vec<(String, String)>,
     /// The body sent.
     pub body: Option<String>,
-    /// The answer, or why there was none.
-    pub result: Result<TestResponse, String>,
-    /// How long the attempt took.
-    pub elapsed: Duration,
-    /// Whether a request was actually sent (false for a dry run or when it could not be built).
-    pub sent: bool,
-    /// Whether the request could be built (false when, say, its signing secret is not set).
-    pub prepared: bool,
-    /// Whether this was a dry run (rendered, not sent).
-    pub dry_run: bool,
+    /// What the test was asked to do.
+    pub mode: TestMode,
+    /// What came of it.
+    pub result: TestResult,
 }
 
 /// The endpoint's answer to a test send.
@@ -88,9 +110,26 @@ pub struct TestResponse {
 }
 
 impl TestReport {
+    /// The endpoint's answer, when it answered.
+    pub fn response(&self) -> Option<&TestResponse> {
+        match &self.result {
+            TestResult::Sent { answer: Ok(r), .. } => Some(r),
+            _ => None,
+        }
+    }
+
+    /// How long the attempt took (zero when nothing was sent).
+    pub fn elapsed(&self) -> Duration {
+        match &self.result {
+            TestResult::Sent { elapsed, .. } => *elapsed,
+            _ => Duration::ZERO,
+        }
+    }
+
     /// Whether the endpoint answered 2xx.
     pub fn ok(&self) -> bool {
-        matches!(&self.result, Ok(r) if (200..300).contains(&r.status))
+        self.response()
+            .is_some_and(|r| (200..300).contains(&r.status))
     }
 
     /// Why the test failed, in one line: the send error ("no answer within 5 s", "connection
@@ -98,10 +137,13 @@ impl TestReport {
     /// the endpoint answered 2xx, or when a dry run rendered the request.
     pub fn failure(&self) -> Option<String> {
         match &self.result {
-            Ok(r) if (200..300).contains(&r.status) => None,
-            Ok(r) => Some(format!("answered {}", status_line(r.status))),
-            Err(_) if self.dry_run && self.prepared => None,
-            Err(e) => Some(e.clone()),
+            TestResult::Rendered => None,
+            TestResult::Unprepared(e) => Some(e.clone()),
+            TestResult::Sent { answer: Err(e), .. } => Some(e.clone()),
+            TestResult::Sent { answer: Ok(r), .. } if (200..300).contains(&r.status) => None,
+            TestResult::Sent { answer: Ok(r), .. } => {
+                Some(format!("answered {}", status_line(r.status)))
+            }
         }
     }
 
@@ -112,22 +154,23 @@ impl TestReport {
                 .map(|(n, v)| json!({ "name": n, "value": v }))
                 .collect()
         };
-        let (response, error) = match &self.result {
-            Ok(r) => (
-                json!({
-                    "status": r.status,
-                    "headers": pairs(&r.headers),
-                    "body": r.body,
-                    "truncated": r.truncated,
-                }),
-                serde_json::Value::Null,
-            ),
-            Err(e) => (serde_json::Value::Null, json!(e)),
+        let response = self.response().map_or(serde_json::Value::Null, |r| {
+            json!({
+                "status": r.status,
+                "headers": pairs(&r.headers),
+                "body": r.body,
+                "truncated": r.truncated,
+            })
+        });
+        let error = match &self.result {
+            TestResult::Unprepared(e) | TestResult::Sent { answer: Err(e), .. } => json!(e),
+            TestResult::Rendered => json!("not sent (dry run)"),
+            TestResult::Sent { answer: Ok(_), .. } => serde_json::Value::Null,
         };
         json!({
             "webhook": self.webhook,
-            "sent": self.sent,
-            "dry_run": self.dry_run,
+            "sent": matches!(self.result, TestResult::Sent { .. }),
+            "dry_run": self.mode == TestMode::DryRun,
             "ok": self.ok(),
             "failure": self.failure(),
             "request": {
@@ -138,31 +181,22 @@ impl TestReport {
             },
             "response": response,
             "error": error,
-            "elapsed_ms": self.elapsed.as_secs_f64() * 1000.0,
+            "elapsed_ms": self.elapsed().as_secs_f64() * 1000.0,
         })
     }
 }
 
-/// Renders the webhook's request for `event` and, unless `dry_run`, sends it once.
+/// Renders the webhook's request for `event` exactly as a delivery would be, marked
+/// `Whc-Test: true`, and in [`TestMode::Send`] sends it once.
 pub async fn run(
     client: &Client,
     webhook: &Webhook,
     event: &Event,
     env: &dyn Env,
-    dry_run: bool,
+    mode: TestMode,
 ) -> TestReport {
     let delivery = render(webhook, event, 1);
-    let body = body_of(&delivery, event);
-    let draft = Draft {
-        id: &delivery.id,
-        method: &delivery.method,
-        url: &delivery.url,
-        headers: &delivery.headers,
-        body: body.as_deref(),
-        secret_env: delivery.secret_env.as_deref(),
-        timeout_ms: delivery.timeout_ms,
-        test: true,
-    };
+    let body = new_body(&delivery, event);
     let mut report = TestReport {
         webhook: webhook.name.clone(),
         method: delivery.method.clone(),
@@ -171,20 +205,16 @@ pub async fn run(
         body: body
             .as_deref()
             .map(|b| String::from_utf8_lossy(b).into_owned()),
-        result: Err("not sent (dry run)".into()),
-        elapsed: Duration::ZERO,
-        sent: false,
-        prepared: false,
-        dry_run,
+        mode,
+        result: TestResult::Rendered,
     };
-    let prepared = match prepare(&draft, env) {
+    let prepared = match prepare(&Draft::test(&delivery, body.as_deref()), env) {
         Ok(p) => p,
         Err(err) => {
-            report.result = Err(err.to_string());
+            report.result = TestResult::Unprepared(err.to_string());
             return report;
         }
     };
-    report.prepared = true;
     // Values from the environment are already masked; credential-like literal headers
     // (`Authorization: Bearer ...` written in the file) are masked too.
     report.headers = prepared
@@ -199,20 +229,21 @@ pub async fn run(
             }
         })
         .collect();
-    if dry_run {
+    if mode == TestMode::DryRun {
         return report;
     }
     let attempt = client.send(prepared.request).await;
-    report.sent = true;
-    report.elapsed = attempt.elapsed;
-    report.result = match attempt.outcome {
-        Outcome::Response(r) => Ok(TestResponse {
-            status: r.status,
-            body: r.excerpt_text(),
-            headers: r.headers,
-            truncated: r.truncated,
-        }),
-        Outcome::Failed(err) => Err(err.to_string()),
+    report.result = TestResult::Sent {
+        elapsed: attempt.elapsed,
+        answer: match attempt.outcome {
+            Outcome::Response(r) => Ok(TestResponse {
+                status: r.status,
+                body: r.excerpt_text(),
+                headers: r.headers,
+                truncated: r.truncated,
+            }),
+            Outcome::Failed(err) => Err(err.to_string()),
+        },
     };
     report
 }

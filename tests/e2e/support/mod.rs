@@ -1,27 +1,29 @@
-//! What every end-to-end test needs: recording target servers, the sidecar started in-process
-//! on temporary directories, an HTTP client and polling helpers.
+//! What every end-to-end test needs: the recording target server, the sidecar started
+//! in-process on temporary directories, an HTTP client and polling helpers.
 
-use std::collections::{HashMap, VecDeque};
-use std::convert::Infallible;
+pub mod signals;
+mod target;
+
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::path::Path;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
-use hyper::body::Incoming;
-use hyper::{HeaderMap, Method, Request, Response, StatusCode};
+use hyper::{HeaderMap, Method, Request, StatusCode};
 use hyper_util::client::legacy::Client as LegacyClient;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 use tempfile::TempDir;
-use tokio::net::TcpListener;
 use whc::deliver::RetryPolicy;
 use whc::sidecar::{Running, ServeConfig};
+
+pub use target::{Reply, Target, Wire};
 
 /// How long anything may take to happen before a test fails; generous for loaded machines.
 pub const PATIENCE: Duration = Duration::from_secs(30);
@@ -33,261 +35,6 @@ static TICKS: AtomicU64 = AtomicU64::new(1);
 /// The next tick.
 pub fn tick() -> u64 {
     TICKS.fetch_add(1, Ordering::SeqCst)
-}
-
-// ---------------------------------------------------------------------------------------------
-// Target servers
-
-/// How a target answers one request.
-#[derive(Debug, Clone)]
-pub enum Reply {
-    /// Answer at once with this status, headers and body.
-    Answer {
-        /// The status.
-        status: u16,
-        /// Extra headers.
-        headers: Vec<(String, String)>,
-        /// The body.
-        body: String,
-    },
-    /// Wait, then answer with this status and an empty body.
-    Delayed(Duration, u16),
-    /// Never answer (until the client gives up and closes the connection).
-    Hang,
-}
-
-impl Reply {
-    /// A bare status with an empty body.
-    pub fn status(status: u16) -> Reply {
-        Reply::Answer {
-            status,
-            headers: Vec::new(),
-            body: String::new(),
-        }
-    }
-
-    /// A status and a body.
-    pub fn with_body(status: u16, body: &str) -> Reply {
-        Reply::Answer {
-            status,
-            headers: Vec::new(),
-            body: body.to_owned(),
-        }
-    }
-}
-
-/// One request as a target received it.
-#[derive(Debug, Clone)]
-pub struct Recorded {
-    /// The method.
-    pub method: Method,
-    /// Path and query, as sent.
-    pub path_and_query: String,
-    /// Headers.
-    pub headers: HeaderMap,
-    /// The whole body.
-    pub body: Bytes,
-    /// When the request (with its body) arrived, on the process-wide [`tick`] clock.
-    pub at: u64,
-    /// When the handler stopped: it answered, or the client went away before the answer
-    /// (a `Hang`). `None` while it is still in flight.
-    pub ended: Option<u64>,
-}
-
-impl Recorded {
-    /// One header as text.
-    pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-
-    /// The body as JSON.
-    pub fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or_else(|e| {
-            panic!(
-                "target got a body that is not JSON ({e}): {:?}",
-                String::from_utf8_lossy(&self.body)
-            )
-        })
-    }
-
-    /// The path without the query.
-    pub fn path(&self) -> &str {
-        self.path_and_query
-            .split_once('?')
-            .map_or(self.path_and_query.as_str(), |(p, _)| p)
-    }
-
-    /// The raw query string (empty when there is none).
-    pub fn query(&self) -> &str {
-        self.path_and_query.split_once('?').map_or("", |(_, q)| q)
-    }
-
-    /// The query, split into percent-decoded pairs, in order.
-    pub fn query_pairs(&self) -> Vec<(String, String)> {
-        let decode = |s: &str| {
-            percent_encoding::percent_decode_str(&s.replace('+', " "))
-                .decode_utf8()
-                .expect("query is UTF-8")
-                .into_owned()
-        };
-        self.query()
-            .split('&')
-            .filter(|p| !p.is_empty())
-            .map(|pair| {
-                let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
-                (decode(k), decode(v))
-            })
-            .collect()
-    }
-}
-
-#[derive(Default)]
-struct TargetState {
-    requests: Mutex<Vec<Recorded>>,
-    script: Mutex<VecDeque<Reply>>,
-    default: Mutex<Option<Reply>>,
-}
-
-/// A real HTTP server on `127.0.0.1:0` that records every request and answers from a script:
-/// the queued replies first, one per request, then the default reply (200 unless changed).
-#[derive(Clone)]
-pub struct Target {
-    /// Where it listens.
-    pub addr: SocketAddr,
-    state: Arc<TargetState>,
-}
-
-/// Marks a request's end when its handler finishes or is dropped (the client went away).
-struct EndGuard {
-    state: Arc<TargetState>,
-    index: usize,
-}
-
-impl Drop for EndGuard {
-    fn drop(&mut self) {
-        let mut requests = self
-            .state
-            .requests
-            .lock()
-            .unwrap_or_else(|p| p.into_inner());
-        requests[self.index].ended = Some(tick());
-    }
-}
-
-impl Target {
-    /// Starts a target answering 200 with an empty body.
-    pub async fn start() -> Target {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind target");
-        let addr = listener.local_addr().expect("target address");
-        let state = Arc::new(TargetState::default());
-        let shared = Arc::clone(&state);
-        tokio::spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                let state = Arc::clone(&shared);
-                tokio::spawn(async move {
-                    let service = hyper::service::service_fn(move |req| {
-                        let state = Arc::clone(&state);
-                        async move { Ok::<_, Infallible>(answer(state, req).await) }
-                    });
-                    let _ = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
-                });
-            }
-        });
-        Target { addr, state }
-    }
-
-    /// A URL on this target.
-    pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
-    }
-
-    /// Queues replies for the next requests.
-    pub fn script(&self, replies: impl IntoIterator<Item = Reply>) {
-        self.state.script.lock().unwrap().extend(replies);
-    }
-
-    /// The reply once the script is used up.
-    pub fn set_default(&self, reply: Reply) {
-        *self.state.default.lock().unwrap() = Some(reply);
-    }
-
-    /// Every request received so far.
-    pub fn requests(&self) -> Vec<Recorded> {
-        self.state.requests.lock().unwrap().clone()
-    }
-
-    /// How many requests arrived.
-    pub fn count(&self) -> usize {
-        self.state.requests.lock().unwrap().len()
-    }
-
-    /// Waits until at least `n` requests arrived and returns them all.
-    pub async fn wait_for(&self, n: usize) -> Vec<Recorded> {
-        wait_until(&format!("{n} request(s) at {}", self.addr), || {
-            self.count() >= n
-        })
-        .await;
-        self.requests()
-    }
-}
-
-async fn answer(state: Arc<TargetState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
-    let (parts, body) = req.into_parts();
-    let body = body
-        .collect()
-        .await
-        .map(|b| b.to_bytes())
-        .unwrap_or_default();
-    let reply = {
-        let next = state.script.lock().unwrap().pop_front();
-        next.or_else(|| state.default.lock().unwrap().clone())
-            .unwrap_or_else(|| Reply::status(200))
-    };
-    let index = {
-        let mut requests = state.requests.lock().unwrap();
-        requests.push(Recorded {
-            method: parts.method,
-            path_and_query: parts
-                .uri
-                .path_and_query()
-                .map_or("/".to_owned(), |p| p.as_str().to_owned()),
-            headers: parts.headers,
-            body,
-            at: tick(),
-            ended: None,
-        });
-        requests.len() - 1
-    };
-    let _guard = EndGuard {
-        state: Arc::clone(&state),
-        index,
-    };
-    let (status, headers, body) = match reply {
-        Reply::Answer {
-            status,
-            headers,
-            body,
-        } => (status, headers, body),
-        Reply::Delayed(wait, status) => {
-            tokio::time::sleep(wait).await;
-            (status, Vec::new(), String::new())
-        }
-        Reply::Hang => std::future::pending().await,
-    };
-    let mut res = Response::new(Full::new(Bytes::from(body)));
-    *res.status_mut() = StatusCode::from_u16(status).expect("valid status");
-    for (name, value) in headers {
-        res.headers_mut().insert(
-            hyper::header::HeaderName::from_bytes(name.as_bytes()).expect("header name"),
-            value.parse().expect("header value"),
-        );
-    }
-    res
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -399,6 +146,11 @@ impl Http {
 
 // ---------------------------------------------------------------------------------------------
 // Polling
+//
+// For conditions nothing notifies about (the admin API's view of a delivery, the live rules'
+// reload counters, a task's shared state). The sleeps below are the poll interval of a
+// bounded wait on the condition itself, not a guess at how long something takes. A target's
+// requests have their own waker: `Target::wait`.
 
 /// Polls `cond` every few milliseconds until it holds; fails the test after [`PATIENCE`].
 pub async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
@@ -474,6 +226,8 @@ pub struct Sidecar {
     pub http: Http,
     config: ServeConfig,
     env: HashMap<String, String>,
+    /// Its rules watcher reloads on SIGHUP: keeps the SIGHUP test out while it runs.
+    _signals: signals::SignalGuard,
 }
 
 /// A change to the settings before start.
@@ -503,6 +257,19 @@ impl Sidecar {
 
     fn running(&self) -> &Running {
         self.running.as_ref().expect("sidecar running")
+    }
+
+    /// Makes every event insert fail from now on, as a full disk would: a trigger in the
+    /// outbox aborts it, so accepting events fails with a store error.
+    pub fn break_store(&self) {
+        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .expect("busy timeout");
+        conn.execute_batch(
+            "CREATE TRIGGER whc_test_store_broken BEFORE INSERT ON events
+             BEGIN SELECT RAISE(ABORT, 'the store is broken (test)'); END;",
+        )
+        .expect("install the failing trigger");
     }
 
     /// The events listener's URL for `path`.
@@ -634,6 +401,7 @@ impl SidecarBuilder {
         for tweak in self.tweak {
             tweak(&mut config);
         }
+        let signals = signals::watcher().await;
         let running = whc::sidecar::start(config.clone(), Arc::new(self.env.clone()))
             .await
             .unwrap_or_else(|e| panic!("sidecar did not start: {e}"));
@@ -644,6 +412,7 @@ impl SidecarBuilder {
             http: Http::new(),
             config,
             env: self.env,
+            _signals: signals,
         }
     }
 }

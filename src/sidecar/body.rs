@@ -1,0 +1,211 @@
+//! Reading a request's body within a limit: whole, or, when longer, passed on unread.
+
+use std::collections::VecDeque;
+use std::error::Error;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Body, Frame, SizeHint};
+
+/// Why a body could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum BodyError {
+    /// Longer than the limit (answer 413); reading stopped there.
+    #[error("the body is larger than the limit of {limit} bytes")]
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// The connection failed or the client stopped sending.
+    #[error("cannot read the body: {0}")]
+    Read(Box<dyn Error + Send + Sync>),
+}
+
+/// Reads a whole body (such as hyper's `Incoming`) of at most `limit` bytes. A body announced
+/// or found to be longer fails with [`BodyError::TooLarge`], having read no more than the
+/// limit and the chunk that crossed it.
+pub async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    match read_bounded(body, limit).await? {
+        Bounded::Whole(bytes) => Ok(bytes),
+        Bounded::Over(_) => Err(BodyError::TooLarge { limit }),
+    }
+}
+
+/// A body read up to a limit: whole, or, when longer, what was read and the rest unread.
+#[derive(Debug)]
+pub enum Bounded<B> {
+    /// The whole body, at most the limit.
+    Whole(Bytes),
+    /// Longer than the limit: the same bytes, still streaming, for a caller that passes the
+    /// body on without reading it (the proxy forwards it).
+    Over(Prefixed<B>),
+}
+
+/// Reads a body of at most `limit` bytes whole; a longer one comes back unconsumed as
+/// [`Bounded::Over`], holding no more than about `limit` bytes. Trailers are dropped.
+pub async fn read_bounded<B>(mut body: B, limit: usize) -> Result<Bounded<B>, BodyError>
+where
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<Box<dyn Error + Send + Sync>>,
+{
+    let mut read: VecDeque<Bytes> = VecDeque::new();
+    let mut len = 0usize;
+    let mut over = body.size_hint().lower() > limit as u64;
+    while !over {
+        let Some(frame) = body.frame().await else {
+            break;
+        };
+        let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
+        if let Ok(data) = frame.into_data() {
+            len += data.len();
+            read.push_back(data);
+            over = len > limit;
+        }
+    }
+    if over {
+        return Ok(Bounded::Over(Prefixed { read, rest: body }));
+    }
+    let mut whole = BytesMut::with_capacity(len);
+    read.iter().for_each(|chunk| whole.extend_from_slice(chunk));
+    Ok(Bounded::Whole(whole.freeze()))
+}
+
+/// A body whose first chunks were already read: they are sent again, then the rest.
+#[derive(Debug)]
+pub struct Prefixed<B> {
+    read: VecDeque<Bytes>,
+    rest: B,
+}
+
+impl<B> Body for Prefixed<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        match self.read.pop_front() {
+            Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+            None => Pin::new(&mut self.rest).poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.read.is_empty() && self.rest.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        let read: u64 = self.read.iter().map(|c| c.len() as u64).sum();
+        let rest = self.rest.size_hint();
+        let mut hint = SizeHint::new();
+        hint.set_lower(rest.lower().saturating_add(read));
+        if let Some(upper) = rest.upper() {
+            hint.set_upper(upper.saturating_add(read));
+        }
+        hint
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+    use std::convert::Infallible;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    use http_body_util::Full;
+    use hyper::body::Frame;
+
+    use super::*;
+
+    #[tokio::test]
+    async fn body_within_limit_is_read_whole() {
+        let bytes = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10)
+            .await
+            .expect("at the limit");
+        assert_eq!(&bytes[..], b"0123456789");
+    }
+
+    #[tokio::test]
+    async fn announced_body_over_limit_is_too_large() {
+        let e = read_limited(Full::new(Bytes::from_static(b"0123456789A")), 10)
+            .await
+            .expect_err("over");
+        assert!(matches!(e, BodyError::TooLarge { limit: 10 }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn streamed_body_over_limit_is_too_large() {
+        // No length announced: the limit trips while reading, on the chunk that crosses it.
+        let body = Chunked(
+            (0..100)
+                .map(|_| Bytes::from_static(b"0123456789"))
+                .collect(),
+        );
+        let e = read_limited(body, 55).await.expect_err("over");
+        assert!(matches!(e, BodyError::TooLarge { limit: 55 }), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_bounded_read_under_the_limit_is_whole() {
+        let body = Chunked((0..5).map(|_| Bytes::from_static(b"0123456789")).collect());
+        match read_bounded(body, 50).await.expect("readable") {
+            Bounded::Whole(bytes) => assert_eq!(bytes, "0123456789".repeat(5)),
+            Bounded::Over(_) => panic!("50 bytes fit a limit of 50"),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_bounded_read_over_the_limit_gives_back_every_byte() {
+        let chunks: VecDeque<Bytes> = (0..100u8)
+            .map(|i| Bytes::from(vec![b'a' + i % 26; 10]))
+            .collect();
+        let sent: Vec<u8> = chunks.iter().flatten().copied().collect();
+        let Bounded::Over(prefixed) = read_bounded(Chunked(chunks), 55).await.expect("readable")
+        else {
+            panic!("1000 bytes are over 55");
+        };
+        // Only the chunks up to the one crossing the limit were read.
+        assert_eq!(prefixed.read.len(), 6);
+        assert!(!prefixed.is_end_stream());
+        let forwarded = prefixed.collect().await.expect("infallible").to_bytes();
+        assert_eq!(forwarded.as_ref(), sent.as_slice());
+    }
+
+    #[tokio::test]
+    async fn a_bounded_read_of_an_announced_long_body_reads_nothing() {
+        let body = Full::new(Bytes::from(vec![b'x'; 100]));
+        let Bounded::Over(prefixed) = read_bounded(body, 10).await.expect("readable") else {
+            panic!("100 bytes are over 10");
+        };
+        assert!(prefixed.read.is_empty());
+        assert_eq!(prefixed.size_hint().exact(), Some(100));
+        let forwarded = prefixed.collect().await.expect("infallible").to_bytes();
+        assert_eq!(forwarded.len(), 100);
+    }
+
+    /// A body sent in chunks without a length, like a chunked HTTP/1.1 post.
+    struct Chunked(VecDeque<Bytes>);
+
+    impl Body for Chunked {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+}
