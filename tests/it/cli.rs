@@ -401,3 +401,77 @@ fn a_ca_cert_that_cannot_be_read_is_a_usage_error_naming_it() {
         assert!(err.contains(file), "{err}");
     }
 }
+
+/// Runs `whc` in `dir` and kills it after `limit`: a walk that never ends fails the test
+/// instead of hanging it.
+#[cfg(unix)]
+fn whc_within(dir: &Path, args: &[&str], limit: std::time::Duration) -> Output {
+    let mut child = command(dir, args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if start.elapsed() > limit {
+            child.kill().unwrap();
+            let out = child.wait_with_output().unwrap();
+            panic!(
+                "whc {args:?} still running after {limit:?}; stdout so far:\n{}",
+                stdout(&out)
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.wait_with_output().unwrap()
+}
+
+#[cfg(unix)]
+#[test]
+fn symbolic_link_loops_are_walked_once_with_a_warning() {
+    use std::os::unix::fs::symlink;
+    let limit = std::time::Duration::from_secs(60);
+    let dir = rules(&[
+        ("rules/hooks.whc", CLEAN),
+        (
+            "rules/team/more.whc",
+            &CLEAN.replace("facebook_big_sales", "team_sales"),
+        ),
+    ]);
+    let rules_dir = dir.path().join("rules");
+    // Two links to the folder itself: 2^40 paths before the kernel's ELOOP, if followed.
+    symlink(".", rules_dir.join("a")).unwrap();
+    symlink(".", rules_dir.join("b")).unwrap();
+    // A link up: walking it finds the rules folder again.
+    symlink("..", rules_dir.join("team/up")).unwrap();
+    // A second name of a file already read.
+    symlink("hooks.whc", rules_dir.join("again.whc")).unwrap();
+
+    let out = whc_within(dir.path(), &["check", "--format", "json", "rules"], limit);
+    assert_exit(&out, 0);
+    let problems = json(&out);
+    let codes = strings(&problems, "code");
+    assert!(
+        codes.iter().all(|c| *c == "whc::skipped_link"),
+        "{problems:#}"
+    );
+    let files = strings(&problems, "file");
+    for skipped in ["rules/a", "rules/b", "rules/again.whc"] {
+        assert!(files.contains(&skipped), "{skipped} reported: {problems:#}");
+    }
+    assert!(
+        files.iter().any(|f| f.starts_with("rules/team/up")),
+        "the link up reported: {problems:#}"
+    );
+    assert!(
+        problems[0]["message"].as_str().unwrap().contains("loop"),
+        "{problems:#}"
+    );
+
+    // Each webhook once: no duplicate_webhook, and the summary counts two files.
+    let human = whc_within(dir.path(), &["check", "rules"], limit);
+    assert_exit(&human, 0);
+    assert!(stdout(&human).contains("in 2 files"), "{}", stdout(&human));
+    let denied = whc_within(dir.path(), &["check", "--deny-warnings", "rules"], limit);
+    assert_exit(&denied, 1);
+}

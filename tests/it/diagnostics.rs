@@ -15,7 +15,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics")
 
 /// Every code in the registry. `produced_by_compile` is exhaustive, so a new code does not
 /// compile here until someone decides whether it needs a fixture.
-const ALL_CODES: [Code; 31] = [
+const ALL_CODES: [Code; 32] = [
     Code::Syntax,
     Code::UnknownField,
     Code::UnknownEvent,
@@ -47,13 +47,14 @@ const ALL_CODES: [Code; 31] = [
     Code::EnvUnset,
     Code::DuplicateEvent,
     Code::NoRules,
+    Code::SkippedLink,
 ];
 
 /// Whether `whc::lang::compile` can report the code (so that it must have a fixture).
 fn produced_by_compile(code: Code) -> bool {
     match code {
         // Reported by the loader and the sidecar, not by the compiler.
-        Code::ReadFile | Code::NoRules => false,
+        Code::ReadFile | Code::NoRules | Code::SkippedLink => false,
         Code::Syntax
         | Code::UnknownField
         | Code::UnknownEvent
@@ -204,6 +205,7 @@ fn warnings_and_errors_have_the_registry_severity() {
                 | "whc::env_unset"
                 | "whc::duplicate_event"
                 | "whc::no_rules"
+                | "whc::skipped_link"
         );
         assert_eq!(warning, expect_warning, "{name}");
     }
