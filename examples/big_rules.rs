@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! cargo run --release --example big_rules -- [--webhooks 10000] [--files 10] [--reloads 100]
+//! cargo run --release --example big_rules -- --write-to DIR   # only the rule files
 //! ```
 //!
 //! What one run does:
@@ -55,6 +56,9 @@ struct Args {
     /// Event posts measured with and without a `/v1/rules` scrape in flight.
     #[arg(long, default_value_t = 20)]
     posts: usize,
+    /// Only write the rule files into this folder (for a profiler), and stop.
+    #[arg(long)]
+    write_to: Option<std::path::PathBuf>,
 }
 
 /// Set in the environment of the child processes: run as the `whc` command line.
@@ -70,6 +74,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         });
     }
     let args = Args::parse();
+    if let Some(dir) = &args.write_to {
+        let bytes = generate(dir, args.webhooks, args.files)?;
+        println!(
+            "{} webhooks, {bytes} bytes in {}",
+            args.webhooks,
+            dir.display()
+        );
+        return Ok(());
+    }
     let tmp = tempfile::tempdir()?;
     let rules = tmp.path().join("rules");
     let bytes = generate(&rules, args.webhooks, args.files)?;

@@ -13,6 +13,7 @@ use crate::deliver::test::{self, TestMode};
 use crate::outbox::{Delivery, DeliveryFilter, Status};
 
 use super::State;
+use super::WatchState;
 use super::http::{Body, error, json, text};
 use super::metrics::Gauges;
 
@@ -24,10 +25,15 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     match (req.method(), segments.as_slice()) {
         (&Method::GET, ["healthz"]) => json(StatusCode::OK, &json!({ "status": "ok" })),
         (&Method::GET, ["metrics"]) => metrics(&state).await,
-        (&Method::GET, ["v1", "rules"]) => json(
-            StatusCode::OK,
-            &serde_json::to_value(state.rules.status()).unwrap_or_default(),
-        ),
+        // Rendered once per rule set; copying it is still megabytes with 10,000 webhooks, so
+        // it is done off the runtime's workers.
+        (&Method::GET, ["v1", "rules"]) => {
+            let rules = Arc::clone(&state.rules);
+            match tokio::task::spawn_blocking(move || rules.status_json()).await {
+                Ok(body) => text(StatusCode::OK, body, "application/json"),
+                Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+            }
+        }
         (&Method::GET, ["v1", "deliveries"]) => deliveries(&state, &query).await,
         (&Method::POST, ["v1", "deliveries", "pause"]) => set_paused(&state, true),
         (&Method::POST, ["v1", "deliveries", "resume"]) => set_paused(&state, false),
@@ -81,14 +87,15 @@ fn decode(segment: &str) -> String {
 }
 
 async fn metrics(state: &State) -> Response<Body> {
-    let status = state.rules.status();
+    let rules = state.rules.counts();
     let gauges = Gauges {
         queue_depth: state.outbox.queue_depth().await.unwrap_or(0),
-        reloads_ok: status.reloads_ok,
-        reloads_failed: status.reloads_failed,
-        rules_version: status.version,
+        reloads_ok: rules.reloads_ok,
+        reloads_failed: rules.reloads_failed,
+        rules_version: rules.version,
+        rules_watched: rules.watcher == WatchState::Watching,
         deliveries_paused: state.deliveries.is_paused(),
-        webhooks: status.webhooks.len() as u64,
+        webhooks: rules.webhooks as u64,
         outbox: state.outbox.stats(),
     };
     text(

@@ -48,6 +48,8 @@ pub struct Gauges {
     pub rules_version: u64,
     /// Webhooks in the rules being served.
     pub webhooks: u64,
+    /// Whether every rules folder is watched for changes.
+    pub rules_watched: bool,
     /// Whether deliveries are paused.
     pub deliveries_paused: bool,
     /// The outbox writer's counters (group commit).
@@ -175,6 +177,11 @@ impl Metrics {
                 "whc_webhooks",
                 "Webhooks in the rule set being served.",
                 gauges.webhooks,
+            ),
+            (
+                "whc_rules_watched",
+                "1 while every rules folder is watched for changes, else 0 (gone, or the watcher failed).",
+                u64::from(gauges.rules_watched),
             ),
         ] {
             let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} gauge\n{name} {v}");

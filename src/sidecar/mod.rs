@@ -30,7 +30,7 @@ pub use config::{Intercept, ProxyConfig, ServeConfig};
 pub use ingest::{
     Accepted, AcceptedEvent, Ingest, IngestFailure, Input, InvalidEvent, parse_events,
 };
-pub use rules::{LiveRules, RulesError, RulesStatus, WebhookStatus};
+pub use rules::{LiveRules, RulesCounts, RulesError, RulesStatus, WatchState, WebhookStatus};
 pub use watch::DEFAULT_DEBOUNCE;
 
 use dispatch::Dispatcher;

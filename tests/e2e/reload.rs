@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use whc::engine::RuleSet;
 use whc::event::Event;
 use whc::lang::Env;
-use whc::sidecar::{LiveRules, RulesError, RulesStatus};
+use whc::sidecar::{LiveRules, RulesError, RulesStatus, WatchState};
 
 use crate::support::{
     Sidecar, Target, conversion, save, signals, wait_until, wait_until_async, webhook,
@@ -453,4 +453,142 @@ async fn rules_reload_while_events_flow_and_each_event_sees_one_version() {
 
     let sidecar = Arc::into_inner(sidecar).expect("the poster is done");
     sidecar.shutdown().await;
+}
+
+// === the rules folder on disk: links, and a folder replaced ===
+
+#[cfg(unix)]
+#[test]
+fn symbolic_link_loops_load_each_webhook_once() {
+    use std::os::unix::fs::symlink;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir_all(rules_dir.join("team")).expect("mkdir");
+    save(&rules_dir, "a.whc", WEBHOOK_A);
+    save(&rules_dir.join("team"), "b.whc", WEBHOOK_B);
+    symlink(".", rules_dir.join("a")).expect("link");
+    symlink(".", rules_dir.join("b")).expect("link");
+    symlink("..", rules_dir.join("team/up")).expect("link");
+
+    // Followed, these never end (or read every file 80-120 times); now each folder once.
+    let rules = LiveRules::load(vec![rules_dir.clone()], env()).expect("valid rules");
+    assert_eq!(names(&rules.current()), ["a_sales", "b_refunds"]);
+    rules.reload().expect("a reload walks the same way");
+    assert_eq!(names(&rules.current()), ["a_sales", "b_refunds"]);
+    assert_eq!(rules.current().files.len(), 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rules_folder_deleted_and_created_again_is_watched_again() {
+    let _signals = signals::watcher().await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let rules_dir = dir.path().join("rules");
+    std::fs::create_dir(&rules_dir).expect("mkdir");
+    save(&rules_dir, "a.whc", WEBHOOK_A);
+    let (rules, cancel, watcher) = start(&rules_dir);
+    assert_eq!(rules.status().watcher, WatchState::Watching);
+
+    // A deploy: `rm -rf rules && cp -r new rules`.
+    std::fs::remove_dir_all(&rules_dir).expect("rm -rf");
+    let gone = reloaded(&rules, "the failed reload of a missing folder", |s| {
+        s.reloads_failed >= 1 && s.watcher == WatchState::Missing
+    })
+    .await;
+    assert_eq!(
+        names(&rules.current()),
+        ["a_sales"],
+        "the old rules keep serving"
+    );
+    assert!(
+        gone.last_error.as_deref().unwrap_or("").contains("rules"),
+        "{gone:#?}"
+    );
+    std::fs::create_dir(&rules_dir).expect("mkdir again");
+    save(&rules_dir, "b.whc", WEBHOOK_B);
+    let back = reloaded(&rules, "the new folder's rules", |s| {
+        s.reloads_ok >= 1 && s.webhooks.len() == 1 && s.webhooks[0].name == "b_refunds"
+    })
+    .await;
+    assert_eq!(back.watcher, WatchState::Watching);
+    assert_eq!(back.last_error, None);
+
+    // And the new folder is watched: a change in it is seen.
+    save(&rules_dir, "a.whc", WEBHOOK_A);
+    reloaded(&rules, "a change in the new folder", |s| {
+        s.reloads_ok > back.reloads_ok
+    })
+    .await;
+    assert_eq!(names(&rules.current()), ["a_sales", "b_refunds"]);
+
+    // Twice, and quickly: the new folder may even get the old one's inode.
+    std::fs::remove_dir_all(&rules_dir).expect("rm -rf");
+    std::fs::create_dir(&rules_dir).expect("mkdir again");
+    save(&rules_dir, "a.whc", WEBHOOK_A);
+    let before = rules.status().reloads_ok;
+    reloaded(&rules, "the rules of the folder replaced at once", |s| {
+        s.reloads_ok > before && s.webhooks.len() == 1 && s.webhooks[0].name == "a_sales"
+    })
+    .await;
+    save(&rules_dir, "b.whc", WEBHOOK_B);
+    let before = rules.status().reloads_ok;
+    reloaded(&rules, "a change in that folder", |s| s.reloads_ok > before).await;
+    assert_eq!(names(&rules.current()), ["a_sales", "b_refunds"]);
+
+    cancel.cancel();
+    watcher.await.expect("watcher task ends cleanly");
+    assert_eq!(rules.status().watcher, WatchState::Off);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_post_is_answered_while_a_large_rules_listing_is_scraped() {
+    // 3,000 webhooks: the listing is about 0.6 MB.
+    let mut text = String::new();
+    for i in 0..3000 {
+        text.push_str(&webhook(
+            &format!("w{i:04}"),
+            "conversion",
+            &format!("first.utm_source equals \"s{i}\""),
+            &format!("https://hooks.example.com/{i}?txn=[transaction]"),
+            "",
+        ));
+    }
+    let sidecar = Arc::new(Sidecar::builder().file("big.whc", &text).start().await);
+    let stop = Arc::new(AtomicBool::new(false));
+    let scrapers: Vec<_> = (0..4)
+        .map(|_| {
+            let (sidecar, stop) = (Arc::clone(&sidecar), Arc::clone(&stop));
+            tokio::spawn(async move {
+                let mut scraped = 0u32;
+                while !stop.load(Ordering::SeqCst) {
+                    let status = sidecar.admin_json("/v1/rules").await;
+                    assert_eq!(status["webhooks"].as_array().map(Vec::len), Some(3000));
+                    scraped += 1;
+                }
+                scraped
+            })
+        })
+        .collect();
+    // Posts go on, each answered well within a generous deadline, while scrapes run.
+    for i in 0..20 {
+        let answer = tokio::time::timeout(
+            Duration::from_secs(5),
+            sidecar.post_events(conversion(&format!("during-scrape-{i}")).to_string()),
+        )
+        .await
+        .expect("an event post is answered while /v1/rules is scraped");
+        assert_eq!(answer.status, StatusCode::ACCEPTED);
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut scraped = 0;
+    for s in scrapers {
+        scraped += s.await.expect("a scraper did not panic");
+    }
+    assert!(scraped > 0);
+    let metrics = sidecar.metrics().await;
+    assert!(metrics.contains("whc_webhooks 3000"), "{metrics}");
+    assert!(metrics.contains("whc_rules_watched 1"), "{metrics}");
+    Arc::into_inner(sidecar)
+        .expect("scrapers done")
+        .shutdown()
+        .await;
 }
