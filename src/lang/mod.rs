@@ -70,6 +70,7 @@ impl Compiled {
 pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     let mut out = Compiled::default();
     let mut seen: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
+    let mut regexes = check::Regexes::default();
     for source in files {
         let (file, syntax_errors) = parse::parse_file(&source.text);
         for e in syntax_errors {
@@ -108,7 +109,13 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
                 seen.insert(name.node.clone(), (Arc::clone(source), name.span));
             }
         }
-        let webhooks = check::check_webhooks(source, &file.webhooks, env, &mut out.diagnostics);
+        let webhooks = check::check_webhooks(
+            source,
+            &file.webhooks,
+            env,
+            &mut regexes,
+            &mut out.diagnostics,
+        );
         out.webhooks.extend(webhooks);
     }
     // Report in reading order: file by file, top to bottom (the sort is stable).

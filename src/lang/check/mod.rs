@@ -14,6 +14,7 @@ mod settings;
 mod url;
 mod warnings;
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::ast::{Span, WebhookDecl};
@@ -24,12 +25,19 @@ use super::webhook::{Env, Webhook};
 
 pub use settings::{MAX_RETRIES, MAX_TIMEOUT};
 
+/// The `matches` patterns compiled so far in one compilation, by pattern and case: a pattern
+/// written on many webhooks is compiled once and shared (a compiled regex is 10 KB or more,
+/// and rule sets generated from templates repeat their patterns).
+#[derive(Debug, Default)]
+pub struct Regexes(HashMap<(String, bool), ::regex::Regex>);
+
 /// Checks and compiles the webhooks of one parsed file; problems go to `diags`.
 /// A webhook with an error is left out of the result.
 pub fn check_webhooks(
     source: &Arc<SourceFile>,
     webhooks: &[WebhookDecl],
     env: &dyn Env,
+    regexes: &mut Regexes,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Webhook> {
     let mut out = Vec::new();
@@ -37,6 +45,7 @@ pub fn check_webhooks(
         let mut checker = Checker {
             source,
             env,
+            regexes: &mut *regexes,
             diags: Vec::new(),
             facts: Vec::new(),
         };
@@ -54,6 +63,7 @@ pub fn check_webhooks(
 struct Checker<'a> {
     source: &'a Arc<SourceFile>,
     env: &'a dyn Env,
+    regexes: &'a mut Regexes,
     diags: Vec<Diagnostic>,
     /// Comparisons that must all hold (top-level conjuncts), for reachability.
     facts: Vec<Fact>,
