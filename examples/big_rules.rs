@@ -16,8 +16,8 @@
 //!    and prints the medians;
 //! 4. starts `whc serve --paused` on the directory as a separate process (again this program
 //!    as `whc`) and reads its resident memory (`VmRSS` in `/proc/PID/status`) after start,
-//!    after one reload and after `--reloads` reloads (each forced with SIGHUP, awaited on the
-//!    "rules reloaded" log line), with the time from signal to log line;
+//!    after one reload, after ten and after `--reloads` reloads (each forced with SIGHUP,
+//!    awaited on the "rules reloaded" log line), with the time from signal to log line;
 //! 5. times `GET /v1/rules` and `GET /metrics` (`--samples` each, median);
 //! 6. posts events while another thread scrapes `/v1/rules` in a loop, and prints the posts'
 //!    median and worst latency, next to the same posts with no scrape.
@@ -140,8 +140,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("sidecar RSS after start   {}", sidecar.rss());
     let mut signalled = vec![sidecar.reload()?];
     println!("sidecar RSS, 1 reload     {}", sidecar.rss());
-    for _ in 1..args.reloads {
+    for n in 2..=args.reloads {
         signalled.push(sidecar.reload()?);
+        if n == 10 && args.reloads > 10 {
+            println!("sidecar RSS, 10 reloads    {}", sidecar.rss());
+        }
     }
     println!(
         "sidecar RSS, {:>3} reloads {} (peak {})",

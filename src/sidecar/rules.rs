@@ -11,7 +11,7 @@ use serde_json::value::RawValue;
 use crate::engine::RuleSet;
 use crate::engine::load;
 use crate::lang::diagnostic::render;
-use crate::lang::{Diagnostic, Env};
+use crate::lang::{Diagnostic, Env, Webhook};
 
 /// Why the rules could not be loaded: a path could not be read, or the rules have errors.
 #[derive(Debug, thiserror::Error)]
@@ -68,32 +68,37 @@ struct ReloadState {
     listing: Arc<Listing>,
 }
 
-/// The webhooks of one rule set as `GET /v1/rules` lists them, and that list as JSON: built
-/// when the set is loaded, so a request copies it instead of walking every webhook.
+/// The webhooks of one rule set as `GET /v1/rules` lists them, as JSON: rendered when the set
+/// is loaded, so a request copies it instead of walking every webhook.
 #[derive(Debug, Default)]
 struct Listing {
-    webhooks: Vec<WebhookStatus>,
     json: Option<Box<RawValue>>,
 }
 
 impl Listing {
     fn of(rules: &RuleSet) -> Listing {
-        let webhooks: Vec<WebhookStatus> = rules
-            .webhooks()
-            .iter()
-            .map(|w| WebhookStatus {
-                name: w.name.clone(),
-                file: w.source.name.clone(),
-                // A binary search in the file's line index, built once per file.
-                line: w.source.line_column(w.span.start).0,
-                events: w.events.kinds().map(|k| k.wire_name()).collect(),
-                disabled: w.disabled,
-                method: w.request.method.as_http(),
-                url: w.request.url.source.clone(),
-            })
-            .collect();
-        let json = serde_json::value::to_raw_value(&webhooks).ok();
-        Listing { webhooks, json }
+        // Straight from the webhooks, one entry at a time, with no list of entries in between.
+        struct Entries<'a>(&'a RuleSet);
+        impl serde::Serialize for Entries<'_> {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.collect_seq(self.0.webhooks().iter().map(webhook_status))
+            }
+        }
+        let json = serde_json::value::to_raw_value(&Entries(rules)).ok();
+        Listing { json }
+    }
+}
+
+/// One webhook's entry; its line is a binary search in its file's line index, built once.
+fn webhook_status(w: &Webhook) -> WebhookStatus {
+    WebhookStatus {
+        name: w.name.clone(),
+        file: w.source.name.clone(),
+        line: w.source.line_column(w.span.start).0,
+        events: w.events.kinds().map(|k| k.wire_name()).collect(),
+        disabled: w.disabled,
+        method: w.request.method.as_http(),
+        url: w.request.url.source.clone(),
     }
 }
 
@@ -273,7 +278,7 @@ impl LiveRules {
         }
     }
 
-    /// A snapshot for the admin API. Copies every webhook's entry: the admin API itself
+    /// A snapshot for the admin API, every webhook's entry built anew: the admin API itself
     /// answers with [`LiveRules::status_json`].
     pub fn status(&self) -> RulesStatus {
         let (state, rules) = self.snapshot();
@@ -283,7 +288,7 @@ impl LiveRules {
             files: rules.files.clone(),
             loaded_at: rfc3339(rules.loaded_at),
             loaded_at_ms: unix_ms(rules.loaded_at),
-            webhooks: state.listing.webhooks.clone(),
+            webhooks: rules.webhooks().iter().map(webhook_status).collect(),
             last_error: state.last_error,
             last_error_at: state.last_error_at.map(rfc3339),
             reloads_ok: state.reloads_ok,
@@ -315,10 +320,10 @@ impl LiveRules {
 
     /// The version, counts and watcher state, without the webhooks' list (for `/metrics`).
     pub fn counts(&self) -> RulesCounts {
-        let state = self.state();
+        let (state, rules) = self.snapshot();
         RulesCounts {
             version: state.version,
-            webhooks: state.listing.webhooks.len(),
+            webhooks: rules.webhooks().len(),
             reloads_ok: state.reloads_ok,
             reloads_failed: state.reloads_failed,
             watcher: state.watch,
@@ -429,13 +434,13 @@ mod tests {
         let before = LINE_INDEXES_BUILT.with(std::cell::Cell::get);
         let listing = Listing::of(&rules);
         assert_eq!(LINE_INDEXES_BUILT.with(std::cell::Cell::get) - before, 1);
-        assert_eq!(listing.webhooks.len(), 2000);
-        for (i, w) in listing.webhooks.iter().enumerate() {
-            assert_eq!(w.line, 5 * i + 2, "{}", w.name);
-        }
         let json: serde_json::Value =
             serde_json::from_str(listing.json.as_ref().expect("rendered").get()).expect("JSON");
-        assert_eq!(json[1999]["line"], 5 * 1999 + 2);
+        let entries = json.as_array().expect("a list");
+        assert_eq!(entries.len(), 2000);
+        for (i, w) in entries.iter().enumerate() {
+            assert_eq!(w["line"], 5 * i + 2, "{w}");
+        }
     }
 
     #[test]
