@@ -10,11 +10,12 @@ use serde_json::json;
 
 use crate::deliver::stored_body;
 use crate::deliver::test::{self, TestMode};
-use crate::outbox::{Delivery, DeliveryFilter, Status};
+use crate::outbox::Delivery;
 
 use super::State;
 use super::http::{Body, error, json, text};
 use super::metrics::Gauges;
+use super::query::delivery_filter;
 
 /// Handles one admin request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
@@ -99,23 +100,10 @@ async fn metrics(state: &State) -> Response<Body> {
 }
 
 async fn deliveries(state: &State, query: &str) -> Response<Body> {
-    let mut filter = DeliveryFilter::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = decode(&value.replace('+', " "));
-        match key {
-            "status" if !value.is_empty() => match value.parse::<Status>() {
-                Ok(s) => filter.status = Some(s),
-                Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
-            },
-            "webhook" if !value.is_empty() => filter.webhook = Some(value),
-            "limit" => match value.parse::<u32>() {
-                Ok(n) => filter.limit = n.clamp(1, 1000),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "limit: expected a whole number"),
-            },
-            _ => {}
-        }
-    }
+    let filter = match delivery_filter(query) {
+        Ok(filter) => filter,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+    };
     match state.outbox.list(filter).await {
         Ok(list) => json(
             StatusCode::OK,

@@ -10,6 +10,7 @@ pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod proxy;
+pub mod query;
 pub mod rules;
 pub mod watch;
 
