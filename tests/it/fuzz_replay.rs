@@ -1,0 +1,88 @@
+//! The fuzz corpora replayed on stable: every file of `fuzz/corpus/<target>/` and
+//! `fuzz/regressions/<target>/` through the harness its fuzz target runs (see `fuzz_harness.rs`
+//! and `fuzz/README.md`). No libFuzzer, no nightly: a plain loop, part of `cargo test`.
+
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use super::fuzz_harness::TARGETS;
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.is_file())
+        .collect();
+    files.sort();
+    files
+}
+
+#[test]
+fn every_corpus_file_passes_its_harness() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+    let mut failures = Vec::new();
+    for (target, harness) in TARGETS {
+        let start = Instant::now();
+        let corpus = files(&root.join("corpus").join(target));
+        assert!(
+            !corpus.is_empty(),
+            "fuzz/corpus/{target}/ is empty or missing"
+        );
+        let regressions = files(&root.join("regressions").join(target));
+        let count = corpus.len() + regressions.len();
+        for path in corpus.into_iter().chain(regressions) {
+            let data = std::fs::read(&path).unwrap();
+            if let Err(panic) = catch_unwind(AssertUnwindSafe(|| harness(&data))) {
+                let message = panic
+                    .downcast_ref::<String>()
+                    .map(String::as_str)
+                    .or_else(|| panic.downcast_ref::<&str>().copied())
+                    .unwrap_or("(no message)");
+                failures.push(format!("{}: {message}", path.display()));
+            }
+        }
+        eprintln!("{target}: {count} inputs in {:?}", start.elapsed());
+    }
+    assert!(
+        failures.is_empty(),
+        "{} corpus inputs fail:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+}
+
+// === Named regressions: inputs the fuzzers found, minimised ===
+
+use super::fuzz_harness::URI_MAX_LEN;
+
+/// A visitor's value long enough that the percent-encoded URL passes `http::Uri`'s limit of
+/// 65,534 bytes: the rendered URL is no URI, and the delivery client refuses it
+/// (`SendError::InvalidRequest`, so the delivery is dead at once). The harness skips URLs over
+/// the limit so that the fuzzer goes on; this test holds the property without that exception.
+#[test]
+#[ignore = "crash in lang, fixed separately"]
+fn a_long_token_value_still_renders_a_uri() {
+    // 7,300 × "é" is 14,600 bytes of JSON string; encoded, 7,300 × "%C3%A9" = 43,800 bytes, twice.
+    let value = "é".repeat(7_300);
+    let template = "https://x.test/[utm_source]?again=[first.utm_source]";
+    let url = whc::lang::url::UrlTemplate::parse(template).unwrap();
+    let mut event = whc::event::Event::new(whc::event::EventKind::Conversion);
+    event
+        .last_click
+        .set(whc::event::ClickField::UtmSource, Some(value.clone()));
+    event
+        .first_click
+        .set(whc::event::ClickField::UtmSource, Some(value));
+    let rendered = url.render(&whc::lang::url::RenderContext {
+        event: &event,
+        webhook: "w",
+        delivery: "d",
+    });
+    assert!(rendered.len() > URI_MAX_LEN);
+    rendered
+        .parse::<http::Uri>()
+        .unwrap_or_else(|e| panic!("a {}-byte URL: {e}", rendered.len()));
+}
