@@ -56,7 +56,7 @@ fn every_corpus_file_passes_its_harness() {
 
 // === Named regressions: inputs the fuzzers found, minimised ===
 
-use super::fuzz_harness::URI_MAX_LEN;
+use super::fuzz_harness::{URI_MAX_LEN, event_decode};
 
 /// A visitor's value long enough that the percent-encoded URL passes `http::Uri`'s limit of
 /// 65,534 bytes: the rendered URL is no URI, and the delivery client refuses it
@@ -85,4 +85,29 @@ fn a_long_token_value_still_renders_a_uri() {
     rendered
         .parse::<http::Uri>()
         .unwrap_or_else(|e| panic!("a {}-byte URL: {e}", rendered.len()));
+}
+
+/// serde_json's default number reading is fast but not always correctly rounded: the event
+/// `"qualityScore": 1111111111100000000000` read as 1.1111111111000001e21, was written out as
+/// that, and read back as 1.1111111111e21, so a stored event was not the accepted one, and a rule
+/// comparing with the same number (read exactly by the rule parser) did not fire. Fixed by
+/// serde_json's `float_roundtrip` feature. (fuzz/regressions/event_decode/float-roundtrip.json)
+#[test]
+fn a_json_number_reads_exactly_and_round_trips() {
+    let body = br#"{"type":"conversion","qualityScore":1111111111100000000000}"#;
+    event_decode(body);
+    let event = whc::event::Event::from_json(&serde_json::from_slice(body).unwrap()).unwrap();
+    assert_eq!(
+        event.number(whc::event::NumberField::QualityScore),
+        Some(1.1111111111e21)
+    );
+    let rules = "webhook w {\n    on conversion\n    when qualityScore equals 1111111111100000000000\n    post \"https://x.test/\"\n}\n";
+    let compiled = whc::lang::compile(
+        &[std::sync::Arc::new(whc::lang::SourceFile::new(
+            "r.whc", rules,
+        ))],
+        &std::collections::HashMap::<String, String>::new(),
+    );
+    assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
+    assert!(compiled.webhooks[0].fires_for(&event));
 }
