@@ -17,6 +17,7 @@ use crate::sidecar::config::{
 use crate::sidecar::{self, Intercept, ProxyConfig, ServeConfig};
 
 use super::default_rules;
+use super::log::{MakeQuietStderr, stderr_line, stdout_line};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -135,7 +136,9 @@ fn init_logging(format: LogFormat, color: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(MakeQuietStderr)
+        // Its report of a failed write is an `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.with_ansi(color).try_init(),
@@ -154,20 +157,21 @@ pub fn run(args: ServeArgs, color: bool) -> Result<ExitCode, String> {
         let mut running = match sidecar::start(config, Arc::new(ProcessEnv)).await {
             Ok(running) => running,
             Err(err) => {
-                eprintln!("error: {err}");
+                stderr_line(&format!("error: {err}"));
                 return Ok(ExitCode::FAILURE);
             }
         };
         // One line on stdout for scripts and tests (the ports may have been chosen by the OS).
-        println!(
+        stdout_line(&format!(
             "whc serve: events on http://{}, admin on http://{}",
             running.addr, running.admin_addr
-        );
+        ));
         let cancel = running.cancel_token();
         tokio::spawn(async move {
             wait_for_stop().await;
-            tracing::info!("stopping: finishing requests and attempts in flight");
+            // Cancel first: nothing after the signal may stand between it and stopping.
             cancel.cancel();
+            tracing::info!("stopping: finishing requests and attempts in flight");
         });
         running
             .join()
@@ -178,21 +182,33 @@ pub fn run(args: ServeArgs, color: bool) -> Result<ExitCode, String> {
     })
 }
 
+/// Waits for Ctrl-C or SIGTERM. A signal that cannot be listened for is logged and left out,
+/// never taken as a request to stop.
 async fn wait_for_stop() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                interrupt.await;
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        interrupt.await;
     }
 }
