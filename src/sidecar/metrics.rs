@@ -24,6 +24,8 @@ pub struct Metrics {
     pub proxy_invalid: AtomicU64,
     /// Requests forwarded to the upstream.
     pub proxy_forwarded: AtomicU64,
+    /// Intercepted proxy requests without the ingest token (forwarded, not matched).
+    pub proxy_unauthorised: AtomicU64,
     /// Attempts answered 2xx.
     pub deliveries_delivered: AtomicU64,
     /// Attempts that failed and will be retried.
@@ -100,10 +102,12 @@ impl Metrics {
         );
         counter(
             "whc_proxy_requests_total",
-            "Requests forwarded to the upstream, and intercepted bodies that were not events.",
+            "Requests forwarded to the upstream, and intercepted ones not matched: bodies that \
+             were not events, requests without the ingest token.",
             &[
                 ("{result=\"forwarded\"}", get(&self.proxy_forwarded)),
                 ("{result=\"invalid_event\"}", get(&self.proxy_invalid)),
+                ("{result=\"unauthorised\"}", get(&self.proxy_unauthorised)),
             ],
         );
         counter(

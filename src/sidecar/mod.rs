@@ -6,6 +6,7 @@ pub mod body;
 pub mod config;
 pub mod dispatch;
 pub mod gate;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
