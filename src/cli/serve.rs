@@ -76,6 +76,10 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on event posts.
     #[arg(long, env = "WHC_INGEST_TOKEN", hide_env_values = true)]
     ingest_token: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on every admin request but `GET /healthz`; needed
+    /// for state-changing requests when --admin-listen is off loopback.
+    #[arg(long, env = "WHC_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Largest event body, in bytes: a larger post gets 413; in proxy mode a larger
     /// intercepted body is forwarded but not matched.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
@@ -120,6 +124,7 @@ impl ServeArgs {
             config.retry = retry;
         }
         config.ingest_token = self.ingest_token.filter(|t| !t.is_empty());
+        config.admin_token = self.admin_token.filter(|t| !t.is_empty());
         config.max_body = self.max_body;
         config.retention = Duration::from_secs(self.retention_days * 24 * 3600);
         config.limits.overall = self.concurrency.max(1);

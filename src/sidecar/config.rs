@@ -128,6 +128,8 @@ pub struct ServeConfig {
     pub retry: RetryPolicy,
     /// When set, event posts must carry `Authorization: Bearer <token>`.
     pub ingest_token: Option<String>,
+    /// When set, admin requests (but health checks) must carry `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
     /// Largest accepted event body.
     pub max_body: usize,
     /// How long delivered deliveries are kept in the delivery log.
@@ -155,6 +157,7 @@ impl ServeConfig {
             proxy: None,
             retry: RetryPolicy::default(),
             ingest_token: None,
+            admin_token: None,
             max_body: DEFAULT_MAX_BODY,
             retention: Duration::from_secs(DEFAULT_RETENTION_DAYS * 24 * 3600),
             limits: Limits::DEFAULT,

@@ -56,6 +56,15 @@ pub fn text(
     res
 }
 
+/// Both ends of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address the client connected to (for a listener on `0.0.0.0`, the interface's).
+    pub local: SocketAddr,
+}
+
 /// Serves connections from `listener` until `cancel` fires, then stops accepting and lets
 /// in-flight requests finish for up to `grace`.
 pub async fn serve<F, Fut>(
@@ -64,7 +73,7 @@ pub async fn serve<F, Fut>(
     cancel: CancellationToken,
     grace: Duration,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, Conn) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
@@ -84,10 +93,15 @@ pub async fn serve<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            // The socket is already gone.
+            continue;
+        };
+        let conn = Conn { peer, local };
         let handler = handler.clone();
         let service = hyper::service::service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req, peer).await) }
+            async move { Ok::<_, Infallible>(handler(req, conn).await) }
         });
         let conn = builder
             .serve_connection_with_upgrades(TokioIo::new(stream), service)

@@ -113,3 +113,126 @@ async fn an_ingest_token_that_is_a_prefix_or_an_extension_is_refused() {
     assert_eq!(answer.status, StatusCode::ACCEPTED, "{}", answer.text());
     sidecar.shutdown().await;
 }
+
+/// Whether deliveries are paused, by the metrics gauge.
+async fn paused(sidecar: &Sidecar) -> f64 {
+    counter(&sidecar.metrics().await, "whc_deliveries_paused")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_page_of_another_site_cannot_pause_deliveries() {
+    let sidecar = Sidecar::builder().start().await;
+    let pause = sidecar.admin_url("/v1/deliveries/pause");
+    for origin in ["https://evil.example", "null"] {
+        let answer = sidecar
+            .http
+            .send(Method::POST, &pause, &[("origin", origin)], "")
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{origin}");
+        assert!(answer.json()["error"].is_string(), "{}", answer.text());
+    }
+    assert_eq!(paused(&sidecar).await, 0.0, "nothing was paused");
+
+    // The admin listener's own pages may.
+    let own = sidecar.admin_url("").replace("127.0.0.1", "localhost");
+    let answer = sidecar
+        .http
+        .send(Method::POST, &pause, &[("origin", &own)], "")
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    assert_eq!(paused(&sidecar).await, 1.0);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rebinding_host_is_refused() {
+    let sidecar = Sidecar::builder().start().await;
+    let port = sidecar.admin_url("").rsplit(':').next().unwrap().to_owned();
+    let evil = format!("evil.example:{port}");
+    for (method, path) in [
+        (Method::GET, "/v1/deliveries"),
+        (Method::POST, "/v1/deliveries/pause"),
+    ] {
+        let answer = sidecar
+            .http
+            .send(method, &sidecar.admin_url(path), &[("host", &evil)], "")
+            .await;
+        assert_eq!(answer.status, StatusCode::FORBIDDEN, "{path}");
+        assert!(answer.text().contains("evil.example"), "{}", answer.text());
+    }
+    assert_eq!(paused(&sidecar).await, 0.0, "nothing was paused");
+    let localhost = format!("localhost:{port}");
+    let answer = sidecar
+        .http
+        .send(
+            Method::GET,
+            &sidecar.admin_url("/v1/deliveries"),
+            &[("host", &localhost)],
+            "",
+        )
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_admin_token_only_health_answers_without_it() {
+    let sidecar = Sidecar::builder()
+        .config(|c| c.admin_token = Some("adm1n".into()))
+        .start()
+        .await;
+    let answer = sidecar.http.get(&sidecar.admin_url("/healthz")).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    let pause = sidecar.admin_url("/v1/deliveries/pause");
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("Bearer adm1"),
+        Some("adm1n"),
+    ] {
+        let headers: Vec<_> = auth.iter().map(|a| ("authorization", *a)).collect();
+        for (method, url) in [
+            (Method::GET, sidecar.admin_url("/metrics")),
+            (Method::GET, sidecar.admin_url("/v1/deliveries")),
+            (Method::POST, pause.clone()),
+        ] {
+            let answer = sidecar.http.send(method, &url, &headers, "").await;
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "{url} {auth:?}");
+            assert_eq!(
+                answer.headers.get("www-authenticate").unwrap(),
+                "Bearer",
+                "{url}"
+            );
+        }
+    }
+    let right = [("authorization", "Bearer adm1n")];
+    let answer = sidecar.http.send(Method::POST, &pause, &right, "").await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let metrics = sidecar
+        .http
+        .send(Method::GET, &sidecar.admin_url("/metrics"), &right, "")
+        .await;
+    assert_eq!(counter(&metrics.text(), "whc_deliveries_paused"), 1.0);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn off_loopback_the_admin_api_is_read_only_without_a_token() {
+    let sidecar = Sidecar::builder()
+        .config(|c| c.admin_listen = std::net::SocketAddr::from(([0, 0, 0, 0], 0)))
+        .start()
+        .await;
+    let port = sidecar.admin_url("").rsplit(':').next().unwrap().to_owned();
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let answer = sidecar.http.get(&url("/v1/deliveries")).await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text());
+    let answer = sidecar
+        .http
+        .send(Method::POST, &url("/v1/deliveries/pause"), &[], "")
+        .await;
+    assert_eq!(answer.status, StatusCode::FORBIDDEN, "{}", answer.text());
+    assert!(answer.text().contains("--admin-token"), "{}", answer.text());
+    let metrics = sidecar.http.get(&url("/metrics")).await.text();
+    assert_eq!(counter(&metrics, "whc_deliveries_paused"), 0.0);
+    sidecar.shutdown().await;
+}
