@@ -11,8 +11,9 @@ use clap::{Args, ValueEnum};
 use crate::deliver::{Limits, RetryPolicy, format_duration, parse_duration};
 use crate::lang::ProcessEnv;
 use crate::sidecar::config::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA, DEFAULT_GRACE_SECONDS, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
-    DEFAULT_RETENTION_DAYS, DEFAULT_UPSTREAM_TIMEOUT,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_DATA, DEFAULT_GRACE_SECONDS,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_RETENTION_DAYS, DEFAULT_UPSTREAM_TIMEOUT,
 };
 use crate::sidecar::{self, Intercept, ProxyConfig, ServeConfig};
 
@@ -96,6 +97,19 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for requests and attempts in flight.
     #[arg(long, default_value_t = DEFAULT_GRACE_SECONDS)]
     grace_seconds: u64,
+    /// On both listeners, how long a client has to send a request's headers (from connecting,
+    /// or from the first byte after an answer) before the connection is closed.
+    #[arg(long, default_value_t = Wait(DEFAULT_HEADER_READ_TIMEOUT))]
+    header_read_timeout: Wait,
+    /// On both listeners, how long a connection with no request in flight stays open.
+    #[arg(long, default_value_t = Wait(DEFAULT_IDLE_TIMEOUT))]
+    idle_timeout: Wait,
+    /// Connections the events listener serves at once; more wait until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Connections the admin listener serves at once; more wait until one closes.
+    #[arg(long, default_value_t = DEFAULT_ADMIN_MAX_CONNECTIONS)]
+    admin_max_connections: usize,
     /// Start with deliveries paused: events are accepted and stored, nothing is sent until
     /// `POST /v1/deliveries/resume` on the admin listener.
     #[arg(long)]
@@ -131,6 +145,10 @@ impl ServeArgs {
         config.limits.per_endpoint = self.per_endpoint.max(1);
         config.grace = Duration::from_secs(self.grace_seconds);
         config.paused = self.paused;
+        config.header_read_timeout = self.header_read_timeout.0;
+        config.idle_timeout = self.idle_timeout.0;
+        config.max_connections = self.max_connections.max(1);
+        config.admin_max_connections = self.admin_max_connections.max(1);
         config.ca_certs = self.ca_certs;
         config
     }

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod deadline;
 pub mod dispatch;
 pub mod gate;
 pub mod guard;
@@ -210,6 +211,7 @@ pub async fn start(
             move |req, _conn| api::handle(Arc::clone(&s), req),
             cancel.clone(),
             grace,
+            state.config.events_limits(),
         )),
         Mode::Proxy(proxy) => {
             let proxy = Arc::clone(proxy);
@@ -218,6 +220,7 @@ pub async fn start(
                 move |req, _conn| proxy::forward(Arc::clone(&s), Arc::clone(&proxy), req),
                 cancel.clone(),
                 grace,
+                state.config.events_limits(),
             ))
         }
     };
@@ -242,6 +245,7 @@ pub async fn start(
         },
         cancel.clone(),
         grace,
+        state.config.admin_limits(),
     ));
     let dispatcher = Arc::new(Dispatcher::new(
         outbox.clone(),

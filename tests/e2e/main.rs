@@ -8,6 +8,7 @@ mod crash;
 mod delivery;
 mod fanout;
 mod ingest;
+mod listeners;
 mod proxy;
 mod reload;
 mod support;
