@@ -25,8 +25,8 @@ use tokio::sync::{Notify, oneshot};
 
 pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
-    Accepted, AttemptRecord, Delivery, DeliveryFilter, EXCERPT_LIMIT, NewDelivery, NewEvent, Stats,
-    Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
+    Accepted, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT, NewDelivery,
+    NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
 };
 
 use writer::{Counters, Reply, Request};

@@ -632,3 +632,33 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
         "the WAL grew to {size} bytes: checkpoints are not keeping up"
     );
 }
+
+#[tokio::test]
+async fn a_long_error_is_stored_capped() {
+    // A 70 KB rendered URL quoted in an error lands in the log as its first KiB.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+    let url = format!("https://example.test/?q={}", "é".repeat(35_000));
+    outbox
+        .record(
+            &d.id,
+            AttemptRecord::Dead {
+                status_code: None,
+                error: format!("invalid request: `{url}` is not a URL"),
+                excerpt: None,
+                elapsed_ms: 0,
+            },
+        )
+        .await
+        .expect("record");
+    let stored = outbox.get(&d.id).await.expect("get").expect("exists");
+    let error = stored.last_error.expect("an error");
+    assert!(error.len() <= ERROR_LIMIT, "{} bytes", error.len());
+    assert!(error.starts_with("invalid request: `https://example.test/?q=é"));
+    assert!(error.ends_with('…'), "{error}");
+}

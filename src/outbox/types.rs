@@ -287,6 +287,26 @@ pub(crate) fn excerpt(text: &str) -> &str {
     &text[..end]
 }
 
+/// The most of an error text kept with a delivery (`last_error`), in bytes, ellipsis included.
+///
+/// An error can quote a rendered URL or a target's words; the log keeps its start, enough to
+/// see what went wrong, and never a 70 KB URL.
+pub const ERROR_LIMIT: usize = 1024;
+
+/// Cuts `text` to at most [`ERROR_LIMIT`] bytes on a character boundary, ending in `…` when
+/// something was cut.
+pub(crate) fn error_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= ERROR_LIMIT {
+        return text.into();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = ERROR_LIMIT - ELLIPSIS.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end]).into()
+}
+
 /// A fresh delivery id: a UUID v7, so ids sort by creation time.
 pub fn new_delivery_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -332,5 +352,19 @@ mod tests {
         assert!(cut.len() <= EXCERPT_LIMIT);
         assert!(cut.len() >= EXCERPT_LIMIT - 1);
         assert_eq!(excerpt("short"), "short");
+    }
+
+    #[test]
+    fn error_text_is_capped_on_a_char_boundary_with_an_ellipsis() {
+        assert_eq!(error_text("HTTP 503"), "HTTP 503");
+        let exact = "a".repeat(ERROR_LIMIT);
+        assert_eq!(error_text(&exact), exact.as_str());
+        for long in ["x".repeat(70_000), "é".repeat(35_000), "a€".repeat(20_000)] {
+            let cut = error_text(&long);
+            assert!(cut.len() <= ERROR_LIMIT, "{}", cut.len());
+            assert!(cut.len() > ERROR_LIMIT - 8, "{}", cut.len());
+            assert!(cut.ends_with('…'));
+            assert!(long.starts_with(cut.trim_end_matches('…')));
+        }
     }
 }

@@ -15,7 +15,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::payload::Payload;
-use super::types::{AttemptRecord, NewEvent, Stats, Status, excerpt};
+use super::types::{AttemptRecord, NewEvent, Stats, Status, error_text, excerpt};
 use super::{Accepted, Claims, OutboxError, now_ms};
 
 /// The most events one transaction takes before it commits (bounds commit latency).
@@ -447,7 +447,7 @@ fn record_attempt(
             status,
             next_at,
             code,
-            error,
+            error.map(error_text),
             body.as_deref().map(excerpt),
             elapsed,
             now
