@@ -662,3 +662,34 @@ async fn a_long_error_is_stored_capped() {
     assert!(error.starts_with("invalid request: `https://example.test/?q=é"));
     assert!(error.ends_with('…'), "{error}");
 }
+
+#[tokio::test]
+async fn a_record_that_fails_to_commit_keeps_its_claim() {
+    // Released, the delivery would be due again and sent again though it was attempted.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+    let operator = Connection::open(outbox.path()).expect("open");
+    operator
+        .execute_batch(
+            "CREATE TRIGGER full BEFORE UPDATE ON deliveries
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .expect("trigger");
+    let delivered = AttemptRecord::Delivered {
+        status_code: 200,
+        excerpt: None,
+        elapsed_ms: 3,
+    };
+    let failed = outbox.record(&d.id, delivered.clone()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(outbox.due(LATER, 10).await.expect("due").is_empty());
+    operator.execute_batch("DROP TRIGGER full").expect("drop");
+    outbox.record(&d.id, delivered).await.expect("record");
+    let stored = outbox.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Delivered, 1));
+}

@@ -200,10 +200,17 @@ fn commit_batch(
     };
     // Unclaim recorded deliveries after COMMIT and before answering: a `due` query that starts
     // later sees the new state; one already running holds the claims lock and sees the claim.
-    if batch.iter().any(|r| matches!(r, Request::Record(..))) {
+    // A record that was not stored keeps its claim: the delivery was attempted, and the
+    // dispatcher tries the record again rather than letting the delivery be sent again.
+    if failed.is_none() && batch.iter().any(|r| matches!(r, Request::Record(..))) {
         let mut claimed = claims.lock();
         for request in &batch {
-            if let Request::Record(id, _, _) = request {
+            if let Request::Record(id, _, reply) = request
+                && matches!(
+                    reply.result,
+                    Some(Ok(())) | Some(Err(OutboxError::NotPending(_)))
+                )
+            {
                 claimed.remove(id);
             }
         }

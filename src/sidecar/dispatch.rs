@@ -12,7 +12,7 @@ use crate::deliver::{
     unsendable,
 };
 use crate::lang::Env;
-use crate::outbox::{AttemptRecord, Delivery, Outbox, now_ms};
+use crate::outbox::{AttemptRecord, Delivery, Outbox, OutboxError, now_ms};
 
 use super::gate::DeliveryGate;
 use super::metrics::Metrics;
@@ -20,6 +20,11 @@ use super::metrics::Metrics;
 /// How long the dispatcher lets commits accumulate after a wake-up before it reads due
 /// deliveries again: a few milliseconds of delivery latency for far fewer reads under load.
 const COALESCE: Duration = Duration::from_millis(5);
+
+/// The first wait before storing an attempt's record again after the store failed.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between tries to store an attempt's record.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Sends due deliveries until cancelled.
 pub struct Dispatcher {
@@ -131,9 +136,35 @@ impl Dispatcher {
         if let AttemptRecord::Dead { error, .. } = &record {
             tracing::warn!(delivery = %delivery.id, webhook = %delivery.webhook, %error, "delivery dead");
         }
-        if let Err(err) = self.outbox.record(&delivery.id, record).await {
-            tracing::error!(delivery = %delivery.id, %err, "cannot record attempt");
-            self.outbox.release(&delivery.id);
+        self.keep_recording(&delivery.id, record).await;
+    }
+
+    /// Stores an attempt's record, trying again with backoff while the store fails (a full
+    /// disk, a locked or read-only file) instead of releasing the delivery: released, it would
+    /// be due again at once and the receiver would get a request it already took.
+    ///
+    /// The delivery stays claimed meanwhile, and the record waits in this task: memory is
+    /// bounded by the claimed limit, the record by the excerpt and error caps. At shutdown the
+    /// grace period bounds the tries; a record still unstored then is lost and the delivery is
+    /// sent again after the restart (at least once, deduplicated on its idempotency key).
+    async fn keep_recording(&self, id: &str, record: AttemptRecord) {
+        let mut wait = RECORD_RETRY_FIRST;
+        loop {
+            match self.outbox.record(id, record.clone()).await {
+                Ok(()) => return,
+                Err(OutboxError::NotPending(_)) => {
+                    // Replayed or pruned meanwhile: nothing to record, and not ours any more.
+                    tracing::warn!(delivery = %id, "attempt not recorded: the delivery is no longer pending");
+                    self.outbox.release(id);
+                    return;
+                }
+                Err(err) => {
+                    Metrics::bump(&self.metrics.record_failures);
+                    tracing::error!(delivery = %id, %err, retry_in = ?wait, "cannot record attempt; keeping it and trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RECORD_RETRY_MAX);
+                }
+            }
         }
     }
 

@@ -9,5 +9,6 @@ mod fanout;
 mod ingest;
 mod proxy;
 mod reload;
+mod store;
 mod support;
 mod tls;

@@ -272,6 +272,31 @@ impl Sidecar {
         .expect("install the failing trigger");
     }
 
+    /// Makes every attempt's record fail from now on, as a full disk would: a trigger aborts
+    /// each update of a delivery, while reads and new events still work.
+    pub fn break_records(&self) {
+        self.store_sql(
+            "CREATE TRIGGER whc_test_records_broken BEFORE UPDATE ON deliveries
+             BEGIN SELECT RAISE(ABORT, 'the disk is full (test)'); END;",
+        );
+    }
+
+    /// Undoes [`Sidecar::break_store`] and [`Sidecar::break_records`].
+    pub fn mend_store(&self) {
+        self.store_sql(
+            "DROP TRIGGER IF EXISTS whc_test_store_broken;
+             DROP TRIGGER IF EXISTS whc_test_records_broken;",
+        );
+    }
+
+    /// Runs SQL on the outbox from a connection of its own, as an operator would.
+    fn store_sql(&self, sql: &str) {
+        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        conn.execute_batch(sql).expect("run SQL on the outbox");
+    }
+
     /// The events listener's URL for `path`.
     pub fn events_url(&self, path: &str) -> String {
         format!("http://{}{path}", self.running().addr)
