@@ -3,8 +3,8 @@
 //! * Writes (accept, record, replay, prune) go to one writer thread that commits everything
 //!   queued in one transaction and one fsync, then answers; an answer means "committed".
 //! * Reads use a small pool of read-only connections on tokio's blocking threads.
-//! * [`Outbox::due`] *claims* what it returns: a claimed delivery is not returned again until
-//!   its attempt is recorded (or [`Outbox::release`]d). Claims live in memory, so after a
+//! * [`Outbox::due`] *claims* what it returns, at most so many per endpoint: a claimed delivery
+//!   is not returned again until its attempt is recorded (or [`Outbox::release`]d). Claims live in memory, so after a
 //!   restart every pending delivery is due again: nothing stays stuck "in flight".
 //!   One dispatcher task is expected to call `due`; several would still not share a delivery.
 
@@ -14,7 +14,7 @@ mod schema;
 mod types;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
@@ -26,7 +26,8 @@ use tokio::sync::{Notify, oneshot};
 pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
     Accepted, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT, NewDelivery,
-    NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
+    NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, endpoint_of,
+    new_delivery_id,
 };
 
 use writer::{Counters, Reply, Request};
@@ -101,14 +102,54 @@ struct Inner {
 
 /// Deliveries handed out by [`Outbox::due`] whose attempt is not recorded yet.
 #[derive(Debug, Default)]
-pub(crate) struct Claims(Mutex<HashSet<String>>);
+pub(crate) struct Claims(Mutex<Claimed>);
 
 impl Claims {
-    /// The set, even if a thread panicked while holding it (a set of ids cannot be torn).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+    /// The claims, even if a thread panicked while holding them (each change is one map
+    /// operation pair that cannot be torn by a panic of ours).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Claimed> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+/// The claimed deliveries and how many each endpoint holds.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    endpoint_of: HashMap<String, String>,
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl Claimed {
+    fn contains(&self, id: &str) -> bool {
+        self.endpoint_of.contains_key(id)
+    }
+
+    fn insert(&mut self, id: String, endpoint: String) {
+        if self.endpoint_of.contains_key(&id) {
+            return;
+        }
+        *self.per_endpoint.entry(endpoint.clone()).or_default() += 1;
+        self.endpoint_of.insert(id, endpoint);
+    }
+
+    /// Drops a claim, if there is one.
+    pub(crate) fn remove(&mut self, id: &str) {
+        let Some(endpoint) = self.endpoint_of.remove(id) else {
+            return;
+        };
+        if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_endpoint.remove(&endpoint);
+            }
+        }
+    }
+
+    /// How many deliveries to `endpoint` are claimed.
+    fn on(&self, endpoint: &str) -> usize {
+        self.per_endpoint.get(endpoint).copied().unwrap_or(0)
     }
 }
 
@@ -161,27 +202,50 @@ impl Outbox {
         self.write(|reply| Request::Accept(events, reply)).await
     }
 
-    /// Claims and returns up to `limit` pending deliveries due at `now_ms`, oldest due first.
+    /// Claims and returns up to `limit` pending deliveries due at `now_ms`, oldest due first,
+    /// with at most `per_endpoint` claimed per endpoint (scheme://host:port) at any time,
+    /// those claimed before included.
     ///
-    /// A claimed delivery is not returned again until [`Outbox::record`] or
-    /// [`Outbox::release`]; claims are in memory and vanish on restart.
-    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, OutboxError> {
+    /// The per-endpoint bound is what keeps a dead endpoint's backlog from holding every claim:
+    /// past its share, its deliveries stay in the store and the others' are claimed. A claimed
+    /// delivery is not returned again until [`Outbox::record`] or [`Outbox::release`]; claims
+    /// are in memory and vanish on restart. (A shared store would keep them as leases, with the
+    /// same per-endpoint bound in its query.)
+    pub async fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        per_endpoint: usize,
+    ) -> Result<Vec<Delivery>, OutboxError> {
         self.read(move |conn, inner| {
-            // Held across the query: a claim is only dropped (after its record committed)
+            // Held across the queries: a claim is only dropped (after its record committed)
             // before this snapshot or after this filter, never in between.
             // Ids first (from the index alone), whole rows only for the ones not yet claimed:
             // with thousands claimed, re-reading their bodies on every pass dominated the cost.
             let mut claims = inner.claims.lock();
-            let wanted = (limit + claims.len()) as u64;
-            let fresh: Vec<String> = query::due_ids(conn, now_ms, wanted)?
-                .into_iter()
-                .filter(|id| !claims.contains(id))
-                .take(limit)
-                .collect();
+            let mut fresh: Vec<(i64, String, String)> = Vec::new();
+            for endpoint in query::pending_endpoints(conn)? {
+                let held = claims.on(&endpoint);
+                let room = per_endpoint.saturating_sub(held).min(limit);
+                if room == 0 {
+                    continue;
+                }
+                // At most `held` of these are claimed, so they hold the `room` oldest unclaimed.
+                let oldest = query::oldest_on(conn, &endpoint, held.saturating_add(room))?;
+                let due = oldest
+                    .into_iter()
+                    .take_while(|(_, at)| *at <= now_ms)
+                    .filter(|(id, _)| !claims.contains(id))
+                    .take(room)
+                    .map(|(id, at)| (at, id, endpoint.clone()));
+                fresh.extend(due);
+            }
+            fresh.sort_unstable();
+            fresh.truncate(limit);
             let mut rows = Vec::with_capacity(fresh.len());
-            for id in fresh {
+            for (_, id, endpoint) in fresh {
                 if let Some(delivery) = query::get(conn, &id)? {
-                    claims.insert(id);
+                    claims.insert(id, endpoint);
                     rows.push(delivery);
                 }
             }
@@ -190,15 +254,28 @@ impl Outbox {
         .await
     }
 
-    /// When the next unclaimed pending delivery is due (unix ms; may be in the past), if any.
-    pub async fn next_due_at(&self) -> Result<Option<i64>, OutboxError> {
-        self.read(|conn, inner| {
+    /// When the next pending delivery [`Outbox::due`] could claim is due (unix ms; may be in
+    /// the past), if any: unclaimed, and on an endpoint holding fewer than `per_endpoint`
+    /// claims.
+    pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, OutboxError> {
+        self.read(move |conn, inner| {
             let claims = inner.claims.lock();
-            let rows = query::next_due(conn, claims.len() as u64 + 1)?;
-            Ok(rows
-                .into_iter()
-                .find(|(id, _)| !claims.contains(id))
-                .map(|(_, at)| at))
+            let mut next: Option<i64> = None;
+            for endpoint in query::pending_endpoints(conn)? {
+                let held = claims.on(&endpoint);
+                if held >= per_endpoint {
+                    continue;
+                }
+                let first = query::oldest_on(conn, &endpoint, held + 1)?
+                    .into_iter()
+                    .find(|(id, _)| !claims.contains(id))
+                    .map(|(_, at)| at);
+                next = match (next, first) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(next)
         })
         .await
     }

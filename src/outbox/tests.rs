@@ -1,6 +1,7 @@
 //! Outbox tests against a real SQLite file in a temporary folder.
 
 use super::*;
+use std::collections::HashSet;
 
 fn event(id: &str, webhooks: &[&str]) -> NewEvent {
     NewEvent {
@@ -79,6 +80,9 @@ impl Parked {
 /// Far in the future: everything pending is due.
 const LATER: i64 = i64::MAX;
 
+/// No bound on the deliveries claimed per endpoint.
+const ANY: usize = usize::MAX;
+
 #[test]
 fn outbox_is_a_shareable_handle() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
@@ -98,7 +102,7 @@ async fn accept_due_deliver_lifecycle() {
     assert_eq!(accepted[0].deliveries.len(), 2);
     assert_eq!(outbox.queue_depth().await.expect("depth"), 2);
 
-    let due = outbox.due(LATER, 10).await.expect("due");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
     assert_eq!(due.len(), 2);
     let first = &due[0];
     assert_eq!(first.status, Status::Pending);
@@ -106,8 +110,14 @@ async fn accept_due_deliver_lifecycle() {
     assert_eq!(first.headers.len(), 2);
     assert_eq!(first.secret_env.as_deref(), Some("HOOK_SECRET"));
     // Claimed: not handed out twice, and not what the dispatcher should wait for.
-    assert!(outbox.due(LATER, 10).await.expect("due again").is_empty());
-    assert_eq!(outbox.next_due_at().await.expect("next"), None);
+    assert!(
+        outbox
+            .due(LATER, 10, ANY)
+            .await
+            .expect("due again")
+            .is_empty()
+    );
+    assert_eq!(outbox.next_due_at(ANY).await.expect("next"), None);
 
     outbox
         .record(
@@ -158,7 +168,7 @@ async fn retry_then_dead_then_replay() {
         .accept(vec![event("e1", &["crm"])])
         .await
         .expect("accept");
-    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
 
     let retry_at = now_ms() + 60_000;
     outbox
@@ -175,8 +185,8 @@ async fn retry_then_dead_then_replay() {
         .await
         .expect("record retry");
     // Unclaimed after the record, but not due before its time.
-    assert!(outbox.due(now_ms(), 10).await.expect("due").is_empty());
-    assert_eq!(outbox.next_due_at().await.expect("next"), Some(retry_at));
+    assert!(outbox.due(now_ms(), 10, ANY).await.expect("due").is_empty());
+    assert_eq!(outbox.next_due_at(ANY).await.expect("next"), Some(retry_at));
     let stored = outbox.get(&d.id).await.expect("get").expect("exists");
     assert_eq!(stored.attempts, 1);
     assert_eq!(stored.status, Status::Pending);
@@ -185,7 +195,7 @@ async fn retry_then_dead_then_replay() {
         Some(EXCERPT_LIMIT)
     );
 
-    let d = outbox.due(retry_at, 10).await.expect("due").remove(0);
+    let d = outbox.due(retry_at, 10, ANY).await.expect("due").remove(0);
     outbox
         .record(
             &d.id,
@@ -217,7 +227,7 @@ async fn retry_then_dead_then_replay() {
     assert!(!outbox.replay("no-such-id").await.expect("replay unknown"));
     let stored = outbox.get(&d.id).await.expect("get").expect("exists");
     assert_eq!((stored.status, stored.attempts), (Status::Pending, 0));
-    assert_eq!(outbox.due(now_ms(), 10).await.expect("due").len(), 1);
+    assert_eq!(outbox.due(now_ms(), 10, ANY).await.expect("due").len(), 1);
 }
 
 #[tokio::test]
@@ -286,7 +296,7 @@ async fn prune_removes_old_delivered_only() {
         .accept(vec![event("e1", &["crm", "ads"])])
         .await
         .expect("accept");
-    let due = outbox.due(LATER, 10).await.expect("due");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
     outbox
         .record(
             &due[0].id,
@@ -320,11 +330,14 @@ async fn reopen_resumes_pending_and_keeps_schema() {
             .await
             .expect("accept");
         // Claimed when the process "stops": the claim must not survive.
-        assert_eq!(outbox.due(LATER, 10).await.expect("due").len(), 1);
+        assert_eq!(outbox.due(LATER, 10, ANY).await.expect("due").len(), 1);
         accepted[0].deliveries[0].clone()
     };
     let outbox = open(&dir);
-    let due = outbox.due(now_ms(), 10).await.expect("due after reopen");
+    let due = outbox
+        .due(now_ms(), 10, ANY)
+        .await
+        .expect("due after reopen");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].id, id);
     let version: i64 = Connection::open(outbox.path())
@@ -444,10 +457,10 @@ async fn record_unknown_and_release() {
         .accept(vec![event("e1", &["crm"])])
         .await
         .expect("accept");
-    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
-    assert!(outbox.due(LATER, 10).await.expect("due").is_empty());
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
+    assert!(outbox.due(LATER, 10, ANY).await.expect("due").is_empty());
     outbox.release(&d.id);
-    let again = outbox.due(LATER, 10).await.expect("due");
+    let again = outbox.due(LATER, 10, ANY).await.expect("due");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 0);
 }
@@ -470,7 +483,7 @@ async fn dispatcher_never_hands_out_a_delivery_twice() {
         if counts.delivered == 200 {
             break;
         }
-        for d in outbox.due(now_ms(), 16).await.expect("due") {
+        for d in outbox.due(now_ms(), 16, ANY).await.expect("due") {
             let fresh = in_flight.lock().expect("lock").insert(d.id.clone());
             assert!(fresh, "{} handed out while in flight", d.id);
             let outbox = outbox.clone();
@@ -591,7 +604,7 @@ async fn an_envelope_is_read_back_as_its_stored_event() {
         .expect("get")
         .expect("stored");
     assert_eq!(got.body, want);
-    let due = outbox.due(LATER, 10).await.expect("due");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
     let from_due = due.iter().find(|d| d.id == envelope_id).expect("due");
     assert_eq!(from_due.body, want, "the same event");
     let empty = outbox.get(&empty_id).await.expect("get").expect("stored");
@@ -642,7 +655,7 @@ async fn a_long_error_is_stored_capped() {
         .accept(vec![event("e1", &["crm"])])
         .await
         .expect("accept");
-    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
     let url = format!("https://example.test/?q={}", "é".repeat(35_000));
     outbox
         .record(
@@ -672,7 +685,7 @@ async fn a_record_that_fails_to_commit_keeps_its_claim() {
         .accept(vec![event("e1", &["crm"])])
         .await
         .expect("accept");
-    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
     let operator = Connection::open(outbox.path()).expect("open");
     operator
         .execute_batch(
@@ -687,9 +700,85 @@ async fn a_record_that_fails_to_commit_keeps_its_claim() {
     };
     let failed = outbox.record(&d.id, delivered.clone()).await;
     assert!(failed.is_err(), "{failed:?}");
-    assert!(outbox.due(LATER, 10).await.expect("due").is_empty());
+    assert!(outbox.due(LATER, 10, ANY).await.expect("due").is_empty());
     operator.execute_batch("DROP TRIGGER full").expect("drop");
     outbox.record(&d.id, delivered).await.expect("record");
     let stored = outbox.get(&d.id).await.expect("get").expect("exists");
     assert_eq!((stored.status, stored.attempts), (Status::Delivered, 1));
+}
+
+/// An event with one delivery to each URL.
+fn event_to(id: &str, urls: &[&str]) -> NewEvent {
+    let mut event = event(id, &vec!["hook"; urls.len()]);
+    for (d, url) in event.deliveries.iter_mut().zip(urls) {
+        d.url = (*url).to_owned();
+    }
+    event
+}
+
+#[tokio::test]
+async fn claims_are_bounded_per_endpoint_so_a_backlog_cannot_starve_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    // A dead endpoint's backlog, older than the healthy endpoint's one delivery.
+    let backlog: Vec<NewEvent> = (0..50)
+        .map(|i| event_to(&format!("dead-{i}"), &["http://dead.test:81/hook?n=1"]))
+        .collect();
+    outbox.accept(backlog).await.expect("accept backlog");
+    outbox
+        .accept(vec![event_to("ok", &["https://OK.test/x"])])
+        .await
+        .expect("accept");
+
+    let first = outbox.due(LATER, 5, 3).await.expect("due");
+    let urls: Vec<&str> = first.iter().map(|d| d.url.as_str()).collect();
+    assert_eq!(urls.len(), 4, "{urls:?}");
+    assert_eq!(urls.iter().filter(|u| u.contains("dead.test")).count(), 3);
+    assert!(urls.contains(&"https://OK.test/x"), "{urls:?}");
+    // The dead endpoint holds its three; nothing more of it is due until one is recorded.
+    assert!(outbox.due(LATER, 5, 3).await.expect("due").is_empty());
+    assert_eq!(outbox.next_due_at(3).await.expect("next"), None);
+    assert!(outbox.next_due_at(4).await.expect("next").is_some());
+    let dead = first.iter().find(|d| d.url.contains("dead")).expect("one");
+    outbox.release(&dead.id);
+    let again = outbox.due(LATER, 5, 3).await.expect("due");
+    assert_eq!(again.len(), 1);
+    assert!(again[0].url.contains("dead.test"));
+}
+
+#[tokio::test]
+async fn a_version_3_outbox_migrates_and_its_deliveries_get_their_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in &schema::STEPS {
+            conn.execute_batch(step).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO events (id, type, body, received_at) VALUES ('e1', 'conversion', '{}', 0);
+             INSERT INTO deliveries (id, event_id, webhook, method, url, headers, timeout_ms,
+                 max_attempts, status, next_attempt_at, created_at, updated_at)
+             VALUES ('d1', 'e1', 'crm', 'POST', 'HTTPS://Crm.test:8443/in?x=1', '[]', 5000, 3,
+                 'pending', 0, 0, 0);",
+        )
+        .expect("a version 3 row");
+    }
+    let outbox = Outbox::open(&path).expect("open and migrate");
+    let conn = Connection::open(&path).expect("open");
+    let (version, endpoint): (i64, String) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), endpoint
+             FROM deliveries WHERE id = 'd1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("read");
+    assert_eq!(
+        (version, endpoint.as_str()),
+        (schema::VERSION, "https://crm.test:8443")
+    );
+    let due = outbox.due(LATER, 10, 1).await.expect("due");
+    assert_eq!(due.len(), 1);
 }

@@ -307,6 +307,16 @@ pub(crate) fn error_text(text: &str) -> std::borrow::Cow<'_, str> {
     format!("{}{ELLIPSIS}", &text[..end]).into()
 }
 
+/// The scheme, host and port of a URL, lower-cased: the endpoint a delivery goes to, what
+/// per-endpoint limits and claims count by.
+pub fn endpoint_of(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| i + after_scheme);
+    url[..end].to_ascii_lowercase()
+}
+
 /// A fresh delivery id: a UUID v7, so ids sort by creation time.
 pub fn new_delivery_id() -> String {
     uuid::Uuid::now_v7().to_string()

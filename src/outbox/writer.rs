@@ -15,7 +15,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::payload::Payload;
-use super::types::{AttemptRecord, NewEvent, Stats, Status, error_text, excerpt};
+use super::types::{AttemptRecord, NewEvent, Stats, Status, endpoint_of, error_text, excerpt};
 use super::{Accepted, Claims, OutboxError, now_ms};
 
 /// The most events one transaction takes before it commits (bounds commit latency).
@@ -330,8 +330,8 @@ fn accept(
     let mut insert_delivery = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, webhook, method, url, headers, body, secret_env,
              timeout_ms, max_attempts, attempts, status, next_attempt_at, created_at, updated_at,
-             envelope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11, ?12)",
+             envelope, endpoint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11, ?12, ?13)",
     )?;
     let mut existing = conn
         .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id")?;
@@ -381,6 +381,7 @@ fn accept(
                 d.max_attempts,
                 now,
                 envelope,
+                endpoint_of(&d.url),
             ])?;
             ids.push(id);
         }

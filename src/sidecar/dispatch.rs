@@ -73,9 +73,11 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let room = self.slots.limits().claimed.saturating_sub(tasks.len());
+            let limits = self.slots.limits();
+            let per_endpoint = limits.claimed_per_endpoint();
+            let room = limits.claimed.saturating_sub(tasks.len());
             if room > 0 {
-                match self.outbox.due(now_ms(), room.min(512)).await {
+                match self.outbox.due(now_ms(), room.min(512), per_endpoint).await {
                     Ok(batch) => {
                         for delivery in batch {
                             let this = Arc::clone(&self);
@@ -86,12 +88,14 @@ impl Dispatcher {
                     Err(err) => tracing::error!(%err, "cannot read due deliveries"),
                 }
             }
-            let wait = match self.outbox.next_due_at().await {
+            // Skips endpoints holding all their claims: their next claim waits for an attempt
+            // to end, which the `join_next` below wakes us for.
+            let wait = match self.outbox.next_due_at(per_endpoint).await {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64),
                 Ok(None) => Duration::from_secs(1),
                 Err(_) => Duration::from_secs(1),
             };
-            if tasks.len() >= self.slots.limits().claimed {
+            if tasks.len() >= limits.claimed {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     () = cancel.cancelled() => break,
@@ -101,6 +105,10 @@ impl Dispatcher {
             tokio::select! {
                 () = self.outbox.changed() => {
                     // Under load every commit wakes us: gather a few before reading again.
+                    tokio::time::sleep(COALESCE).await;
+                }
+                // An attempt ended: its endpoint may take another claim.
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                     tokio::time::sleep(COALESCE).await;
                 }
                 () = tokio::time::sleep(wait) => {}

@@ -2,7 +2,7 @@
 
 use hyper::StatusCode;
 
-use crate::support::{Reply, Sidecar, Target, conversion, webhook};
+use crate::support::{Reply, Sidecar, Target, conversion, counter, webhook};
 
 fn delivery_ids(answer: &serde_json::Value) -> Vec<String> {
     answer["events"][0]["deliveries"]
@@ -315,5 +315,55 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after() {
     let delivered = sidecar.wait_status(&id, "delivered").await;
     assert_eq!(delivered["attempts"], 2);
     assert_eq!(target.count(), 2);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoints_backlog_larger_than_the_claims_does_not_starve_another() {
+    // More deliveries wait for the hung endpoint than the dispatcher may claim in all: they
+    // must not hold every claim while the healthy endpoint's delivery waits behind them.
+    let slow = Target::start().await;
+    slow.set_default(Reply::Hang);
+    let fast = Target::start().await;
+    let rules = [
+        webhook(
+            "slow",
+            "conversion",
+            "",
+            &slow.url("/slow"),
+            "    timeout 60s\n    retries 0\n",
+        ),
+        webhook("fast", "refund", "", &fast.url("/fast"), ""),
+    ]
+    .concat();
+    let sidecar = Sidecar::builder()
+        .file("main.whc", &rules)
+        .config(|c| {
+            c.limits.per_endpoint = 2;
+            c.limits.claimed = 50;
+        })
+        .start()
+        .await;
+
+    let backlog: Vec<_> = (0..300).map(|i| conversion(&format!("slow-{i}"))).collect();
+    sidecar
+        .accept(serde_json::Value::Array(backlog).to_string())
+        .await;
+    slow.wait_for(2).await;
+    let mut refund = conversion("fast-1");
+    refund["type"] = "refund".into();
+    let fast_id = delivery_ids(&sidecar.accept(refund.to_string()).await).remove(0);
+    let fast_got = fast.wait_for(1).await;
+    sidecar.wait_status(&fast_id, "delivered").await;
+
+    let slow_got = slow.requests();
+    assert_eq!(slow_got.len(), 2, "the hung endpoint holds its 2 slots");
+    assert!(
+        slow_got.iter().all(|r| r.ended.is_none()),
+        "the fast delivery went out while the hung ones still hung"
+    );
+    assert!(fast_got[0].at > slow_got[1].at);
+    let metrics = sidecar.metrics().await;
+    assert_eq!(counter(&metrics, "whc_queue_depth"), 300.0);
     sidecar.shutdown().await;
 }
