@@ -126,6 +126,7 @@ async fn accept_due_deliver_lifecycle() {
                 status_code: 204,
                 excerpt: Some("ok".into()),
                 elapsed_ms: 12,
+                note: None,
             },
         )
         .await
@@ -144,6 +145,7 @@ async fn accept_due_deliver_lifecycle() {
                 status_code: 200,
                 excerpt: None,
                 elapsed_ms: 1,
+                note: None,
             },
         )
         .await;
@@ -304,6 +306,7 @@ async fn prune_removes_old_delivered_only() {
                 status_code: 200,
                 excerpt: None,
                 elapsed_ms: 1,
+                note: None,
             },
         )
         .await
@@ -502,6 +505,7 @@ async fn dispatcher_never_hands_out_a_delivery_twice() {
                         status_code: 200,
                         excerpt: None,
                         elapsed_ms: 1,
+                        note: None,
                     }
                 };
                 // Leave the in-flight set before recording: the outbox may hand it out again
@@ -697,6 +701,7 @@ async fn a_record_that_fails_to_commit_keeps_its_claim() {
         status_code: 200,
         excerpt: None,
         elapsed_ms: 3,
+        note: None,
     };
     let failed = outbox.record(&d.id, delivered.clone()).await;
     assert!(failed.is_err(), "{failed:?}");

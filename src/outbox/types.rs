@@ -196,6 +196,9 @@ pub enum AttemptRecord {
     Delivered {
         /// The HTTP status.
         status_code: u16,
+        /// What was odd about the answer though it counts as delivered (a body cut at the
+        /// deadline); kept in `last_error`.
+        note: Option<String>,
         /// The start of the response body.
         excerpt: Option<String>,
         /// How long the attempt took.

@@ -404,13 +404,14 @@ fn record_attempt(
     let (status, next_at, code, error, body, elapsed) = match record {
         AttemptRecord::Delivered {
             status_code,
+            note,
             excerpt,
             elapsed_ms,
         } => (
             Status::Delivered,
             None,
             Some(*status_code),
-            None,
+            note.as_deref(),
             excerpt,
             elapsed_ms,
         ),

@@ -2,7 +2,7 @@
 
 use hyper::StatusCode;
 
-use crate::support::{Reply, Sidecar, Target, conversion, counter, webhook};
+use crate::support::{Reply, Sidecar, Target, Wire, conversion, counter, webhook};
 
 fn delivery_ids(answer: &serde_json::Value) -> Vec<String> {
     answer["events"][0]["deliveries"]
@@ -365,5 +365,55 @@ async fn a_dead_endpoints_backlog_larger_than_the_claims_does_not_starve_another
     assert!(fast_got[0].at > slow_got[1].at);
     let metrics = sidecar.metrics().await;
     assert_eq!(counter(&metrics, "whc_queue_depth"), 300.0);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_whose_body_never_ends_is_delivered_once_with_a_note() {
+    let target = Target::start().await;
+    target.set_default(Reply::Endless);
+    let sidecar = Sidecar::start(&webhook(
+        "trickle",
+        "conversion",
+        "",
+        &target.url("/"),
+        "    timeout 300ms\n",
+    ))
+    .await;
+    let id = delivery_ids(&sidecar.accept(conversion("evt-trickle").to_string()).await).remove(0);
+    let delivered = sidecar.wait_status(&id, "delivered").await;
+    assert_eq!(delivered["attempts"], 1);
+    assert_eq!(delivered["last_status_code"], 200);
+    assert_eq!(delivered["response_excerpt"], "partial");
+    let note = delivered["last_error"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("still arriving at the deadline"),
+        "{delivered:#?}"
+    );
+    assert_eq!(target.count(), 1, "a 200 is not sent again");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_breaks_off_short_of_its_length_is_retried_not_delivered() {
+    let target = Target::speaking(Wire::Raw(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\nshort",
+    ))
+    .await;
+    // The test schedule allows one retry: two attempts, then dead.
+    let sidecar = Sidecar::start(&webhook("short", "conversion", "", &target.url("/"), "")).await;
+    let id = delivery_ids(&sidecar.accept(conversion("evt-short").to_string()).await).remove(0);
+    let dead = sidecar.wait_status(&id, "dead").await;
+    assert_eq!(dead["attempts"], 2, "{dead:#?}");
+    assert_eq!(dead["last_status_code"], 200);
+    assert_eq!(dead["response_excerpt"], "short");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(
+            "HTTP 200, but the answer is incomplete: the body ended after 5 of the 1073741824 bytes"
+        ),
+        "{error}"
+    );
+    assert_eq!(target.connections(), 2);
     sidecar.shutdown().await;
 }
