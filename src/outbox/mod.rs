@@ -78,6 +78,39 @@ pub enum OutboxError {
     /// An attempt was recorded for a delivery that is unknown, delivered or dead.
     #[error("delivery {0} is not pending")]
     NotPending(String),
+    /// `PRAGMA quick_check` found damage: the file is not used.
+    #[error(
+        "the outbox database {path} is corrupt (PRAGMA quick_check: {details}); whc does not \
+         start on it. Stop, keep a copy, and restore it from a backup or recover it with \
+         `sqlite3 {path} .recover`"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// The first problems quick_check reported.
+        details: String,
+    },
+    /// The database file is missing or empty although the marker says one was created here.
+    #[error(
+        "the outbox database {path} is missing or empty, but {marker} says an outbox was \
+         created in this folder: starting would silently drop its pending deliveries. Restore \
+         {path} (with its -wal file) from a backup; or, to start with an empty outbox on \
+         purpose, delete {marker} and start again"
+    )]
+    Vanished {
+        /// The database file.
+        path: PathBuf,
+        /// The marker file.
+        marker: PathBuf,
+    },
+    /// The marker beside a new database could not be written.
+    #[error("cannot write the outbox marker {path}: {source}")]
+    Marker {
+        /// The marker file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The writer thread is gone; the outbox accepts no more writes.
     #[error("the outbox writer has stopped")]
     Closed,
@@ -156,6 +189,11 @@ impl Claimed {
 impl Outbox {
     /// Opens (creating the folder and file if needed) and migrates the outbox at `path`,
     /// and starts its writer thread.
+    ///
+    /// Refuses a file `PRAGMA quick_check` finds damaged ([`OutboxError::Corrupt`]), and a
+    /// missing or empty file where the marker beside it (`outbox.created` for `outbox.db`,
+    /// written when the outbox is first opened) says one existed ([`OutboxError::Vanished`]):
+    /// either would otherwise start and lose acknowledged events.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| OutboxError::CreateDir {
@@ -163,7 +201,21 @@ impl Outbox {
                 source,
             })?;
         }
+        let marker = marker_of(path);
+        let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        if empty && marker.exists() {
+            return Err(OutboxError::Vanished {
+                path: path.to_path_buf(),
+                marker,
+            });
+        }
         let conn = schema::open_writer(path)?;
+        if !marker.exists() {
+            std::fs::write(&marker, MARKER_TEXT).map_err(|source| OutboxError::Marker {
+                path: marker.clone(),
+                source,
+            })?;
+        }
         let reader = schema::open_reader(path)?;
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
@@ -336,6 +388,23 @@ impl Outbox {
         self.read(|conn, _| query::counts(conn)).await
     }
 
+    /// Whether the store takes writes now: the writer commits a probe write (a row written and
+    /// deleted in one transaction) through the path every event post takes.
+    pub async fn check_writes(&self) -> Result<(), OutboxError> {
+        self.write(Request::Probe).await
+    }
+
+    /// Whether the store can be read, by a read that touches the tables.
+    pub async fn check_reads(&self) -> Result<(), OutboxError> {
+        self.read(|conn, _| query::touch(conn)).await
+    }
+
+    /// Why the latest write the writer ran failed, or `None` if it committed (or none ran):
+    /// what the store said last, without asking it anything.
+    pub fn last_write_failure(&self) -> Option<String> {
+        self.inner.counters.write_failure()
+    }
+
     /// The writer's counters since open.
     pub fn stats(&self) -> Stats {
         self.inner.counters.snapshot()
@@ -418,6 +487,16 @@ impl std::fmt::Debug for Outbox {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// What the marker file says to a person who finds it.
+const MARKER_TEXT: &str = "whc created its outbox database beside this file. If that database \
+is ever missing or empty while this file exists, whc refuses to start rather than silently \
+start empty. To start with an empty outbox on purpose, delete this file.\n";
+
+/// The marker beside the database `path`: `outbox.created` for `outbox.db`.
+fn marker_of(path: &Path) -> PathBuf {
+    path.with_extension("created")
 }
 
 /// The current time in unix milliseconds, the outbox's clock for every stored time.

@@ -134,6 +134,16 @@ pub(crate) fn get(conn: &Connection, id: &str) -> Result<Option<Delivery>, Outbo
         .optional()?)
 }
 
+/// Reads a row of each table: fails when the store cannot be read.
+pub(crate) fn touch(conn: &Connection) -> Result<(), OutboxError> {
+    conn.prepare_cached(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM events LIMIT 1)),
+                (SELECT count(*) FROM (SELECT 1 FROM deliveries LIMIT 1))",
+    )?
+    .query_row([], |_| Ok(()))?;
+    Ok(())
+}
+
 /// How many deliveries wait for an attempt.
 pub(crate) fn queue_depth(conn: &Connection) -> Result<u64, OutboxError> {
     Ok(conn

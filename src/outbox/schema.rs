@@ -119,6 +119,7 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    quick_check(&conn, path)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(OutboxError::NoWal(mode));
@@ -132,6 +133,33 @@ pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxEr
     // the default.
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Runs `PRAGMA quick_check` (every page and index structure, not the index contents: seconds
+/// for gigabytes) and refuses a damaged file, which would otherwise start and take posts into
+/// pages it may lose.
+fn quick_check(conn: &Connection, path: &std::path::Path) -> Result<(), OutboxError> {
+    let corrupt = |details: String| OutboxError::Corrupt {
+        path: path.to_path_buf(),
+        details,
+    };
+    let rows = conn.prepare("PRAGMA quick_check(5)").and_then(|mut stmt| {
+        stmt.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match rows {
+        Ok(rows) if rows == ["ok"] => Ok(()),
+        Ok(rows) => Err(corrupt(rows.join("; "))),
+        Err(rusqlite::Error::SqliteFailure(e, message))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            Err(corrupt(message.unwrap_or_else(|| e.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens a read-only connection for queries; WAL lets it read while the writer commits.

@@ -787,3 +787,112 @@ async fn a_version_3_outbox_migrates_and_its_deliveries_get_their_endpoint() {
     let due = outbox.due(LATER, 10, 1).await.expect("due");
     assert_eq!(due.len(), 1);
 }
+
+/// An outbox at `path` with some events, closed again (its WAL checkpointed into the file).
+async fn filled(path: &std::path::Path) {
+    let outbox = Outbox::open(path).expect("open");
+    let events: Vec<NewEvent> = (0..200)
+        .map(|i| event(&format!("e{i}"), &["crm", "ads"]))
+        .collect();
+    outbox.accept(events).await.expect("accept");
+}
+
+#[tokio::test]
+async fn a_corrupt_page_is_refused_at_open() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    filled(&path).await;
+    let size = std::fs::metadata(&path).expect("size").len();
+    assert!(size > 8 * 4096, "{size} bytes");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    // Past the 100-byte header and page 1 (the schema): the tables' pages.
+    file.seek(SeekFrom::Start(4096)).expect("seek");
+    file.write_all(&[0xA5; 3 * 4096]).expect("garbage");
+    drop(file);
+    match Outbox::open(&path) {
+        Err(err @ OutboxError::Corrupt { .. }) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("is corrupt (PRAGMA quick_check:"),
+                "{message}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_emptied_or_missing_outbox_is_refused_when_one_existed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    filled(&path).await;
+    let marker = dir.path().join("outbox.created");
+    assert!(marker.exists(), "the first open leaves its marker");
+
+    std::fs::File::create(&path).expect("truncate to 0 bytes");
+    let message = match Outbox::open(&path) {
+        Err(err @ OutboxError::Vanished { .. }) => err.to_string(),
+        other => panic!("expected Vanished, got {other:?}"),
+    };
+    assert!(message.contains("missing or empty"), "{message}");
+    assert!(
+        message.contains(&format!("delete {}", marker.display())),
+        "{message}"
+    );
+    std::fs::remove_file(&path).expect("remove");
+    assert!(matches!(
+        Outbox::open(&path),
+        Err(OutboxError::Vanished { .. })
+    ));
+
+    // Deleting the marker is starting fresh on purpose.
+    std::fs::remove_file(&marker).expect("remove marker");
+    let outbox = Outbox::open(&path).expect("a fresh outbox");
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 0);
+    assert!(marker.exists());
+}
+
+#[tokio::test]
+async fn an_outbox_from_before_the_marker_gets_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    filled(&path).await;
+    std::fs::remove_file(dir.path().join("outbox.created")).expect("as if older");
+    let outbox = Outbox::open(&path).expect("open");
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 400);
+    assert!(dir.path().join("outbox.created").exists());
+}
+
+#[tokio::test]
+async fn write_health_follows_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .check_writes()
+        .await
+        .expect("a healthy store takes writes");
+    outbox.check_reads().await.expect("and reads");
+    assert_eq!(outbox.last_write_failure(), None);
+    let operator = Connection::open(outbox.path()).expect("open");
+    operator
+        .execute_batch(
+            "CREATE TRIGGER broken BEFORE INSERT ON events
+             BEGIN SELECT RAISE(ABORT, 'no room'); END;",
+        )
+        .expect("trigger");
+    assert!(outbox.accept(vec![event("e1", &["crm"])]).await.is_err());
+    let failure = outbox.last_write_failure().expect("a failure");
+    assert!(failure.contains("no room"), "{failure}");
+    assert!(outbox.check_writes().await.is_err());
+    operator.execute_batch("DROP TRIGGER broken").expect("drop");
+    outbox.check_writes().await.expect("takes writes again");
+    assert_eq!(outbox.last_write_failure(), None);
+    let depth: i64 = operator
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(depth, 0, "the probe leaves nothing behind");
+}

@@ -31,6 +31,9 @@ pub(crate) enum Request {
     Replay(String, Reply<bool>),
     /// Delete delivered rows last touched before a time, then events left without deliveries.
     Prune(i64, Reply<usize>),
+    /// Write and commit a row that is deleted in the same transaction: whether the store takes
+    /// writes now (triggers, a read-only file, a full disk), for the readiness check.
+    Probe(Reply<()>),
 }
 
 /// A write's way back to its caller, and its own result once it ran in the transaction.
@@ -76,6 +79,7 @@ macro_rules! with_reply {
             Request::Record(_, _, $r) => $body,
             Request::Replay(_, $r) => $body,
             Request::Prune(_, $r) => $body,
+            Request::Probe($r) => $body,
         }
     };
 }
@@ -86,7 +90,7 @@ impl Request {
         match self {
             Request::Accept(..) | Request::Replay(..) => true,
             Request::Record(_, record, _) => matches!(record, AttemptRecord::Retry { .. }),
-            Request::Prune(..) => false,
+            Request::Prune(..) | Request::Probe(..) => false,
         }
     }
 
@@ -107,12 +111,30 @@ pub(crate) struct Counters {
     requests: AtomicU64,
     events: AtomicU64,
     busy_micros: AtomicU64,
+    health: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {
     /// Counts a request handed to the writer.
     pub(crate) fn submitted(&self) {
         self.submitted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the last batch with a write failing for the store's sake failed, or `None` when
+    /// the latest write that ran committed (or none ran yet).
+    pub(crate) fn write_failure(&self) -> Option<String> {
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Keeps what the last batch said about the store's health.
+    fn set_health(&self, failure: Option<String>) {
+        *self
+            .health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
     }
 
     /// A snapshot of the counters.
@@ -215,6 +237,10 @@ fn commit_batch(
             }
         }
     }
+    counters.set_health(match &failed {
+        Some(e) => Some(e.to_string()),
+        None => batch.iter().find_map(Request::store_failure),
+    });
     if wakes && failed.is_none() {
         wake.notify_one();
     }
@@ -263,6 +289,15 @@ fn run_batch(
 }
 
 impl Request {
+    /// The error of this request if it failed for the store's sake (not because the delivery
+    /// was no longer pending).
+    fn store_failure(&self) -> Option<String> {
+        with_reply!(self, r => match &r.result {
+            Some(Err(OutboxError::NotPending(_))) | Some(Ok(_)) | None => None,
+            Some(Err(e)) => Some(e.to_string()),
+        })
+    }
+
     /// Whether the transaction holds none of this request's writes should it have failed.
     fn left_clean(&self) -> bool {
         with_reply!(self, r => r.left_clean())
@@ -287,6 +322,7 @@ impl Request {
             }
             Request::Replay(id, r) => r.result = Some(replay(conn, id, now)),
             Request::Prune(before, r) => r.result = Some(prune(conn, *before)),
+            Request::Probe(r) => r.result = Some(probe(conn)),
         }
     }
 
@@ -477,6 +513,23 @@ fn replay(conn: &Connection, id: &str, now: i64) -> Result<bool, OutboxError> {
         )?
         .execute(params![id, now])?;
     Ok(changed > 0)
+}
+
+/// Writes an event row and deletes it again: the write path every post takes (its triggers,
+/// constraints and pages), with nothing left behind once committed.
+fn probe(conn: &Connection) -> Result<(), OutboxError> {
+    const ID: &str = "whc:readiness-probe";
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (id, type, body, received_at) VALUES (?1, 'probe', '{}', 0)
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute([ID])?;
+    if inserted > 0 {
+        conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
+            .execute([ID])?;
+    }
+    Ok(())
 }
 
 /// Deletes delivered rows last updated before `before`, then events with no delivery left.

@@ -230,6 +230,16 @@ pub struct Sidecar {
     _signals: signals::SignalGuard,
 }
 
+/// What is left of a stopped sidecar: enough to start one on its data.
+pub struct Stopped {
+    /// Its settings (the data directory included).
+    pub config: ServeConfig,
+    /// Its environment.
+    pub env: HashMap<String, String>,
+    _data: TempDir,
+    _rules: TempDir,
+}
+
 /// A change to the settings before start.
 type Tweak = Box<dyn FnOnce(&mut ServeConfig)>;
 
@@ -378,6 +388,22 @@ impl Sidecar {
             .shutdown()
             .await
             .expect("the sidecar's tasks ended cleanly");
+    }
+
+    /// Stops the sidecar cleanly and hands back its settings and environment, with its data
+    /// directory kept, for a test that starts on that data itself.
+    pub async fn stop(mut self) -> Stopped {
+        let running = self.running.take().expect("sidecar running");
+        running
+            .shutdown()
+            .await
+            .expect("the sidecar's tasks ended cleanly");
+        Stopped {
+            config: self.config,
+            env: self.env,
+            _data: self._data,
+            _rules: self.rules,
+        }
     }
 
     /// Stops the sidecar cleanly and starts it again on the same rules and data (on new
