@@ -174,7 +174,8 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     /// The HTTP status of the last attempt, if the target answered.
     pub last_status_code: Option<u16>,
-    /// Why the last attempt failed.
+    /// Why the last attempt failed, or for a delivered one what was odd about its answer (a
+    /// body cut at the deadline); at most [`ERROR_LIMIT`] bytes.
     pub last_error: Option<String>,
     /// The first [`EXCERPT_LIMIT`] bytes of the last response body.
     pub response_excerpt: Option<String>,
