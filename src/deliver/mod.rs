@@ -22,10 +22,9 @@ mod sign;
 pub mod test;
 mod trust;
 
+pub use crate::lang::headers::RESERVED_HEADERS;
 pub use client::{Client, Connector, OutgoingRequest, Protocols, connector};
-pub use headers::{
-    AttemptHeaders, RESERVED_HEADERS, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now,
-};
+pub use headers::{AttemptHeaders, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now};
 pub use limits::{Limits, SlotPermit, Slots, endpoint_of};
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
 pub use prepare::{Draft, MASK, PrepareError, Prepared, Purpose, prepare};
