@@ -58,9 +58,14 @@ impl Token {
         FieldRef::resolve(Field::from_name(field)?, attribution).map(Token::Field)
     }
 
+    /// The names of the tokens that are not fields: `transaction`, `visitor`, ...
+    pub fn other_names() -> impl Iterator<Item = &'static str> {
+        OTHER_TOKENS.iter().map(|(n, _)| *n)
+    }
+
     /// Every token name a user may write, for suggestions.
     pub fn all_names() -> Vec<String> {
-        let mut names: Vec<String> = OTHER_TOKENS.iter().map(|(n, _)| (*n).to_owned()).collect();
+        let mut names: Vec<String> = Token::other_names().map(str::to_owned).collect();
         names.extend(Field::all().map(|f| f.name().to_owned()));
         for click in ClickField::ALL {
             names.push(format!("first.{}", click.name()));
@@ -120,8 +125,25 @@ pub enum UrlProblem {
     /// The URL does not parse, or is not http(s).
     Invalid {
         range: std::ops::Range<usize>,
-        reason: String,
+        reason: InvalidUrl,
     },
+}
+
+/// Why a URL's shape is wrong (checked with its tokens replaced by harmless values).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidUrl {
+    /// Not `https://` or `http://`.
+    #[error("a webhook URL must start with `https://` (or `http://`)")]
+    Scheme,
+    /// Whitespace or control characters.
+    #[error("a URL cannot contain spaces or control characters")]
+    Whitespace,
+    /// The `http` crate does not parse it; its reason.
+    #[error("not a valid URL: {0}")]
+    Syntax(String),
+    /// Nothing between `://` and the path.
+    #[error("the URL has no host")]
+    NoHost,
 }
 
 /// The values a template reads besides the event's fields.
@@ -270,13 +292,13 @@ fn part_at(url: &str, pos: usize, authority_end: usize) -> Part {
 }
 
 /// Checks the URL's shape with every token replaced by a harmless value.
-fn validate(url: &str) -> Result<(), String> {
+fn validate(url: &str) -> Result<(), InvalidUrl> {
     let lower = url.get(..8).unwrap_or(url).to_ascii_lowercase();
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
-        return Err("a webhook URL must start with `https://` (or `http://`)".to_owned());
+        return Err(InvalidUrl::Scheme);
     }
     if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
-        return Err("a URL cannot contain spaces or control characters".to_owned());
+        return Err(InvalidUrl::Whitespace);
     }
     let mut probe = String::with_capacity(url.len());
     let mut rest = url;
@@ -296,10 +318,12 @@ fn validate(url: &str) -> Result<(), String> {
         rest = &rest[open + close + 1..];
     }
     probe.push_str(rest);
-    let uri: http::Uri = probe.parse().map_err(|e| format!("not a valid URL: {e}"))?;
+    let uri: http::Uri = probe
+        .parse()
+        .map_err(|e: http::uri::InvalidUri| InvalidUrl::Syntax(e.to_string()))?;
     match uri.host() {
         Some(h) if !h.is_empty() => Ok(()),
-        _ => Err("the URL has no host".to_owned()),
+        _ => Err(InvalidUrl::NoHost),
     }
 }
 
@@ -344,7 +368,12 @@ mod tests {
         let errs = UrlTemplate::parse("https://[webhook].x.test/?a=[revenu]").unwrap_err();
         assert!(matches!(errs[0], UrlProblem::TokenInHost { .. }));
         assert!(matches!(&errs[1], UrlProblem::UnknownToken { name, .. } if name == "revenu"));
-        assert!(UrlTemplate::parse("ftp://x.test/").is_err());
+        let invalid = |url| match UrlTemplate::parse(url).unwrap_err().pop() {
+            Some(UrlProblem::Invalid { reason, .. }) => reason,
+            other => panic!("{url}: {other:?}"),
+        };
+        assert_eq!(invalid("ftp://x.test/"), InvalidUrl::Scheme);
+        assert_eq!(invalid("https://x.test/a b"), InvalidUrl::Whitespace);
         assert!(UrlTemplate::parse("https:///nohost").is_err());
         assert!(UrlTemplate::parse("https://[::1]:8080/?a=[revenue]").is_ok());
     }

@@ -32,6 +32,8 @@ pub struct Metrics {
     pub deliveries_retried: AtomicU64,
     /// Deliveries given up.
     pub deliveries_dead: AtomicU64,
+    /// Attempts whose record the outbox failed to store (each is tried again, never resent).
+    pub record_failures: AtomicU64,
     attempt_buckets: [AtomicU64; BUCKETS.len()],
     attempt_count: AtomicU64,
     attempt_micros: AtomicU64,
@@ -118,6 +120,11 @@ impl Metrics {
                 ("{outcome=\"retry\"}", get(&self.deliveries_retried)),
                 ("{outcome=\"dead\"}", get(&self.deliveries_dead)),
             ],
+        );
+        counter(
+            "whc_delivery_record_failures_total",
+            "Times the outbox failed to store an attempt's record; the record is retried, the request is not resent.",
+            &[("", get(&self.record_failures))],
         );
         counter(
             "whc_rule_reloads_total",

@@ -32,7 +32,7 @@ pub use config::{Intercept, ProxyConfig, ServeConfig};
 pub use ingest::{
     Accepted, AcceptedEvent, Ingest, IngestFailure, Input, InvalidEvent, parse_events,
 };
-pub use rules::{LiveRules, RulesStatus, WebhookStatus};
+pub use rules::{LiveRules, RulesError, RulesStatus, WebhookStatus};
 pub use watch::DEFAULT_DEBOUNCE;
 
 use dispatch::Dispatcher;
@@ -74,9 +74,12 @@ pub struct State {
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The rules at start had errors (rendered diagnostics).
-    #[error("the rules have errors; the sidecar does not start on broken rules:\n{0}")]
-    Rules(String),
+    /// The rules at start could not be read or had errors.
+    #[error(
+        "the rules have errors; the sidecar does not start on broken rules:\n{}",
+        .0.rendered()
+    )]
+    Rules(#[source] RulesError),
     /// The outbox could not be opened.
     #[error("cannot open the outbox in {path}: {source}")]
     Outbox {

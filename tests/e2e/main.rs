@@ -11,5 +11,6 @@ mod ingest;
 mod listeners;
 mod proxy;
 mod reload;
+mod store;
 mod support;
 mod tls;

@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use miette::{GraphicalReportHandler, GraphicalTheme};
+use whc::lang::diagnostic::render_report;
 use whc::lang::{self, Code, Compiled, SourceFile};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics");
@@ -99,13 +99,11 @@ fn compile(names: &[&str]) -> Compiled {
     lang::compile(&sources, &HashMap::<String, String>::new())
 }
 
-/// Every diagnostic rendered as miette draws it on a terminal without colour, 100 columns wide.
+/// Every diagnostic rendered as whc draws it on a terminal without colour, 100 columns wide.
 fn render(compiled: &Compiled) -> String {
-    let handler =
-        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
     let mut out = String::new();
     for d in &compiled.diagnostics {
-        handler.render_report(&mut out, d).unwrap();
+        out.push_str(&render_report(d, false).unwrap());
         out.push('\n');
     }
     out
