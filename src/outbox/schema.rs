@@ -1,4 +1,21 @@
 //! The outbox schema: connection settings and migrations tracked by `PRAGMA user_version`.
+//!
+//! The tables a person can query (`sqlite3 DATA/outbox.db`), as of the latest step:
+//!
+//! * `events` (`WITHOUT ROWID`, keyed by `id`): `id` TEXT (the tracker's id, or a UUID v7 whc
+//!   made), `type` (`conversion`, `refund`, `event1`..`event10`), `body` (the event as JSON in
+//!   the wire format), `received_at` (ms since the epoch), `occurred_at` (the event's
+//!   `occurredAt`, or NULL).
+//! * `deliveries` (`WITHOUT ROWID`, keyed by `id`, a UUID v7): `event_id` (→ `events.id`),
+//!   `webhook`, `method`, `url`, `headers` (JSON: `[{"name", "value"?, "env"?}]`), `body` (BLOB,
+//!   NULL for no body or an envelope), `secret_env`, `timeout_ms`, `max_attempts`, `attempts`,
+//!   `status` (`pending`, `delivered` or `dead`; checked in Rust by [`super::Status`], not by
+//!   SQLite), `next_attempt_at`, `last_status_code`, `last_error`, `response_excerpt`,
+//!   `last_attempt_ms`, `created_at`, `updated_at` (ms since the epoch), `envelope` (1: the body
+//!   is the envelope rendered from the event), `endpoint` (`scheme://host:port` of the URL).
+//!
+//! Indexes: `deliveries_endpoint_due (status, endpoint, next_attempt_at, id)` for the
+//! dispatcher, `deliveries_event (event_id)` for duplicates, pruning and the foreign key.
 
 use std::time::Duration;
 
@@ -23,14 +40,79 @@ const MIGRATIONS: &[Migration] = &[
     // dispatcher claims a bounded number per endpoint and a dead endpoint cannot hold every
     // claim. Rows stored before get theirs computed from their URL.
     Migration {
-        sql: "
-        ALTER TABLE deliveries ADD COLUMN endpoint TEXT NOT NULL DEFAULT '';
-        CREATE INDEX deliveries_endpoint_due
-            ON deliveries (status, endpoint, next_attempt_at, id);
-        ",
+        sql: STEP_4,
         then: Some(backfill_endpoints),
     },
+    // 5: fewer b-tree writes per event (measured with callgrind under the load test: the
+    // writer's share was ~120k instructions of ~230k per event matching 2 webhooks).
+    // * Both tables become `WITHOUT ROWID`, keyed by their text id: one b-tree each instead
+    //   of the rowid table plus the id's autoindex.
+    // * No `CHECK (status IN (...))`: SQLite evaluated it through an ephemeral b-tree opened on
+    //   every delivery insert; `Status` already validates in Rust.
+    // * `deliveries_due_ids` goes: every due query uses `deliveries_endpoint_due` (checked with
+    //   EXPLAIN QUERY PLAN, see the tests).
+    // SQLite cannot drop a CHECK, so the tables are rebuilt (copy, drop, rename, recreate the
+    // indexes), in this step's transaction. The new deliveries refer to the new events table,
+    // which the rename turns into `events`, so dropping the old tables leaves no dangling key.
+    Migration::sql(STEP_5),
 ];
+
+/// The SQL of step 4 (its Rust half is [`backfill_endpoints`]).
+pub(crate) const STEP_4: &str = "
+    ALTER TABLE deliveries ADD COLUMN endpoint TEXT NOT NULL DEFAULT '';
+    CREATE INDEX deliveries_endpoint_due
+        ON deliveries (status, endpoint, next_attempt_at, id);
+";
+
+/// The SQL of step 5: the tables rebuilt without ROWID and CHECK.
+const STEP_5: &str = "
+    CREATE TABLE events_v5 (
+        id          TEXT PRIMARY KEY NOT NULL,
+        type        TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        occurred_at TEXT
+    ) WITHOUT ROWID;
+    INSERT INTO events_v5 (id, type, body, received_at, occurred_at)
+        SELECT id, type, body, received_at, occurred_at FROM events;
+    CREATE TABLE deliveries_v5 (
+        id               TEXT PRIMARY KEY NOT NULL,
+        event_id         TEXT NOT NULL REFERENCES events_v5(id),
+        webhook          TEXT NOT NULL,
+        method           TEXT NOT NULL,
+        url              TEXT NOT NULL,
+        headers          TEXT NOT NULL,
+        body             BLOB,
+        secret_env       TEXT,
+        timeout_ms       INTEGER NOT NULL,
+        max_attempts     INTEGER NOT NULL,
+        attempts         INTEGER NOT NULL DEFAULT 0,
+        status           TEXT NOT NULL,
+        next_attempt_at  INTEGER NOT NULL,
+        last_status_code INTEGER,
+        last_error       TEXT,
+        response_excerpt TEXT,
+        last_attempt_ms  INTEGER,
+        created_at       INTEGER NOT NULL,
+        updated_at       INTEGER NOT NULL,
+        envelope         INTEGER NOT NULL DEFAULT 0,
+        endpoint         TEXT NOT NULL DEFAULT ''
+    ) WITHOUT ROWID;
+    INSERT INTO deliveries_v5 (id, event_id, webhook, method, url, headers, body, secret_env,
+            timeout_ms, max_attempts, attempts, status, next_attempt_at, last_status_code,
+            last_error, response_excerpt, last_attempt_ms, created_at, updated_at, envelope,
+            endpoint)
+        SELECT id, event_id, webhook, method, url, headers, body, secret_env, timeout_ms,
+            max_attempts, attempts, status, next_attempt_at, last_status_code, last_error,
+            response_excerpt, last_attempt_ms, created_at, updated_at, envelope, endpoint
+        FROM deliveries;
+    DROP TABLE deliveries;
+    DROP TABLE events;
+    ALTER TABLE events_v5 RENAME TO events;
+    ALTER TABLE deliveries_v5 RENAME TO deliveries;
+    CREATE INDEX deliveries_event ON deliveries (event_id);
+    CREATE INDEX deliveries_endpoint_due ON deliveries (status, endpoint, next_attempt_at, id);
+";
 
 /// One migration step: SQL, then optionally Rust for what SQL cannot compute, in the same
 /// transaction.

@@ -896,3 +896,118 @@ async fn write_health_follows_the_store() {
         .expect("count");
     assert_eq!(depth, 0, "the probe leaves nothing behind");
 }
+
+#[tokio::test]
+async fn a_version_4_outbox_is_rebuilt_without_rowid_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in schema::STEPS.iter().chain([&schema::STEP_4]) {
+            conn.execute_batch(step).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4;
+             INSERT INTO events (id, type, body, received_at, occurred_at)
+                 VALUES ('e1', 'conversion', '{\"type\":\"conversion\"}', 7, '2026-11-27T10:15:00Z');
+             INSERT INTO deliveries (id, event_id, webhook, method, url, headers, timeout_ms,
+                 max_attempts, status, next_attempt_at, created_at, updated_at, envelope, endpoint)
+             VALUES
+                 ('d1', 'e1', 'crm', 'POST', 'https://crm.test/in', '[]', 5000, 3, 'pending',
+                     0, 1, 1, 1, 'https://crm.test:443'),
+                 ('d2', 'e1', 'ads', 'GET', 'http://ads.test/c', '[]', 2000, 3, 'dead',
+                     0, 2, 2, 0, 'http://ads.test:80');",
+        )
+        .expect("version 4 rows");
+    }
+    let outbox = Outbox::open(&path).expect("open and migrate");
+    let conn = Connection::open(&path).expect("open");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, schema::VERSION);
+    let tables: Vec<String> = conn
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("tables");
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    for sql in &tables {
+        assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+        assert!(!sql.contains("CHECK"), "{sql}");
+        assert!(!sql.contains("_v5"), "{sql}");
+    }
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("indexes");
+    assert_eq!(indexes, ["deliveries_endpoint_due", "deliveries_event"]);
+    let fk: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .expect("foreign key check");
+    assert_eq!(fk, 0);
+    let due = outbox.due(LATER, 10, 1).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, "d1");
+    assert!(matches!(due[0].body, StoredBody::Envelope(_)));
+    assert!(outbox.replay("d2").await.expect("replay"));
+    // The id stays unique, and an event stored before the migration is still a duplicate.
+    let again = outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].deliveries, ["d1", "d2"]);
+}
+
+#[test]
+fn every_query_of_a_delivery_uses_an_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    drop(Outbox::open(&path).expect("open"));
+    let conn = Connection::open(&path).expect("open");
+    // Parameters as literals: a plan does not depend on the values here.
+    let plan = |sql: &str| -> String {
+        let sql = sql.replace("?1", "'x'").replace("?2", "10");
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get::<_, String>(3))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("plan")
+            .join("; ")
+    };
+    for (sql, uses) in [
+        (
+            "SELECT endpoint FROM deliveries WHERE status = 'pending' AND endpoint > ?1
+             ORDER BY endpoint LIMIT 1",
+            "deliveries_endpoint_due",
+        ),
+        (
+            "SELECT id, next_attempt_at FROM deliveries WHERE status = 'pending'
+             AND endpoint = ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+            "deliveries_endpoint_due",
+        ),
+        (
+            "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+            "deliveries_endpoint_due",
+        ),
+        (
+            "SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id",
+            "deliveries_event",
+        ),
+        (
+            "SELECT 1 FROM deliveries d WHERE d.event_id = ?1",
+            "deliveries_event",
+        ),
+        (
+            "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'",
+            "PRIMARY KEY",
+        ),
+        ("SELECT * FROM events WHERE id = ?1", "PRIMARY KEY"),
+    ] {
+        let plan = plan(sql);
+        assert!(plan.contains(uses), "{sql}: {plan}");
+    }
+}
