@@ -321,14 +321,57 @@ pub fn endpoint_of(url: &str) -> String {
     url[..end].to_ascii_lowercase()
 }
 
-/// A fresh delivery id: a UUID v7, so ids sort by creation time.
+/// A fresh delivery id: a UUID v7 (RFC 9562), so ids sort by creation time; ids made by one
+/// process sort in the order they were made (within a millisecond the random part counts up,
+/// RFC 9562's method 2).
+///
+/// The random bits come from `fastrand` (a thread-local generator, seeded once) instead of a
+/// `getrandom` syscall per id as `Uuid::now_v7` makes: the ids must be unique, not secret.
 pub fn new_delivery_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    use std::sync::{Mutex, PoisonError};
+    static LAST: Mutex<u128> = Mutex::new(0);
+    // Bit 61 is the top of the 62-bit `rand_b`: left clear, counting up cannot reach the
+    // variant bits.
+    const HEADROOM: u128 = 1 << 61;
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let random: [u8; 16] = fastrand::u128(..).to_le_bytes();
+    let mut tail = [0u8; 10];
+    tail.copy_from_slice(&random[..10]);
+    let fresh = uuid::Builder::from_unix_timestamp_millis(millis, &tail)
+        .into_uuid()
+        .as_u128()
+        & !HEADROOM;
+    let id = {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        // A clock that stepped back, or the same millisecond: one past the last id.
+        *last = if fresh > *last { fresh } else { *last + 1 };
+        *last
+    };
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::from_u128(id)
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_ids_are_uuid_v7_in_the_order_made() {
+        let ids: Vec<String> = (0..1000).map(|_| new_delivery_id()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).expect("a uuid");
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+    }
 
     #[test]
     fn status_round_trips() {

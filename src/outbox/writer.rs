@@ -395,7 +395,12 @@ fn accept(
         let mut ids = Vec::with_capacity(event.deliveries.len());
         for d in &event.deliveries {
             let id = d.id.clone();
-            let headers = serde_json::to_string(&d.headers).map_err(OutboxError::Headers)?;
+            // Most webhooks set no header: skip the encoder for them.
+            let headers = if d.headers.is_empty() {
+                "[]".to_owned()
+            } else {
+                serde_json::to_string(&d.headers).map_err(OutboxError::Headers)?
+            };
             let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
                 field: "timeout_ms",
             })?;
