@@ -2,6 +2,7 @@
 
 pub mod field;
 mod key;
+mod timestamp;
 mod wire;
 
 pub use field::{

@@ -83,6 +83,38 @@ fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError>
     }
 }
 
+/// The largest whole number an `f64` holds exactly (2^53 - 1).
+const MAX_EXACT: f64 = 9_007_199_254_740_991.0;
+
+/// A count (`conversionCount`, `eventCount`): a number of things, so a whole number from 0.
+/// `2.0` and `"2"` are 2; `1.5` and `-1` are refused, as is anything past 2^53 - 1, where an
+/// `f64` (what conditions compare) stops holding every whole number.
+fn count(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError> {
+    match number(obj, key)? {
+        Some(n) if n.fract() != 0.0 || !(0.0..=MAX_EXACT).contains(&n) => Err(EventError::new(
+            key,
+            format!(
+                "must be a whole number from 0, found {}",
+                super::format_number(n)
+            ),
+        )),
+        n => Ok(n),
+    }
+}
+
+/// `occurredAt`: an RFC 3339 timestamp, kept as text.
+fn timestamp(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> {
+    match text(obj, key, key)? {
+        Some(at) if !super::timestamp::is_rfc3339(&at) => Err(EventError::new(
+            key,
+            format!(
+                "expected an RFC 3339 timestamp such as \"2026-11-27T10:15:00Z\", found {at:?}"
+            ),
+        )),
+        at => Ok(at),
+    }
+}
+
 /// A flag: a JSON boolean, or the strings `"true"`/`"false"`, or `0`/`1`.
 fn flag(obj: &Map<String, Json>, key: &str) -> Result<Option<bool>, EventError> {
     let bad = |found: &str| EventError::new(key, format!("expected true or false, found {found}"));
@@ -191,12 +223,13 @@ pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
     event.id = id(obj, "id")?;
     event.transaction = id(obj, "transaction")?;
     event.visitor = id(obj, "visitor")?;
-    event.occurred_at = text(obj, "occurredAt", "occurredAt")?;
+    event.occurred_at = timestamp(obj, "occurredAt")?;
     for field in NumberField::ALL {
-        if field == NumberField::EventNumber {
-            continue; // derived from the type, checked in `kind`
-        }
-        event.numbers[field.slot()] = number(obj, field.name())?;
+        event.numbers[field.slot()] = match field {
+            NumberField::EventNumber => continue, // derived from the type, checked in `kind`
+            NumberField::ConversionCount | NumberField::EventCount => count(obj, field.name())?,
+            NumberField::Revenue | NumberField::QualityScore => number(obj, field.name())?,
+        };
     }
     for field in FlagField::ALL {
         event.flags[field.slot()] = flag(obj, field.name())?;
@@ -371,5 +404,38 @@ mod tests {
             assert_eq!(parse(body).unwrap_err().key, key, "{body}");
         }
         assert_eq!(parse("{").unwrap_err().key, "");
+    }
+
+    #[test]
+    fn counts_are_whole_numbers_from_zero() {
+        for key in ["conversionCount", "eventCount"] {
+            for bad in ["-1", "\"-3\"", "1.5", "9007199254740992", "-0.5"] {
+                let body = format!(r#"{{"type":"conversion","{key}":{bad}}}"#);
+                let err = parse(&body).unwrap_err();
+                assert_eq!(err.key, key, "{body}");
+                assert!(err.message.contains("whole number"), "{err}");
+            }
+            for (good, n) in [("0", 0.0), ("2", 2.0), ("2.0", 2.0), ("\"3\"", 3.0)] {
+                let body = format!(r#"{{"type":"conversion","{key}":{good}}}"#);
+                let field = match key {
+                    "eventCount" => NumberField::EventCount,
+                    _ => NumberField::ConversionCount,
+                };
+                assert_eq!(parse(&body).unwrap().number(field), Some(n), "{body}");
+            }
+        }
+        // Revenue may be negative (a refund), and is not a count.
+        let refund = parse(r#"{"type":"refund","revenue":-79.9}"#).unwrap();
+        assert_eq!(refund.number(NumberField::Revenue), Some(-79.9));
+    }
+
+    #[test]
+    fn occurred_at_is_an_rfc3339_timestamp() {
+        for bad in [r#""yesterday""#, r#""2026-11-27 10:15:00""#, "1764238500"] {
+            let body = format!(r#"{{"type":"conversion","occurredAt":{bad}}}"#);
+            assert_eq!(parse(&body).unwrap_err().key, "occurredAt", "{body}");
+        }
+        let e = parse(r#"{"type":"conversion","occurredAt":"2026-11-27T10:15:00+01:00"}"#).unwrap();
+        assert_eq!(e.occurred_at.as_deref(), Some("2026-11-27T10:15:00+01:00"));
     }
 }
