@@ -2,6 +2,7 @@
 
 pub mod field;
 mod key;
+pub mod strict;
 mod timestamp;
 mod wire;
 
@@ -195,14 +196,16 @@ impl Event {
     }
 
     /// Parses the tracker's JSON for one event; see [`EventError`] for what is rejected.
+    ///
+    /// A `Value` has already lost any repeated key (serde_json keeps the last): read JSON text
+    /// with [`Event::from_json_str`] or [`strict::from_slice`] to refuse those.
     pub fn from_json(value: &serde_json::Value) -> Result<Event, EventError> {
         wire::parse_event(value)
     }
 
-    /// Parses one event from JSON text.
+    /// Parses one event from JSON text; an object that repeats a key is refused.
     pub fn from_json_str(text: &str) -> Result<Event, EventError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| EventError::syntax(&e))?;
+        let value = strict::from_str(text).map_err(EventError::from_strict)?;
         Event::from_json(&value)
     }
 

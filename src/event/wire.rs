@@ -3,6 +3,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value as Json};
 
+use super::strict::{self, StrictJsonError};
 use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField};
 
 /// Why an event body was rejected; `key` names the offending key (dotted for click fields).
@@ -26,6 +27,19 @@ impl EventError {
     /// The error for a body that is not JSON at all.
     pub fn syntax(err: &serde_json::Error) -> EventError {
         EventError::new("", format!("not valid JSON ({err})"))
+    }
+
+    /// The error for a key an object repeats, at `key` (dotted).
+    pub fn duplicate_key(key: impl Into<String>) -> EventError {
+        EventError::new(key, "appears twice in the same object; send each key once")
+    }
+
+    /// The error for text the strict JSON reader refused.
+    pub fn from_strict(err: StrictJsonError) -> EventError {
+        match err {
+            StrictJsonError::Syntax(e) => EventError::syntax(&e),
+            StrictJsonError::DuplicateKey(path) => EventError::duplicate_key(strict::dotted(&path)),
+        }
     }
 }
 
@@ -404,6 +418,31 @@ mod tests {
             assert_eq!(parse(body).unwrap_err().key, key, "{body}");
         }
         assert_eq!(parse("{").unwrap_err().key, "");
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_at_every_level() {
+        let cases = [
+            (
+                r#"{"type":"conversion","revenue":1,"revenue":900}"#,
+                "revenue",
+            ),
+            (r#"{"type":"conversion","type":"refund"}"#, "type"),
+            (
+                r#"{"type":"conversion","firstClick":{"country":"US","country":"DE"}}"#,
+                "firstClick.country",
+            ),
+            (
+                r#"{"type":"conversion","lastClick":{},"lastClick":{"country":"DE"}}"#,
+                "lastClick",
+            ),
+            (r#"{"type":"conversion","extra":{"a":1,"a":2}}"#, "extra.a"),
+        ];
+        for (body, key) in cases {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.key, key, "{body}");
+            assert!(err.message.contains("twice"), "{err}");
+        }
     }
 
     #[test]
