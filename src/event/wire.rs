@@ -80,17 +80,32 @@ fn id(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> 
     }
 }
 
+/// A number as sent: its value, and whether it was written as an integer.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    value: f64,
+    integer: bool,
+}
+
 /// A number: a JSON number or a numeric string.
-fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError> {
+fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError> {
     let bad = |found: &str| EventError::new(key, format!("expected a number, found {found}"));
     match obj.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::Number(n)) => n
             .as_f64()
-            .map(Some)
+            .map(|value| {
+                Some(Sent {
+                    value,
+                    integer: n.is_i64() || n.is_u64(),
+                })
+            })
             .ok_or_else(|| bad("a number out of range")),
         Some(Json::String(s)) => match s.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(Some(v)),
+            Ok(value) if value.is_finite() => Ok(Some(Sent {
+                value,
+                integer: s.trim().parse::<i64>().is_ok(),
+            })),
             _ => Err(bad(&format!("the string {s:?}"))),
         },
         Some(other) => Err(bad(describe(other))),
@@ -98,20 +113,22 @@ fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError>
 }
 
 /// The largest whole number an `f64` holds exactly (2^53 - 1).
-const MAX_EXACT: f64 = 9_007_199_254_740_991.0;
+pub(super) const MAX_EXACT: f64 = 9_007_199_254_740_991.0;
 
 /// A count (`conversionCount`, `eventCount`): a number of things, so a whole number from 0.
 /// `2.0` and `"2"` are 2; `1.5` and `-1` are refused, as is anything past 2^53 - 1, where an
 /// `f64` (what conditions compare) stops holding every whole number.
-fn count(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError> {
+fn count(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError> {
     match number(obj, key)? {
-        Some(n) if n.fract() != 0.0 || !(0.0..=MAX_EXACT).contains(&n) => Err(EventError::new(
-            key,
-            format!(
-                "must be a whole number from 0, found {}",
-                super::format_number(n)
-            ),
-        )),
+        Some(n) if n.value.fract() != 0.0 || !(0.0..=MAX_EXACT).contains(&n.value) => {
+            Err(EventError::new(
+                key,
+                format!(
+                    "must be a whole number from 0, found {}",
+                    super::format_number(n.value)
+                ),
+            ))
+        }
         n => Ok(n),
     }
 }
@@ -181,7 +198,7 @@ fn kind(obj: &Map<String, Json>) -> Result<EventKind, EventError> {
             ));
         }
     };
-    let number = number(obj, "eventNumber")?;
+    let number = number(obj, "eventNumber")?.map(|n| n.value);
     let custom = |n: f64| -> Result<EventKind, EventError> {
         if n.fract() == 0.0 && (1.0..=f64::from(EventKind::MAX_CUSTOM)).contains(&n) {
             Ok(EventKind::Custom(n as u8))
@@ -239,11 +256,16 @@ pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
     event.visitor = id(obj, "visitor")?;
     event.occurred_at = timestamp(obj, "occurredAt")?;
     for field in NumberField::ALL {
-        event.numbers[field.slot()] = match field {
+        let sent = match field {
             NumberField::EventNumber => continue, // derived from the type, checked in `kind`
             NumberField::ConversionCount | NumberField::EventCount => count(obj, field.name())?,
             NumberField::Revenue | NumberField::QualityScore => number(obj, field.name())?,
         };
+        event.set_number_as_sent(
+            field,
+            sent.map(|n| n.value),
+            sent.is_some_and(|n| n.integer),
+        );
     }
     for field in FlagField::ALL {
         event.flags[field.slot()] = flag(obj, field.name())?;
@@ -295,8 +317,13 @@ impl Serialize for Event {
             }
         }
         for field in NumberField::ALL {
-            if let Some(v) = self.number(field) {
-                map.serialize_entry(field.name(), &v)?;
+            match self.number(field) {
+                // Exact: `set_number_as_sent` marks only integers an f64 holds exactly.
+                Some(v) if self.number_is_integer(field) => {
+                    map.serialize_entry(field.name(), &(v as i64))?
+                }
+                Some(v) => map.serialize_entry(field.name(), &v)?,
+                None => {}
             }
         }
         for field in FlagField::ALL {
@@ -418,6 +445,44 @@ mod tests {
             assert_eq!(parse(body).unwrap_err().key, key, "{body}");
         }
         assert_eq!(parse("{").unwrap_err().key, "");
+    }
+
+    #[test]
+    fn numbers_go_out_as_they_came_in() {
+        let e = parse(
+            r#"{"type":"conversion","qualityScore":82,"revenue":79.90,"conversionCount":1,
+                "eventCount":"4"}"#,
+        )
+        .unwrap();
+        let json = e.to_json_string();
+        for part in [
+            r#""qualityScore":82,"#,
+            r#""revenue":79.9,"#,
+            r#""conversionCount":1,"#,
+            r#""eventCount":4,"#,
+        ] {
+            assert!(json.contains(part), "{part} in {json}");
+        }
+        // A float stays a float, a numeric string with a fraction is a number, and an integer
+        // past 2^53 goes out as the float conditions compared.
+        let e = parse(
+            r#"{"type":"event","eventNumber":3,"qualityScore":82.0,"revenue":"10.50",
+                "conversionCount":2.0}"#,
+        )
+        .unwrap();
+        let json = e.to_json_string();
+        for part in [
+            r#""qualityScore":82.0,"#,
+            r#""revenue":10.5,"#,
+            r#""conversionCount":2.0,"#,
+            r#""eventNumber":3,"#,
+        ] {
+            assert!(json.contains(part), "{part} in {json}");
+        }
+        let big = parse(r#"{"type":"conversion","revenue":18446744073709551615}"#).unwrap();
+        let big = big.to_json_string();
+        assert!(big.contains(r#""revenue":1.8446744073709552e+19"#), "{big}");
+        assert_eq!(Event::from_json(&e.to_json()).unwrap(), e);
     }
 
     #[test]
