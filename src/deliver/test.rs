@@ -239,8 +239,8 @@ pub async fn run(
             Outcome::Response(r) => Ok(TestResponse {
                 status: r.status,
                 body: r.excerpt_text(),
+                truncated: r.truncated(),
                 headers: r.headers,
-                truncated: r.truncated,
             }),
             Outcome::Failed(err) => Err(err.to_string()),
         },

@@ -5,6 +5,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 
 use super::OutboxError;
+use super::types::endpoint_of;
 
 /// How long a connection waits for a lock before SQLite reports `SQLITE_BUSY`.
 ///
@@ -14,7 +15,51 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 /// Migration steps, applied in order; step `i` moves the schema to `user_version = i + 1`.
 ///
 /// Never edit a step that has shipped: append a new one.
-const MIGRATIONS: &[&str] = &[
+const MIGRATIONS: &[Migration] = &[
+    Migration::sql(STEPS[0]),
+    Migration::sql(STEPS[1]),
+    Migration::sql(STEPS[2]),
+    // 4: each delivery knows its endpoint (scheme://host:port, see `endpoint_of`), so the
+    // dispatcher claims a bounded number per endpoint and a dead endpoint cannot hold every
+    // claim. Rows stored before get theirs computed from their URL.
+    Migration {
+        sql: "
+        ALTER TABLE deliveries ADD COLUMN endpoint TEXT NOT NULL DEFAULT '';
+        CREATE INDEX deliveries_endpoint_due
+            ON deliveries (status, endpoint, next_attempt_at, id);
+        ",
+        then: Some(backfill_endpoints),
+    },
+];
+
+/// One migration step: SQL, then optionally Rust for what SQL cannot compute, in the same
+/// transaction.
+struct Migration {
+    sql: &'static str,
+    then: Option<fn(&Connection) -> rusqlite::Result<()>>,
+}
+
+impl Migration {
+    const fn sql(sql: &'static str) -> Migration {
+        Migration { sql, then: None }
+    }
+}
+
+/// Sets the endpoint of every delivery stored before the column existed.
+fn backfill_endpoints(conn: &Connection) -> rusqlite::Result<()> {
+    let rows = conn
+        .prepare("SELECT id, url FROM deliveries WHERE endpoint = ''")?
+        .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut update = conn.prepare("UPDATE deliveries SET endpoint = ?2 WHERE id = ?1")?;
+    for (id, url) in rows {
+        update.execute([id, endpoint_of(&url)])?;
+    }
+    Ok(())
+}
+
+/// The SQL of the first steps, as they shipped.
+pub(crate) const STEPS: [&str; 3] = [
     // 1: events and their deliveries.
     "
     CREATE TABLE events (
@@ -74,6 +119,7 @@ pub(crate) const VERSION: i64 = MIGRATIONS.len() as i64;
 pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxError> {
     let mut conn = Connection::open(path)?;
     conn.busy_timeout(BUSY_TIMEOUT)?;
+    quick_check(&conn, path)?;
     let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Err(OutboxError::NoWal(mode));
@@ -87,6 +133,33 @@ pub(crate) fn open_writer(path: &std::path::Path) -> Result<Connection, OutboxEr
     // the default.
     migrate(&mut conn)?;
     Ok(conn)
+}
+
+/// Runs `PRAGMA quick_check` (every page and index structure, not the index contents: seconds
+/// for gigabytes) and refuses a damaged file, which would otherwise start and take posts into
+/// pages it may lose.
+fn quick_check(conn: &Connection, path: &std::path::Path) -> Result<(), OutboxError> {
+    let corrupt = |details: String| OutboxError::Corrupt {
+        path: path.to_path_buf(),
+        details,
+    };
+    let rows = conn.prepare("PRAGMA quick_check(5)").and_then(|mut stmt| {
+        stmt.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()
+    });
+    match rows {
+        Ok(rows) if rows == ["ok"] => Ok(()),
+        Ok(rows) => Err(corrupt(rows.join("; "))),
+        Err(rusqlite::Error::SqliteFailure(e, message))
+            if matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase
+            ) =>
+        {
+            Err(corrupt(message.unwrap_or_else(|| e.to_string())))
+        }
+        Err(e) => Err(e.into()),
+    }
 }
 
 /// Opens a read-only connection for queries; WAL lets it read while the writer commits.
@@ -108,14 +181,17 @@ fn migrate(conn: &mut Connection) -> Result<(), OutboxError> {
             supported: VERSION,
         });
     }
-    for (step, sql) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
+    for (step, migration) in MIGRATIONS.iter().enumerate().skip(found.max(0) as usize) {
         // IMMEDIATE: a second process migrating at the same time waits instead of interleaving.
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let current: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if current > step as i64 {
             continue; // another process applied it while we waited for the lock
         }
-        tx.execute_batch(sql)?;
+        tx.execute_batch(migration.sql)?;
+        if let Some(then) = migration.then {
+            then(&tx)?;
+        }
         tx.pragma_update(None, "user_version", step as i64 + 1)?;
         tx.commit()?;
     }

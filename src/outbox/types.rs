@@ -174,7 +174,8 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     /// The HTTP status of the last attempt, if the target answered.
     pub last_status_code: Option<u16>,
-    /// Why the last attempt failed.
+    /// Why the last attempt failed, or for a delivered one what was odd about its answer (a
+    /// body cut at the deadline); at most [`ERROR_LIMIT`] bytes.
     pub last_error: Option<String>,
     /// The first [`EXCERPT_LIMIT`] bytes of the last response body.
     pub response_excerpt: Option<String>,
@@ -196,6 +197,9 @@ pub enum AttemptRecord {
     Delivered {
         /// The HTTP status.
         status_code: u16,
+        /// What was odd about the answer though it counts as delivered (a body cut at the
+        /// deadline); kept in `last_error`.
+        note: Option<String>,
         /// The start of the response body.
         excerpt: Option<String>,
         /// How long the attempt took.
@@ -287,6 +291,36 @@ pub(crate) fn excerpt(text: &str) -> &str {
     &text[..end]
 }
 
+/// The most of an error text kept with a delivery (`last_error`), in bytes, ellipsis included.
+///
+/// An error can quote a rendered URL or a target's words; the log keeps its start, enough to
+/// see what went wrong, and never a 70 KB URL.
+pub const ERROR_LIMIT: usize = 1024;
+
+/// Cuts `text` to at most [`ERROR_LIMIT`] bytes on a character boundary, ending in `…` when
+/// something was cut.
+pub(crate) fn error_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= ERROR_LIMIT {
+        return text.into();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = ERROR_LIMIT - ELLIPSIS.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end]).into()
+}
+
+/// The scheme, host and port of a URL, lower-cased: the endpoint a delivery goes to, what
+/// per-endpoint limits and claims count by.
+pub fn endpoint_of(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| i + after_scheme);
+    url[..end].to_ascii_lowercase()
+}
+
 /// A fresh delivery id: a UUID v7, so ids sort by creation time.
 pub fn new_delivery_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -332,5 +366,19 @@ mod tests {
         assert!(cut.len() <= EXCERPT_LIMIT);
         assert!(cut.len() >= EXCERPT_LIMIT - 1);
         assert_eq!(excerpt("short"), "short");
+    }
+
+    #[test]
+    fn error_text_is_capped_on_a_char_boundary_with_an_ellipsis() {
+        assert_eq!(error_text("HTTP 503"), "HTTP 503");
+        let exact = "a".repeat(ERROR_LIMIT);
+        assert_eq!(error_text(&exact), exact.as_str());
+        for long in ["x".repeat(70_000), "é".repeat(35_000), "a€".repeat(20_000)] {
+            let cut = error_text(&long);
+            assert!(cut.len() <= ERROR_LIMIT, "{}", cut.len());
+            assert!(cut.len() > ERROR_LIMIT - 8, "{}", cut.len());
+            assert!(cut.ends_with('…'));
+            assert!(long.starts_with(cut.trim_end_matches('…')));
+        }
     }
 }

@@ -4,11 +4,12 @@
 use std::sync::Arc;
 
 use hyper::body::Incoming;
-use hyper::{Method, Request, Response, StatusCode, header};
+use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
 use super::State;
 use super::body::{BodyError, read_limited};
+use super::guard::bearer_matches;
 use super::http::{Body, error, json};
 use super::ingest::{Accepted, IngestFailure, Input, InvalidEvent};
 use super::metrics::Metrics;
@@ -25,23 +26,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     }
 }
 
-fn authorised(state: &State, req: &Request<Incoming>) -> bool {
-    let Some(token) = &state.config.ingest_token else {
-        return true;
-    };
-    req.headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|given| constant_time_eq(given.as_bytes(), token.as_bytes()))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
 async fn post_events(state: &State, req: Request<Incoming>) -> Response<Body> {
-    if !authorised(state, &req) {
+    if !bearer_matches(req.headers(), state.config.ingest_token.as_deref()) {
         Metrics::bump(&state.metrics.events_rejected);
         return error(
             StatusCode::UNAUTHORIZED,
