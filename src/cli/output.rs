@@ -1,9 +1,10 @@
-//! Terminal output: colour choice and miette's report rendering.
+//! Terminal output: colour choice, ANSI paint, and the diagnostic renderer (from `lang`).
 
 use std::io::IsTerminal;
 
 use clap::ValueEnum;
-use miette::{GraphicalReportHandler, GraphicalTheme};
+
+pub use crate::lang::diagnostic::render;
 
 /// The `--color` flag.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -28,21 +29,6 @@ impl ColorChoice {
             }
         }
     }
-}
-
-/// Renders a diagnostic as miette's graphical report.
-pub fn render(diagnostic: &dyn miette::Diagnostic, color: bool) -> String {
-    let theme = if color {
-        GraphicalTheme::unicode()
-    } else {
-        GraphicalTheme::unicode_nocolor()
-    };
-    let mut out = String::new();
-    let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
-    if handler.render_report(&mut out, diagnostic).is_err() {
-        out = format!("{diagnostic}");
-    }
-    out
 }
 
 /// Wraps text in an ANSI colour when colour is on.

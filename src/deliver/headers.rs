@@ -3,6 +3,8 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::lang::headers::{Owner, reserved};
+
 use super::sign::{Secret, sign};
 
 /// The `User-Agent` of every attempt: `whc/<version>`.
@@ -11,21 +13,11 @@ pub const USER_AGENT: &str = concat!("whc/", env!("CARGO_PKG_VERSION"));
 /// The header that marks a test send (`whc test`, the admin Test button): `Whc-Test: true`.
 pub const TEST_HEADER: &str = "Whc-Test";
 
-/// Headers whc sets itself and a rule cannot replace: they carry the delivery's identity and
-/// signature. The checker should refuse them in rules; [`AttemptHeaders::build`] skips them.
-pub const RESERVED_HEADERS: &[&str] = &[
-    "idempotency-key",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "whc-test",
-];
-
-/// Whether a header name is one of the [`RESERVED_HEADERS`] (case-insensitive).
+/// Whether [`AttemptHeaders::build`] drops a rule's header of this name (ignoring case): the
+/// delivery's identity, signature and test marker ([`Owner::Delivery`] in the one table of
+/// reserved headers, [`crate::lang::headers::RESERVED_HEADERS`], which the checker refuses whole).
 pub fn is_reserved(name: &str) -> bool {
-    RESERVED_HEADERS
-        .iter()
-        .any(|reserved| reserved.eq_ignore_ascii_case(name))
+    reserved(name).is_some_and(|h| h.owner == Owner::Delivery)
 }
 
 /// Everything the headers of one attempt depend on.
@@ -50,7 +42,7 @@ impl AttemptHeaders<'_> {
     ///
     /// `Content-Type: application/json` (with a body), `User-Agent`, `Idempotency-Key`, then the
     /// rule's headers: one named like `Content-Type` or `User-Agent` replaces the default, one
-    /// in [`RESERVED_HEADERS`] is dropped. With a secret, `webhook-id`, `webhook-timestamp` and
+    /// that [`is_reserved`] is dropped (the checker refuses all of these in rules). With a secret, `webhook-id`, `webhook-timestamp` and
     /// `webhook-signature` follow (a GET signs the empty body); `Whc-Test` comes last.
     pub fn build(&self) -> Vec<(String, String)> {
         let mut headers: Vec<(String, String)> = Vec::with_capacity(8 + self.rule_headers.len());
@@ -208,6 +200,13 @@ mod tests {
                 ("content-type".to_string(), "text/plain".to_string()),
             ]
         );
+    }
+
+    #[test]
+    fn the_test_marker_is_reserved() {
+        assert!(is_reserved(TEST_HEADER));
+        assert!(is_reserved("IDEMPOTENCY-KEY"));
+        assert!(!is_reserved("User-Agent"), "a default, not dropped");
     }
 
     #[test]

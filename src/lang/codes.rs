@@ -37,6 +37,7 @@ pub enum Code {
     EnvUnset,
     DuplicateEvent,
     NoRules,
+    CredentialLiteral,
 }
 
 impl Code {
@@ -74,6 +75,7 @@ impl Code {
             Code::EnvUnset => "whc::env_unset",
             Code::DuplicateEvent => "whc::duplicate_event",
             Code::NoRules => "whc::no_rules",
+            Code::CredentialLiteral => "whc::credential_literal",
         }
     }
 
@@ -89,6 +91,7 @@ impl Code {
                 | Code::EnvUnset
                 | Code::DuplicateEvent
                 | Code::NoRules
+                | Code::CredentialLiteral
         )
     }
 }

@@ -3,7 +3,10 @@
 use std::fmt;
 use std::sync::Arc;
 
-use miette::{LabeledSpan, MietteError, MietteSpanContents, SourceCode, SourceSpan, SpanContents};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
+};
 
 use super::ast::Span;
 use super::codes::Code;
@@ -229,6 +232,35 @@ impl miette::Diagnostic for Diagnostic {
             self.related.iter().map(|d| d as &dyn miette::Diagnostic),
         ))
     }
+}
+
+/// Width of rendered diagnostics, fixed so that terminals, logs and `/v1/rules` read the same.
+pub const RENDER_WIDTH: usize = 100;
+
+/// miette's graphical report of a diagnostic, [`RENDER_WIDTH`] columns wide, with or without
+/// colour: the one renderer of `whc check`, the other commands and the sidecar.
+pub fn render_report(diagnostic: &Diagnostic, color: bool) -> Result<String, fmt::Error> {
+    let theme = if color {
+        GraphicalTheme::unicode()
+    } else {
+        GraphicalTheme::unicode_nocolor()
+    };
+    let mut out = String::new();
+    GraphicalReportHandler::new_themed(theme)
+        .with_width(RENDER_WIDTH)
+        .render_report(&mut out, diagnostic)?;
+    Ok(out)
+}
+
+/// [`render_report`], or `file:line:column: message` on the rare report miette cannot draw.
+pub fn render(diagnostic: &Diagnostic, color: bool) -> String {
+    render_report(diagnostic, color).unwrap_or_else(|_| {
+        let (line, column) = diagnostic.line_column();
+        format!(
+            "{}:{line}:{column}: {}\n",
+            diagnostic.source.name, diagnostic.message
+        )
+    })
 }
 
 /// The closest candidate to a misspelt word, when one is close enough to suggest.

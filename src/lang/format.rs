@@ -17,6 +17,7 @@ use pest::Parser;
 use pest::iterators::Pair;
 
 use super::ast::Span;
+use super::escape;
 use super::grammar::{Rule, RuleParser};
 use super::parse::{SyntaxError, parse_file};
 
@@ -432,34 +433,11 @@ fn literal(pair: Pair<Rule>) -> String {
     }
 }
 
-/// A string literal re-escaped canonically: `\"`, `\\`, `\n` and `\t`, everything else as is.
+/// A string literal re-escaped canonically: decoded as the parser does, then quoted with the
+/// escapes of [`escape::ESCAPES`], everything else as is.
 fn string(pair: Pair<Rule>) -> String {
     let raw = pair.into_inner().next().map_or("", |p| p.as_str());
-    let mut out = String::with_capacity(raw.len() + 2);
-    out.push('"');
-    let mut chars = raw.chars();
-    while let Some(c) = chars.next() {
-        // Decode exactly as the parser does: `\n`, `\t`, and `\X` for any other X means X.
-        let c = if c == '\\' {
-            match chars.next() {
-                Some('n') => '\n',
-                Some('t') => '\t',
-                Some(other) => other,
-                None => break,
-            }
-        } else {
-            c
-        };
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\t' => out.push_str("\\t"),
-            other => out.push(other),
-        }
-    }
-    out.push('"');
-    out
+    escape::quote(&escape::unescape(raw).0)
 }
 
 #[cfg(test)]

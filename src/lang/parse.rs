@@ -10,6 +10,7 @@ use super::ast::{
     Clause, Comparison, EventSpec, Expr, FieldName, File, Literal, Method, Op, Span, Spanned,
     StringLit, ValueSource, WebhookDecl,
 };
+use super::escape;
 use super::grammar::{Rule, RuleParser};
 
 /// A syntax error: where, what was expected and what was found.
@@ -215,22 +216,7 @@ fn parse_value_source(pair: Pair<Rule>, offset: usize) -> ValueSource {
 fn parse_string(pair: Pair<Rule>, offset: usize) -> StringLit {
     let whole = span(&pair, offset);
     let raw = pair.into_inner().next().map(|p| p.as_str()).unwrap_or("");
-    let mut value = String::with_capacity(raw.len());
-    let mut chars = raw.chars();
-    let mut escaped = false;
-    while let Some(c) = chars.next() {
-        if c != '\\' {
-            value.push(c);
-            continue;
-        }
-        escaped = true;
-        match chars.next() {
-            Some('n') => value.push('\n'),
-            Some('t') => value.push('\t'),
-            Some(other) => value.push(other),
-            None => {}
-        }
-    }
+    let (value, escaped) = escape::unescape(raw);
     StringLit {
         span: whole,
         value,

@@ -4,8 +4,10 @@ pub mod admin;
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod deadline;
 pub mod dispatch;
 pub mod gate;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
@@ -31,11 +33,12 @@ pub use config::{Intercept, ProxyConfig, ServeConfig};
 pub use ingest::{
     Accepted, AcceptedEvent, Ingest, IngestFailure, Input, InvalidEvent, parse_events,
 };
-pub use rules::{LiveRules, RulesStatus, WebhookStatus};
+pub use rules::{LiveRules, RulesError, RulesStatus, WebhookStatus};
 pub use watch::DEFAULT_DEBOUNCE;
 
 use dispatch::Dispatcher;
 use gate::DeliveryGate;
+use guard::AdminGuard;
 use metrics::Metrics;
 use proxy::Proxy;
 
@@ -72,9 +75,12 @@ pub struct State {
 /// Why the sidecar could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ServeError {
-    /// The rules at start had errors (rendered diagnostics).
-    #[error("the rules have errors; the sidecar does not start on broken rules:\n{0}")]
-    Rules(String),
+    /// The rules at start could not be read or had errors.
+    #[error(
+        "the rules have errors; the sidecar does not start on broken rules:\n{}",
+        .0.rendered()
+    )]
+    Rules(#[source] RulesError),
     /// The outbox could not be opened.
     #[error("cannot open the outbox in {path}: {source}")]
     Outbox {
@@ -206,26 +212,44 @@ pub async fn start(
     match &state.mode {
         Mode::Direct => tasks.spawn(http::serve(
             listener,
-            move |req, _peer| api::handle(Arc::clone(&s), req),
+            move |req, _conn| api::handle(Arc::clone(&s), req),
             cancel.clone(),
             grace,
+            state.config.events_limits(),
         )),
         Mode::Proxy(proxy) => {
             let proxy = Arc::clone(proxy);
             tasks.spawn(http::serve(
                 listener,
-                move |req, _peer| proxy::forward(Arc::clone(&s), Arc::clone(&proxy), req),
+                move |req, _conn| proxy::forward(Arc::clone(&s), Arc::clone(&proxy), req),
                 cancel.clone(),
                 grace,
+                state.config.events_limits(),
             ))
         }
     };
     let s = Arc::clone(&state);
+    // Every admin request passes the guard (origin, Host, token) before any route sees it.
+    let guard = Arc::new(AdminGuard::new(
+        state.config.admin_token.clone(),
+        state.config.admin_listen,
+    ));
+    guard.warn_if_exposed(admin_addr);
     tasks.spawn(http::serve(
         admin_listener,
-        move |req, _peer| admin::handle(Arc::clone(&s), req),
+        move |req, conn: http::Conn| {
+            let s = Arc::clone(&s);
+            let guard = Arc::clone(&guard);
+            async move {
+                match guard.check(&req, conn.local) {
+                    Ok(()) => admin::handle(s, req).await,
+                    Err(refusal) => refusal.answer(),
+                }
+            }
+        },
         cancel.clone(),
         grace,
+        state.config.admin_limits(),
     ));
     let dispatcher = Arc::new(Dispatcher::new(
         outbox.clone(),

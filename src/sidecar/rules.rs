@@ -6,14 +6,41 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
-use miette::{GraphicalReportHandler, GraphicalTheme};
 
 use crate::engine::RuleSet;
 use crate::engine::load;
+use crate::lang::diagnostic::render;
 use crate::lang::{Diagnostic, Env};
 
-/// Width of rendered diagnostics, fixed so that logs and `/v1/rules` read the same everywhere.
-const RENDER_WIDTH: usize = 100;
+/// Why the rules could not be loaded: a path could not be read, or the rules have errors.
+#[derive(Debug, thiserror::Error)]
+pub enum RulesError {
+    /// A rules path (file or directory) could not be read.
+    #[error(transparent)]
+    Read(#[from] load::ReadError),
+    /// The rules have errors; `errors` holds every error diagnostic, in reading order.
+    #[error("the rules have {} error{}", errors.len(), if errors.len() == 1 { "" } else { "s" })]
+    Invalid {
+        /// The error diagnostics (warnings are logged, not kept here).
+        errors: Vec<Diagnostic>,
+    },
+}
+
+impl RulesError {
+    /// The text people read in logs and on `GET /v1/rules`: miette's report of each error
+    /// without colour, then a count; or the read error.
+    pub fn rendered(&self) -> String {
+        match self {
+            RulesError::Read(e) => e.to_string(),
+            RulesError::Invalid { errors } => {
+                let mut out: String = errors.iter().map(|d| render(d, false)).collect();
+                let n = errors.len();
+                out.push_str(&format!("{n} error{}", if n == 1 { "" } else { "s" }));
+                out
+            }
+        }
+    }
+}
 
 /// The rules being served and the history of their reloads.
 ///
@@ -82,9 +109,12 @@ pub struct WebhookStatus {
 }
 
 impl LiveRules {
-    /// Loads the rules at start. An error here is fatal to the caller: it gets the rendered
-    /// diagnostics and there is no previous set to fall back on.
-    pub fn load(paths: Vec<PathBuf>, env: Arc<dyn Env + Send + Sync>) -> Result<LiveRules, String> {
+    /// Loads the rules at start. An error here is fatal to the caller: it gets the diagnostics
+    /// (see [`RulesError::rendered`]) and there is no previous set to fall back on.
+    pub fn load(
+        paths: Vec<PathBuf>,
+        env: Arc<dyn Env + Send + Sync>,
+    ) -> Result<LiveRules, RulesError> {
         let rules = compile(&paths, &*env)?;
         tracing::info!(
             webhooks = rules.webhooks().len(),
@@ -122,7 +152,7 @@ impl LiveRules {
     /// Recompiles the whole rules directory. On success the new set replaces the old one at
     /// once; on error the old set keeps serving and the rendered diagnostics are recorded (see
     /// [`LiveRules::status`]) and logged. Blocking: reads files.
-    pub fn reload(&self) -> Result<(), String> {
+    pub fn reload(&self) -> Result<(), RulesError> {
         let _one_at_a_time = self
             .reloading
             .lock()
@@ -141,7 +171,8 @@ impl LiveRules {
                 tracing::info!(version = state.version, webhooks, %hash, "rules reloaded");
                 Ok(())
             }
-            Err(rendered) => {
+            Err(error) => {
+                let rendered = error.rendered();
                 let mut state = self.state();
                 state.reloads_failed += 1;
                 state.last_error = Some(rendered.clone());
@@ -151,7 +182,7 @@ impl LiveRules {
                     "rules not reloaded, still serving version {}:\n{rendered}",
                     state.version
                 );
-                Err(rendered)
+                Err(error)
             }
         }
     }
@@ -202,43 +233,22 @@ impl fmt::Debug for LiveRules {
     }
 }
 
-/// Reads and compiles the rules; on error, the diagnostics rendered as text.
-fn compile(paths: &[PathBuf], env: &dyn Env) -> Result<RuleSet, String> {
-    let loaded = load::load(paths, env).map_err(|e| e.to_string())?;
+/// Reads and compiles the rules; warnings are logged, errors returned.
+fn compile(paths: &[PathBuf], env: &dyn Env) -> Result<RuleSet, RulesError> {
+    let loaded = load::load(paths, env)?;
     for d in loaded.compiled.diagnostics.iter().filter(|d| !d.is_error()) {
         let (line, column) = d.line_column();
         tracing::warn!(code = d.code.as_str(), file = %d.source.name, line, column, "{}", d.message);
     }
-    loaded.rule_set().ok_or_else(|| {
-        let errors: Vec<&Diagnostic> = loaded
+    loaded.rule_set().ok_or_else(|| RulesError::Invalid {
+        errors: loaded
             .compiled
             .diagnostics
             .iter()
             .filter(|d| d.is_error())
-            .collect();
-        render(&errors)
+            .cloned()
+            .collect(),
     })
-}
-
-/// miette's graphical report of each error, without colour, then a count.
-fn render(errors: &[&Diagnostic]) -> String {
-    let handler = GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor())
-        .with_width(RENDER_WIDTH);
-    let mut out = String::new();
-    for d in errors {
-        let before = out.len();
-        if handler.render_report(&mut out, *d).is_err() {
-            out.truncate(before);
-            let (line, column) = d.line_column();
-            out.push_str(&format!(
-                "{}:{line}:{column}: {}\n",
-                d.source.name, d.message
-            ));
-        }
-    }
-    let n = errors.len();
-    out.push_str(&format!("{n} error{}", if n == 1 { "" } else { "s" }));
-    out
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

@@ -13,7 +13,7 @@ use tokio_util::sync::CancellationToken;
 use whc::engine::RuleSet;
 use whc::event::Event;
 use whc::lang::Env;
-use whc::sidecar::{LiveRules, RulesStatus};
+use whc::sidecar::{LiveRules, RulesError, RulesStatus};
 
 use crate::support::{
     Sidecar, Target, conversion, save, signals, wait_until, wait_until_async, webhook,
@@ -180,11 +180,17 @@ fn a_broken_directory_at_start_is_an_error_with_diagnostics() {
     let dir = tempfile::tempdir().expect("tempdir");
     save(dir.path(), "b.whc", BROKEN_B);
     let error = LiveRules::load(vec![dir.path().to_path_buf()], env()).expect_err("broken");
-    assert!(error.contains("b.whc"), "{error}");
+    let RulesError::Invalid { errors } = &error else {
+        panic!("expected diagnostics: {error:?}");
+    };
+    assert!(errors.iter().all(|d| d.source.name.ends_with("b.whc")));
+    let rendered = error.rendered();
+    assert!(rendered.contains("b.whc"), "{rendered}");
 
     let missing: PathBuf = dir.path().join("nope");
     let error = LiveRules::load(vec![missing], env()).expect_err("missing");
-    assert!(error.contains("nope"), "{error}");
+    assert!(matches!(error, RulesError::Read(_)), "{error:?}");
+    assert!(error.rendered().contains("nope"), "{}", error.rendered());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,14 +8,14 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Arc;
 
-use miette::{GraphicalReportHandler, GraphicalTheme};
+use whc::lang::diagnostic::render_report;
 use whc::lang::{self, Code, Compiled, SourceFile};
 
 const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics");
 
 /// Every code in the registry. `produced_by_compile` is exhaustive, so a new code does not
 /// compile here until someone decides whether it needs a fixture.
-const ALL_CODES: [Code; 31] = [
+const ALL_CODES: [Code; 32] = [
     Code::Syntax,
     Code::UnknownField,
     Code::UnknownEvent,
@@ -47,6 +47,7 @@ const ALL_CODES: [Code; 31] = [
     Code::EnvUnset,
     Code::DuplicateEvent,
     Code::NoRules,
+    Code::CredentialLiteral,
 ];
 
 /// Whether `whc::lang::compile` can report the code (so that it must have a fixture).
@@ -82,7 +83,8 @@ fn produced_by_compile(code: Code) -> bool {
         | Code::EventNumberOutsideEvent
         | Code::CountryCode
         | Code::EnvUnset
-        | Code::DuplicateEvent => true,
+        | Code::DuplicateEvent
+        | Code::CredentialLiteral => true,
     }
 }
 
@@ -99,13 +101,11 @@ fn compile(names: &[&str]) -> Compiled {
     lang::compile(&sources, &HashMap::<String, String>::new())
 }
 
-/// Every diagnostic rendered as miette draws it on a terminal without colour, 100 columns wide.
+/// Every diagnostic rendered as whc draws it on a terminal without colour, 100 columns wide.
 fn render(compiled: &Compiled) -> String {
-    let handler =
-        GraphicalReportHandler::new_themed(GraphicalTheme::unicode_nocolor()).with_width(100);
     let mut out = String::new();
     for d in &compiled.diagnostics {
-        handler.render_report(&mut out, d).unwrap();
+        out.push_str(&render_report(d, false).unwrap());
         out.push('\n');
     }
     out
@@ -206,6 +206,7 @@ fn warnings_and_errors_have_the_registry_severity() {
                 | "whc::env_unset"
                 | "whc::duplicate_event"
                 | "whc::no_rules"
+                | "whc::credential_literal"
         );
         assert_eq!(warning, expect_warning, "{name}");
     }

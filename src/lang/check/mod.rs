@@ -1,0 +1,93 @@
+//! The checker: names, types, attribution, tokens and settings, compiled as it goes.
+//!
+//! One [`Checker`] per webhook collects every problem; each module below checks one thing.
+
+mod clauses;
+mod conditions;
+mod events;
+mod fields;
+mod headers;
+mod literals;
+mod operators;
+mod regex;
+mod settings;
+mod url;
+mod warnings;
+
+use std::sync::Arc;
+
+use super::ast::{Span, WebhookDecl};
+use super::codes::Code;
+use super::diagnostic::{Diagnostic, Label, SourceFile};
+use super::reach::Fact;
+use super::webhook::{Env, Webhook};
+
+pub use settings::{MAX_RETRIES, MAX_TIMEOUT};
+
+/// Checks and compiles the webhooks of one parsed file; problems go to `diags`.
+/// A webhook with an error is left out of the result.
+pub fn check_webhooks(
+    source: &Arc<SourceFile>,
+    webhooks: &[WebhookDecl],
+    env: &dyn Env,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Webhook> {
+    let mut out = Vec::new();
+    for decl in webhooks {
+        let mut checker = Checker {
+            source,
+            env,
+            diags: Vec::new(),
+            facts: Vec::new(),
+        };
+        let webhook = checker.webhook(decl);
+        let failed = checker.diags.iter().any(Diagnostic::is_error);
+        diags.append(&mut checker.diags);
+        if let (Some(w), false) = (webhook, failed) {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// Checks one webhook, collecting its diagnostics and the facts its conditions assert.
+struct Checker<'a> {
+    source: &'a Arc<SourceFile>,
+    env: &'a dyn Env,
+    diags: Vec<Diagnostic>,
+    /// Comparisons that must all hold (top-level conjuncts), for reachability.
+    facts: Vec<Fact>,
+}
+
+impl Checker<'_> {
+    fn error(
+        &mut self,
+        code: Code,
+        span: Span,
+        label: impl Into<String>,
+        message: impl Into<String>,
+    ) -> &mut Diagnostic {
+        self.diags
+            .push(Diagnostic::new(code, self.source, span, label, message));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn text(&self, span: Span) -> &str {
+        self.source.text.get(span.range()).unwrap_or("")
+    }
+}
+
+/// Adds a secondary label to a diagnostic already pushed (see [`Checker::error`]).
+trait LabelMut {
+    fn with_label_mut(&mut self, span: Span, text: impl Into<String>) -> &mut Self;
+}
+
+impl LabelMut for Diagnostic {
+    fn with_label_mut(&mut self, span: Span, text: impl Into<String>) -> &mut Self {
+        self.labels.push(Label {
+            span,
+            text: text.into(),
+        });
+        self
+    }
+}
