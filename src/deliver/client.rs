@@ -19,6 +19,9 @@ use super::read::{BodyEnd, excerpt};
 use super::retry_after::parse_retry_after;
 use super::trust::{ExtraRoots, TrustError};
 
+/// The longest URL a request can carry (the `http` crate's limit for a URI).
+pub const MAX_URL_LEN: usize = 65_534;
+
 /// How long an idle pooled connection is kept for the next attempt to the same target.
 const POOL_IDLE: Duration = Duration::from_secs(90);
 
@@ -184,6 +187,14 @@ impl Client {
 /// The hyper request and where it goes, or why it cannot be sent.
 fn build(req: OutgoingRequest) -> Result<(Request<Full<Bytes>>, Target), SendError> {
     let invalid = SendError::InvalidRequest;
+    // Token values come from visitors and can make a URL longer than HTTP/1 request lines
+    // allow (hyper's limit); say so in a line, without echoing the whole URL.
+    if req.url.len() > MAX_URL_LEN {
+        return Err(invalid(format!(
+            "the rendered URL is {} bytes; at most {MAX_URL_LEN} can be sent",
+            req.url.len()
+        )));
+    }
     let uri: Uri = req
         .url
         .parse()
