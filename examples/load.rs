@@ -1,4 +1,5 @@
-//! Load test: durable ingest of the sidecar against a bare hyper server, in one run.
+//! Load test: durable ingest of the sidecar against a bare hyper server and a one-table SQLite
+//! group-commit server (the durable limit), in one run.
 //!
 //! ```text
 //! cargo run --release --example load -- [--concurrency 32] [--duration 10]
@@ -31,12 +32,19 @@
 //!    body, parses it as a whc event with [`whc::event::Event::from_json_str`] (serde_json
 //!    into a `Value`, then the event: the same parsing work as the sidecar's ingest) and
 //!    answers 202; no storage, no matching;
-//! 6. prints a table of the three runs, the ratios sidecar/bare (the goal, at least 0.5, is
-//!    for durable ingest), and the outbox's group-commit counters
+//! 6. runs the **same load against the one-table SQLite reference** in the same process: the
+//!    bare server's parsing, then one `INSERT` of the body per event into a single table (WAL,
+//!    `synchronous = FULL`, as the outbox) by a writer thread that commits everything queued in
+//!    one transaction, answering 202 only after COMMIT returned: the same durability as the
+//!    sidecar with the least work SQLite can do for it, so the sidecar's distance from it is its
+//!    own work (rows, indexes, matching, rendering), not the disk's flush;
+//! 7. prints a table of the four runs with each rate over the SQLite reference's (`/sqlite`;
+//!    issue 11's goal is at least 0.8 for durable ingest), the ratios sidecar/bare (the goal,
+//!    at least 0.5, is for durable ingest), and the outbox's group-commit counters
 //!    ([`whc::outbox::Outbox::stats`]): events per commit and how busy the writer was.
 //!
-//! `--rounds N` repeats the three runs N times and ends with the median and range of the
-//! durable/bare ratio: on a shared machine a single round can be off by a third.
+//! `--rounds N` repeats the runs N times and ends with the median and range of the durable/bare
+//! and durable/sqlite ratios: on a shared machine a single round can be off by a third.
 //!
 //! Why in-process rather than spawning `target/release/whc serve`: the commit counters are read
 //! straight from the outbox handle (`/metrics` has them too, but scraping would add load), the
@@ -69,7 +77,8 @@ use whc::event::Event;
 use whc::outbox::Stats;
 use whc::sidecar::{self, ServeConfig};
 
-/// Load test: the sidecar's durable ingest against a bare hyper server.
+/// Load test: the sidecar's durable ingest against a bare hyper server and a one-table SQLite
+/// group-commit server.
 #[derive(Debug, Parser)]
 struct Args {
     /// Concurrent keep-alive connections (one request in flight each).
@@ -108,6 +117,9 @@ struct Args {
     /// Skip the bare server run.
     #[arg(long)]
     skip_bare: bool,
+    /// Skip the one-table SQLite reference run.
+    #[arg(long)]
+    skip_sqlite: bool,
     /// Repeat the runs this many times, alternating the servers, and end with the spread of
     /// the durable/bare ratio: on a shared machine one round can mislead.
     #[arg(long, default_value_t = 1)]
@@ -134,6 +146,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     let rounds = args.rounds.max(1);
     let mut ratios = Vec::new();
+    let mut sqlite_ratios = Vec::new();
     for round in 1..=rounds {
         if rounds > 1 {
             println!("\n=== round {round} of {rounds} ===");
@@ -153,27 +166,47 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             Some(run_bare(&args, threads)?)
         };
-        report(paused.as_ref(), delivering.as_ref(), bare.as_ref());
+        let sqlite = if args.skip_sqlite {
+            None
+        } else {
+            Some(run_sqlite(&args, threads)?)
+        };
+        report(
+            paused.as_ref(),
+            delivering.as_ref(),
+            bare.as_ref(),
+            sqlite.as_ref(),
+        );
         if let (Some(p), Some(b)) = (&paused, &bare) {
             ratios.push(p.load.rate() / b.load.rate());
         }
+        if let (Some(p), Some(q)) = (&paused, &sqlite) {
+            sqlite_ratios.push(p.load.rate() / q.load.rate());
+        }
     }
-    if ratios.len() > 1 {
-        ratios.sort_by(f64::total_cmp);
-        let n = ratios.len();
-        let median = if n % 2 == 1 {
-            ratios[n / 2]
-        } else {
-            (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
-        };
-        println!(
-            "\ndurable ingest / bare over {n} rounds: median {median:.2}, from {:.2} to {:.2}",
-            ratios[0],
-            ratios[n - 1]
-        );
-    }
+    spread("durable ingest / bare", &mut ratios);
+    spread("durable ingest / sqlite reference", &mut sqlite_ratios);
     println!("load average at the end: {}", loadavg());
     Ok(())
+}
+
+/// Prints the median and range of a ratio measured over several rounds.
+fn spread(what: &str, ratios: &mut [f64]) {
+    if ratios.len() < 2 {
+        return;
+    }
+    ratios.sort_by(f64::total_cmp);
+    let n = ratios.len();
+    let median = if n % 2 == 1 {
+        ratios[n / 2]
+    } else {
+        (ratios[n / 2 - 1] + ratios[n / 2]) / 2.0
+    };
+    println!(
+        "\n{what} over {n} rounds: median {median:.2}, from {:.2} to {:.2}",
+        ratios[0],
+        ratios[n - 1]
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -233,7 +266,7 @@ impl Sink {
 }
 
 // ---------------------------------------------------------------------------------------------
-// The two servers.
+// The servers.
 
 /// What one server's run measured.
 struct Measured {
@@ -460,6 +493,138 @@ async fn bare_server(listener: TcpListener) {
                 header::HeaderValue::from_static("application/json"),
             );
             Ok::<_, Infallible>(res)
+        });
+        tokio::spawn(async move {
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(stream), service)
+                .await;
+        });
+    }
+}
+
+/// A body to store, and where to say it was committed.
+type Insert = (Bytes, tokio::sync::oneshot::Sender<bool>);
+
+/// The most events one reference transaction takes (the outbox's `BATCH_EVENTS`).
+const SQLITE_BATCH: usize = 1000;
+
+fn run_sqlite(args: &Args, threads: usize) -> Result<Measured, Box<dyn std::error::Error>> {
+    let parent = args.data.clone().unwrap_or_else(std::env::temp_dir);
+    let dir = tempfile::Builder::new()
+        .prefix("whc-load-sqlite-")
+        .tempdir_in(&parent)?;
+    let conn = rusqlite::Connection::open(dir.path().join("reference.db"))?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "wal", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(format!("the SQLite reference needs WAL, got {mode}").into());
+    }
+    conn.pragma_update(None, "synchronous", "FULL")?;
+    conn.execute_batch("CREATE TABLE events (id INTEGER PRIMARY KEY, body BLOB NOT NULL)")?;
+    let (tx, rx) = std::sync::mpsc::channel::<Insert>();
+    let writer = std::thread::Builder::new()
+        .name("sqlite-ref-writer".into())
+        .spawn(move || sqlite_writer(conn, rx))?;
+
+    let runtime = server_runtime(threads, "sqlite-ref")?;
+    let listener = runtime.block_on(TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    runtime.spawn(sqlite_server(listener, tx));
+    println!("sqlite:  events on http://{addr}, {}", dir.path().display());
+    let cpu_start = process_cpu();
+    let load = drive(args, addr, "sqlite")?;
+    let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
+    // Dropping the runtime drops the server's sender, which ends the writer.
+    runtime.shutdown_timeout(Duration::from_secs(1));
+    writer
+        .join()
+        .map_err(|_| "the SQLite reference writer panicked")??;
+    Ok(Measured {
+        name: "sqlite one-table ref",
+        load,
+        deliveries: None,
+        stats: None,
+        process_cpu,
+    })
+}
+
+/// The reference's writer thread: takes the first body and whatever else is queued, inserts
+/// them in one transaction, commits (one fsync of the WAL), then answers every one.
+fn sqlite_writer(
+    conn: rusqlite::Connection,
+    rx: std::sync::mpsc::Receiver<Insert>,
+) -> rusqlite::Result<()> {
+    while let Ok(first) = rx.recv() {
+        let mut batch = vec![first];
+        while batch.len() < SQLITE_BATCH {
+            match rx.try_recv() {
+                Ok(next) => batch.push(next),
+                Err(_) => break,
+            }
+        }
+        let tx = conn.unchecked_transaction()?;
+        {
+            let mut insert = tx.prepare_cached("INSERT INTO events (body) VALUES (?1)")?;
+            for (body, _) in &batch {
+                insert.execute([&body[..]])?;
+            }
+        }
+        tx.commit()?;
+        for (_, done) in batch {
+            let _ = done.send(true);
+        }
+    }
+    Ok(())
+}
+
+/// The bare server's parsing, then the body stored by the writer before the 202.
+async fn sqlite_server(listener: TcpListener, writer: std::sync::mpsc::Sender<Insert>) {
+    loop {
+        let Ok((stream, _)) = listener.accept().await else {
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let writer = writer.clone();
+        let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+            let writer = writer.clone();
+            async move {
+                let body = req.into_body().collect().await.map(|b| b.to_bytes());
+                let event = body.as_ref().ok().and_then(|bytes| {
+                    let text = std::str::from_utf8(bytes).ok()?;
+                    Event::from_json_str(text).ok()
+                });
+                let (status, answer) = match (body, event) {
+                    (Ok(bytes), Some(event)) => {
+                        let (done, committed) = tokio::sync::oneshot::channel();
+                        let stored =
+                            writer.send((bytes, done)).is_ok() && committed.await.unwrap_or(false);
+                        if stored {
+                            (
+                                StatusCode::ACCEPTED,
+                                format!(
+                                    r#"{{"events":[{{"id":"{}","duplicate":false}}]}}"#,
+                                    event.id.unwrap_or_default()
+                                ),
+                            )
+                        } else {
+                            (
+                                StatusCode::SERVICE_UNAVAILABLE,
+                                r#"{"error":"not stored"}"#.to_owned(),
+                            )
+                        }
+                    }
+                    _ => (
+                        StatusCode::BAD_REQUEST,
+                        r#"{"error":"bad event"}"#.to_owned(),
+                    ),
+                };
+                let mut res = Response::new(Full::new(Bytes::from(answer)));
+                *res.status_mut() = status;
+                res.headers_mut().insert(
+                    header::CONTENT_TYPE,
+                    header::HeaderValue::from_static("application/json"),
+                );
+                Ok::<_, Infallible>(res)
+            }
         });
         tokio::spawn(async move {
             let _ = hyper::server::conn::http1::Builder::new()
@@ -765,12 +930,18 @@ fn process_cpu() -> Option<f64> {
 // ---------------------------------------------------------------------------------------------
 // The report.
 
-fn report(paused: Option<&Measured>, delivering: Option<&Measured>, bare: Option<&Measured>) {
+fn report(
+    paused: Option<&Measured>,
+    delivering: Option<&Measured>,
+    bare: Option<&Measured>,
+    sqlite: Option<&Measured>,
+) {
     println!();
     println!(
-        "{:<24} {:>10} {:>8} {:>8} {:>8} {:>7} {:>12} {:>10} {:>10} {:>11}",
+        "{:<24} {:>10} {:>7} {:>8} {:>8} {:>8} {:>7} {:>12} {:>10} {:>10} {:>11}",
         "server",
         "events/s",
+        "/sqlite",
         "p50 ms",
         "p99 ms",
         "max ms",
@@ -780,7 +951,7 @@ fn report(paused: Option<&Measured>, delivering: Option<&Measured>, bare: Option
         "all cpu",
         "us cpu/ev"
     );
-    for m in [paused, delivering, bare].into_iter().flatten() {
+    for m in [paused, delivering, bare, sqlite].into_iter().flatten() {
         let l = &m.load;
         let secs = l.elapsed.as_secs_f64();
         let pct =
@@ -796,10 +967,14 @@ fn report(paused: Option<&Measured>, delivering: Option<&Measured>, bare: Option
             }
             _ => "-".to_owned(),
         };
+        let over_sqlite = sqlite.map_or("-".to_owned(), |q| {
+            format!("{:.2}", l.rate() / q.load.rate().max(f64::MIN_POSITIVE))
+        });
         println!(
-            "{:<24} {:>10.0} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>12} {:>10} {:>10} {:>11}",
+            "{:<24} {:>10.0} {:>7} {:>8.2} {:>8.2} {:>8.2} {:>7} {:>12} {:>10} {:>10} {:>11}",
             m.name,
             l.rate(),
+            over_sqlite,
             l.percentile_ms(0.50),
             l.percentile_ms(0.99),
             l.max_ms(),
@@ -825,6 +1000,15 @@ fn report(paused: Option<&Measured>, delivering: Option<&Measured>, bare: Option
                 s.load.rate() / b.load.rate()
             );
         }
+    }
+    if let (Some(s), Some(q)) = (paused, sqlite) {
+        let ratio = s.load.rate() / q.load.rate();
+        println!(
+            "durable ingest (deliveries paused) / one-table SQLite reference events/s: {ratio:.2} (issue 11's goal: at least 0.80) -> {}",
+            if ratio >= 0.8 { "met" } else { "MISSED" }
+        );
+        let p99 = s.load.percentile_ms(0.99) / q.load.percentile_ms(0.99);
+        println!("  p99 sidecar / reference: {p99:.2} (goal: at most 2)");
     }
     for s in [paused, delivering].into_iter().flatten() {
         println!("\n{}:", s.name);
@@ -872,6 +1056,6 @@ fn report(paused: Option<&Measured>, delivering: Option<&Measured>, bare: Option
         }
     }
     println!(
-        "\nclient cpu: the load generator's threads; all cpu: the whole process (generator, sink, server) per wall second; 100% = one core;\nus cpu/ev: CPU time of everything but the generator (server, and the sink while delivering) per accepted event"
+        "\n/sqlite: events/s over the one-table SQLite reference's (same durability, least work);\nclient cpu: the load generator's threads; all cpu: the whole process (generator, sink, server) per wall second; 100% = one core;\nus cpu/ev: CPU time of everything but the generator (server, and the sink while delivering) per accepted event"
     );
 }

@@ -4,6 +4,7 @@ mod cases;
 mod check;
 mod explain;
 mod fmt;
+mod log;
 mod output;
 mod serve;
 mod test;
@@ -86,7 +87,9 @@ pub fn main() -> ExitCode {
     match result {
         Ok(code) => code,
         Err(message) => {
-            eprintln!("error: {message}");
+            // Not `eprintln!`: a closed stderr (`whc serve 2>&1 | head`) must not turn a
+            // failure into a panic.
+            log::stderr_line(&format!("error: {message}"));
             ExitCode::from(2)
         }
     }

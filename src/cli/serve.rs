@@ -11,12 +11,14 @@ use clap::{Args, ValueEnum};
 use crate::deliver::{Limits, RetryPolicy, format_duration, parse_duration};
 use crate::lang::ProcessEnv;
 use crate::sidecar::config::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_DATA, DEFAULT_GRACE_SECONDS, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
-    DEFAULT_RETENTION_DAYS, DEFAULT_UPSTREAM_TIMEOUT,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_DATA, DEFAULT_GRACE_SECONDS,
+    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_RETENTION_DAYS, DEFAULT_UPSTREAM_TIMEOUT,
 };
 use crate::sidecar::{self, Intercept, ProxyConfig, ServeConfig};
 
 use super::default_rules;
+use super::log::{MakeQuietStderr, stderr_line, stdout_line};
 
 /// Log output format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -75,6 +77,10 @@ pub struct ServeArgs {
     /// Require `Authorization: Bearer TOKEN` on event posts.
     #[arg(long, env = "WHC_INGEST_TOKEN", hide_env_values = true)]
     ingest_token: Option<String>,
+    /// Require `Authorization: Bearer TOKEN` on every admin request but `GET /healthz`; needed
+    /// for state-changing requests when --admin-listen is off loopback.
+    #[arg(long, env = "WHC_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
     /// Largest event body, in bytes: a larger post gets 413; in proxy mode a larger
     /// intercepted body is forwarded but not matched.
     #[arg(long, default_value_t = DEFAULT_MAX_BODY)]
@@ -91,6 +97,19 @@ pub struct ServeArgs {
     /// Seconds shutdown waits for requests and attempts in flight.
     #[arg(long, default_value_t = DEFAULT_GRACE_SECONDS)]
     grace_seconds: u64,
+    /// On both listeners, how long a client has to send a request's headers (from connecting,
+    /// or from the first byte after an answer) before the connection is closed.
+    #[arg(long, default_value_t = Wait(DEFAULT_HEADER_READ_TIMEOUT))]
+    header_read_timeout: Wait,
+    /// On both listeners, how long a connection with no request in flight stays open.
+    #[arg(long, default_value_t = Wait(DEFAULT_IDLE_TIMEOUT))]
+    idle_timeout: Wait,
+    /// Connections the events listener serves at once; more wait until one closes.
+    #[arg(long, default_value_t = DEFAULT_MAX_CONNECTIONS)]
+    max_connections: usize,
+    /// Connections the admin listener serves at once; more wait until one closes.
+    #[arg(long, default_value_t = DEFAULT_ADMIN_MAX_CONNECTIONS)]
+    admin_max_connections: usize,
     /// Start with deliveries paused: events are accepted and stored, nothing is sent until
     /// `POST /v1/deliveries/resume` on the admin listener.
     #[arg(long)]
@@ -119,12 +138,17 @@ impl ServeArgs {
             config.retry = retry;
         }
         config.ingest_token = self.ingest_token.filter(|t| !t.is_empty());
+        config.admin_token = self.admin_token.filter(|t| !t.is_empty());
         config.max_body = self.max_body;
         config.retention = Duration::from_secs(self.retention_days * 24 * 3600);
         config.limits.overall = self.concurrency.max(1);
         config.limits.per_endpoint = self.per_endpoint.max(1);
         config.grace = Duration::from_secs(self.grace_seconds);
         config.paused = self.paused;
+        config.header_read_timeout = self.header_read_timeout.0;
+        config.idle_timeout = self.idle_timeout.0;
+        config.max_connections = self.max_connections.max(1);
+        config.admin_max_connections = self.admin_max_connections.max(1);
         config.ca_certs = self.ca_certs;
         config
     }
@@ -135,7 +159,9 @@ fn init_logging(format: LogFormat, color: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(MakeQuietStderr)
+        // Its report of a failed write is an `eprintln!`, which panics on a closed stderr.
+        .log_internal_errors(false);
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.with_ansi(color).try_init(),
@@ -154,20 +180,21 @@ pub fn run(args: ServeArgs, color: bool) -> Result<ExitCode, String> {
         let mut running = match sidecar::start(config, Arc::new(ProcessEnv)).await {
             Ok(running) => running,
             Err(err) => {
-                eprintln!("error: {err}");
+                stderr_line(&format!("error: {err}"));
                 return Ok(ExitCode::FAILURE);
             }
         };
         // One line on stdout for scripts and tests (the ports may have been chosen by the OS).
-        println!(
+        stdout_line(&format!(
             "whc serve: events on http://{}, admin on http://{}",
             running.addr, running.admin_addr
-        );
+        ));
         let cancel = running.cancel_token();
         tokio::spawn(async move {
             wait_for_stop().await;
-            tracing::info!("stopping: finishing requests and attempts in flight");
+            // Cancel first: nothing after the signal may stand between it and stopping.
             cancel.cancel();
+            tracing::info!("stopping: finishing requests and attempts in flight");
         });
         running
             .join()
@@ -178,21 +205,33 @@ pub fn run(args: ServeArgs, color: bool) -> Result<ExitCode, String> {
     })
 }
 
+/// Waits for Ctrl-C or SIGTERM. A signal that cannot be listened for is logged and left out,
+/// never taken as a request to stop.
 async fn wait_for_stop() {
+    let interrupt = async {
+        if let Err(err) = tokio::signal::ctrl_c().await {
+            tracing::warn!(%err, "cannot listen for Ctrl-C");
+            std::future::pending::<()>().await;
+        }
+    };
     #[cfg(unix)]
     {
         use tokio::signal::unix::{SignalKind, signal};
-        let Ok(mut term) = signal(SignalKind::terminate()) else {
-            let _ = tokio::signal::ctrl_c().await;
-            return;
-        };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    () = interrupt => {}
+                    _ = term.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(%err, "cannot listen for SIGTERM");
+                interrupt.await;
+            }
         }
     }
     #[cfg(not(unix))]
     {
-        let _ = tokio::signal::ctrl_c().await;
+        interrupt.await;
     }
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::Full;
-use hyper::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use hyper::header::{CONTENT_LENGTH, HeaderName, HeaderValue, RETRY_AFTER};
 use hyper::{Method, Request, Uri};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client as HyperClient;
@@ -15,9 +15,12 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use super::failure::{Target, describe};
 use super::headers::masked;
 use super::outcome::{Attempt, Outcome, Response, SendError};
-use super::read::excerpt;
+use super::read::{BodyEnd, excerpt};
 use super::retry_after::parse_retry_after;
 use super::trust::{ExtraRoots, TrustError};
+
+/// The longest URL a request can carry (the `http` crate's limit for a URI).
+pub const MAX_URL_LEN: usize = 65_534;
 
 /// How long an idle pooled connection is kept for the next attempt to the same target.
 const POOL_IDLE: Duration = Duration::from_secs(90);
@@ -113,19 +116,17 @@ impl Client {
 
     /// Makes one attempt. Never panics and never fails: every problem is an [`Outcome::Failed`].
     ///
-    /// The whole exchange runs under `req.timeout`; a body still arriving at the deadline makes
-    /// the attempt a timeout even though a status came, since the target's side never finished.
+    /// One deadline, `req.timeout`, covers connecting, the status and headers, and reading the
+    /// body's excerpt. No status by then is a timeout. Once the status came it is the answer: a
+    /// body still arriving at the deadline is cut and noted ([`BodyEnd::StillArriving`]), not
+    /// turned into a timeout, since the target did answer.
     pub async fn send(&self, req: OutgoingRequest) -> Attempt {
         let started = Instant::now();
         let timeout = req.timeout;
+        let deadline = tokio::time::Instant::now() + timeout;
         let outcome = match build(req) {
             Err(error) => Outcome::Failed(error),
-            Ok((request, target)) => {
-                match tokio::time::timeout(timeout, self.exchange(request, &target)).await {
-                    Ok(outcome) => outcome,
-                    Err(_) => Outcome::Failed(SendError::Timeout(timeout)),
-                }
-            }
+            Ok((request, target)) => self.exchange(request, &target, deadline, timeout).await,
         };
         Attempt {
             outcome,
@@ -133,11 +134,18 @@ impl Client {
         }
     }
 
-    /// Sends the request and reads the capped answer.
-    async fn exchange(&self, request: Request<Full<Bytes>>, target: &Target) -> Outcome {
-        let response = match self.inner.request(request).await {
-            Ok(response) => response,
-            Err(error) => return Outcome::Failed(describe(&error, target)),
+    /// Sends the request and reads the answer's status, headers and excerpt by `deadline`.
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+        target: &Target,
+        deadline: tokio::time::Instant,
+        timeout: Duration,
+    ) -> Outcome {
+        let response = match tokio::time::timeout_at(deadline, self.inner.request(request)).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(error)) => return Outcome::Failed(describe(&error, target)),
+            Err(_) => return Outcome::Failed(SendError::Timeout(timeout)),
         };
         let (parts, body) = response.into_parts();
         let retry_after = parts.headers.get(RETRY_AFTER).and_then(parse_retry_after);
@@ -149,12 +157,28 @@ impl Client {
                 (name.as_str().to_owned(), value)
             })
             .collect();
-        let read = excerpt(body).await;
+        let declared = parts
+            .headers
+            .get(CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+        // Dropped unread past the excerpt: the connection closes instead of going back to the
+        // pool, which is what a body we will not read should cost.
+        let read = excerpt(body, deadline).await;
+        let body = match (read.end, declared) {
+            (BodyEnd::BrokeOff(_), Some(declared)) => BodyEnd::BrokeOff(format!(
+                "the body ended after {} of the {declared} bytes its Content-Length declared",
+                read.received
+            )),
+            (BodyEnd::BrokeOff(reason), None) => {
+                BodyEnd::BrokeOff(format!("the body broke off: {reason}"))
+            }
+            (end, _) => end,
+        };
         Outcome::Response(Response {
             status: parts.status.as_u16(),
             headers,
             excerpt: read.bytes,
-            truncated: read.truncated,
+            body,
             retry_after,
         })
     }
@@ -163,6 +187,14 @@ impl Client {
 /// The hyper request and where it goes, or why it cannot be sent.
 fn build(req: OutgoingRequest) -> Result<(Request<Full<Bytes>>, Target), SendError> {
     let invalid = SendError::InvalidRequest;
+    // Token values come from visitors and can make a URL longer than HTTP/1 request lines
+    // allow (hyper's limit); say so in a line, without echoing the whole URL.
+    if req.url.len() > MAX_URL_LEN {
+        return Err(invalid(format!(
+            "the rendered URL is {} bytes; at most {MAX_URL_LEN} can be sent",
+            req.url.len()
+        )));
+    }
     let uri: Uri = req
         .url
         .parse()

@@ -6,6 +6,8 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+pub use crate::outbox::endpoint_of;
+
 /// Limits on concurrent attempts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -19,6 +21,13 @@ pub struct Limits {
 }
 
 impl Limits {
+    /// Deliveries to one endpoint claimed at once: its slots' worth in flight and as many
+    /// waiting, so a fast endpoint always has its next attempts at hand while a dead one
+    /// holds no more than this of the claimed limit.
+    pub fn claimed_per_endpoint(&self) -> usize {
+        self.per_endpoint.max(1).saturating_mul(2)
+    }
+
     /// The defaults `whc serve` starts with.
     pub const DEFAULT: Limits = Limits {
         overall: 64,
@@ -82,15 +91,6 @@ impl Slots {
             _overall: overall,
         })
     }
-}
-
-/// The scheme, host and port of a URL: what one endpoint's limit applies to.
-pub fn endpoint_of(url: &str) -> String {
-    let after_scheme = url.find("://").map_or(0, |i| i + 3);
-    let end = url[after_scheme..]
-        .find(['/', '?', '#'])
-        .map_or(url.len(), |i| i + after_scheme);
-    url[..end].to_ascii_lowercase()
 }
 
 #[cfg(test)]

@@ -23,12 +23,12 @@ pub mod test;
 mod trust;
 
 pub use crate::lang::headers::RESERVED_HEADERS;
-pub use client::{Client, Connector, OutgoingRequest, Protocols, connector};
+pub use client::{Client, Connector, MAX_URL_LEN, OutgoingRequest, Protocols, connector};
 pub use headers::{AttemptHeaders, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now};
 pub use limits::{Limits, SlotPermit, Slots, endpoint_of};
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
 pub use prepare::{Draft, MASK, PrepareError, Prepared, Purpose, prepare};
-pub use read::{EXCERPT_LIMIT, READ_LIMIT};
+pub use read::{BodyEnd, EXCERPT_LIMIT};
 pub use record::{Progress, record_for, unsendable};
 pub use render::{envelope, new_body, render, stored_body};
 pub use retry::{

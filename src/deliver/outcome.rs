@@ -5,6 +5,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
+use super::read::BodyEnd;
+
 /// One attempt at a delivery: what came back and how long it took.
 #[derive(Debug, Clone)]
 pub struct Attempt {
@@ -32,8 +34,8 @@ pub struct Response {
     pub headers: Vec<(String, String)>,
     /// The start of the body, at most [`EXCERPT_LIMIT`](super::EXCERPT_LIMIT) bytes.
     pub excerpt: Bytes,
-    /// Whether the body went on past the excerpt (or broke off mid-way).
-    pub truncated: bool,
+    /// How the body ended, as far as it was read.
+    pub body: BodyEnd,
     /// The delta-seconds `Retry-After` the target sent, if any.
     pub retry_after: Option<Duration>,
 }
@@ -42,6 +44,24 @@ impl Response {
     /// The excerpt as text, invalid UTF-8 replaced.
     pub fn excerpt_text(&self) -> String {
         String::from_utf8_lossy(&self.excerpt).into_owned()
+    }
+
+    /// Whether the excerpt is less than the whole body.
+    pub fn truncated(&self) -> bool {
+        self.body != BodyEnd::Whole
+    }
+
+    /// What was odd about the body, in words for the delivery log: cut by our deadline, or
+    /// broken off. `None` when it was read whole or cut at the excerpt's size.
+    pub fn body_note(&self) -> Option<String> {
+        match &self.body {
+            BodyEnd::Whole | BodyEnd::Cut => None,
+            BodyEnd::StillArriving => Some(format!(
+                "the body was still arriving at the deadline; kept its first {} bytes",
+                self.excerpt.len()
+            )),
+            BodyEnd::BrokeOff(reason) => Some(format!("the answer is incomplete: {reason}")),
+        }
     }
 
     /// The first value of a header, by case-insensitive name.
@@ -96,10 +116,22 @@ pub enum Verdict {
 /// 429 and 5xx are retried; `Retry-After` is passed on for 429 and 503, the statuses that define
 /// it. 3xx (redirects are never followed: the rule should name the final URL), other 4xx and
 /// invalid requests are dead.
+///
+/// The status line is the verdict, whatever the body does after it, with one exception: a 2xx
+/// whose body broke off short of its end ([`BodyEnd::BrokeOff`]) is retried. HTTP calls such an
+/// answer incomplete, and an incomplete "yes" (a crashing receiver, a middlebox cutting the
+/// connection) is no proof the event arrived; a resend costs a duplicate the receiver drops by
+/// its idempotency key, a false "delivered" would lose the event. A body still arriving at the
+/// deadline is not broken: the target answered and is slow to finish, so its 2xx stands.
 pub fn classify(outcome: &Outcome) -> Verdict {
     match outcome {
         Outcome::Failed(SendError::InvalidRequest(_)) => Verdict::Dead,
         Outcome::Failed(_) => Verdict::Retry { retry_after: None },
+        Outcome::Response(Response {
+            status: 200..=299,
+            body: BodyEnd::BrokeOff(_),
+            ..
+        }) => Verdict::Retry { retry_after: None },
         Outcome::Response(response) => match response.status {
             status @ 200..=299 => Verdict::Delivered { status },
             429 | 503 => Verdict::Retry {
@@ -130,7 +162,16 @@ impl fmt::Display for Outcome {
     /// `HTTP 503` or the failure's message: the one line a delivery log shows.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Outcome::Response(response) => write!(f, "HTTP {}", response.status),
+            Outcome::Response(response) => match &response.body {
+                BodyEnd::BrokeOff(reason) => {
+                    write!(
+                        f,
+                        "HTTP {}, but the answer is incomplete: {reason}",
+                        response.status
+                    )
+                }
+                _ => write!(f, "HTTP {}", response.status),
+            },
             Outcome::Failed(error) => error.fmt(f),
         }
     }
@@ -157,7 +198,7 @@ mod tests {
             status,
             headers: vec![],
             excerpt: Bytes::new(),
-            truncated: false,
+            body: BodyEnd::Whole,
             retry_after: retry_after.map(Duration::from_secs),
         })
     }
@@ -201,6 +242,33 @@ mod tests {
             classify(&answer(500, Some(7))),
             Verdict::Retry { retry_after: None }
         );
+    }
+
+    #[test]
+    fn a_2xx_that_broke_off_is_retried_other_statuses_keep_their_verdict() {
+        let broken = |status| {
+            Outcome::Response(Response {
+                status,
+                headers: vec![],
+                excerpt: Bytes::from_static(b"ok"),
+                body: BodyEnd::BrokeOff("it ended after 2 of 10 bytes".into()),
+                retry_after: None,
+            })
+        };
+        assert_eq!(classify(&broken(200)), Verdict::Retry { retry_after: None });
+        assert_eq!(
+            broken(200).to_string(),
+            "HTTP 200, but the answer is incomplete: it ended after 2 of 10 bytes"
+        );
+        assert_eq!(classify(&broken(404)), Verdict::Dead);
+        let slow = Outcome::Response(Response {
+            status: 200,
+            headers: vec![],
+            excerpt: Bytes::from_static(b"partial"),
+            body: BodyEnd::StillArriving,
+            retry_after: None,
+        });
+        assert_eq!(classify(&slow), Verdict::Delivered { status: 200 });
     }
 
     #[test]

@@ -32,6 +32,10 @@ pub fn record_for(
     match attempt.outcome.verdict() {
         Verdict::Delivered { status } => AttemptRecord::Delivered {
             status_code: status,
+            note: match &attempt.outcome {
+                Outcome::Response(r) => r.body_note(),
+                Outcome::Failed(_) => None,
+            },
             excerpt,
             elapsed_ms,
         },
@@ -90,7 +94,7 @@ mod tests {
                 status,
                 headers: vec![],
                 excerpt: Bytes::from_static(b"ok"),
-                truncated: false,
+                body: crate::deliver::BodyEnd::Whole,
                 retry_after: None,
             }),
             elapsed: Duration::from_millis(12),
@@ -115,6 +119,7 @@ mod tests {
             record,
             AttemptRecord::Delivered {
                 status_code: 204,
+                note: None,
                 excerpt: Some("ok".into()),
                 elapsed_ms: 12,
             }

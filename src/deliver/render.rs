@@ -128,6 +128,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_envelope_keeps_integers_integers() {
+        let event = Event::from_json_str(
+            r#"{"type":"conversion","qualityScore":82,"revenue":79.90,"conversionCount":1}"#,
+        )
+        .unwrap();
+        let body = envelope("d-1", "crm", "conversion", None, &event.to_json_string());
+        for part in [
+            r#""qualityScore":82,"#,
+            r#""revenue":79.9,"#,
+            r#""conversionCount":1,"#,
+        ] {
+            assert!(body.contains(part), "{part} in {body}");
+        }
+    }
+
+    #[test]
     fn the_envelope_is_one_json_object_around_the_event() {
         let event = r#"{"id":"e1","type":"refund","occurredAt":"2026-01-01T00:00:00Z"}"#;
         let body = envelope("d-1", "crm", "refund", Some("2026-01-01T00:00:00Z"), event);

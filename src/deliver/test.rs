@@ -27,10 +27,10 @@ pub fn sample_event_for(webhook: &Webhook) -> Event {
     e.transaction = Some("whc-test-transaction".into());
     e.visitor = Some("whc-test-visitor".into());
     e.occurred_at = Some("2026-01-01T00:00:00Z".into());
-    e.numbers[NumberField::Revenue.slot()] = Some(49.99);
-    e.numbers[NumberField::QualityScore.slot()] = Some(80.0);
-    e.numbers[NumberField::ConversionCount.slot()] = Some(1.0);
-    e.numbers[NumberField::EventCount.slot()] = Some(1.0);
+    e.set_number(NumberField::Revenue, Some(49.99));
+    e.set_number(NumberField::QualityScore, Some(80.0));
+    e.set_number(NumberField::ConversionCount, Some(1.0));
+    e.set_number(NumberField::EventCount, Some(1.0));
     e.flags = [Some(false); 3];
     e.flags[FlagField::IsFromFacebookAds.slot()] = Some(true);
     e.ids[IdField::LinkId.slot()] = Some("1".into());
@@ -239,8 +239,8 @@ pub async fn run(
             Outcome::Response(r) => Ok(TestResponse {
                 status: r.status,
                 body: r.excerpt_text(),
+                truncated: r.truncated(),
                 headers: r.headers,
-                truncated: r.truncated,
             }),
             Outcome::Failed(err) => Err(err.to_string()),
         },

@@ -2,6 +2,8 @@
 
 pub mod field;
 mod key;
+pub mod strict;
+mod timestamp;
 mod wire;
 
 pub use field::{
@@ -118,8 +120,13 @@ pub struct Event {
     pub visitor: Option<String>,
     /// When the event happened, as the tracker wrote it (`[timestamp]`).
     pub occurred_at: Option<String>,
-    /// Indexed by [`NumberField::slot`]; `eventNumber` is set for custom events.
+    /// Indexed by [`NumberField::slot`]; `eventNumber` is set for custom events. Conditions
+    /// compare these; set them with [`Event::set_number`] to keep a whole number whole on the
+    /// wire.
     pub numbers: [Option<f64>; 5],
+    /// Bit [`NumberField::slot`] set: the number was sent as an integer (`82`, not `82.0`) and
+    /// goes out as one. Only set for values an `f64` holds exactly.
+    integers: u8,
     /// Indexed by [`FlagField::slot`].
     pub flags: [Option<bool>; 3],
     /// Indexed by [`IdField::slot`].
@@ -175,33 +182,65 @@ pub fn format_number(n: f64) -> String {
 impl Event {
     /// A new event of the given kind with no field set.
     pub fn new(kind: EventKind) -> Event {
-        let mut numbers = [None; 5];
-        if let Some(n) = kind.event_number() {
-            numbers[NumberField::EventNumber.slot()] = Some(f64::from(n));
-        }
-        Event {
+        let mut event = Event {
             id: None,
             kind,
             transaction: None,
             visitor: None,
             occurred_at: None,
-            numbers,
+            numbers: [None; 5],
+            integers: 0,
             flags: [None; 3],
             ids: [None, None],
             first_click: Click::default(),
             last_click: Click::default(),
+        };
+        if let Some(n) = kind.event_number() {
+            event.set_number(NumberField::EventNumber, Some(f64::from(n)));
+        }
+        event
+    }
+
+    /// Sets a number field; a whole value is written back as an integer (`1`, not `1.0`).
+    pub fn set_number(&mut self, field: NumberField, value: Option<f64>) {
+        let whole = value.is_some_and(|n| n.fract() == 0.0);
+        self.set_number_as_sent(field, value, whole);
+    }
+
+    /// Sets a number field as the tracker sent it: `integer` when it was written without a
+    /// fraction or exponent (`82`, or the string `"82"`), so that it goes out the same way.
+    pub(crate) fn set_number_as_sent(
+        &mut self,
+        field: NumberField,
+        value: Option<f64>,
+        integer: bool,
+    ) {
+        self.numbers[field.slot()] = value;
+        let bit = 1 << field.slot();
+        // Past 2^53 an f64 is not the integer that was sent: write it as the float it is.
+        if integer && value.is_some_and(|n| n.abs() <= wire::MAX_EXACT) {
+            self.integers |= bit;
+        } else {
+            self.integers &= !bit;
         }
     }
 
+    /// Whether a number field goes out as an integer (see [`Event::set_number`]).
+    pub fn number_is_integer(&self, field: NumberField) -> bool {
+        self.integers & (1 << field.slot()) != 0 && self.numbers[field.slot()].is_some()
+    }
+
     /// Parses the tracker's JSON for one event; see [`EventError`] for what is rejected.
+    ///
+    /// A `Value` has already lost any repeated key (serde_json keeps the last): read JSON text
+    /// with [`Event::from_json_str`] or [`strict::from_slice`] to refuse those.
     pub fn from_json(value: &serde_json::Value) -> Result<Event, EventError> {
         wire::parse_event(value)
     }
 
-    /// Parses one event from JSON text.
+    /// Parses one event from JSON text; an object that repeats a key is refused.
     pub fn from_json_str(text: &str) -> Result<Event, EventError> {
-        let value: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| EventError::syntax(&e))?;
+        let value = strict::from_str(text).map_err(EventError::from_strict)?;
         Event::from_json(&value)
     }
 

@@ -3,6 +3,7 @@
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value as Json};
 
+use super::strict::{self, StrictJsonError};
 use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField};
 
 /// Why an event body was rejected; `key` names the offending key (dotted for click fields).
@@ -26,6 +27,19 @@ impl EventError {
     /// The error for a body that is not JSON at all.
     pub fn syntax(err: &serde_json::Error) -> EventError {
         EventError::new("", format!("not valid JSON ({err})"))
+    }
+
+    /// The error for a key an object repeats, at `key` (dotted).
+    pub fn duplicate_key(key: impl Into<String>) -> EventError {
+        EventError::new(key, "appears twice in the same object; send each key once")
+    }
+
+    /// The error for text the strict JSON reader refused.
+    pub fn from_strict(err: StrictJsonError) -> EventError {
+        match err {
+            StrictJsonError::Syntax(e) => EventError::syntax(&e),
+            StrictJsonError::DuplicateKey(path) => EventError::duplicate_key(strict::dotted(&path)),
+        }
     }
 }
 
@@ -66,20 +80,69 @@ fn id(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> 
     }
 }
 
+/// A number as sent: its value, and whether it was written as an integer.
+#[derive(Debug, Clone, Copy)]
+struct Sent {
+    value: f64,
+    integer: bool,
+}
+
 /// A number: a JSON number or a numeric string.
-fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<f64>, EventError> {
+fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError> {
     let bad = |found: &str| EventError::new(key, format!("expected a number, found {found}"));
     match obj.get(key) {
         None | Some(Json::Null) => Ok(None),
         Some(Json::Number(n)) => n
             .as_f64()
-            .map(Some)
+            .map(|value| {
+                Some(Sent {
+                    value,
+                    integer: n.is_i64() || n.is_u64(),
+                })
+            })
             .ok_or_else(|| bad("a number out of range")),
         Some(Json::String(s)) => match s.trim().parse::<f64>() {
-            Ok(v) if v.is_finite() => Ok(Some(v)),
+            Ok(value) if value.is_finite() => Ok(Some(Sent {
+                value,
+                integer: s.trim().parse::<i64>().is_ok(),
+            })),
             _ => Err(bad(&format!("the string {s:?}"))),
         },
         Some(other) => Err(bad(describe(other))),
+    }
+}
+
+/// The largest whole number an `f64` holds exactly (2^53 - 1).
+pub(super) const MAX_EXACT: f64 = 9_007_199_254_740_991.0;
+
+/// A count (`conversionCount`, `eventCount`): a number of things, so a whole number from 0.
+/// `2.0` and `"2"` are 2; `1.5` and `-1` are refused, as is anything past 2^53 - 1, where an
+/// `f64` (what conditions compare) stops holding every whole number.
+fn count(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError> {
+    match number(obj, key)? {
+        Some(n) if n.value.fract() != 0.0 || !(0.0..=MAX_EXACT).contains(&n.value) => {
+            Err(EventError::new(
+                key,
+                format!(
+                    "must be a whole number from 0, found {}",
+                    super::format_number(n.value)
+                ),
+            ))
+        }
+        n => Ok(n),
+    }
+}
+
+/// `occurredAt`: an RFC 3339 timestamp, kept as text.
+fn timestamp(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> {
+    match text(obj, key, key)? {
+        Some(at) if !super::timestamp::is_rfc3339(&at) => Err(EventError::new(
+            key,
+            format!(
+                "expected an RFC 3339 timestamp such as \"2026-11-27T10:15:00Z\", found {at:?}"
+            ),
+        )),
+        at => Ok(at),
     }
 }
 
@@ -135,7 +198,7 @@ fn kind(obj: &Map<String, Json>) -> Result<EventKind, EventError> {
             ));
         }
     };
-    let number = number(obj, "eventNumber")?;
+    let number = number(obj, "eventNumber")?.map(|n| n.value);
     let custom = |n: f64| -> Result<EventKind, EventError> {
         if n.fract() == 0.0 && (1.0..=f64::from(EventKind::MAX_CUSTOM)).contains(&n) {
             Ok(EventKind::Custom(n as u8))
@@ -191,12 +254,18 @@ pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
     event.id = id(obj, "id")?;
     event.transaction = id(obj, "transaction")?;
     event.visitor = id(obj, "visitor")?;
-    event.occurred_at = text(obj, "occurredAt", "occurredAt")?;
+    event.occurred_at = timestamp(obj, "occurredAt")?;
     for field in NumberField::ALL {
-        if field == NumberField::EventNumber {
-            continue; // derived from the type, checked in `kind`
-        }
-        event.numbers[field.slot()] = number(obj, field.name())?;
+        let sent = match field {
+            NumberField::EventNumber => continue, // derived from the type, checked in `kind`
+            NumberField::ConversionCount | NumberField::EventCount => count(obj, field.name())?,
+            NumberField::Revenue | NumberField::QualityScore => number(obj, field.name())?,
+        };
+        event.set_number_as_sent(
+            field,
+            sent.map(|n| n.value),
+            sent.is_some_and(|n| n.integer),
+        );
     }
     for field in FlagField::ALL {
         event.flags[field.slot()] = flag(obj, field.name())?;
@@ -248,8 +317,13 @@ impl Serialize for Event {
             }
         }
         for field in NumberField::ALL {
-            if let Some(v) = self.number(field) {
-                map.serialize_entry(field.name(), &v)?;
+            match self.number(field) {
+                // Exact: `set_number_as_sent` marks only integers an f64 holds exactly.
+                Some(v) if self.number_is_integer(field) => {
+                    map.serialize_entry(field.name(), &(v as i64))?
+                }
+                Some(v) => map.serialize_entry(field.name(), &v)?,
+                None => {}
             }
         }
         for field in FlagField::ALL {
@@ -371,5 +445,101 @@ mod tests {
             assert_eq!(parse(body).unwrap_err().key, key, "{body}");
         }
         assert_eq!(parse("{").unwrap_err().key, "");
+    }
+
+    #[test]
+    fn numbers_go_out_as_they_came_in() {
+        let e = parse(
+            r#"{"type":"conversion","qualityScore":82,"revenue":79.90,"conversionCount":1,
+                "eventCount":"4"}"#,
+        )
+        .unwrap();
+        let json = e.to_json_string();
+        for part in [
+            r#""qualityScore":82,"#,
+            r#""revenue":79.9,"#,
+            r#""conversionCount":1,"#,
+            r#""eventCount":4,"#,
+        ] {
+            assert!(json.contains(part), "{part} in {json}");
+        }
+        // A float stays a float, a numeric string with a fraction is a number, and an integer
+        // past 2^53 goes out as the float conditions compared.
+        let e = parse(
+            r#"{"type":"event","eventNumber":3,"qualityScore":82.0,"revenue":"10.50",
+                "conversionCount":2.0}"#,
+        )
+        .unwrap();
+        let json = e.to_json_string();
+        for part in [
+            r#""qualityScore":82.0,"#,
+            r#""revenue":10.5,"#,
+            r#""conversionCount":2.0,"#,
+            r#""eventNumber":3,"#,
+        ] {
+            assert!(json.contains(part), "{part} in {json}");
+        }
+        let big = parse(r#"{"type":"conversion","revenue":18446744073709551615}"#).unwrap();
+        let big = big.to_json_string();
+        assert!(big.contains(r#""revenue":1.8446744073709552e+19"#), "{big}");
+        assert_eq!(Event::from_json(&e.to_json()).unwrap(), e);
+    }
+
+    #[test]
+    fn a_repeated_key_is_refused_at_every_level() {
+        let cases = [
+            (
+                r#"{"type":"conversion","revenue":1,"revenue":900}"#,
+                "revenue",
+            ),
+            (r#"{"type":"conversion","type":"refund"}"#, "type"),
+            (
+                r#"{"type":"conversion","firstClick":{"country":"US","country":"DE"}}"#,
+                "firstClick.country",
+            ),
+            (
+                r#"{"type":"conversion","lastClick":{},"lastClick":{"country":"DE"}}"#,
+                "lastClick",
+            ),
+            (r#"{"type":"conversion","extra":{"a":1,"a":2}}"#, "extra.a"),
+        ];
+        for (body, key) in cases {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.key, key, "{body}");
+            assert!(err.message.contains("twice"), "{err}");
+        }
+    }
+
+    #[test]
+    fn counts_are_whole_numbers_from_zero() {
+        for key in ["conversionCount", "eventCount"] {
+            for bad in ["-1", "\"-3\"", "1.5", "9007199254740992", "-0.5"] {
+                let body = format!(r#"{{"type":"conversion","{key}":{bad}}}"#);
+                let err = parse(&body).unwrap_err();
+                assert_eq!(err.key, key, "{body}");
+                assert!(err.message.contains("whole number"), "{err}");
+            }
+            for (good, n) in [("0", 0.0), ("2", 2.0), ("2.0", 2.0), ("\"3\"", 3.0)] {
+                let body = format!(r#"{{"type":"conversion","{key}":{good}}}"#);
+                let field = match key {
+                    "eventCount" => NumberField::EventCount,
+                    _ => NumberField::ConversionCount,
+                };
+                assert_eq!(parse(&body).unwrap().number(field), Some(n), "{body}");
+            }
+        }
+        // Revenue may be negative (a refund), and is not a count.
+        let refund = parse(r#"{"type":"refund","revenue":-79.9}"#).unwrap();
+        assert_eq!(refund.number(NumberField::Revenue), Some(-79.9));
+    }
+
+    #[test]
+    fn occurred_at_is_an_rfc3339_timestamp() {
+        for bad in [r#""yesterday""#, r#""2026-11-27 10:15:00""#, "1764238500"] {
+            let body = format!(r#"{{"type":"conversion","occurredAt":{bad}}}"#);
+            assert_eq!(parse(&body).unwrap_err().key, "occurredAt", "{body}");
+        }
+        let e = parse(r#"{"type":"conversion","occurredAt":"2026-11-27T10:15:00+01:00"}"#).unwrap();
+        assert_eq!(e.occurred_at.as_deref(), Some("2026-11-27T10:15:00+01:00"));
     }
 }

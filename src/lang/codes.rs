@@ -38,6 +38,7 @@ pub enum Code {
     DuplicateEvent,
     NoRules,
     SkippedLink,
+    CredentialLiteral,
 }
 
 impl Code {
@@ -76,6 +77,7 @@ impl Code {
             Code::DuplicateEvent => "whc::duplicate_event",
             Code::NoRules => "whc::no_rules",
             Code::SkippedLink => "whc::skipped_link",
+            Code::CredentialLiteral => "whc::credential_literal",
         }
     }
 
@@ -92,6 +94,7 @@ impl Code {
                 | Code::DuplicateEvent
                 | Code::NoRules
                 | Code::SkippedLink
+                | Code::CredentialLiteral
         )
     }
 }

@@ -6,8 +6,10 @@ use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
 use crate::event::{Attribution, ClickField, Event, Field, FieldRef};
 
-/// Everything except RFC 3986's unreserved characters is encoded, so that a value can never
-/// end a path segment, start a new query parameter or a fragment.
+/// Everything except RFC 3986's unreserved characters (section 2.3) is encoded, so that a value
+/// can never end a path segment, start a new query parameter or a fragment. Encoding the
+/// sub-delimiters, `:` and `@` too (a path may hold them as data) costs nothing and keeps one set
+/// for the path, the query and the fragment.
 const TOKEN_VALUE: &AsciiSet = &NON_ALPHANUMERIC
     .remove(b'-')
     .remove(b'.')
@@ -239,17 +241,38 @@ impl UrlTemplate {
         })
     }
 
-    /// The URL for one delivery, each value percent-encoded; missing values render empty.
+    /// The URL for one delivery, each value percent-encoded; missing values render empty, and so
+    /// does a path segment that tokens made into `.` or `..` (see [`blank_dot_segment`]).
     pub fn render(&self, ctx: &RenderContext<'_>) -> String {
         let mut out = String::with_capacity(self.source.len() + 32);
+        // Where the path segment being written starts in `out`, once a token wrote into it.
+        let mut tokened_segment: Option<usize> = None;
         for segment in &self.segments {
             match segment {
-                Segment::Literal(text) => out.push_str(text),
-                Segment::Token(token, _) => {
+                Segment::Literal(text) => match tokened_segment {
+                    Some(start) => match text.find(['/', '?', '#']) {
+                        Some(end) => {
+                            out.push_str(&text[..end]);
+                            blank_dot_segment(&mut out, start);
+                            tokened_segment = None;
+                            out.push_str(&text[end..]);
+                        }
+                        None => out.push_str(text),
+                    },
+                    None => out.push_str(text),
+                },
+                Segment::Token(token, part) => {
+                    if *part == Part::Path && tokened_segment.is_none() {
+                        // An encoded value holds no `/`: the segment began after the last one.
+                        tokened_segment = Some(out.rfind('/').map_or(0, |i| i + 1));
+                    }
                     let value = token_value(*token, ctx);
                     out.extend(utf8_percent_encode(&value, TOKEN_VALUE));
                 }
             }
+        }
+        if let Some(start) = tokened_segment {
+            blank_dot_segment(&mut out, start);
         }
         out
     }
@@ -266,6 +289,21 @@ pub fn token_value(token: Token, ctx: &RenderContext<'_>) -> String {
         Token::Timestamp => e.occurred_at.clone().unwrap_or_default(),
         Token::Webhook => ctx.webhook.to_owned(),
         Token::Delivery => ctx.delivery.to_owned(),
+    }
+}
+
+/// Empties the path segment from `start` to the end of `out` when it is `.` or `..`.
+///
+/// `-._~` stay as they are in a token's value, so values such as `..` (or `.` next to `.`)
+/// would make a dot segment, which every URL resolver removes together with the segment before
+/// it (`/p/../end` is `/end`). Percent-encoding the dots does not prevent that: WHATWG URL
+/// parsers (browsers, Node, Rust's `url`) treat `%2e` and `%2e%2e` as dot segments, and RFC 3986
+/// normalisation (section 6.2.2) decodes them before removing dot segments, as proxies such as
+/// nginx and Envoy do. No spelling of `..` is safe in a path, so the segment renders empty,
+/// like a missing value: the path keeps its segments, and a receiver sees no value.
+fn blank_dot_segment(out: &mut String, start: usize) {
+    if matches!(&out[start..], "." | "..") {
+        out.truncate(start);
     }
 }
 
@@ -357,6 +395,46 @@ mod tests {
     }
 
     #[test]
+    fn dot_segments_from_tokens_render_empty() {
+        let t = UrlTemplate::parse("https://x.test/p/[utm_source]/end?s=[utm_source]#[utm_source]")
+            .unwrap();
+        let mut e = Event::new(EventKind::Conversion);
+        for (value, path) in [("..", "/p//end"), (".", "/p//end"), ("...", "/p/.../end")] {
+            e.last_click.set(ClickField::UtmSource, Some(value.into()));
+            let url = t.render(&ctx(&e));
+            assert_eq!(
+                url,
+                format!("https://x.test{path}?s={value}#{value}"),
+                "only the path segment is blanked"
+            );
+        }
+        // Two tokens, or a token and literal text, that together make a dot segment.
+        let t =
+            UrlTemplate::parse("https://x.test/p/[utm_source][utm_medium]/.[utm_term]").unwrap();
+        e.last_click.set(ClickField::UtmSource, Some(".".into()));
+        e.last_click.set(ClickField::UtmMedium, Some(".".into()));
+        e.last_click.set(ClickField::UtmTerm, Some(".".into()));
+        assert_eq!(t.render(&ctx(&e)), "https://x.test/p//");
+        // A dot segment the author wrote is theirs; `%2E` in a value is encoded as text.
+        let t = UrlTemplate::parse("https://x.test/a/../[utm_source]").unwrap();
+        e.last_click
+            .set(ClickField::UtmSource, Some("%2E%2E".into()));
+        assert_eq!(t.render(&ctx(&e)), "https://x.test/a/../%252E%252E");
+    }
+
+    #[test]
+    fn the_encode_set_keeps_only_unreserved_characters() {
+        // RFC 3986 section 2.3: ALPHA / DIGIT / "-" / "." / "_" / "~" are the only characters
+        // that mean the same everywhere in a URL.
+        for b in 0u8..=127 {
+            let c = char::from(b);
+            let kept = c.is_ascii_alphanumeric() || "-._~".contains(c);
+            let encoded: String = utf8_percent_encode(&c.to_string(), TOKEN_VALUE).collect();
+            assert_eq!(encoded == c.to_string(), kept, "{c:?} -> {encoded}");
+        }
+    }
+
+    #[test]
     fn missing_values_render_empty() {
         let t = UrlTemplate::parse("https://x.test/?s=[first.utm_source]&c=[country]").unwrap();
         let e = Event::new(EventKind::Refund);
@@ -376,5 +454,66 @@ mod tests {
         assert_eq!(invalid("https://x.test/a b"), InvalidUrl::Whitespace);
         assert!(UrlTemplate::parse("https:///nohost").is_err());
         assert!(UrlTemplate::parse("https://[::1]:8080/?a=[revenue]").is_ok());
+    }
+
+    mod prop {
+        use super::*;
+        use proptest::prelude::*;
+
+        const TEMPLATES: [&str; 5] = [
+            "https://x.test/p/[utm_source]/end",
+            "https://x.test/[utm_source][utm_medium]/.[transaction]?a=[visitor]#[utm_source]",
+            "https://x.test:8443/[visitor]",
+            "http://127.0.0.1/a/[transaction]/[utm_medium]x/?q=[utm_source]&r=[transaction]",
+            "https://x.test/[utm_source]?[utm_medium]",
+        ];
+
+        /// Values that look like URL syntax, and any text at all.
+        fn value() -> impl Strategy<Value = String> {
+            prop_oneof![
+                Just(".".to_owned()),
+                Just("..".to_owned()),
+                "[./%?#\\\\:@a2Ee]{0,6}",
+                any::<String>(),
+            ]
+        }
+
+        fn shape(url: &str) -> (String, String, usize) {
+            let uri: hyper::Uri = url.parse().unwrap_or_else(|e| panic!("{url}: {e}"));
+            let authority = uri.authority().map(|a| a.to_string()).unwrap_or_default();
+            let segments = uri.path().split('/').count();
+            (
+                uri.scheme_str().unwrap_or_default().to_owned(),
+                authority,
+                segments,
+            )
+        }
+
+        proptest! {
+            #[test]
+            fn token_values_never_change_the_urls_structure(
+                template in 0..TEMPLATES.len(),
+                values in proptest::collection::vec(value(), 4),
+            ) {
+                let source = TEMPLATES[template];
+                let t = UrlTemplate::parse(source).unwrap();
+                let mut e = Event::new(EventKind::Conversion);
+                e.last_click.set(ClickField::UtmSource, Some(values[0].clone()));
+                e.last_click.set(ClickField::UtmMedium, Some(values[1].clone()));
+                e.transaction = Some(values[2].clone());
+                e.visitor = Some(values[3].clone());
+                let url = t.render(&ctx(&e));
+                let probe = source.replace(['[', ']'], "");
+                prop_assert_eq!(shape(&url), shape(&probe), "{}", url);
+                let uri: hyper::Uri = url.parse().unwrap();
+                for segment in uri.path().split('/').skip(1) {
+                    let decoded = segment.to_ascii_lowercase().replace("%2e", ".");
+                    prop_assert!(
+                        !matches!(decoded.as_str(), "." | ".."),
+                        "dot segment {:?} in {}", segment, url
+                    );
+                }
+            }
+        }
     }
 }

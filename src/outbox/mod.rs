@@ -3,8 +3,8 @@
 //! * Writes (accept, record, replay, prune) go to one writer thread that commits everything
 //!   queued in one transaction and one fsync, then answers; an answer means "committed".
 //! * Reads use a small pool of read-only connections on tokio's blocking threads.
-//! * [`Outbox::due`] *claims* what it returns: a claimed delivery is not returned again until
-//!   its attempt is recorded (or [`Outbox::release`]d). Claims live in memory, so after a
+//! * [`Outbox::due`] *claims* what it returns, at most so many per endpoint: a claimed delivery
+//!   is not returned again until its attempt is recorded (or [`Outbox::release`]d). Claims live in memory, so after a
 //!   restart every pending delivery is due again: nothing stays stuck "in flight".
 //!   One dispatcher task is expected to call `due`; several would still not share a delivery.
 
@@ -14,7 +14,7 @@ mod schema;
 mod types;
 mod writer;
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 use std::thread::JoinHandle;
@@ -25,8 +25,9 @@ use tokio::sync::{Notify, oneshot};
 
 pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
-    Accepted, AttemptRecord, Delivery, DeliveryFilter, EXCERPT_LIMIT, NewDelivery, NewEvent, Stats,
-    Status, StatusCounts, StoredHeader, UnknownStatus, new_delivery_id,
+    Accepted, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT, NewDelivery,
+    NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, endpoint_of,
+    new_delivery_id,
 };
 
 use writer::{Counters, Reply, Request};
@@ -77,6 +78,39 @@ pub enum OutboxError {
     /// An attempt was recorded for a delivery that is unknown, delivered or dead.
     #[error("delivery {0} is not pending")]
     NotPending(String),
+    /// `PRAGMA quick_check` found damage: the file is not used.
+    #[error(
+        "the outbox database {path} is corrupt (PRAGMA quick_check: {details}); whc does not \
+         start on it. Stop, keep a copy, and restore it from a backup or recover it with \
+         `sqlite3 {path} .recover`"
+    )]
+    Corrupt {
+        /// The database file.
+        path: PathBuf,
+        /// The first problems quick_check reported.
+        details: String,
+    },
+    /// The database file is missing or empty although the marker says one was created here.
+    #[error(
+        "the outbox database {path} is missing or empty, but {marker} says an outbox was \
+         created in this folder: starting would silently drop its pending deliveries. Restore \
+         {path} (with its -wal file) from a backup; or, to start with an empty outbox on \
+         purpose, delete {marker} and start again"
+    )]
+    Vanished {
+        /// The database file.
+        path: PathBuf,
+        /// The marker file.
+        marker: PathBuf,
+    },
+    /// The marker beside a new database could not be written.
+    #[error("cannot write the outbox marker {path}: {source}")]
+    Marker {
+        /// The marker file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
     /// The writer thread is gone; the outbox accepts no more writes.
     #[error("the outbox writer has stopped")]
     Closed,
@@ -101,20 +135,65 @@ struct Inner {
 
 /// Deliveries handed out by [`Outbox::due`] whose attempt is not recorded yet.
 #[derive(Debug, Default)]
-pub(crate) struct Claims(Mutex<HashSet<String>>);
+pub(crate) struct Claims(Mutex<Claimed>);
 
 impl Claims {
-    /// The set, even if a thread panicked while holding it (a set of ids cannot be torn).
-    pub(crate) fn lock(&self) -> MutexGuard<'_, HashSet<String>> {
+    /// The claims, even if a thread panicked while holding them (each change is one map
+    /// operation pair that cannot be torn by a panic of ours).
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Claimed> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 }
 
+/// The claimed deliveries and how many each endpoint holds.
+#[derive(Debug, Default)]
+pub(crate) struct Claimed {
+    endpoint_of: HashMap<String, String>,
+    per_endpoint: HashMap<String, usize>,
+}
+
+impl Claimed {
+    fn contains(&self, id: &str) -> bool {
+        self.endpoint_of.contains_key(id)
+    }
+
+    fn insert(&mut self, id: String, endpoint: String) {
+        if self.endpoint_of.contains_key(&id) {
+            return;
+        }
+        *self.per_endpoint.entry(endpoint.clone()).or_default() += 1;
+        self.endpoint_of.insert(id, endpoint);
+    }
+
+    /// Drops a claim, if there is one.
+    pub(crate) fn remove(&mut self, id: &str) {
+        let Some(endpoint) = self.endpoint_of.remove(id) else {
+            return;
+        };
+        if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                self.per_endpoint.remove(&endpoint);
+            }
+        }
+    }
+
+    /// How many deliveries to `endpoint` are claimed.
+    fn on(&self, endpoint: &str) -> usize {
+        self.per_endpoint.get(endpoint).copied().unwrap_or(0)
+    }
+}
+
 impl Outbox {
     /// Opens (creating the folder and file if needed) and migrates the outbox at `path`,
     /// and starts its writer thread.
+    ///
+    /// Refuses a file `PRAGMA quick_check` finds damaged ([`OutboxError::Corrupt`]), and a
+    /// missing or empty file where the marker beside it (`outbox.created` for `outbox.db`,
+    /// written when the outbox is first opened) says one existed ([`OutboxError::Vanished`]):
+    /// either would otherwise start and lose acknowledged events.
     pub fn open(path: &Path) -> Result<Outbox, OutboxError> {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|source| OutboxError::CreateDir {
@@ -122,7 +201,21 @@ impl Outbox {
                 source,
             })?;
         }
+        let marker = marker_of(path);
+        let empty = std::fs::metadata(path).map_or(true, |m| m.len() == 0);
+        if empty && marker.exists() {
+            return Err(OutboxError::Vanished {
+                path: path.to_path_buf(),
+                marker,
+            });
+        }
         let conn = schema::open_writer(path)?;
+        if !marker.exists() {
+            std::fs::write(&marker, MARKER_TEXT).map_err(|source| OutboxError::Marker {
+                path: marker.clone(),
+                source,
+            })?;
+        }
         let reader = schema::open_reader(path)?;
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
@@ -161,27 +254,50 @@ impl Outbox {
         self.write(|reply| Request::Accept(events, reply)).await
     }
 
-    /// Claims and returns up to `limit` pending deliveries due at `now_ms`, oldest due first.
+    /// Claims and returns up to `limit` pending deliveries due at `now_ms`, oldest due first,
+    /// with at most `per_endpoint` claimed per endpoint (scheme://host:port) at any time,
+    /// those claimed before included.
     ///
-    /// A claimed delivery is not returned again until [`Outbox::record`] or
-    /// [`Outbox::release`]; claims are in memory and vanish on restart.
-    pub async fn due(&self, now_ms: i64, limit: usize) -> Result<Vec<Delivery>, OutboxError> {
+    /// The per-endpoint bound is what keeps a dead endpoint's backlog from holding every claim:
+    /// past its share, its deliveries stay in the store and the others' are claimed. A claimed
+    /// delivery is not returned again until [`Outbox::record`] or [`Outbox::release`]; claims
+    /// are in memory and vanish on restart. (A shared store would keep them as leases, with the
+    /// same per-endpoint bound in its query.)
+    pub async fn due(
+        &self,
+        now_ms: i64,
+        limit: usize,
+        per_endpoint: usize,
+    ) -> Result<Vec<Delivery>, OutboxError> {
         self.read(move |conn, inner| {
-            // Held across the query: a claim is only dropped (after its record committed)
+            // Held across the queries: a claim is only dropped (after its record committed)
             // before this snapshot or after this filter, never in between.
             // Ids first (from the index alone), whole rows only for the ones not yet claimed:
             // with thousands claimed, re-reading their bodies on every pass dominated the cost.
             let mut claims = inner.claims.lock();
-            let wanted = (limit + claims.len()) as u64;
-            let fresh: Vec<String> = query::due_ids(conn, now_ms, wanted)?
-                .into_iter()
-                .filter(|id| !claims.contains(id))
-                .take(limit)
-                .collect();
+            let mut fresh: Vec<(i64, String, String)> = Vec::new();
+            for endpoint in query::pending_endpoints(conn)? {
+                let held = claims.on(&endpoint);
+                let room = per_endpoint.saturating_sub(held).min(limit);
+                if room == 0 {
+                    continue;
+                }
+                // At most `held` of these are claimed, so they hold the `room` oldest unclaimed.
+                let oldest = query::oldest_on(conn, &endpoint, held.saturating_add(room))?;
+                let due = oldest
+                    .into_iter()
+                    .take_while(|(_, at)| *at <= now_ms)
+                    .filter(|(id, _)| !claims.contains(id))
+                    .take(room)
+                    .map(|(id, at)| (at, id, endpoint.clone()));
+                fresh.extend(due);
+            }
+            fresh.sort_unstable();
+            fresh.truncate(limit);
             let mut rows = Vec::with_capacity(fresh.len());
-            for id in fresh {
+            for (_, id, endpoint) in fresh {
                 if let Some(delivery) = query::get(conn, &id)? {
-                    claims.insert(id);
+                    claims.insert(id, endpoint);
                     rows.push(delivery);
                 }
             }
@@ -190,15 +306,28 @@ impl Outbox {
         .await
     }
 
-    /// When the next unclaimed pending delivery is due (unix ms; may be in the past), if any.
-    pub async fn next_due_at(&self) -> Result<Option<i64>, OutboxError> {
-        self.read(|conn, inner| {
+    /// When the next pending delivery [`Outbox::due`] could claim is due (unix ms; may be in
+    /// the past), if any: unclaimed, and on an endpoint holding fewer than `per_endpoint`
+    /// claims.
+    pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, OutboxError> {
+        self.read(move |conn, inner| {
             let claims = inner.claims.lock();
-            let rows = query::next_due(conn, claims.len() as u64 + 1)?;
-            Ok(rows
-                .into_iter()
-                .find(|(id, _)| !claims.contains(id))
-                .map(|(_, at)| at))
+            let mut next: Option<i64> = None;
+            for endpoint in query::pending_endpoints(conn)? {
+                let held = claims.on(&endpoint);
+                if held >= per_endpoint {
+                    continue;
+                }
+                let first = query::oldest_on(conn, &endpoint, held + 1)?
+                    .into_iter()
+                    .find(|(id, _)| !claims.contains(id))
+                    .map(|(_, at)| at);
+                next = match (next, first) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                };
+            }
+            Ok(next)
         })
         .await
     }
@@ -257,6 +386,23 @@ impl Outbox {
     /// How many deliveries are in each state.
     pub async fn counts_by_status(&self) -> Result<StatusCounts, OutboxError> {
         self.read(|conn, _| query::counts(conn)).await
+    }
+
+    /// Whether the store takes writes now: the writer commits a probe write (a row written and
+    /// deleted in one transaction) through the path every event post takes.
+    pub async fn check_writes(&self) -> Result<(), OutboxError> {
+        self.write(Request::Probe).await
+    }
+
+    /// Whether the store can be read, by a read that touches the tables.
+    pub async fn check_reads(&self) -> Result<(), OutboxError> {
+        self.read(|conn, _| query::touch(conn)).await
+    }
+
+    /// Why the latest write the writer ran failed, or `None` if it committed (or none ran):
+    /// what the store said last, without asking it anything.
+    pub fn last_write_failure(&self) -> Option<String> {
+        self.inner.counters.write_failure()
     }
 
     /// The writer's counters since open.
@@ -341,6 +487,16 @@ impl std::fmt::Debug for Outbox {
             .field("stats", &self.stats())
             .finish()
     }
+}
+
+/// What the marker file says to a person who finds it.
+const MARKER_TEXT: &str = "whc created its outbox database beside this file. If that database \
+is ever missing or empty while this file exists, whc refuses to start rather than silently \
+start empty. To start with an empty outbox on purpose, delete this file.\n";
+
+/// The marker beside the database `path`: `outbox.created` for `outbox.db`.
+fn marker_of(path: &Path) -> PathBuf {
+    path.with_extension("created")
 }
 
 /// The current time in unix milliseconds, the outbox's clock for every stored time.

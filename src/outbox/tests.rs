@@ -1,6 +1,7 @@
 //! Outbox tests against a real SQLite file in a temporary folder.
 
 use super::*;
+use std::collections::HashSet;
 
 fn event(id: &str, webhooks: &[&str]) -> NewEvent {
     NewEvent {
@@ -79,6 +80,9 @@ impl Parked {
 /// Far in the future: everything pending is due.
 const LATER: i64 = i64::MAX;
 
+/// No bound on the deliveries claimed per endpoint.
+const ANY: usize = usize::MAX;
+
 #[test]
 fn outbox_is_a_shareable_handle() {
     fn shareable<T: Clone + Send + Sync + 'static>() {}
@@ -98,7 +102,7 @@ async fn accept_due_deliver_lifecycle() {
     assert_eq!(accepted[0].deliveries.len(), 2);
     assert_eq!(outbox.queue_depth().await.expect("depth"), 2);
 
-    let due = outbox.due(LATER, 10).await.expect("due");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
     assert_eq!(due.len(), 2);
     let first = &due[0];
     assert_eq!(first.status, Status::Pending);
@@ -106,8 +110,14 @@ async fn accept_due_deliver_lifecycle() {
     assert_eq!(first.headers.len(), 2);
     assert_eq!(first.secret_env.as_deref(), Some("HOOK_SECRET"));
     // Claimed: not handed out twice, and not what the dispatcher should wait for.
-    assert!(outbox.due(LATER, 10).await.expect("due again").is_empty());
-    assert_eq!(outbox.next_due_at().await.expect("next"), None);
+    assert!(
+        outbox
+            .due(LATER, 10, ANY)
+            .await
+            .expect("due again")
+            .is_empty()
+    );
+    assert_eq!(outbox.next_due_at(ANY).await.expect("next"), None);
 
     outbox
         .record(
@@ -116,6 +126,7 @@ async fn accept_due_deliver_lifecycle() {
                 status_code: 204,
                 excerpt: Some("ok".into()),
                 elapsed_ms: 12,
+                note: None,
             },
         )
         .await
@@ -134,6 +145,7 @@ async fn accept_due_deliver_lifecycle() {
                 status_code: 200,
                 excerpt: None,
                 elapsed_ms: 1,
+                note: None,
             },
         )
         .await;
@@ -158,7 +170,7 @@ async fn retry_then_dead_then_replay() {
         .accept(vec![event("e1", &["crm"])])
         .await
         .expect("accept");
-    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
 
     let retry_at = now_ms() + 60_000;
     outbox
@@ -175,8 +187,8 @@ async fn retry_then_dead_then_replay() {
         .await
         .expect("record retry");
     // Unclaimed after the record, but not due before its time.
-    assert!(outbox.due(now_ms(), 10).await.expect("due").is_empty());
-    assert_eq!(outbox.next_due_at().await.expect("next"), Some(retry_at));
+    assert!(outbox.due(now_ms(), 10, ANY).await.expect("due").is_empty());
+    assert_eq!(outbox.next_due_at(ANY).await.expect("next"), Some(retry_at));
     let stored = outbox.get(&d.id).await.expect("get").expect("exists");
     assert_eq!(stored.attempts, 1);
     assert_eq!(stored.status, Status::Pending);
@@ -185,7 +197,7 @@ async fn retry_then_dead_then_replay() {
         Some(EXCERPT_LIMIT)
     );
 
-    let d = outbox.due(retry_at, 10).await.expect("due").remove(0);
+    let d = outbox.due(retry_at, 10, ANY).await.expect("due").remove(0);
     outbox
         .record(
             &d.id,
@@ -217,7 +229,7 @@ async fn retry_then_dead_then_replay() {
     assert!(!outbox.replay("no-such-id").await.expect("replay unknown"));
     let stored = outbox.get(&d.id).await.expect("get").expect("exists");
     assert_eq!((stored.status, stored.attempts), (Status::Pending, 0));
-    assert_eq!(outbox.due(now_ms(), 10).await.expect("due").len(), 1);
+    assert_eq!(outbox.due(now_ms(), 10, ANY).await.expect("due").len(), 1);
 }
 
 #[tokio::test]
@@ -286,7 +298,7 @@ async fn prune_removes_old_delivered_only() {
         .accept(vec![event("e1", &["crm", "ads"])])
         .await
         .expect("accept");
-    let due = outbox.due(LATER, 10).await.expect("due");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
     outbox
         .record(
             &due[0].id,
@@ -294,6 +306,7 @@ async fn prune_removes_old_delivered_only() {
                 status_code: 200,
                 excerpt: None,
                 elapsed_ms: 1,
+                note: None,
             },
         )
         .await
@@ -320,11 +333,14 @@ async fn reopen_resumes_pending_and_keeps_schema() {
             .await
             .expect("accept");
         // Claimed when the process "stops": the claim must not survive.
-        assert_eq!(outbox.due(LATER, 10).await.expect("due").len(), 1);
+        assert_eq!(outbox.due(LATER, 10, ANY).await.expect("due").len(), 1);
         accepted[0].deliveries[0].clone()
     };
     let outbox = open(&dir);
-    let due = outbox.due(now_ms(), 10).await.expect("due after reopen");
+    let due = outbox
+        .due(now_ms(), 10, ANY)
+        .await
+        .expect("due after reopen");
     assert_eq!(due.len(), 1);
     assert_eq!(due[0].id, id);
     let version: i64 = Connection::open(outbox.path())
@@ -444,10 +460,10 @@ async fn record_unknown_and_release() {
         .accept(vec![event("e1", &["crm"])])
         .await
         .expect("accept");
-    let d = outbox.due(LATER, 10).await.expect("due").remove(0);
-    assert!(outbox.due(LATER, 10).await.expect("due").is_empty());
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
+    assert!(outbox.due(LATER, 10, ANY).await.expect("due").is_empty());
     outbox.release(&d.id);
-    let again = outbox.due(LATER, 10).await.expect("due");
+    let again = outbox.due(LATER, 10, ANY).await.expect("due");
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].attempts, 0);
 }
@@ -470,7 +486,7 @@ async fn dispatcher_never_hands_out_a_delivery_twice() {
         if counts.delivered == 200 {
             break;
         }
-        for d in outbox.due(now_ms(), 16).await.expect("due") {
+        for d in outbox.due(now_ms(), 16, ANY).await.expect("due") {
             let fresh = in_flight.lock().expect("lock").insert(d.id.clone());
             assert!(fresh, "{} handed out while in flight", d.id);
             let outbox = outbox.clone();
@@ -489,6 +505,7 @@ async fn dispatcher_never_hands_out_a_delivery_twice() {
                         status_code: 200,
                         excerpt: None,
                         elapsed_ms: 1,
+                        note: None,
                     }
                 };
                 // Leave the in-flight set before recording: the outbox may hand it out again
@@ -591,7 +608,7 @@ async fn an_envelope_is_read_back_as_its_stored_event() {
         .expect("get")
         .expect("stored");
     assert_eq!(got.body, want);
-    let due = outbox.due(LATER, 10).await.expect("due");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
     let from_due = due.iter().find(|d| d.id == envelope_id).expect("due");
     assert_eq!(from_due.body, want, "the same event");
     let empty = outbox.get(&empty_id).await.expect("get").expect("stored");
@@ -631,4 +648,366 @@ async fn the_wal_stays_bounded_under_sustained_writes() {
         size < 12 * 1024 * 1024,
         "the WAL grew to {size} bytes: checkpoints are not keeping up"
     );
+}
+
+#[tokio::test]
+async fn a_long_error_is_stored_capped() {
+    // A 70 KB rendered URL quoted in an error lands in the log as its first KiB.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
+    let url = format!("https://example.test/?q={}", "é".repeat(35_000));
+    outbox
+        .record(
+            &d.id,
+            AttemptRecord::Dead {
+                status_code: None,
+                error: format!("invalid request: `{url}` is not a URL"),
+                excerpt: None,
+                elapsed_ms: 0,
+            },
+        )
+        .await
+        .expect("record");
+    let stored = outbox.get(&d.id).await.expect("get").expect("exists");
+    let error = stored.last_error.expect("an error");
+    assert!(error.len() <= ERROR_LIMIT, "{} bytes", error.len());
+    assert!(error.starts_with("invalid request: `https://example.test/?q=é"));
+    assert!(error.ends_with('…'), "{error}");
+}
+
+#[tokio::test]
+async fn a_record_that_fails_to_commit_keeps_its_claim() {
+    // Released, the delivery would be due again and sent again though it was attempted.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = outbox.due(LATER, 10, ANY).await.expect("due").remove(0);
+    let operator = Connection::open(outbox.path()).expect("open");
+    operator
+        .execute_batch(
+            "CREATE TRIGGER full BEFORE UPDATE ON deliveries
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .expect("trigger");
+    let delivered = AttemptRecord::Delivered {
+        status_code: 200,
+        excerpt: None,
+        elapsed_ms: 3,
+        note: None,
+    };
+    let failed = outbox.record(&d.id, delivered.clone()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    assert!(outbox.due(LATER, 10, ANY).await.expect("due").is_empty());
+    operator.execute_batch("DROP TRIGGER full").expect("drop");
+    outbox.record(&d.id, delivered).await.expect("record");
+    let stored = outbox.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Delivered, 1));
+}
+
+/// An event with one delivery to each URL.
+fn event_to(id: &str, urls: &[&str]) -> NewEvent {
+    let mut event = event(id, &vec!["hook"; urls.len()]);
+    for (d, url) in event.deliveries.iter_mut().zip(urls) {
+        d.url = (*url).to_owned();
+    }
+    event
+}
+
+#[tokio::test]
+async fn claims_are_bounded_per_endpoint_so_a_backlog_cannot_starve_another() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    // A dead endpoint's backlog, older than the healthy endpoint's one delivery.
+    let backlog: Vec<NewEvent> = (0..50)
+        .map(|i| event_to(&format!("dead-{i}"), &["http://dead.test:81/hook?n=1"]))
+        .collect();
+    outbox.accept(backlog).await.expect("accept backlog");
+    outbox
+        .accept(vec![event_to("ok", &["https://OK.test/x"])])
+        .await
+        .expect("accept");
+
+    let first = outbox.due(LATER, 5, 3).await.expect("due");
+    let urls: Vec<&str> = first.iter().map(|d| d.url.as_str()).collect();
+    assert_eq!(urls.len(), 4, "{urls:?}");
+    assert_eq!(urls.iter().filter(|u| u.contains("dead.test")).count(), 3);
+    assert!(urls.contains(&"https://OK.test/x"), "{urls:?}");
+    // The dead endpoint holds its three; nothing more of it is due until one is recorded.
+    assert!(outbox.due(LATER, 5, 3).await.expect("due").is_empty());
+    assert_eq!(outbox.next_due_at(3).await.expect("next"), None);
+    assert!(outbox.next_due_at(4).await.expect("next").is_some());
+    let dead = first.iter().find(|d| d.url.contains("dead")).expect("one");
+    outbox.release(&dead.id);
+    let again = outbox.due(LATER, 5, 3).await.expect("due");
+    assert_eq!(again.len(), 1);
+    assert!(again[0].url.contains("dead.test"));
+}
+
+#[tokio::test]
+async fn a_version_3_outbox_migrates_and_its_deliveries_get_their_endpoint() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in &schema::STEPS {
+            conn.execute_batch(step).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 3;
+             INSERT INTO events (id, type, body, received_at) VALUES ('e1', 'conversion', '{}', 0);
+             INSERT INTO deliveries (id, event_id, webhook, method, url, headers, timeout_ms,
+                 max_attempts, status, next_attempt_at, created_at, updated_at)
+             VALUES ('d1', 'e1', 'crm', 'POST', 'HTTPS://Crm.test:8443/in?x=1', '[]', 5000, 3,
+                 'pending', 0, 0, 0);",
+        )
+        .expect("a version 3 row");
+    }
+    let outbox = Outbox::open(&path).expect("open and migrate");
+    let conn = Connection::open(&path).expect("open");
+    let (version, endpoint): (i64, String) = conn
+        .query_row(
+            "SELECT (SELECT user_version FROM pragma_user_version), endpoint
+             FROM deliveries WHERE id = 'd1'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("read");
+    assert_eq!(
+        (version, endpoint.as_str()),
+        (schema::VERSION, "https://crm.test:8443")
+    );
+    let due = outbox.due(LATER, 10, 1).await.expect("due");
+    assert_eq!(due.len(), 1);
+}
+
+/// An outbox at `path` with some events, closed again (its WAL checkpointed into the file).
+async fn filled(path: &std::path::Path) {
+    let outbox = Outbox::open(path).expect("open");
+    let events: Vec<NewEvent> = (0..200)
+        .map(|i| event(&format!("e{i}"), &["crm", "ads"]))
+        .collect();
+    outbox.accept(events).await.expect("accept");
+}
+
+#[tokio::test]
+async fn a_corrupt_page_is_refused_at_open() {
+    use std::io::{Seek, SeekFrom, Write};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    filled(&path).await;
+    let size = std::fs::metadata(&path).expect("size").len();
+    assert!(size > 8 * 4096, "{size} bytes");
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .expect("open file");
+    // Past the 100-byte header and page 1 (the schema): the tables' pages.
+    file.seek(SeekFrom::Start(4096)).expect("seek");
+    file.write_all(&[0xA5; 3 * 4096]).expect("garbage");
+    drop(file);
+    match Outbox::open(&path) {
+        Err(err @ OutboxError::Corrupt { .. }) => {
+            let message = err.to_string();
+            assert!(
+                message.contains("is corrupt (PRAGMA quick_check:"),
+                "{message}"
+            );
+        }
+        other => panic!("expected Corrupt, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_emptied_or_missing_outbox_is_refused_when_one_existed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    filled(&path).await;
+    let marker = dir.path().join("outbox.created");
+    assert!(marker.exists(), "the first open leaves its marker");
+
+    std::fs::File::create(&path).expect("truncate to 0 bytes");
+    let message = match Outbox::open(&path) {
+        Err(err @ OutboxError::Vanished { .. }) => err.to_string(),
+        other => panic!("expected Vanished, got {other:?}"),
+    };
+    assert!(message.contains("missing or empty"), "{message}");
+    assert!(
+        message.contains(&format!("delete {}", marker.display())),
+        "{message}"
+    );
+    std::fs::remove_file(&path).expect("remove");
+    assert!(matches!(
+        Outbox::open(&path),
+        Err(OutboxError::Vanished { .. })
+    ));
+
+    // Deleting the marker is starting fresh on purpose.
+    std::fs::remove_file(&marker).expect("remove marker");
+    let outbox = Outbox::open(&path).expect("a fresh outbox");
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 0);
+    assert!(marker.exists());
+}
+
+#[tokio::test]
+async fn an_outbox_from_before_the_marker_gets_one() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    filled(&path).await;
+    std::fs::remove_file(dir.path().join("outbox.created")).expect("as if older");
+    let outbox = Outbox::open(&path).expect("open");
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 400);
+    assert!(dir.path().join("outbox.created").exists());
+}
+
+#[tokio::test]
+async fn write_health_follows_the_store() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .check_writes()
+        .await
+        .expect("a healthy store takes writes");
+    outbox.check_reads().await.expect("and reads");
+    assert_eq!(outbox.last_write_failure(), None);
+    let operator = Connection::open(outbox.path()).expect("open");
+    operator
+        .execute_batch(
+            "CREATE TRIGGER broken BEFORE INSERT ON events
+             BEGIN SELECT RAISE(ABORT, 'no room'); END;",
+        )
+        .expect("trigger");
+    assert!(outbox.accept(vec![event("e1", &["crm"])]).await.is_err());
+    let failure = outbox.last_write_failure().expect("a failure");
+    assert!(failure.contains("no room"), "{failure}");
+    assert!(outbox.check_writes().await.is_err());
+    operator.execute_batch("DROP TRIGGER broken").expect("drop");
+    outbox.check_writes().await.expect("takes writes again");
+    assert_eq!(outbox.last_write_failure(), None);
+    let depth: i64 = operator
+        .query_row("SELECT count(*) FROM events", [], |r| r.get(0))
+        .expect("count");
+    assert_eq!(depth, 0, "the probe leaves nothing behind");
+}
+
+#[tokio::test]
+async fn a_version_4_outbox_is_rebuilt_without_rowid_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in schema::STEPS.iter().chain([&schema::STEP_4]) {
+            conn.execute_batch(step).expect("old schema");
+        }
+        conn.execute_batch(
+            "PRAGMA user_version = 4;
+             INSERT INTO events (id, type, body, received_at, occurred_at)
+                 VALUES ('e1', 'conversion', '{\"type\":\"conversion\"}', 7, '2026-11-27T10:15:00Z');
+             INSERT INTO deliveries (id, event_id, webhook, method, url, headers, timeout_ms,
+                 max_attempts, status, next_attempt_at, created_at, updated_at, envelope, endpoint)
+             VALUES
+                 ('d1', 'e1', 'crm', 'POST', 'https://crm.test/in', '[]', 5000, 3, 'pending',
+                     0, 1, 1, 1, 'https://crm.test:443'),
+                 ('d2', 'e1', 'ads', 'GET', 'http://ads.test/c', '[]', 2000, 3, 'dead',
+                     0, 2, 2, 0, 'http://ads.test:80');",
+        )
+        .expect("version 4 rows");
+    }
+    let outbox = Outbox::open(&path).expect("open and migrate");
+    let conn = Connection::open(&path).expect("open");
+    let version: i64 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(version, schema::VERSION);
+    let tables: Vec<String> = conn
+        .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("tables");
+    assert_eq!(tables.len(), 2, "{tables:?}");
+    for sql in &tables {
+        assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+        assert!(!sql.contains("CHECK"), "{sql}");
+        assert!(!sql.contains("_v5"), "{sql}");
+    }
+    let indexes: Vec<String> = conn
+        .prepare("SELECT name FROM sqlite_master WHERE type = 'index' ORDER BY name")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("indexes");
+    assert_eq!(indexes, ["deliveries_endpoint_due", "deliveries_event"]);
+    let fk: i64 = conn
+        .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
+            r.get(0)
+        })
+        .expect("foreign key check");
+    assert_eq!(fk, 0);
+    let due = outbox.due(LATER, 10, 1).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, "d1");
+    assert!(matches!(due[0].body, StoredBody::Envelope(_)));
+    assert!(outbox.replay("d2").await.expect("replay"));
+    // The id stays unique, and an event stored before the migration is still a duplicate.
+    let again = outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].deliveries, ["d1", "d2"]);
+}
+
+#[test]
+fn every_query_of_a_delivery_uses_an_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    drop(Outbox::open(&path).expect("open"));
+    let conn = Connection::open(&path).expect("open");
+    // Parameters as literals: a plan does not depend on the values here.
+    let plan = |sql: &str| -> String {
+        let sql = sql.replace("?1", "'x'").replace("?2", "10");
+        conn.prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+            .and_then(|mut s| {
+                s.query_map([], |r| r.get::<_, String>(3))?
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .expect("plan")
+            .join("; ")
+    };
+    for (sql, uses) in [
+        (
+            "SELECT endpoint FROM deliveries WHERE status = 'pending' AND endpoint > ?1
+             ORDER BY endpoint LIMIT 1",
+            "deliveries_endpoint_due",
+        ),
+        (
+            "SELECT id, next_attempt_at FROM deliveries WHERE status = 'pending'
+             AND endpoint = ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+            "deliveries_endpoint_due",
+        ),
+        (
+            "SELECT count(*) FROM deliveries WHERE status = 'pending'",
+            "deliveries_endpoint_due",
+        ),
+        (
+            "SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id",
+            "deliveries_event",
+        ),
+        (
+            "SELECT 1 FROM deliveries d WHERE d.event_id = ?1",
+            "deliveries_event",
+        ),
+        (
+            "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'",
+            "PRIMARY KEY",
+        ),
+        ("SELECT * FROM events WHERE id = ?1", "PRIMARY KEY"),
+    ] {
+        let plan = plan(sql);
+        assert!(plan.contains(uses), "{sql}: {plan}");
+    }
 }

@@ -174,7 +174,8 @@ pub struct Delivery {
     pub next_attempt_at: i64,
     /// The HTTP status of the last attempt, if the target answered.
     pub last_status_code: Option<u16>,
-    /// Why the last attempt failed.
+    /// Why the last attempt failed, or for a delivered one what was odd about its answer (a
+    /// body cut at the deadline); at most [`ERROR_LIMIT`] bytes.
     pub last_error: Option<String>,
     /// The first [`EXCERPT_LIMIT`] bytes of the last response body.
     pub response_excerpt: Option<String>,
@@ -196,6 +197,9 @@ pub enum AttemptRecord {
     Delivered {
         /// The HTTP status.
         status_code: u16,
+        /// What was odd about the answer though it counts as delivered (a body cut at the
+        /// deadline); kept in `last_error`.
+        note: Option<String>,
         /// The start of the response body.
         excerpt: Option<String>,
         /// How long the attempt took.
@@ -287,14 +291,87 @@ pub(crate) fn excerpt(text: &str) -> &str {
     &text[..end]
 }
 
-/// A fresh delivery id: a UUID v7, so ids sort by creation time.
+/// The most of an error text kept with a delivery (`last_error`), in bytes, ellipsis included.
+///
+/// An error can quote a rendered URL or a target's words; the log keeps its start, enough to
+/// see what went wrong, and never a 70 KB URL.
+pub const ERROR_LIMIT: usize = 1024;
+
+/// Cuts `text` to at most [`ERROR_LIMIT`] bytes on a character boundary, ending in `…` when
+/// something was cut.
+pub(crate) fn error_text(text: &str) -> std::borrow::Cow<'_, str> {
+    if text.len() <= ERROR_LIMIT {
+        return text.into();
+    }
+    const ELLIPSIS: &str = "…";
+    let mut end = ERROR_LIMIT - ELLIPSIS.len();
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}{ELLIPSIS}", &text[..end]).into()
+}
+
+/// The scheme, host and port of a URL, lower-cased: the endpoint a delivery goes to, what
+/// per-endpoint limits and claims count by.
+pub fn endpoint_of(url: &str) -> String {
+    let after_scheme = url.find("://").map_or(0, |i| i + 3);
+    let end = url[after_scheme..]
+        .find(['/', '?', '#'])
+        .map_or(url.len(), |i| i + after_scheme);
+    url[..end].to_ascii_lowercase()
+}
+
+/// A fresh delivery id: a UUID v7 (RFC 9562), so ids sort by creation time; ids made by one
+/// process sort in the order they were made (within a millisecond the random part counts up,
+/// RFC 9562's method 2).
+///
+/// The random bits come from `fastrand` (a thread-local generator, seeded once) instead of a
+/// `getrandom` syscall per id as `Uuid::now_v7` makes: the ids must be unique, not secret.
 pub fn new_delivery_id() -> String {
-    uuid::Uuid::now_v7().to_string()
+    use std::sync::{Mutex, PoisonError};
+    static LAST: Mutex<u128> = Mutex::new(0);
+    // Bit 61 is the top of the 62-bit `rand_b`: left clear, counting up cannot reach the
+    // variant bits.
+    const HEADROOM: u128 = 1 << 61;
+    let millis = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX));
+    let random: [u8; 16] = fastrand::u128(..).to_le_bytes();
+    let mut tail = [0u8; 10];
+    tail.copy_from_slice(&random[..10]);
+    let fresh = uuid::Builder::from_unix_timestamp_millis(millis, &tail)
+        .into_uuid()
+        .as_u128()
+        & !HEADROOM;
+    let id = {
+        let mut last = LAST.lock().unwrap_or_else(PoisonError::into_inner);
+        // A clock that stepped back, or the same millisecond: one past the last id.
+        *last = if fresh > *last { fresh } else { *last + 1 };
+        *last
+    };
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::from_u128(id)
+        .hyphenated()
+        .encode_lower(&mut text)
+        .to_owned()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn delivery_ids_are_uuid_v7_in_the_order_made() {
+        let ids: Vec<String> = (0..1000).map(|_| new_delivery_id()).collect();
+        for pair in ids.windows(2) {
+            assert!(pair[0] < pair[1], "{pair:?}");
+        }
+        for id in &ids {
+            let uuid = uuid::Uuid::parse_str(id).expect("a uuid");
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+        }
+    }
 
     #[test]
     fn status_round_trips() {
@@ -332,5 +409,19 @@ mod tests {
         assert!(cut.len() <= EXCERPT_LIMIT);
         assert!(cut.len() >= EXCERPT_LIMIT - 1);
         assert_eq!(excerpt("short"), "short");
+    }
+
+    #[test]
+    fn error_text_is_capped_on_a_char_boundary_with_an_ellipsis() {
+        assert_eq!(error_text("HTTP 503"), "HTTP 503");
+        let exact = "a".repeat(ERROR_LIMIT);
+        assert_eq!(error_text(&exact), exact.as_str());
+        for long in ["x".repeat(70_000), "é".repeat(35_000), "a€".repeat(20_000)] {
+            let cut = error_text(&long);
+            assert!(cut.len() <= ERROR_LIMIT, "{}", cut.len());
+            assert!(cut.len() > ERROR_LIMIT - 8, "{}", cut.len());
+            assert!(cut.ends_with('…'));
+            assert!(long.starts_with(cut.trim_end_matches('…')));
+        }
     }
 }

@@ -15,7 +15,7 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::payload::Payload;
-use super::types::{AttemptRecord, NewEvent, Stats, Status, excerpt};
+use super::types::{AttemptRecord, NewEvent, Stats, Status, endpoint_of, error_text, excerpt};
 use super::{Accepted, Claims, OutboxError, now_ms};
 
 /// The most events one transaction takes before it commits (bounds commit latency).
@@ -31,6 +31,9 @@ pub(crate) enum Request {
     Replay(String, Reply<bool>),
     /// Delete delivered rows last touched before a time, then events left without deliveries.
     Prune(i64, Reply<usize>),
+    /// Write and commit a row that is deleted in the same transaction: whether the store takes
+    /// writes now (triggers, a read-only file, a full disk), for the readiness check.
+    Probe(Reply<()>),
 }
 
 /// A write's way back to its caller, and its own result once it ran in the transaction.
@@ -76,6 +79,7 @@ macro_rules! with_reply {
             Request::Record(_, _, $r) => $body,
             Request::Replay(_, $r) => $body,
             Request::Prune(_, $r) => $body,
+            Request::Probe($r) => $body,
         }
     };
 }
@@ -86,7 +90,7 @@ impl Request {
         match self {
             Request::Accept(..) | Request::Replay(..) => true,
             Request::Record(_, record, _) => matches!(record, AttemptRecord::Retry { .. }),
-            Request::Prune(..) => false,
+            Request::Prune(..) | Request::Probe(..) => false,
         }
     }
 
@@ -107,12 +111,30 @@ pub(crate) struct Counters {
     requests: AtomicU64,
     events: AtomicU64,
     busy_micros: AtomicU64,
+    health: std::sync::Mutex<Option<String>>,
 }
 
 impl Counters {
     /// Counts a request handed to the writer.
     pub(crate) fn submitted(&self) {
         self.submitted.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Why the last batch with a write failing for the store's sake failed, or `None` when
+    /// the latest write that ran committed (or none ran yet).
+    pub(crate) fn write_failure(&self) -> Option<String> {
+        self.health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .clone()
+    }
+
+    /// Keeps what the last batch said about the store's health.
+    fn set_health(&self, failure: Option<String>) {
+        *self
+            .health
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = failure;
     }
 
     /// A snapshot of the counters.
@@ -200,14 +222,25 @@ fn commit_batch(
     };
     // Unclaim recorded deliveries after COMMIT and before answering: a `due` query that starts
     // later sees the new state; one already running holds the claims lock and sees the claim.
-    if batch.iter().any(|r| matches!(r, Request::Record(..))) {
+    // A record that was not stored keeps its claim: the delivery was attempted, and the
+    // dispatcher tries the record again rather than letting the delivery be sent again.
+    if failed.is_none() && batch.iter().any(|r| matches!(r, Request::Record(..))) {
         let mut claimed = claims.lock();
         for request in &batch {
-            if let Request::Record(id, _, _) = request {
+            if let Request::Record(id, _, reply) = request
+                && matches!(
+                    reply.result,
+                    Some(Ok(())) | Some(Err(OutboxError::NotPending(_)))
+                )
+            {
                 claimed.remove(id);
             }
         }
     }
+    counters.set_health(match &failed {
+        Some(e) => Some(e.to_string()),
+        None => batch.iter().find_map(Request::store_failure),
+    });
     if wakes && failed.is_none() {
         wake.notify_one();
     }
@@ -256,6 +289,15 @@ fn run_batch(
 }
 
 impl Request {
+    /// The error of this request if it failed for the store's sake (not because the delivery
+    /// was no longer pending).
+    fn store_failure(&self) -> Option<String> {
+        with_reply!(self, r => match &r.result {
+            Some(Err(OutboxError::NotPending(_))) | Some(Ok(_)) | None => None,
+            Some(Err(e)) => Some(e.to_string()),
+        })
+    }
+
     /// Whether the transaction holds none of this request's writes should it have failed.
     fn left_clean(&self) -> bool {
         with_reply!(self, r => r.left_clean())
@@ -280,6 +322,7 @@ impl Request {
             }
             Request::Replay(id, r) => r.result = Some(replay(conn, id, now)),
             Request::Prune(before, r) => r.result = Some(prune(conn, *before)),
+            Request::Probe(r) => r.result = Some(probe(conn)),
         }
     }
 
@@ -323,8 +366,8 @@ fn accept(
     let mut insert_delivery = conn.prepare_cached(
         "INSERT INTO deliveries (id, event_id, webhook, method, url, headers, body, secret_env,
              timeout_ms, max_attempts, attempts, status, next_attempt_at, created_at, updated_at,
-             envelope)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11, ?12)",
+             envelope, endpoint)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11, ?12, ?13)",
     )?;
     let mut existing = conn
         .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id")?;
@@ -352,7 +395,12 @@ fn accept(
         let mut ids = Vec::with_capacity(event.deliveries.len());
         for d in &event.deliveries {
             let id = d.id.clone();
-            let headers = serde_json::to_string(&d.headers).map_err(OutboxError::Headers)?;
+            // Most webhooks set no header: skip the encoder for them.
+            let headers = if d.headers.is_empty() {
+                "[]".to_owned()
+            } else {
+                serde_json::to_string(&d.headers).map_err(OutboxError::Headers)?
+            };
             let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
                 field: "timeout_ms",
             })?;
@@ -374,6 +422,7 @@ fn accept(
                 d.max_attempts,
                 now,
                 envelope,
+                endpoint_of(&d.url),
             ])?;
             ids.push(id);
         }
@@ -396,13 +445,14 @@ fn record_attempt(
     let (status, next_at, code, error, body, elapsed) = match record {
         AttemptRecord::Delivered {
             status_code,
+            note,
             excerpt,
             elapsed_ms,
         } => (
             Status::Delivered,
             None,
             Some(*status_code),
-            None,
+            note.as_deref(),
             excerpt,
             elapsed_ms,
         ),
@@ -447,7 +497,7 @@ fn record_attempt(
             status,
             next_at,
             code,
-            error,
+            error.map(error_text),
             body.as_deref().map(excerpt),
             elapsed,
             now
@@ -468,6 +518,23 @@ fn replay(conn: &Connection, id: &str, now: i64) -> Result<bool, OutboxError> {
         )?
         .execute(params![id, now])?;
     Ok(changed > 0)
+}
+
+/// Writes an event row and deletes it again: the write path every post takes (its triggers,
+/// constraints and pages), with nothing left behind once committed.
+fn probe(conn: &Connection) -> Result<(), OutboxError> {
+    const ID: &str = "whc:readiness-probe";
+    let inserted = conn
+        .prepare_cached(
+            "INSERT INTO events (id, type, body, received_at) VALUES (?1, 'probe', '{}', 0)
+             ON CONFLICT (id) DO NOTHING",
+        )?
+        .execute([ID])?;
+    if inserted > 0 {
+        conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
+            .execute([ID])?;
+    }
+    Ok(())
 }
 
 /// Deletes delivered rows last updated before `before`, then events with no delivery left.

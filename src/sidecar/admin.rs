@@ -2,6 +2,7 @@
 //! the Test button.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
@@ -10,12 +11,13 @@ use serde_json::json;
 
 use crate::deliver::stored_body;
 use crate::deliver::test::{self, TestMode};
-use crate::outbox::{Delivery, DeliveryFilter, Status};
+use crate::outbox::Delivery;
 
 use super::State;
 use super::WatchState;
 use super::http::{Body, error, json, text};
 use super::metrics::Gauges;
+use super::query::delivery_filter;
 
 /// Handles one admin request.
 pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body> {
@@ -23,7 +25,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     let query = req.uri().query().unwrap_or("").to_owned();
     let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
     match (req.method(), segments.as_slice()) {
-        (&Method::GET, ["healthz"]) => json(StatusCode::OK, &json!({ "status": "ok" })),
+        (&Method::GET, ["healthz"]) => healthz(&state).await,
+        (&Method::GET, ["readyz"]) => readyz(&state).await,
         (&Method::GET, ["metrics"]) => metrics(&state).await,
         // Rendered once per rule set; copying it is still megabytes with 10,000 webhooks, so
         // it is done off the runtime's workers.
@@ -59,6 +62,58 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             test_button(&state, &decode(name)).await
         }
         _ => error(StatusCode::NOT_FOUND, "not found"),
+    }
+}
+
+/// How long `/readyz` waits for the store's probe write before answering not ready: a writer
+/// stuck on a lock or a slow disk is not ready either.
+const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Health: `200` while the store's writer committed its latest write and a read succeeds,
+/// `503` with the reason otherwise. Cheap: it asks the store to write nothing.
+async fn healthz(state: &State) -> Response<Body> {
+    let failure = match state.outbox.last_write_failure() {
+        Some(failure) => Some(format!("the outbox's last write failed: {failure}")),
+        None => match state.outbox.check_reads().await {
+            Ok(()) => None,
+            Err(err) => Some(format!("the outbox cannot be read: {err}")),
+        },
+    };
+    match failure {
+        None => json(StatusCode::OK, &json!({ "status": "ok" })),
+        Some(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "failing", "reason": reason }),
+        ),
+    }
+}
+
+/// Readiness, for a load balancer: `200` only when the rules are loaded and the store takes a
+/// write now (a probe row written and deleted in one commit), `503` with the reason otherwise.
+async fn readyz(state: &State) -> Response<Body> {
+    // The sidecar does not start without rules; a version says they are in place.
+    let version = state.rules.version();
+    let reason = if version == 0 {
+        Some("no rules are loaded".to_owned())
+    } else {
+        match tokio::time::timeout(PROBE_TIMEOUT, state.outbox.check_writes()).await {
+            Ok(Ok(())) => None,
+            Ok(Err(err)) => Some(format!("the outbox does not take writes: {err}")),
+            Err(_) => Some(format!(
+                "the outbox did not commit a write within {} s",
+                PROBE_TIMEOUT.as_secs()
+            )),
+        }
+    };
+    match reason {
+        None => json(
+            StatusCode::OK,
+            &json!({ "status": "ready", "rules_version": version }),
+        ),
+        Some(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({ "status": "not ready", "reason": reason }),
+        ),
     }
 }
 
@@ -106,23 +161,10 @@ async fn metrics(state: &State) -> Response<Body> {
 }
 
 async fn deliveries(state: &State, query: &str) -> Response<Body> {
-    let mut filter = DeliveryFilter::default();
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let value = decode(&value.replace('+', " "));
-        match key {
-            "status" if !value.is_empty() => match value.parse::<Status>() {
-                Ok(s) => filter.status = Some(s),
-                Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
-            },
-            "webhook" if !value.is_empty() => filter.webhook = Some(value),
-            "limit" => match value.parse::<u32>() {
-                Ok(n) => filter.limit = n.clamp(1, 1000),
-                Err(_) => return error(StatusCode::BAD_REQUEST, "limit: expected a whole number"),
-            },
-            _ => {}
-        }
-    }
+    let filter = match delivery_filter(query) {
+        Ok(filter) => filter,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+    };
     match state.outbox.list(filter).await {
         Ok(list) => json(
             StatusCode::OK,

@@ -23,6 +23,14 @@ pub const DEFAULT_MAX_BODY: usize = 1024 * 1024;
 pub const DEFAULT_RETENTION_DAYS: u64 = 7;
 /// Seconds shutdown waits for requests and attempts in flight by default.
 pub const DEFAULT_GRACE_SECONDS: u64 = 10;
+/// How long a client has to send a request's headers by default.
+pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a connection with no request in flight stays open by default.
+pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
+/// Connections the events listener serves at once by default.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 1024;
+/// Connections the admin listener serves at once by default.
+pub const DEFAULT_ADMIN_MAX_CONNECTIONS: usize = 64;
 /// How long the proxy waits for the upstream's answer by default.
 pub const DEFAULT_UPSTREAM_TIMEOUT: Duration = Duration::from_secs(30);
 
@@ -128,6 +136,8 @@ pub struct ServeConfig {
     pub retry: RetryPolicy,
     /// When set, event posts must carry `Authorization: Bearer <token>`.
     pub ingest_token: Option<String>,
+    /// When set, admin requests (but health checks) must carry `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
     /// Largest accepted event body.
     pub max_body: usize,
     /// How long delivered deliveries are kept in the delivery log.
@@ -140,6 +150,15 @@ pub struct ServeConfig {
     pub debounce: Duration,
     /// Start with deliveries paused (events are still accepted and stored).
     pub paused: bool,
+    /// How long a client has to send a request's headers, from connecting (or from the first
+    /// byte after an answer), on both listeners.
+    pub header_read_timeout: Duration,
+    /// How long a connection with no request in flight stays open, on both listeners.
+    pub idle_timeout: Duration,
+    /// Connections the events listener serves at once; more wait.
+    pub max_connections: usize,
+    /// Connections the admin listener serves at once; more wait.
+    pub admin_max_connections: usize,
     /// PEM files of CA certificates trusted beside the Mozilla roots.
     pub ca_certs: Vec<PathBuf>,
 }
@@ -155,13 +174,41 @@ impl ServeConfig {
             proxy: None,
             retry: RetryPolicy::default(),
             ingest_token: None,
+            admin_token: None,
             max_body: DEFAULT_MAX_BODY,
             retention: Duration::from_secs(DEFAULT_RETENTION_DAYS * 24 * 3600),
             limits: Limits::DEFAULT,
             grace: Duration::from_secs(DEFAULT_GRACE_SECONDS),
             debounce: super::DEFAULT_DEBOUNCE,
             paused: false,
+            header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            idle_timeout: DEFAULT_IDLE_TIMEOUT,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
             ca_certs: Vec::new(),
+        }
+    }
+
+    /// What the events listener allows its connections.
+    pub fn events_limits(&self) -> super::http::Limits {
+        super::http::Limits {
+            deadlines: self.deadlines(),
+            max_connections: self.max_connections,
+        }
+    }
+
+    /// What the admin listener allows its connections.
+    pub fn admin_limits(&self) -> super::http::Limits {
+        super::http::Limits {
+            deadlines: self.deadlines(),
+            max_connections: self.admin_max_connections,
+        }
+    }
+
+    fn deadlines(&self) -> super::deadline::Deadlines {
+        super::deadline::Deadlines {
+            header_read: self.header_read_timeout,
+            idle: self.idle_timeout,
         }
     }
 

@@ -12,7 +12,7 @@ use crate::deliver::{
     unsendable,
 };
 use crate::lang::Env;
-use crate::outbox::{AttemptRecord, Delivery, Outbox, now_ms};
+use crate::outbox::{AttemptRecord, Delivery, Outbox, OutboxError, now_ms};
 
 use super::gate::DeliveryGate;
 use super::metrics::Metrics;
@@ -20,6 +20,11 @@ use super::metrics::Metrics;
 /// How long the dispatcher lets commits accumulate after a wake-up before it reads due
 /// deliveries again: a few milliseconds of delivery latency for far fewer reads under load.
 const COALESCE: Duration = Duration::from_millis(5);
+
+/// The first wait before storing an attempt's record again after the store failed.
+const RECORD_RETRY_FIRST: Duration = Duration::from_millis(50);
+/// The longest wait between tries to store an attempt's record.
+const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Sends due deliveries until cancelled.
 pub struct Dispatcher {
@@ -68,9 +73,11 @@ impl Dispatcher {
                 }
                 continue;
             }
-            let room = self.slots.limits().claimed.saturating_sub(tasks.len());
+            let limits = self.slots.limits();
+            let per_endpoint = limits.claimed_per_endpoint();
+            let room = limits.claimed.saturating_sub(tasks.len());
             if room > 0 {
-                match self.outbox.due(now_ms(), room.min(512)).await {
+                match self.outbox.due(now_ms(), room.min(512), per_endpoint).await {
                     Ok(batch) => {
                         for delivery in batch {
                             let this = Arc::clone(&self);
@@ -81,12 +88,14 @@ impl Dispatcher {
                     Err(err) => tracing::error!(%err, "cannot read due deliveries"),
                 }
             }
-            let wait = match self.outbox.next_due_at().await {
+            // Skips endpoints holding all their claims: their next claim waits for an attempt
+            // to end, which the `join_next` below wakes us for.
+            let wait = match self.outbox.next_due_at(per_endpoint).await {
                 Ok(Some(at)) => Duration::from_millis((at - now_ms()).clamp(0, 1000) as u64),
                 Ok(None) => Duration::from_secs(1),
                 Err(_) => Duration::from_secs(1),
             };
-            if tasks.len() >= self.slots.limits().claimed {
+            if tasks.len() >= limits.claimed {
                 tokio::select! {
                     _ = tasks.join_next() => {}
                     () = cancel.cancelled() => break,
@@ -96,6 +105,10 @@ impl Dispatcher {
             tokio::select! {
                 () = self.outbox.changed() => {
                     // Under load every commit wakes us: gather a few before reading again.
+                    tokio::time::sleep(COALESCE).await;
+                }
+                // An attempt ended: its endpoint may take another claim.
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {
                     tokio::time::sleep(COALESCE).await;
                 }
                 () = tokio::time::sleep(wait) => {}
@@ -131,9 +144,35 @@ impl Dispatcher {
         if let AttemptRecord::Dead { error, .. } = &record {
             tracing::warn!(delivery = %delivery.id, webhook = %delivery.webhook, %error, "delivery dead");
         }
-        if let Err(err) = self.outbox.record(&delivery.id, record).await {
-            tracing::error!(delivery = %delivery.id, %err, "cannot record attempt");
-            self.outbox.release(&delivery.id);
+        self.keep_recording(&delivery.id, record).await;
+    }
+
+    /// Stores an attempt's record, trying again with backoff while the store fails (a full
+    /// disk, a locked or read-only file) instead of releasing the delivery: released, it would
+    /// be due again at once and the receiver would get a request it already took.
+    ///
+    /// The delivery stays claimed meanwhile, and the record waits in this task: memory is
+    /// bounded by the claimed limit, the record by the excerpt and error caps. At shutdown the
+    /// grace period bounds the tries; a record still unstored then is lost and the delivery is
+    /// sent again after the restart (at least once, deduplicated on its idempotency key).
+    async fn keep_recording(&self, id: &str, record: AttemptRecord) {
+        let mut wait = RECORD_RETRY_FIRST;
+        loop {
+            match self.outbox.record(id, record.clone()).await {
+                Ok(()) => return,
+                Err(OutboxError::NotPending(_)) => {
+                    // Replayed or pruned meanwhile: nothing to record, and not ours any more.
+                    tracing::warn!(delivery = %id, "attempt not recorded: the delivery is no longer pending");
+                    self.outbox.release(id);
+                    return;
+                }
+                Err(err) => {
+                    Metrics::bump(&self.metrics.record_failures);
+                    tracing::error!(delivery = %id, %err, retry_in = ?wait, "cannot record attempt; keeping it and trying again");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(RECORD_RETRY_MAX);
+                }
+            }
         }
     }
 

@@ -1,9 +1,11 @@
-//! HTTP plumbing shared by the sidecar's listeners: body type, JSON answers, the accept loop.
+//! HTTP plumbing shared by the sidecar's listeners: body type, JSON answers, the accept loop
+//! with its connection limit and deadlines.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
@@ -13,7 +15,10 @@ use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+
+use super::deadline::{Deadlines, Guarded, Watch, Watched};
 
 /// The body of every answer: our own JSON, or the upstream's streamed body in proxy mode.
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -56,20 +61,69 @@ pub fn text(
     res
 }
 
+/// Both ends of the connection a request came on.
+#[derive(Debug, Clone, Copy)]
+pub struct Conn {
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The address the client connected to (for a listener on `0.0.0.0`, the interface's).
+    pub local: SocketAddr,
+}
+
+/// What a listener allows each connection, and how many at once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The header-read and idle deadlines.
+    pub deadlines: Deadlines,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// How often, at most, the log says that a listener is full.
+const FULL_WARNING_EVERY: Duration = Duration::from_secs(60);
+
 /// Serves connections from `listener` until `cancel` fires, then stops accepting and lets
 /// in-flight requests finish for up to `grace`.
+///
+/// At most `limits.max_connections` are served at once: when all are taken, the listener stops
+/// accepting until one closes, so new connections wait in the kernel's accept queue (and, past
+/// its backlog, are refused by the kernel) instead of being accepted and dropped. Waiting suits
+/// a burst from the tracker; the deadlines make sure a slot frees up, since no connection can
+/// hold one without sending requests.
 pub async fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
     cancel: CancellationToken,
     grace: Duration,
+    limits: Limits,
 ) where
-    F: Fn(Request<Incoming>, SocketAddr) -> Fut + Clone + Send + Sync + 'static,
+    F: Fn(Request<Incoming>, Conn) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Response<Body>> + Send + 'static,
 {
     let graceful = GracefulShutdown::new();
     let builder = auto::Builder::new(TokioExecutor::new());
+    let slots = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut warned_full: Option<Instant> = None;
     loop {
+        if slots.available_permits() == 0
+            && warned_full.is_none_or(|at| at.elapsed() >= FULL_WARNING_EVERY)
+        {
+            warned_full = Some(Instant::now());
+            tracing::warn!(
+                max = limits.max_connections,
+                addr = ?listener.local_addr().ok(),
+                "connection limit reached; new connections wait until one closes"
+            );
+        }
+        // A slot first, then a connection: a full listener leaves new ones in the queue.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            () = cancel.cancelled() => break,
+        };
+        let Ok(slot) = slot else {
+            // The semaphore is never closed.
+            break;
+        };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             () = cancel.cancelled() => break,
@@ -84,18 +138,41 @@ pub async fn serve<F, Fut>(
             }
         };
         let _ = stream.set_nodelay(true);
+        let Ok(local) = stream.local_addr() else {
+            // The socket is already gone.
+            continue;
+        };
+        let conn = Conn { peer, local };
+        let watch = Watch::new(limits.deadlines);
         let handler = handler.clone();
+        let requests = watch.clone();
         let service = hyper::service::service_fn(move |req| {
             let handler = handler.clone();
-            async move { Ok::<_, Infallible>(handler(req, peer).await) }
+            // In flight from its headers until its answer's body is sent: no deadline runs.
+            let in_flight = requests.request();
+            async move {
+                let res = handler(req, conn).await;
+                Ok::<_, Infallible>(res.map(|body| Guarded::new(body, in_flight)))
+            }
         });
+        let io = TokioIo::new(Watched::new(stream, watch.clone()));
         let conn = builder
-            .serve_connection_with_upgrades(TokioIo::new(stream), service)
+            .serve_connection_with_upgrades(io, service)
             .into_owned();
         let conn = graceful.watch(conn);
         tokio::spawn(async move {
-            if let Err(err) = conn.await {
-                tracing::debug!(%peer, %err, "connection ended with an error");
+            // Released when the connection ends, however it ends.
+            let _slot = slot;
+            tokio::select! {
+                ended = conn => {
+                    if let Err(err) = ended {
+                        tracing::debug!(%peer, %err, "connection ended with an error");
+                    }
+                }
+                // Never while a request is in flight: dropping the connection cuts no answer.
+                expired = watch.expired() => {
+                    tracing::debug!(%peer, why = expired.as_str(), "connection closed");
+                }
             }
         });
     }

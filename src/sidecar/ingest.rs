@@ -9,7 +9,8 @@ use serde_json::Value as Json;
 
 use crate::deliver::render;
 use crate::engine::RuleSet;
-use crate::event::{Event, describe};
+use crate::event::strict::{self, Step, StrictJsonError};
+use crate::event::{Event, EventError, describe};
 use crate::outbox::{NewEvent, Outbox, OutboxError, new_delivery_id};
 
 use super::metrics::Metrics;
@@ -168,8 +169,20 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, InvalidEvent> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(InvalidEvent::new("", None, "the body is empty"));
     }
-    let value: Json = serde_json::from_slice(body)
-        .map_err(|e| InvalidEvent::new("", None, format!("not valid JSON: {e}")))?;
+    let value: Json = strict::from_slice(body).map_err(|e| match e {
+        StrictJsonError::Syntax(e) => InvalidEvent::new("", None, format!("not valid JSON: {e}")),
+        // In an array of events, the first step is the event's index.
+        StrictJsonError::DuplicateKey(path) => {
+            let error = |index, rest: &[Step]| {
+                let e = EventError::duplicate_key(strict::dotted(rest));
+                InvalidEvent::new(e.key, index, e.message)
+            };
+            match path.split_first() {
+                Some((Step::Index(i), rest)) => error(Some(*i), rest),
+                _ => error(None, &path),
+            }
+        }
+    })?;
     match value {
         Json::Array(items) if items.is_empty() => Err(InvalidEvent::new(
             "",
@@ -238,6 +251,16 @@ mod tests {
                         {"type": "conversion", "revenue": true}]"#);
         assert_eq!((e.key.as_str(), e.index), ("revenue", Some(2)));
         assert!(e.message.contains("expected a number"), "{}", e.message);
+    }
+
+    #[test]
+    fn a_repeated_key_names_the_key_and_the_index() {
+        let e = err(r#"{"type": "conversion", "revenue": 1, "revenue": 900}"#);
+        assert_eq!((e.key.as_str(), e.index), ("revenue", None));
+        let e = err(r#"[{"type": "refund"},
+                        {"type": "conversion", "firstClick": {"country": "US", "country": "DE"}}]"#);
+        assert_eq!((e.key.as_str(), e.index), ("firstClick.country", Some(1)));
+        assert!(e.message.contains("twice"), "{}", e.message);
     }
 
     #[test]

@@ -24,12 +24,16 @@ pub struct Metrics {
     pub proxy_invalid: AtomicU64,
     /// Requests forwarded to the upstream.
     pub proxy_forwarded: AtomicU64,
+    /// Intercepted proxy requests without the ingest token (forwarded, not matched).
+    pub proxy_unauthorised: AtomicU64,
     /// Attempts answered 2xx.
     pub deliveries_delivered: AtomicU64,
     /// Attempts that failed and will be retried.
     pub deliveries_retried: AtomicU64,
     /// Deliveries given up.
     pub deliveries_dead: AtomicU64,
+    /// Attempts whose record the outbox failed to store (each is tried again, never resent).
+    pub record_failures: AtomicU64,
     attempt_buckets: [AtomicU64; BUCKETS.len()],
     attempt_count: AtomicU64,
     attempt_micros: AtomicU64,
@@ -102,10 +106,12 @@ impl Metrics {
         );
         counter(
             "whc_proxy_requests_total",
-            "Requests forwarded to the upstream, and intercepted bodies that were not events.",
+            "Requests forwarded to the upstream, and intercepted ones not matched: bodies that \
+             were not events, requests without the ingest token.",
             &[
                 ("{result=\"forwarded\"}", get(&self.proxy_forwarded)),
                 ("{result=\"invalid_event\"}", get(&self.proxy_invalid)),
+                ("{result=\"unauthorised\"}", get(&self.proxy_unauthorised)),
             ],
         );
         counter(
@@ -116,6 +122,11 @@ impl Metrics {
                 ("{outcome=\"retry\"}", get(&self.deliveries_retried)),
                 ("{outcome=\"dead\"}", get(&self.deliveries_dead)),
             ],
+        );
+        counter(
+            "whc_delivery_record_failures_total",
+            "Times the outbox failed to store an attempt's record; the record is retried, the request is not resent.",
+            &[("", get(&self.record_failures))],
         );
         counter(
             "whc_rule_reloads_total",

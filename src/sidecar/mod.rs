@@ -4,12 +4,15 @@ pub mod admin;
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod deadline;
 pub mod dispatch;
 pub mod gate;
+pub mod guard;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
 pub mod proxy;
+pub mod query;
 pub mod rules;
 pub mod watch;
 
@@ -35,6 +38,7 @@ pub use watch::DEFAULT_DEBOUNCE;
 
 use dispatch::Dispatcher;
 use gate::DeliveryGate;
+use guard::AdminGuard;
 use metrics::Metrics;
 use proxy::Proxy;
 
@@ -208,26 +212,44 @@ pub async fn start(
     match &state.mode {
         Mode::Direct => tasks.spawn(http::serve(
             listener,
-            move |req, _peer| api::handle(Arc::clone(&s), req),
+            move |req, _conn| api::handle(Arc::clone(&s), req),
             cancel.clone(),
             grace,
+            state.config.events_limits(),
         )),
         Mode::Proxy(proxy) => {
             let proxy = Arc::clone(proxy);
             tasks.spawn(http::serve(
                 listener,
-                move |req, _peer| proxy::forward(Arc::clone(&s), Arc::clone(&proxy), req),
+                move |req, _conn| proxy::forward(Arc::clone(&s), Arc::clone(&proxy), req),
                 cancel.clone(),
                 grace,
+                state.config.events_limits(),
             ))
         }
     };
     let s = Arc::clone(&state);
+    // Every admin request passes the guard (origin, Host, token) before any route sees it.
+    let guard = Arc::new(AdminGuard::new(
+        state.config.admin_token.clone(),
+        state.config.admin_listen,
+    ));
+    guard.warn_if_exposed(admin_addr);
     tasks.spawn(http::serve(
         admin_listener,
-        move |req, _peer| admin::handle(Arc::clone(&s), req),
+        move |req, conn: http::Conn| {
+            let s = Arc::clone(&s);
+            let guard = Arc::clone(&guard);
+            async move {
+                match guard.check(&req, conn.local) {
+                    Ok(()) => admin::handle(s, req).await,
+                    Err(refusal) => refusal.answer(),
+                }
+            }
+        },
         cancel.clone(),
         grace,
+        state.config.admin_limits(),
     ));
     let dispatcher = Arc::new(Dispatcher::new(
         outbox.clone(),

@@ -16,6 +16,7 @@ use crate::deliver::{Connector, ExtraRoots, Protocols, TrustError, connector};
 use super::State;
 use super::body::{Bounded, read_bounded};
 use super::config::{Intercept, ProxyConfig};
+use super::guard::bearer_matches;
 use super::http::{Body, error};
 use super::ingest::{IngestFailure, Input};
 use super::metrics::Metrics;
@@ -87,7 +88,17 @@ pub async fn forward(
     proxy: Arc<Proxy>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let intercepted = proxy.intercepts(&req);
+    let mut intercepted = proxy.intercepts(&req);
+    if intercepted && !bearer_matches(req.headers(), state.config.ingest_token.as_deref()) {
+        // The tracker's own authentication decides its answer, so the request still goes on;
+        // but whc accepts no events the ingest token does not vouch for.
+        Metrics::bump(&state.metrics.proxy_unauthorised);
+        tracing::warn!(
+            path = req.uri().path(),
+            "intercepted request without the ingest token: forwarded, not matched"
+        );
+        intercepted = false;
+    }
     let (mut parts, body) = req.into_parts();
     parts.uri = match upstream_uri(&proxy.upstream, &parts.uri) {
         Ok(uri) => uri,

@@ -6,8 +6,8 @@ use bytes::Bytes;
 use hyper::Method;
 
 use whc::deliver::{
-    AttemptHeaders, Client, EXCERPT_LIMIT, Outcome, OutgoingRequest, Secret, SendError, Verdict,
-    classify, verify,
+    AttemptHeaders, BodyEnd, Client, EXCERPT_LIMIT, Outcome, OutgoingRequest, Secret, SendError,
+    Verdict, classify, verify,
 };
 
 use crate::support::{Reply, Target, Wire};
@@ -58,7 +58,7 @@ async fn ok_is_delivered_with_the_body_excerpt() {
     let answer = response(&attempt.outcome);
     assert_eq!(answer.status, 200);
     assert_eq!(answer.excerpt_text(), r#"{"received":true}"#);
-    assert!(!answer.truncated);
+    assert!(!answer.truncated());
     assert_eq!(answer.header("content-length"), Some("17"));
 
     let seen = target.requests();
@@ -140,15 +140,48 @@ async fn a_silent_target_times_out() {
 }
 
 #[tokio::test]
-async fn a_body_that_never_ends_times_out() {
-    // Headers at once, then a body that never finishes: the deadline covers the body too.
+async fn a_body_that_never_ends_is_cut_at_the_deadline_and_the_status_stands() {
+    // Headers at once, then a body that never finishes: the 200 is the target's answer; the
+    // body is read until the deadline and cut, not turned into a timeout and a resend.
     let target = answering(Reply::Endless).await;
     let mut request = post(target.url("/"), "{}");
     request.timeout = Duration::from_millis(300);
     let attempt = Client::new().send(request).await;
+    let answer = response(&attempt.outcome);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.excerpt, "partial");
+    assert_eq!(answer.body, BodyEnd::StillArriving);
+    assert!(
+        answer.body_note().unwrap().contains("still arriving"),
+        "{answer:?}"
+    );
     assert_eq!(
-        *failure(&attempt.outcome),
-        SendError::Timeout(Duration::from_millis(300))
+        attempt.outcome.verdict(),
+        Verdict::Delivered { status: 200 }
+    );
+    target.stop().await;
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_is_an_incomplete_answer() {
+    let target = Target::speaking(Wire::Raw(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\nshort",
+    ))
+    .await;
+    let attempt = Client::new().send(post(target.url("/"), "{}")).await;
+    let answer = response(&attempt.outcome);
+    assert_eq!(answer.status, 200);
+    assert_eq!(answer.excerpt, "short");
+    assert_eq!(
+        answer.body,
+        BodyEnd::BrokeOff(
+            "the body ended after 5 of the 1073741824 bytes its Content-Length declared".into()
+        )
+    );
+    assert_eq!(
+        attempt.outcome.verdict(),
+        Verdict::Retry { retry_after: None },
+        "an incomplete 2xx is no proof of delivery"
     );
     target.stop().await;
 }
@@ -236,7 +269,7 @@ async fn a_big_body_is_cut_to_the_excerpt() {
     let attempt = Client::new().send(post(target.url("/"), "{}")).await;
     let answer = response(&attempt.outcome);
     assert_eq!(answer.excerpt.len(), EXCERPT_LIMIT);
-    assert!(answer.truncated);
+    assert!(answer.truncated());
     assert_eq!(
         attempt.outcome.verdict(),
         Verdict::Delivered { status: 200 }

@@ -2,7 +2,7 @@
 
 use hyper::StatusCode;
 
-use crate::support::{Reply, Sidecar, Target, conversion, webhook};
+use crate::support::{Reply, Sidecar, Target, Wire, conversion, counter, webhook};
 
 fn delivery_ids(answer: &serde_json::Value) -> Vec<String> {
     answer["events"][0]["deliveries"]
@@ -315,5 +315,105 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after() {
     let delivered = sidecar.wait_status(&id, "delivered").await;
     assert_eq!(delivered["attempts"], 2);
     assert_eq!(target.count(), 2);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_endpoints_backlog_larger_than_the_claims_does_not_starve_another() {
+    // More deliveries wait for the hung endpoint than the dispatcher may claim in all: they
+    // must not hold every claim while the healthy endpoint's delivery waits behind them.
+    let slow = Target::start().await;
+    slow.set_default(Reply::Hang);
+    let fast = Target::start().await;
+    let rules = [
+        webhook(
+            "slow",
+            "conversion",
+            "",
+            &slow.url("/slow"),
+            "    timeout 60s\n    retries 0\n",
+        ),
+        webhook("fast", "refund", "", &fast.url("/fast"), ""),
+    ]
+    .concat();
+    let sidecar = Sidecar::builder()
+        .file("main.whc", &rules)
+        .config(|c| {
+            c.limits.per_endpoint = 2;
+            c.limits.claimed = 50;
+        })
+        .start()
+        .await;
+
+    let backlog: Vec<_> = (0..300).map(|i| conversion(&format!("slow-{i}"))).collect();
+    sidecar
+        .accept(serde_json::Value::Array(backlog).to_string())
+        .await;
+    slow.wait_for(2).await;
+    let mut refund = conversion("fast-1");
+    refund["type"] = "refund".into();
+    let fast_id = delivery_ids(&sidecar.accept(refund.to_string()).await).remove(0);
+    let fast_got = fast.wait_for(1).await;
+    sidecar.wait_status(&fast_id, "delivered").await;
+
+    let slow_got = slow.requests();
+    assert_eq!(slow_got.len(), 2, "the hung endpoint holds its 2 slots");
+    assert!(
+        slow_got.iter().all(|r| r.ended.is_none()),
+        "the fast delivery went out while the hung ones still hung"
+    );
+    assert!(fast_got[0].at > slow_got[1].at);
+    let metrics = sidecar.metrics().await;
+    assert_eq!(counter(&metrics, "whc_queue_depth"), 300.0);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_whose_body_never_ends_is_delivered_once_with_a_note() {
+    let target = Target::start().await;
+    target.set_default(Reply::Endless);
+    let sidecar = Sidecar::start(&webhook(
+        "trickle",
+        "conversion",
+        "",
+        &target.url("/"),
+        "    timeout 300ms\n",
+    ))
+    .await;
+    let id = delivery_ids(&sidecar.accept(conversion("evt-trickle").to_string()).await).remove(0);
+    let delivered = sidecar.wait_status(&id, "delivered").await;
+    assert_eq!(delivered["attempts"], 1);
+    assert_eq!(delivered["last_status_code"], 200);
+    assert_eq!(delivered["response_excerpt"], "partial");
+    let note = delivered["last_error"].as_str().unwrap_or_default();
+    assert!(
+        note.contains("still arriving at the deadline"),
+        "{delivered:#?}"
+    );
+    assert_eq!(target.count(), 1, "a 200 is not sent again");
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_that_breaks_off_short_of_its_length_is_retried_not_delivered() {
+    let target = Target::speaking(Wire::Raw(
+        b"HTTP/1.1 200 OK\r\nContent-Length: 1073741824\r\n\r\nshort",
+    ))
+    .await;
+    // The test schedule allows one retry: two attempts, then dead.
+    let sidecar = Sidecar::start(&webhook("short", "conversion", "", &target.url("/"), "")).await;
+    let id = delivery_ids(&sidecar.accept(conversion("evt-short").to_string()).await).remove(0);
+    let dead = sidecar.wait_status(&id, "dead").await;
+    assert_eq!(dead["attempts"], 2, "{dead:#?}");
+    assert_eq!(dead["last_status_code"], 200);
+    assert_eq!(dead["response_excerpt"], "short");
+    let error = dead["last_error"].as_str().unwrap_or_default();
+    assert!(
+        error.contains(
+            "HTTP 200, but the answer is incomplete: the body ended after 5 of the 1073741824 bytes"
+        ),
+        "{error}"
+    );
+    assert_eq!(target.connections(), 2);
     sidecar.shutdown().await;
 }

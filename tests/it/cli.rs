@@ -475,3 +475,144 @@ fn symbolic_link_loops_are_walked_once_with_a_warning() {
     let denied = whc_within(dir.path(), &["check", "--deny-warnings", "rules"], limit);
     assert_exit(&denied, 1);
 }
+
+/// `whc serve` running as the real binary; killed if the test fails half-way.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// One HTTP/1.1 request on its own connection; the answer's status and body.
+fn http(addr: &str, method: &str, path: &str, body: &str) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect(addr).unwrap();
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(30)))
+        .unwrap();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    stream
+        .read_to_string(&mut answer)
+        .unwrap_or_else(|e| panic!("{method} {path}: no answer ({e}): {answer:?}"));
+    let status = answer
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("{method} {path}: not an HTTP answer: {answer:?}"));
+    let body = answer
+        .split_once("\r\n\r\n")
+        .map_or("", |(_, b)| b)
+        .to_owned();
+    (status, body)
+}
+
+#[test]
+fn serve_keeps_working_and_stops_on_sigterm_after_its_stderr_is_closed() {
+    use std::io::BufRead;
+    use std::process::Stdio;
+    use std::time::{Duration, Instant};
+
+    // Port 1 refuses connections: every attempt fails and is logged.
+    let dir = rules(&[(
+        "rules/hook.whc",
+        "webhook hook {\n    on conversion\n    post \"http://127.0.0.1:1/hook\"\n}\n",
+    )]);
+    let mut child = command(
+        dir.path(),
+        &[
+            "serve",
+            "--rules",
+            "rules",
+            "--data",
+            "data",
+            "--listen",
+            "127.0.0.1:0",
+            "--admin-listen",
+            "127.0.0.1:0",
+            "--retry-schedule",
+            "50ms",
+        ],
+    )
+    .env("WHC_LOG", "debug")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .spawn()
+    .expect("start whc serve");
+    let stdout = child.stdout.take().unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let mut serving = Serving(child);
+    let mut line = String::new();
+    std::io::BufReader::new(stdout)
+        .read_line(&mut line)
+        .expect("the first line");
+    let (events, admin) = line
+        .trim()
+        .strip_prefix("whc serve: events on http://")
+        .and_then(|rest| rest.split_once(", admin on http://"))
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    let (events, admin) = (events.to_owned(), admin.to_owned());
+    // As `whc serve 2>&1 | head -1` does when head has its line: both pipes lose their reader,
+    // and every later write to them fails with EPIPE.
+    drop(stderr);
+
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let event = format!(r#"{{"id": "e{i}", "type": "conversion", "revenue": "1"}}"#);
+        let (status, body) = http(&events, "POST", "/v1/events", &event);
+        assert_eq!(status, 202, "{body}");
+        let answer: Value = serde_json::from_str(&body).unwrap();
+        ids.push(
+            answer["events"][0]["deliveries"][0]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // The dispatcher keeps working: each delivery is attempted (and fails, logging).
+    let start = Instant::now();
+    for id in &ids {
+        loop {
+            let (status, body) = http(&admin, "GET", &format!("/v1/deliveries/{id}"), "");
+            assert_eq!(status, 200, "{body}");
+            let delivery: Value = serde_json::from_str(&body).unwrap();
+            if delivery["attempts"].as_u64() >= Some(1) {
+                break;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "delivery never attempted: {delivery:#}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    let pid = serving.0.id().to_string();
+    let kill = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(kill.success());
+    let start = Instant::now();
+    let exit = loop {
+        if let Some(exit) = serving.0.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "whc serve ignored SIGTERM with its stderr closed"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    assert!(exit.success(), "whc serve exited with {exit} after SIGTERM");
+}

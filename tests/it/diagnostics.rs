@@ -15,7 +15,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics")
 
 /// Every code in the registry. `produced_by_compile` is exhaustive, so a new code does not
 /// compile here until someone decides whether it needs a fixture.
-const ALL_CODES: [Code; 32] = [
+const ALL_CODES: [Code; 33] = [
     Code::Syntax,
     Code::UnknownField,
     Code::UnknownEvent,
@@ -48,6 +48,7 @@ const ALL_CODES: [Code; 32] = [
     Code::DuplicateEvent,
     Code::NoRules,
     Code::SkippedLink,
+    Code::CredentialLiteral,
 ];
 
 /// Whether `whc::lang::compile` can report the code (so that it must have a fixture).
@@ -83,7 +84,8 @@ fn produced_by_compile(code: Code) -> bool {
         | Code::EventNumberOutsideEvent
         | Code::CountryCode
         | Code::EnvUnset
-        | Code::DuplicateEvent => true,
+        | Code::DuplicateEvent
+        | Code::CredentialLiteral => true,
     }
 }
 
@@ -206,6 +208,7 @@ fn warnings_and_errors_have_the_registry_severity() {
                 | "whc::duplicate_event"
                 | "whc::no_rules"
                 | "whc::skipped_link"
+                | "whc::credential_literal"
         );
         assert_eq!(warning, expect_warning, "{name}");
     }

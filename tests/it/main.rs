@@ -6,6 +6,8 @@ mod cli;
 mod diagnostics;
 mod fast_paths;
 mod fmt;
+mod fuzz_harness;
+mod fuzz_replay;
 mod never_panics;
 mod semantics;
 mod support;

@@ -44,6 +44,24 @@ impl Checker<'_> {
                     );
                     ok = false;
                 }
+                if !v.value.is_empty()
+                    && (is_credential_header(&name.value) || is_credential_value(&v.value))
+                {
+                    self.error(
+                        Code::CredentialLiteral,
+                        v.span,
+                        "a credential written in the file",
+                        format!(
+                            "header `{}` holds a credential written as a literal",
+                            name.value
+                        ),
+                    )
+                    .help = Some(format!(
+                        "rule files live in version control; put the value in an environment \
+                         variable and write `header \"{}\" = env(\"NAME\")`",
+                        name.value
+                    ));
+                }
                 Secretish::Literal(v.value.clone())
             }
             ValueSource::Env(var) => self.env_value(var, "the header will be left out"),
@@ -87,6 +105,104 @@ impl Checker<'_> {
                 .help = Some("rule files live in version control; put the secret in an environment variable and write `secret env(\"NAME\")`".into());
                 None
             }
+        }
+    }
+}
+
+/// Words that make a header or query parameter name a credential's (`X-Api-Key`,
+/// `access_token`, `client_secret`); names are split into words at `-` and `_`.
+const CREDENTIAL_WORDS: [&str; 9] = [
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "apikey",
+    "credential",
+    "credentials",
+    "signature",
+    "authorization",
+];
+
+/// Whether a header with this name carries a credential: `Authorization`, `Cookie`,
+/// `X-Api-Key`, `Api-Key`, `X-Auth-Token`, `*-Token`, `*-Secret`, ...
+pub(super) fn is_credential_header(name: &str) -> bool {
+    let name = name.to_ascii_lowercase();
+    matches!(
+        name.as_str(),
+        "cookie" | "proxy-authorization" | "x-auth" | "x-key"
+    ) || is_credential_name(&name)
+}
+
+/// Whether a (lower-case) name is a credential's by its words: one of [`CREDENTIAL_WORDS`], or
+/// `api`, `access`, `private`, `secret` or `auth` followed by `key` (`api_key`, `X-Access-Key`).
+pub(super) fn is_credential_name(lower: &str) -> bool {
+    let words: Vec<&str> = lower.split(['-', '_']).collect();
+    words.iter().any(|w| CREDENTIAL_WORDS.contains(w))
+        || words.windows(2).any(|pair| {
+            matches!(pair[0], "api" | "access" | "private" | "secret" | "auth") && pair[1] == "key"
+        })
+}
+
+/// Whether a header value reads as a credential whatever the header: an HTTP authentication
+/// scheme and its parameter (`Bearer abc...`, `Basic dXNlcjpwYXNz`, `Token abc`).
+pub(super) fn is_credential_value(value: &str) -> bool {
+    let Some((scheme, rest)) = value.trim_start().split_once(' ') else {
+        return false;
+    };
+    ["bearer", "basic", "token", "digest"]
+        .iter()
+        .any(|s| scheme.eq_ignore_ascii_case(s))
+        && !rest.trim().is_empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn credential_header_names() {
+        for name in [
+            "Authorization",
+            "Proxy-Authorization",
+            "Cookie",
+            "X-Api-Key",
+            "Api-Key",
+            "X-API-KEY",
+            "ApiKey",
+            "X-Auth-Token",
+            "X-Shopify-Access-Token",
+            "X-Client-Secret",
+            "X-Access-Key",
+            "X-Webhook-Signature",
+        ] {
+            assert!(is_credential_header(name), "{name}");
+        }
+        for name in [
+            "X-Source",
+            "Accept",
+            "X-Request-Id",
+            "X-Campaign",
+            "X-Keyword",
+            "X-Tokenizer-Mode",
+            "X-Monkey",
+        ] {
+            assert!(!is_credential_header(name), "{name}");
+        }
+    }
+
+    #[test]
+    fn credential_header_values() {
+        for value in ["Bearer abc.def", "basic dXNlcjpwYXNz", "Token 123"] {
+            assert!(is_credential_value(value), "{value}");
+        }
+        for value in [
+            "Bearer",
+            "Bearer ",
+            "whc",
+            "application/json",
+            "Tokenised text",
+        ] {
+            assert!(!is_credential_value(value), "{value}");
         }
     }
 }

@@ -8,6 +8,7 @@ use crate::lang::url::{Token, UrlProblem, UrlTemplate};
 use crate::event::{ClickField, NumberField};
 
 use super::Checker;
+use super::headers::is_credential_name;
 
 impl Checker<'_> {
     pub(super) fn url(&mut self, url: &StringLit) -> Option<UrlTemplate> {
@@ -21,6 +22,21 @@ impl Checker<'_> {
                         "this webhook sends over plain `http://`",
                     )
                     .help = Some("use an `https://` endpoint, so event data and secrets are encrypted in transit".into());
+                }
+                for (name, range) in literal_credentials(&url.value) {
+                    self.error(
+                        Code::CredentialLiteral,
+                        url.inner_span(range),
+                        "a credential written in the file",
+                        format!("query parameter `{name}` holds a credential written as a literal"),
+                    )
+                    .help = Some(
+                        "rule files live in version control and URLs end up in logs; a URL \
+                         cannot read `env(...)`: if the receiver accepts the credential in a \
+                         header, send it with `header \"NAME\" = env(\"VAR\")`; otherwise \
+                         accept the risk"
+                            .into(),
+                    );
                 }
                 Some(t)
             }
@@ -64,6 +80,31 @@ impl Checker<'_> {
     }
 }
 
+/// The query parameters whose name is a credential's (`api_key`, `token`, `sig`, ...) and whose
+/// value is written out: each name and the byte range of its value. A value with a `[token]`
+/// comes from the event, not from the file.
+fn literal_credentials(url: &str) -> Vec<(&str, std::ops::Range<usize>)> {
+    let Some(start) = url.find('?').map(|q| q + 1) else {
+        return Vec::new();
+    };
+    let end = url[start..].find('#').map_or(url.len(), |f| f + start);
+    let mut found = Vec::new();
+    let mut offset = start;
+    for pair in url[start..end].split('&') {
+        if let Some((name, value)) = pair.split_once('=') {
+            let lower = name.to_ascii_lowercase();
+            let credential = matches!(lower.as_str(), "key" | "sig" | "pass" | "pwd" | "auth")
+                || is_credential_name(&lower);
+            if credential && !value.is_empty() && !value.contains('[') {
+                let value_start = offset + name.len() + 1;
+                found.push((name, value_start..value_start + value.len()));
+            }
+        }
+        offset += pair.len() + 1;
+    }
+    found
+}
+
 fn is_loopback(url: &str) -> bool {
     let rest = url.split_once("://").map_or(url, |(_, r)| r);
     ["localhost", "127.", "[::1]"]
@@ -80,4 +121,28 @@ fn tokens_help() -> String {
          [first.{click}] or [last.{click}], and {}",
         others.join(", ")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::literal_credentials;
+
+    #[test]
+    fn literal_credentials_in_the_query() {
+        let url =
+            "https://x.test/p?api_key=abc&v=1&token=[visitor]&sig=f00&access_token=&key=k#sig=x";
+        let found: Vec<_> = literal_credentials(url)
+            .into_iter()
+            .map(|(name, range)| (name, &url[range]))
+            .collect();
+        assert_eq!(found, [("api_key", "abc"), ("sig", "f00"), ("key", "k")]);
+        for quiet in [
+            "https://x.test/track?amount=[revenue]&txn=[transaction]",
+            "https://x.test/collect?v=1&t=transaction&ti=[transaction]",
+            "https://x.test/?monkey=1&keyword=shoes&tokens=3",
+            "https://x.test/api_key=abc",
+        ] {
+            assert!(literal_credentials(quiet).is_empty(), "{quiet}");
+        }
+    }
 }

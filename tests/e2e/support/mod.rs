@@ -230,6 +230,16 @@ pub struct Sidecar {
     _signals: signals::SignalGuard,
 }
 
+/// What is left of a stopped sidecar: enough to start one on its data.
+pub struct Stopped {
+    /// Its settings (the data directory included).
+    pub config: ServeConfig,
+    /// Its environment.
+    pub env: HashMap<String, String>,
+    _data: TempDir,
+    _rules: TempDir,
+}
+
 /// A change to the settings before start.
 type Tweak = Box<dyn FnOnce(&mut ServeConfig)>;
 
@@ -270,6 +280,31 @@ impl Sidecar {
              BEGIN SELECT RAISE(ABORT, 'the store is broken (test)'); END;",
         )
         .expect("install the failing trigger");
+    }
+
+    /// Makes every attempt's record fail from now on, as a full disk would: a trigger aborts
+    /// each update of a delivery, while reads and new events still work.
+    pub fn break_records(&self) {
+        self.store_sql(
+            "CREATE TRIGGER whc_test_records_broken BEFORE UPDATE ON deliveries
+             BEGIN SELECT RAISE(ABORT, 'the disk is full (test)'); END;",
+        );
+    }
+
+    /// Undoes [`Sidecar::break_store`] and [`Sidecar::break_records`].
+    pub fn mend_store(&self) {
+        self.store_sql(
+            "DROP TRIGGER IF EXISTS whc_test_store_broken;
+             DROP TRIGGER IF EXISTS whc_test_records_broken;",
+        );
+    }
+
+    /// Runs SQL on the outbox from a connection of its own, as an operator would.
+    fn store_sql(&self, sql: &str) {
+        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        conn.busy_timeout(Duration::from_secs(10))
+            .expect("busy timeout");
+        conn.execute_batch(sql).expect("run SQL on the outbox");
     }
 
     /// The events listener's URL for `path`.
@@ -353,6 +388,22 @@ impl Sidecar {
             .shutdown()
             .await
             .expect("the sidecar's tasks ended cleanly");
+    }
+
+    /// Stops the sidecar cleanly and hands back its settings and environment, with its data
+    /// directory kept, for a test that starts on that data itself.
+    pub async fn stop(mut self) -> Stopped {
+        let running = self.running.take().expect("sidecar running");
+        running
+            .shutdown()
+            .await
+            .expect("the sidecar's tasks ended cleanly");
+        Stopped {
+            config: self.config,
+            env: self.env,
+            _data: self._data,
+            _rules: self.rules,
+        }
     }
 
     /// Stops the sidecar cleanly and starts it again on the same rules and data (on new

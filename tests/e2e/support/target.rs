@@ -36,6 +36,10 @@ pub enum Wire {
     /// Reads once, writes these bytes (not HTTP), then holds the connection until the client
     /// closes it.
     Banner(&'static [u8]),
+    /// Reads one whole request (headers and `Content-Length` body), writes these bytes as
+    /// the answer, then closes: for answers hyper would never send, such as a body shorter
+    /// than its `Content-Length`.
+    Raw(&'static [u8]),
 }
 
 /// How a target answers one HTTP request.
@@ -354,6 +358,37 @@ async fn serve(state: Arc<TargetState>, mut stream: TcpStream) {
             let _ = stream.write_all(bytes).await;
             // Hold the connection until the client has read the banner and closed its end.
             while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+        }
+        Wire::Raw(bytes) => {
+            read_request(&mut stream).await;
+            let _ = stream.write_all(bytes).await;
+            let _ = stream.shutdown().await;
+        }
+    }
+}
+
+/// Reads a request's head and its `Content-Length` body, so that closing after the answer
+/// leaves nothing unread (unread bytes would make the close a reset).
+async fn read_request(stream: &mut TcpStream) {
+    let mut seen = Vec::new();
+    let mut buf = [0; 4096];
+    let mut wanted: Option<usize> = None;
+    loop {
+        if let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&seen[..end]).to_ascii_lowercase();
+            let length = head
+                .lines()
+                .find_map(|l| l.strip_prefix("content-length:"))
+                .and_then(|v| v.trim().parse::<usize>().ok())
+                .unwrap_or(0);
+            let total = *wanted.get_or_insert(end + 4 + length);
+            if seen.len() >= total {
+                return;
+            }
+        }
+        match stream.read(&mut buf).await {
+            Ok(n) if n > 0 => seen.extend_from_slice(&buf[..n]),
+            _ => return,
         }
     }
 }
