@@ -8,7 +8,6 @@ use std::sync::Arc;
 
 use proptest::prelude::*;
 use whc::lang::format::format_source;
-use whc::lang::predicate::{Check, Predicate, TextSet};
 use whc::lang::{self, SourceFile};
 
 use super::support::{dir as rules, whc};
@@ -381,71 +380,11 @@ fn comments(text: &str) -> Vec<&str> {
     out
 }
 
-fn check(check: &Check) -> String {
-    match check {
-        Check::Contains(finder) => format!("Contains({:?})", finder.needle()),
-        Check::Matches(re) => format!("Matches({:?})", re.as_str()),
-        Check::TextIn(TextSet::Many(set)) => {
-            let mut values: Vec<_> = set.iter().collect();
-            values.sort();
-            format!("TextIn({values:?})")
-        }
-        other => format!("{other:?}"),
-    }
-}
-
-/// A compiled condition without spans and source text.
-fn predicate(p: &Predicate) -> String {
-    let list = |ps: &[Predicate]| ps.iter().map(predicate).collect::<Vec<_>>().join(", ");
-    match p {
-        Predicate::All(ps) => format!("all[{}]", list(ps)),
-        Predicate::Any(ps) => format!("any[{}]", list(ps)),
-        Predicate::Not(p) => format!("not[{}]", predicate(p)),
-        Predicate::Test(t) => format!(
-            "{:?} {} negated={} ignore_case={}",
-            t.field,
-            check(&t.check),
-            t.negated,
-            t.ignore_case()
-        ),
-    }
-}
-
 /// The compiled rule set and its diagnostic codes, without anything that says where.
 fn meaning(text: &str) -> Vec<String> {
     let env: HashMap<String, String> = [("TOKEN".to_owned(), "t".to_owned())].into();
     let compiled = lang::compile(&[Arc::new(SourceFile::new("r.whc", text))], &env);
-    let mut out: Vec<String> = compiled
-        .webhooks
-        .iter()
-        .map(|w| {
-            let conditions: Vec<String> = w
-                .conditions
-                .iter()
-                .map(|c| predicate(&c.predicate))
-                .collect();
-            let r = &w.request;
-            format!(
-                "{} {:?} disabled={} when={conditions:?} {:?} {:?} {:?} {:?} {:?} {:?}",
-                w.name,
-                w.events,
-                w.disabled,
-                r.method,
-                r.url.segments,
-                r.headers,
-                r.timeout,
-                r.retries,
-                r.secret
-            )
-        })
-        .collect();
-    out.extend(
-        compiled
-            .diagnostics
-            .iter()
-            .map(|d| format!("{:?} {:?}", d.severity, d.code)),
-    );
-    out
+    super::fuzz_harness::meaning(&compiled)
 }
 
 proptest! {

@@ -97,8 +97,9 @@ fn predicate(p: &Predicate) -> String {
     }
 }
 
-/// The compiled webhooks and the diagnostics' codes, without anything that says where.
-fn meaning(compiled: &lang::Compiled) -> Vec<String> {
+/// The compiled webhooks and the diagnostics' codes, without anything that says where (also
+/// what `fmt`'s property tests compare).
+pub fn meaning(compiled: &lang::Compiled) -> Vec<String> {
     let mut out: Vec<String> = compiled
         .webhooks
         .iter()
