@@ -83,8 +83,24 @@ pub enum Protocols {
     Http1And2,
 }
 
-/// The one connector builder: trusts the Mozilla roots and `extra`.
-pub fn connector(extra: &ExtraRoots, protocols: Protocols) -> Result<Connector, TrustError> {
+/// The one pooled client builder, for any request body type: connections through a
+/// [`Connector`] trusting the Mozilla roots and `extra`, idle ones kept 90 s.
+pub fn pooled<B>(
+    extra: &ExtraRoots,
+    protocols: Protocols,
+) -> Result<HyperClient<Connector, B>, TrustError>
+where
+    B: hyper::body::Body + Send + 'static,
+    B::Data: Send,
+{
+    Ok(HyperClient::builder(TokioExecutor::new())
+        .pool_idle_timeout(POOL_IDLE)
+        .pool_timer(TokioTimer::new())
+        .build(connector(extra, protocols)?))
+}
+
+/// The connector: trusts the Mozilla roots and `extra`.
+fn connector(extra: &ExtraRoots, protocols: Protocols) -> Result<Connector, TrustError> {
     let mut http = HttpConnector::new();
     http.enforce_http(false); // the TLS layer above takes https:// URLs
     http.set_nodelay(true); // webhook requests are small: don't wait to fill packets
@@ -107,11 +123,9 @@ impl Client {
 
     /// A client that also trusts these CA certificates (endpoints behind a private CA).
     pub fn with_roots(extra: &ExtraRoots) -> Result<Self, TrustError> {
-        let inner = HyperClient::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector(extra, Protocols::Http1And2)?);
-        Ok(Self { inner })
+        Ok(Self {
+            inner: pooled(extra, Protocols::Http1And2)?,
+        })
     }
 
     /// Makes one attempt. Never panics and never fails: every problem is an [`Outcome::Failed`].

@@ -23,7 +23,7 @@ pub mod test;
 mod trust;
 
 pub use crate::lang::headers::RESERVED_HEADERS;
-pub use client::{Client, Connector, MAX_URL_LEN, OutgoingRequest, Protocols, connector};
+pub use client::{Client, Connector, MAX_URL_LEN, OutgoingRequest, Protocols, pooled};
 pub use headers::{AttemptHeaders, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now};
 pub use limits::{Limits, SlotPermit, Slots, endpoint_of};
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};

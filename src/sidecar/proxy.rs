@@ -9,9 +9,8 @@ use hyper::body::Incoming;
 use hyper::header::{self, HeaderMap, HeaderName};
 use hyper::{Request, Response, StatusCode, Uri};
 use hyper_util::client::legacy::Client;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use crate::deliver::{Connector, ExtraRoots, Protocols, TrustError, connector};
+use crate::deliver::{Connector, ExtraRoots, Protocols, TrustError, pooled};
 
 use super::State;
 use super::body::{Bounded, read_bounded};
@@ -20,9 +19,6 @@ use super::guard::bearer_matches;
 use super::http::{Body, error};
 use super::ingest::{IngestFailure, Input};
 use super::metrics::Metrics;
-
-/// How long an idle pooled connection to the upstream is kept.
-const POOL_IDLE: Duration = Duration::from_secs(90);
 
 /// The upstream and how to reach it.
 pub struct Proxy {
@@ -36,15 +32,11 @@ impl Proxy {
     /// A proxy to the configured upstream, through whc's one connector (so `--ca-cert` applies
     /// to an upstream behind a private CA too).
     pub fn new(config: &ProxyConfig, roots: &ExtraRoots) -> Result<Proxy, TrustError> {
-        let client = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(POOL_IDLE)
-            .pool_timer(TokioTimer::new())
-            .build(connector(roots, Protocols::Http1)?);
         Ok(Proxy {
             upstream: config.upstream.clone(),
             intercept: config.intercept.clone(),
             timeout: config.timeout,
-            client,
+            client: pooled(roots, Protocols::Http1)?,
         })
     }
 
