@@ -1,6 +1,7 @@
 //! Attempts, retries, timeouts, dead deliveries and replays.
 
 use hyper::StatusCode;
+use whc::sidecar::ServeConfig;
 
 use crate::support::{Reply, Sidecar, Target, Wire, conversion, counter, webhook};
 
@@ -77,8 +78,12 @@ async fn a_404_goes_dead_and_a_replay_delivers_it() {
     sidecar.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_target_that_never_answers_times_out_without_delaying_another() {
+/// A hanging target for conversions (`slow`, with `timeout` and no retries) and an answering one
+/// for refunds (`fast`), behind a sidecar whose settings `tweak` adjusts.
+async fn slow_and_fast(
+    timeout: &str,
+    tweak: impl FnOnce(&mut ServeConfig) + 'static,
+) -> (Target, Target, Sidecar) {
     let slow = Target::start().await;
     slow.set_default(Reply::Hang);
     let fast = Target::start().await;
@@ -88,14 +93,24 @@ async fn a_target_that_never_answers_times_out_without_delaying_another() {
             "conversion",
             "",
             &slow.url("/slow"),
-            // Long enough that a stalled shared machine still gets the fast one through
-            // while the slow one hangs.
-            "    timeout 2s\n    retries 0\n",
+            &format!("    timeout {timeout}\n    retries 0\n"),
         ),
         webhook("fast", "refund", "", &fast.url("/fast"), ""),
     ]
     .concat();
-    let sidecar = Sidecar::start(&rules).await;
+    let sidecar = Sidecar::builder()
+        .file("main.whc", &rules)
+        .config(tweak)
+        .start()
+        .await;
+    (slow, fast, sidecar)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_target_that_never_answers_times_out_without_delaying_another() {
+    // Long enough that a stalled shared machine still gets the fast one through while the
+    // slow one hangs.
+    let (slow, fast, sidecar) = slow_and_fast("2s", |_| {}).await;
 
     let answer = sidecar.accept(conversion("evt-slow").to_string()).await;
     let slow_id = delivery_ids(&answer).remove(0);
@@ -128,28 +143,11 @@ async fn a_target_that_never_answers_times_out_without_delaying_another() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_saturated_slow_endpoint_does_not_delay_another() {
-    let slow = Target::start().await;
-    slow.set_default(Reply::Hang);
-    let fast = Target::start().await;
-    let rules = [
-        webhook(
-            "slow",
-            "conversion",
-            "",
-            &slow.url("/slow"),
-            "    timeout 30s\n    retries 0\n",
-        ),
-        webhook("fast", "refund", "", &fast.url("/fast"), ""),
-    ]
-    .concat();
-    let sidecar = Sidecar::builder()
-        .file("main.whc", &rules)
-        .config(|c| {
-            c.limits.overall = 3;
-            c.limits.per_endpoint = 2;
-        })
-        .start()
-        .await;
+    let (slow, fast, sidecar) = slow_and_fast("30s", |c| {
+        c.limits.overall = 3;
+        c.limits.per_endpoint = 2;
+    })
+    .await;
 
     // More slow deliveries than the slow endpoint's slots, and than all the slots.
     for i in 0..6 {
@@ -322,28 +320,11 @@ async fn a_429_is_retried_no_sooner_than_its_retry_after() {
 async fn a_dead_endpoints_backlog_larger_than_the_claims_does_not_starve_another() {
     // More deliveries wait for the hung endpoint than the dispatcher may claim in all: they
     // must not hold every claim while the healthy endpoint's delivery waits behind them.
-    let slow = Target::start().await;
-    slow.set_default(Reply::Hang);
-    let fast = Target::start().await;
-    let rules = [
-        webhook(
-            "slow",
-            "conversion",
-            "",
-            &slow.url("/slow"),
-            "    timeout 60s\n    retries 0\n",
-        ),
-        webhook("fast", "refund", "", &fast.url("/fast"), ""),
-    ]
-    .concat();
-    let sidecar = Sidecar::builder()
-        .file("main.whc", &rules)
-        .config(|c| {
-            c.limits.per_endpoint = 2;
-            c.limits.claimed = 50;
-        })
-        .start()
-        .await;
+    let (slow, fast, sidecar) = slow_and_fast("60s", |c| {
+        c.limits.per_endpoint = 2;
+        c.limits.claimed = 50;
+    })
+    .await;
 
     let backlog: Vec<_> = (0..300).map(|i| conversion(&format!("slow-{i}"))).collect();
     sidecar
