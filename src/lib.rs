@@ -9,3 +9,4 @@ pub mod lang;
 pub mod outbox;
 pub mod sidecar;
 pub mod source;
+pub mod store;
