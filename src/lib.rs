@@ -8,3 +8,4 @@ pub mod event;
 pub mod lang;
 pub mod outbox;
 pub mod sidecar;
+pub mod store;

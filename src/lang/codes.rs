@@ -39,6 +39,7 @@ pub enum Code {
     NoRules,
     SkippedLink,
     CredentialLiteral,
+    CurrencyCode,
 }
 
 impl Code {
@@ -78,6 +79,7 @@ impl Code {
             Code::NoRules => "whc::no_rules",
             Code::SkippedLink => "whc::skipped_link",
             Code::CredentialLiteral => "whc::credential_literal",
+            Code::CurrencyCode => "whc::currency_code",
         }
     }
 
@@ -95,6 +97,7 @@ impl Code {
                 | Code::NoRules
                 | Code::SkippedLink
                 | Code::CredentialLiteral
+                | Code::CurrencyCode
         )
     }
 }

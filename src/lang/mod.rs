@@ -4,6 +4,7 @@ pub mod ast;
 pub mod check;
 pub mod codes;
 mod country;
+mod currency;
 pub mod diagnostic;
 pub mod escape;
 pub mod format;

@@ -28,7 +28,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{Client, ExtraRoots};
 use crate::lang::Env;
-use crate::outbox::{Outbox, now_ms};
+use crate::outbox::now_ms;
+use crate::store::{Store, StoreLocation};
 
 pub use body::{BodyError, read_limited};
 pub use config::{Intercept, ProxyConfig, ServeConfig};
@@ -60,7 +61,7 @@ pub struct State {
     /// The rules being served.
     pub rules: Arc<LiveRules>,
     /// The durable store.
-    pub outbox: Outbox,
+    pub outbox: Store,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Where secrets come from.
@@ -86,13 +87,13 @@ pub enum ServeError {
         .0.rendered()
     )]
     Rules(#[source] RulesError),
-    /// The outbox could not be opened.
+    /// The store could not be opened.
     #[error("cannot open the outbox in {path}: {source}")]
     Outbox {
-        /// The data directory.
+        /// The data directory, or the database URL without its password.
         path: String,
         /// Why.
-        source: crate::outbox::OutboxError,
+        source: crate::store::StoreError,
     },
     /// A `--ca-cert` file could not be used.
     #[error(transparent)]
@@ -161,9 +162,16 @@ pub async fn start(
     let rules = Arc::new(
         LiveRules::load(config.rules.clone(), Arc::clone(&env)).map_err(ServeError::Rules)?,
     );
-    let db = config.data.join("outbox.db");
-    let outbox = Outbox::open(&db).map_err(|source| ServeError::Outbox {
-        path: config.data.display().to_string(),
+    let location = StoreLocation::parse(config.store.as_deref(), &config.data);
+    let opened = match &location {
+        Ok(location) => Store::open(location, config.store_options).await,
+        Err(unknown) => Err(unknown.clone().into()),
+    };
+    let outbox = opened.map_err(|source| ServeError::Outbox {
+        path: match &location {
+            Ok(StoreLocation::Postgres(url)) => crate::store::redact(url),
+            _ => config.data.display().to_string(),
+        },
         source,
     })?;
     let bind = |addr: SocketAddr| async move {
@@ -300,7 +308,7 @@ async fn sample(state: Arc<State>, cancel: CancellationToken) {
 }
 
 /// Deletes delivered deliveries older than the retention period, hourly.
-async fn prune(outbox: Outbox, retention: Duration, cancel: CancellationToken) {
+async fn prune(outbox: Store, retention: Duration, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {

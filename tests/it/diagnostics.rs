@@ -15,7 +15,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics")
 
 /// Every code in the registry. `produced_by_compile` is exhaustive, so a new code does not
 /// compile here until someone decides whether it needs a fixture.
-const ALL_CODES: [Code; 33] = [
+const ALL_CODES: [Code; 34] = [
     Code::Syntax,
     Code::UnknownField,
     Code::UnknownEvent,
@@ -49,6 +49,7 @@ const ALL_CODES: [Code; 33] = [
     Code::NoRules,
     Code::SkippedLink,
     Code::CredentialLiteral,
+    Code::CurrencyCode,
 ];
 
 /// Whether `whc::lang::compile` can report the code (so that it must have a fixture).
@@ -85,7 +86,8 @@ fn produced_by_compile(code: Code) -> bool {
         | Code::CountryCode
         | Code::EnvUnset
         | Code::DuplicateEvent
-        | Code::CredentialLiteral => true,
+        | Code::CredentialLiteral
+        | Code::CurrencyCode => true,
     }
 }
 
@@ -209,6 +211,7 @@ fn warnings_and_errors_have_the_registry_severity() {
                 | "whc::no_rules"
                 | "whc::skipped_link"
                 | "whc::credential_literal"
+                | "whc::currency_code"
         );
         assert_eq!(warning, expect_warning, "{name}");
     }

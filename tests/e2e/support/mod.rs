@@ -273,7 +273,10 @@ impl Sidecar {
     /// Makes every event insert fail from now on, as a full disk would: a trigger in the
     /// outbox aborts it, so accepting events fails with a store error.
     pub fn break_store(&self) {
-        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        let conn = rusqlite::Connection::open(
+            self.running().state.outbox.path().expect("a SQLite outbox"),
+        )
+        .expect("open");
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .expect("busy timeout");
         conn.execute_batch(
@@ -302,7 +305,10 @@ impl Sidecar {
 
     /// Runs SQL on the outbox from a connection of its own, as an operator would.
     fn store_sql(&self, sql: &str) {
-        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        let conn = rusqlite::Connection::open(
+            self.running().state.outbox.path().expect("a SQLite outbox"),
+        )
+        .expect("open");
         conn.busy_timeout(Duration::from_secs(10))
             .expect("busy timeout");
         conn.execute_batch(sql).expect("run SQL on the outbox");
