@@ -13,6 +13,7 @@ mod ingest;
 mod listeners;
 mod proxy;
 mod reload;
+mod sources;
 mod store;
 mod support;
 mod tls;
