@@ -4,10 +4,12 @@ pub mod admin;
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod deadline;
 pub mod dispatch;
 pub mod gate;
 pub mod guard;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
@@ -41,6 +43,7 @@ pub use watch::DEFAULT_DEBOUNCE;
 use dispatch::Dispatcher;
 use gate::DeliveryGate;
 use guard::AdminGuard;
+use history::History;
 use metrics::Metrics;
 use proxy::Proxy;
 
@@ -72,6 +75,8 @@ pub struct State {
     pub mode: Mode,
     /// Whether deliveries are paused.
     pub deliveries: DeliveryGate,
+    /// The last hour of figures, for the console's charts.
+    pub history: Arc<History>,
 }
 
 /// Why the sidecar could not start.
@@ -214,6 +219,7 @@ pub async fn start(
         ingest,
         mode,
         deliveries: DeliveryGate::new(config_paused),
+        history: Arc::new(History::default()),
     });
 
     let mut tasks = JoinSet::new();
@@ -276,6 +282,7 @@ pub async fn start(
             tracing::error!(%err, "rule watcher failed");
         }
     });
+    tasks.spawn(sample(Arc::clone(&state), cancel.clone()));
     tasks.spawn(prune(outbox, state.config.retention, cancel.clone()));
     tracing::info!(%addr, %admin_addr, rules = %rules.current().hash, "whc serve started");
     Ok(Running {
@@ -285,6 +292,20 @@ pub async fn start(
         cancel,
         tasks,
     })
+}
+
+/// Keeps the console's history: a sample at start, then every [`history::SAMPLE_EVERY`].
+async fn sample(state: Arc<State>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(history::SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let depth = state.outbox.queue_depth().await.unwrap_or(0);
+                state.history.record(now_ms(), depth, &state.metrics);
+            }
+            () = cancel.cancelled() => break,
+        }
+    }
 }
 
 /// Deletes delivered deliveries older than the retention period, hourly.

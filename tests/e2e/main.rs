@@ -3,7 +3,9 @@
 
 mod access;
 mod admin;
+mod browser;
 mod client;
+mod console;
 mod crash;
 mod delivery;
 mod fanout;
