@@ -246,10 +246,9 @@ pub struct DeliveryFilter {
     pub until: Option<i64>,
     /// Only deliveries whose event id, or its event's `transaction`, contains this text.
     pub text: Option<String>,
-    /// The page after this one: only deliveries older than this (`created_at`, `id`) pair, the
-    /// last of the page before (keyset paging: each page costs the same, however deep).
-    pub after: Option<(i64, String)>,
-    /// At most this many, newest first.
+    /// The page after the one that ended with this delivery id: only older deliveries.
+    pub after: Option<String>,
+    /// At most this many, newest first (by id: a UUID v7 starts with its creation time).
     pub limit: u32,
 }
 

@@ -184,12 +184,12 @@ async fn deliveries(state: &State, query: &str) -> Response<Body> {
     };
     let limit = filter.limit as usize;
     match state.outbox.list(filter).await {
-        // A full page may have a next one: its cursor is the last row's (created_at, id).
+        // A full page may have a next one: it starts after this page's last delivery.
         Ok(list) => {
             let next = list
                 .last()
                 .filter(|_| list.len() == limit)
-                .map(|d| format!("{}:{}", d.created_at, d.id));
+                .map(|d| d.id.clone());
             json(
                 StatusCode::OK,
                 &json!({
