@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::OutboxError;
 use super::payload::{StoredBody, StoredEvent};
-use super::types::{Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader, WebhookCounts};
+use super::types::{
+    Attempt, Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader, WebhookCounts,
+};
 
 /// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (the
 /// event an envelope wraps).
@@ -187,6 +189,27 @@ pub(crate) fn dead_ids(conn: &Connection, webhook: &str) -> Result<Vec<String>, 
     let rows = conn
         .prepare_cached("SELECT id FROM deliveries WHERE status = 'dead' AND webhook = ?1")?
         .query_map([webhook], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A delivery's attempts, in the order they were made.
+pub(crate) fn attempts(conn: &Connection, id: &str) -> Result<Vec<Attempt>, OutboxError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT at, outcome, status_code, error, excerpt, elapsed_ms FROM attempts
+             WHERE delivery_id = ?1 ORDER BY rowid",
+        )?
+        .query_map([id], |r| {
+            Ok(Attempt {
+                at: r.get(0)?,
+                outcome: r.get(1)?,
+                status_code: r.get(2)?,
+                error: r.get(3)?,
+                excerpt: r.get(4)?,
+                elapsed_ms: r.get(5)?,
+            })
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }
