@@ -28,6 +28,11 @@
 //!    delivery alone (the drain); then **delivering** while ingesting, production's default,
 //!    where both share the two cores (and the sink, which in production is another machine,
 //!    takes its share too);
+//!
+//!    a third sidecar run (paused, like the first) sends the same events as **mapped GET
+//!    postbacks** instead: `GET /in/load?id=...&et=sale&payout=...` with every field in the
+//!    query, mapped by a `source` block as a tracker's postback is; the report compares it with
+//!    the JSON post (issue 12's goal: a postback costs at most 1.2× a JSON post);
 //! 5. runs the **same load against a bare hyper server** in the same process: it reads the
 //!    body, parses it as a whc event with [`whc::event::Event::from_json_str`] (serde_json
 //!    into a `Value`, then the event: the same parsing work as the sidecar's ingest) and
@@ -114,6 +119,9 @@ struct Args {
     /// Skip the sidecar run that delivers while it ingests.
     #[arg(long)]
     skip_delivering: bool,
+    /// Skip the sidecar run that takes mapped GET postbacks.
+    #[arg(long)]
+    skip_postback: bool,
     /// Skip the bare server run.
     #[arg(long)]
     skip_bare: bool,
@@ -161,6 +169,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         } else {
             Some(run_sidecar(&args, threads, &sink, Mode::Delivering)?)
         };
+        let postback = if args.skip_sidecar || args.skip_postback {
+            None
+        } else {
+            Some(run_sidecar(&args, threads, &sink, Mode::Postback)?)
+        };
         let bare = if args.skip_bare {
             None
         } else {
@@ -177,6 +190,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             bare.as_ref(),
             sqlite.as_ref(),
         );
+        if let Some(g) = &postback {
+            postback_report(g, paused.as_ref());
+        }
         if let (Some(p), Some(b)) = (&paused, &bare) {
             ratios.push(p.load.rate() / b.load.rate());
         }
@@ -288,6 +304,8 @@ enum Mode {
     Paused,
     /// Delivering while ingesting, on the same cores: production's default.
     Delivering,
+    /// Paused, taking the events as mapped GET postbacks on a source's route.
+    Postback,
 }
 
 /// The delivery side of the sidecar's run.
@@ -339,6 +357,37 @@ webhook refunds {{
     post "http://{sink}/hooks/refund?txn=[transaction]&visitor=[visitor]"
     header "X-Source" = "whc-load"
 }}
+
+# The GET postback run's source: the same event as the JSON body, every field in the query.
+source load {{
+    route get "/in/load"
+    secret query "whc_token" = env("WHC_LOAD_TOKEN")
+    id = query "id"
+    type = query "et" {{ "sale" -> conversion, "refund" -> refund }}
+    transaction = query "txid"
+    revenue = query "payout"
+    visitor = query "visitor"
+    linkId = query "link"
+    targetId = query "target"
+    qualityScore = query "qs"
+    conversionCount = query "cc"
+    eventCount = query "ec"
+    isFromGoogleAds = query "gads"
+    isFromFacebookAds = query "fbads"
+    isFromTikTokAds = query "ttads"
+    first.utm_source = query "fsrc"
+    first.utm_medium = query "fmed"
+    first.utm_campaign = query "fcmp"
+    first.country = query "fcountry"
+    first.deviceType = query "fdev"
+    last.utm_source = query "src"
+    last.utm_medium = query "med"
+    last.utm_campaign = query "cmp"
+    last.country = query "country"
+    last.deviceType = query "dev"
+    last.referrer = query "ref"
+    occurredAt = query "at"
+}}
 "#
     )
 }
@@ -363,11 +412,13 @@ fn run_sidecar(
     config.limits.per_endpoint = args.per_endpoint.max(1);
     config.limits.overall = args.delivery_concurrency.max(1);
     config.grace = Duration::from_secs(2);
-    config.paused = mode == Mode::Paused;
+    config.paused = mode != Mode::Delivering;
 
     let runtime = server_runtime(threads, "whc-sidecar")?;
-    let env: Arc<dyn whc::lang::Env + Send + Sync> =
-        Arc::new(std::collections::HashMap::<String, String>::new());
+    let env: Arc<dyn whc::lang::Env + Send + Sync> = Arc::new(std::collections::HashMap::from([(
+        "WHC_LOAD_TOKEN".to_owned(),
+        "load".to_owned(),
+    )]));
     let running = runtime.block_on(sidecar::start(config, env))?;
     println!(
         "sidecar: events on http://{}, admin on http://{}, outbox {}",
@@ -383,6 +434,7 @@ fn run_sidecar(
     let run = match mode {
         Mode::Paused => "paused",
         Mode::Delivering => "delivering",
+        Mode::Postback => "postback",
     };
     let load = drive(args, running.addr, run)?;
     let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
@@ -417,6 +469,7 @@ fn run_sidecar(
         name: match mode {
             Mode::Paused => "sidecar, paused",
             Mode::Delivering => "sidecar, delivering",
+            Mode::Postback => "sidecar, GET postback",
         },
         load,
         deliveries: Some(Deliveries {
@@ -425,7 +478,7 @@ fn run_sidecar(
             created,
             drain,
             drained,
-            paused: mode == Mode::Paused,
+            paused: mode != Mode::Delivering,
             load_secs: args.duration as f64,
         }),
         stats: Some(Stats {
@@ -684,10 +737,12 @@ struct Tally {
 struct Bodies {
     templates: Vec<(Vec<u8>, Vec<u8>)>,
     run: &'static str,
+    /// The templates are GET postback paths and queries, not JSON bodies.
+    postback: bool,
 }
 
 impl Bodies {
-    fn new(run: &'static str) -> Bodies {
+    fn new(run: &'static str, postback: bool) -> Bodies {
         let sources = [
             ("facebook", "paid_social", false, true, false),
             ("google", "cpc", true, false, false),
@@ -713,9 +768,31 @@ impl Bodies {
                 quality = 40 + i * 7 % 60,
                 count = 1 + i % 9,
             );
+            if postback {
+                // The same event as a tracker's postback: every field a query parameter.
+                let head = "/in/load?whc_token=load&id=".to_owned();
+                let tail = format!(
+                    "&et={et}&txid=ORD-{i}{i}7&payout={revenue:.2}&visitor=v-{visitor}&link={link}&target=t-{target}&qs={quality}&cc=1&ec={count}&gads={google}&fbads={facebook}&ttads={tiktok}&fsrc={source}&fmed={medium}&fcmp=spring-sale&fcountry={country}&fdev={device}&src={source}&med={medium}&cmp=spring-brand&country={country}&dev={device}&ref=https%3A%2F%2Fwww.example.com%2F&at=2026-11-27T10%3A15%3A00Z",
+                    et = if kind == "refund" { "refund" } else { "sale" },
+                    visitor = 5000 + i * 13,
+                    link = 10 + i % 7,
+                    target = i % 5,
+                    quality = 40 + i * 7 % 60,
+                    count = 1 + i % 9,
+                    google = u8::from(google),
+                    facebook = u8::from(facebook),
+                    tiktok = u8::from(tiktok),
+                );
+                templates.push((head.into_bytes(), tail.into_bytes()));
+                continue;
+            }
             templates.push((head.into_bytes(), tail.into_bytes()));
         }
-        Bodies { templates, run }
+        Bodies {
+            templates,
+            run,
+            postback,
+        }
     }
 
     /// The body of request `n`: template `n mod k`, id `load-RUN-n`.
@@ -745,7 +822,7 @@ impl std::io::Write for BufWriter<'_> {
 
 /// Drives `POST /v1/events` at `addr` for the configured duration and merges the tallies.
 fn drive(args: &Args, addr: SocketAddr, run: &'static str) -> std::io::Result<LoadResult> {
-    let bodies = Arc::new(Bodies::new(run));
+    let bodies = Arc::new(Bodies::new(run, run == "postback"));
     let threads = args.client_threads.clamp(1, args.concurrency.max(1));
     let connections = args.concurrency.max(1);
     let duration = Duration::from_secs(args.duration);
@@ -847,20 +924,27 @@ async fn connection(
         };
         let body = bodies.body(n, &mut buf);
         n += stride;
-        let mut req = Request::new(Full::new(body));
-        *req.method_mut() = hyper::Method::POST;
-        *req.uri_mut() = hyper::Uri::from_static("/v1/events");
+        let (mut req, expected) = if bodies.postback {
+            let mut req = Request::new(Full::new(Bytes::new()));
+            *req.uri_mut() = hyper::Uri::from_maybe_shared(body).expect("a postback path");
+            (req, StatusCode::OK)
+        } else {
+            let mut req = Request::new(Full::new(body));
+            *req.method_mut() = hyper::Method::POST;
+            *req.uri_mut() = hyper::Uri::from_static("/v1/events");
+            req.headers_mut().insert(
+                header::CONTENT_TYPE,
+                header::HeaderValue::from_static("application/json"),
+            );
+            (req, StatusCode::ACCEPTED)
+        };
         req.headers_mut().insert(header::HOST, host.clone());
-        req.headers_mut().insert(
-            header::CONTENT_TYPE,
-            header::HeaderValue::from_static("application/json"),
-        );
         let sent = Instant::now();
         let ok = match s.send_request(req).await {
             Ok(res) => {
                 let status = res.status();
                 let body = res.into_body().collect().await;
-                body.is_ok() && status == StatusCode::ACCEPTED
+                body.is_ok() && status == expected
             }
             Err(_) => {
                 sender = None;
@@ -929,6 +1013,36 @@ fn process_cpu() -> Option<f64> {
 
 // ---------------------------------------------------------------------------------------------
 // The report.
+
+/// The mapped GET postback run against the JSON post run (both with deliveries paused).
+fn postback_report(postback: &Measured, json: Option<&Measured>) {
+    let cpu_per_event = |m: &Measured| match (m.process_cpu, m.load.client_cpu) {
+        (Some(all), Some(client)) if m.load.accepted > 0 => {
+            Some((all - client) / m.load.accepted as f64 * 1e6)
+        }
+        _ => None,
+    };
+    let g = &postback.load;
+    println!(
+        "\nmapped GET postback (deliveries paused): {:.0} events/s, p50 {:.2} ms, p99 {:.2} ms, {} errors, {} us cpu/event",
+        g.rate(),
+        g.percentile_ms(0.50),
+        g.percentile_ms(0.99),
+        g.errors,
+        cpu_per_event(postback).map_or("-".to_owned(), |c| format!("{c:.1}"))
+    );
+    let Some(json) = json else {
+        return;
+    };
+    let by_rate = json.load.rate() / g.rate().max(f64::MIN_POSITIVE);
+    println!(
+        "postback cost / JSON post cost, by events/s: {by_rate:.2} (goal: at most 1.20) -> {}",
+        if by_rate <= 1.2 { "met" } else { "MISSED" }
+    );
+    if let (Some(p), Some(j)) = (cpu_per_event(postback), cpu_per_event(json)) {
+        println!("postback cost / JSON post cost, by cpu per event: {:.2}", p / j);
+    }
+}
 
 fn report(
     paused: Option<&Measured>,
