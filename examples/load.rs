@@ -1040,7 +1040,10 @@ fn postback_report(postback: &Measured, json: Option<&Measured>) {
         if by_rate <= 1.2 { "met" } else { "MISSED" }
     );
     if let (Some(p), Some(j)) = (cpu_per_event(postback), cpu_per_event(json)) {
-        println!("postback cost / JSON post cost, by cpu per event: {:.2}", p / j);
+        println!(
+            "postback cost / JSON post cost, by cpu per event: {:.2}",
+            p / j
+        );
     }
 }
 

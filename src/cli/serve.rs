@@ -73,7 +73,8 @@ pub struct ServeArgs {
     /// Proxy mode: forward every request to this URL (the tracker).
     #[arg(long)]
     upstream: Option<hyper::Uri>,
-    /// In proxy mode, a route whose bodies are events, as "METHOD /path" (repeatable).
+    /// In proxy mode, a route whose bodies are events, as "METHOD /path" (repeatable); with
+    /// "METHOD /path source=NAME" that source maps the tracker's own requests there.
     #[arg(long, value_parser = Intercept::parse, default_values_t = [Intercept::events()])]
     intercept: Vec<Intercept>,
     /// In proxy mode, how long to wait for the upstream's answer before answering 504.

@@ -41,6 +41,8 @@ pub struct Intercept {
     pub method: Method,
     /// The exact path.
     pub path: String,
+    /// The source that maps the request to an event; without one the body is whc's JSON event.
+    pub source: Option<String>,
 }
 
 /// Why `--intercept` could not be read.
@@ -55,6 +57,9 @@ pub enum InterceptError {
     /// The path is not absolute.
     #[error("`{0}` must start with `/`")]
     Path(String),
+    /// A third word that is not `source=NAME`.
+    #[error("`{0}` is not `source=NAME`")]
+    Source(String),
 }
 
 impl Intercept {
@@ -63,15 +68,25 @@ impl Intercept {
         Intercept {
             method: Method::POST,
             path: "/v1/events".into(),
+            source: None,
         }
     }
 
-    /// Parses `"POST /path"`.
+    /// Parses `"POST /path"`, or `"POST /path source=NAME"` for a tracker's own posts that a
+    /// source maps.
     pub fn parse(text: &str) -> Result<Intercept, InterceptError> {
-        let (method, path) = text
-            .trim()
-            .split_once(' ')
-            .ok_or_else(|| InterceptError::Shape(text.to_owned()))?;
+        let words: Vec<&str> = text.split_whitespace().collect();
+        let (method, path, source) = match words.as_slice() {
+            [method, path] => (*method, *path, None),
+            [method, path, source] => {
+                let name = source
+                    .strip_prefix("source=")
+                    .filter(|n| !n.is_empty())
+                    .ok_or_else(|| InterceptError::Source((*source).to_owned()))?;
+                (*method, *path, Some(name.to_owned()))
+            }
+            _ => return Err(InterceptError::Shape(text.to_owned())),
+        };
         let method = Method::from_bytes(method.trim().to_ascii_uppercase().as_bytes())
             .map_err(|_| InterceptError::Method(method.to_owned()))?;
         let path = path.trim();
@@ -81,6 +96,7 @@ impl Intercept {
         Ok(Intercept {
             method,
             path: path.to_owned(),
+            source,
         })
     }
 
@@ -93,7 +109,11 @@ impl Intercept {
 impl fmt::Display for Intercept {
     /// `POST /v1/events`, as [`Intercept::parse`] reads it.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.method, self.path)
+        write!(f, "{} {}", self.method, self.path)?;
+        match &self.source {
+            Some(name) => write!(f, " source={name}"),
+            None => Ok(()),
+        }
     }
 }
 
@@ -250,5 +270,16 @@ mod tests {
             Intercept::parse("P(ST /x"),
             Err(InterceptError::Method(_))
         ));
+        let mapped = Intercept::parse("POST /api/conv source=voluum").expect("valid");
+        assert_eq!(mapped.source.as_deref(), Some("voluum"));
+        assert_eq!(mapped.to_string(), "POST /api/conv source=voluum");
+        assert_eq!(
+            Intercept::parse("POST /x voluum"),
+            Err(InterceptError::Source("voluum".into()))
+        );
+        assert_eq!(
+            Intercept::parse("POST /x source="),
+            Err(InterceptError::Source("source=".into()))
+        );
     }
 }

@@ -40,10 +40,11 @@ impl Proxy {
         })
     }
 
-    fn intercepts(&self, req: &Request<Incoming>) -> bool {
+    /// The intercept a request falls under, if any.
+    fn intercept_for(&self, req: &Request<Incoming>) -> Option<&Intercept> {
         self.intercept
             .iter()
-            .any(|i| i.matches(req.method(), req.uri().path()))
+            .find(|i| i.matches(req.method(), req.uri().path()))
     }
 }
 
@@ -80,8 +81,24 @@ pub async fn forward(
     proxy: Arc<Proxy>,
     req: Request<Incoming>,
 ) -> Response<Body> {
-    let mut intercepted = proxy.intercepts(&req);
-    if intercepted && !bearer_matches(req.headers(), state.config.ingest_token.as_deref()) {
+    let intercept = proxy.intercept_for(&req).cloned();
+    let mut intercepted = intercept.is_some();
+    // A source's intercept keeps what a source needs to map the request: its URL and headers.
+    let source_request = intercept
+        .as_ref()
+        .and_then(|i| i.source.clone())
+        .map(|name| {
+            (
+                name,
+                req.method().clone(),
+                req.uri().clone(),
+                req.headers().clone(),
+            )
+        });
+    if intercepted
+        && source_request.is_none()
+        && !bearer_matches(req.headers(), state.config.ingest_token.as_deref())
+    {
         // The tracker's own authentication decides its answer, so the request still goes on;
         // but whc accepts no events the ingest token does not vouch for.
         Metrics::bump(&state.metrics.proxy_unauthorised);
@@ -156,7 +173,16 @@ pub async fn forward(
     {
         // The upstream took it: accept it too. A body that is not an event is the tracker's
         // business, never a reason to change its answer.
-        match state.ingest.accept(Input::Json(&bytes)).await {
+        let input = match source_request {
+            None => Input::Json(&bytes),
+            Some((name, method, uri, headers)) => {
+                match map_with_source(&state, &name, &method, &uri, headers, bytes.clone()) {
+                    Some(event) => Input::Events(vec![event]),
+                    None => return finish(response),
+                }
+            }
+        };
+        match state.ingest.accept(input).await {
             Ok(_) => {}
             Err(IngestFailure::Invalid(invalid)) => {
                 Metrics::bump(&state.metrics.proxy_invalid);
@@ -169,8 +195,50 @@ pub async fn forward(
         }
     }
 
+    finish(response)
+}
+
+/// The upstream's answer as the client gets it.
+fn finish(response: Response<Incoming>) -> Response<Body> {
     let (mut parts, body) = response.into_parts();
     strip_hop_by_hop(&mut parts.headers);
     parts.headers.remove(header::TRANSFER_ENCODING);
     Response::from_parts(parts, body.boxed())
+}
+
+/// Maps an intercepted request with the named source (its secret checked); `None`, counted and
+/// logged, when the source is gone from the rules, the secret is wrong or the request does not
+/// map.
+fn map_with_source(
+    state: &State,
+    name: &str,
+    method: &hyper::Method,
+    uri: &Uri,
+    headers: HeaderMap,
+    body: bytes::Bytes,
+) -> Option<crate::event::Event> {
+    let rules = state.rules.current();
+    let Some(source) = rules.source(name) else {
+        Metrics::bump(&state.metrics.proxy_invalid);
+        tracing::warn!(
+            source = name,
+            "intercept names a source the rules do not have; forwarded only"
+        );
+        return None;
+    };
+    let path_and_query = uri.path_and_query().map_or("/", |p| p.as_str());
+    let request = crate::source::Request::new(method.as_str(), path_and_query, headers, body);
+    if let Err(err) = source.authorise(&request, &*state.env, super::guard::tokens_match) {
+        Metrics::bump(&state.metrics.proxy_unauthorised);
+        tracing::warn!(source = name, %err, "intercepted request without the source's secret: forwarded, not matched");
+        return None;
+    }
+    match source.map(&request) {
+        Ok(event) => Some(event),
+        Err(err) => {
+            Metrics::bump(&state.metrics.proxy_invalid);
+            tracing::warn!(source = name, %err, "intercepted request does not map to an event; forwarded only");
+            None
+        }
+    }
 }

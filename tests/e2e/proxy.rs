@@ -320,3 +320,76 @@ async fn a_hung_upstream_is_a_504_after_the_upstream_timeout() {
     assert!(sidecar.deliveries("").await.is_empty());
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_intercept_naming_a_source_maps_the_trackers_own_posts() {
+    let upstream = Target::start().await;
+    upstream.set_default(upstream_reply());
+    let hook = Target::start().await;
+    let rules = format!(
+        r#"
+source tracker_json {{
+    route post "/in/tracker-json"
+    secret header "X-Tracker-Key" = env("TRACKER_KEY")
+    id = json "/conversion/id"
+    status = json "/conversion/status" {{ "approved" -> conversion, "rejected" -> refund }}
+    revenue = json "/conversion/payout"
+    last.externalId = json "/click/gclid"
+}}
+
+webhook network {{
+    on conversion
+    get "{}"
+}}
+"#,
+        hook.url("/pb?click=[last.externalId]&sum=[revenue]")
+    );
+    let upstream_uri: hyper::Uri = upstream.url("/").parse().unwrap();
+    let sidecar = Sidecar::builder()
+        .file("main.whc", &rules)
+        .env("TRACKER_KEY", "k1")
+        .config(move |c| {
+            let mut proxy = ProxyConfig::new(upstream_uri);
+            proxy.intercept = vec![
+                whc::sidecar::config::Intercept::parse("POST /api/conversions source=tracker_json")
+                    .unwrap(),
+            ];
+            c.proxy = Some(proxy);
+        })
+        .start()
+        .await;
+    let body =
+        r#"{"conversion":{"id":"c-1","status":"approved","payout":"8.5"},"click":{"gclid":"G-7"}}"#;
+    let answer = sidecar
+        .http
+        .send(
+            Method::POST,
+            &sidecar.events_url("/api/conversions"),
+            &[
+                ("content-type", "application/json"),
+                ("x-tracker-key", "k1"),
+            ],
+            body,
+        )
+        .await;
+    assert_upstream_answer(&answer);
+    let fired = hook.wait_for(1).await;
+    assert_eq!(
+        fired[0].query_pairs(),
+        vec![("click".into(), "G-7".into()), ("sum".into(), "8.5".into())]
+    );
+    // Without the source's secret: forwarded, answered by the tracker, not matched.
+    let answer = sidecar
+        .http
+        .send(
+            Method::POST,
+            &sidecar.events_url("/api/conversions"),
+            &[("content-type", "application/json")],
+            body.replace("c-1", "c-2"),
+        )
+        .await;
+    assert_upstream_answer(&answer);
+    assert_eq!(upstream.wait_for(2).await.len(), 2);
+    assert_eq!(sidecar.deliveries("").await.len(), 1);
+    sidecar.shutdown().await;
+}
