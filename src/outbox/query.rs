@@ -9,13 +9,13 @@ use super::types::{Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader}
 
 /// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (the
 /// event an envelope wraps).
-const COLUMNS: &str = "d.id, d.event_id, d.webhook, d.method, d.url, d.headers, d.body,
+const COLUMNS: &str = "d.id, e.id, d.webhook, d.method, d.url, d.headers, d.body,
     d.secret_env, d.timeout_ms, d.max_attempts, d.attempts, d.status, d.next_attempt_at,
     d.last_status_code, d.last_error, d.response_excerpt, d.last_attempt_ms, d.created_at,
     d.updated_at, d.envelope, e.type, e.occurred_at, e.body";
 
 /// The tables [`COLUMNS`] reads.
-const FROM: &str = "deliveries d LEFT JOIN events e ON e.id = d.event_id";
+const FROM: &str = "deliveries d LEFT JOIN events e ON e.seq = d.event_seq";
 
 /// Maps a row of [`COLUMNS`]; bad data becomes an error, never a panic.
 fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
@@ -98,7 +98,7 @@ pub(crate) fn oldest_on(
         .prepare_cached(
             "SELECT id, next_attempt_at FROM deliveries
              WHERE status = 'pending' AND endpoint = ?1
-             ORDER BY next_attempt_at, id LIMIT ?2",
+             ORDER BY next_attempt_at, seq LIMIT ?2",
         )?
         .query_map(params![endpoint, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -113,7 +113,7 @@ pub(crate) fn list(
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM}
          WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.webhook = ?2)
-         ORDER BY d.created_at DESC, d.id DESC LIMIT ?3"
+         ORDER BY d.seq DESC LIMIT ?3"
     );
     let rows = conn
         .prepare_cached(&sql)?
