@@ -6,7 +6,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Number, Value as Json};
 
 use super::strict::{self, Doc, StrictJsonError};
-use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField};
+use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField, TextField};
 
 /// Why an event body was rejected; `key` names the offending key (dotted for click fields).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -43,6 +43,11 @@ impl EventError {
             StrictJsonError::DuplicateKey(path) => EventError::duplicate_key(strict::dotted(&path)),
         }
     }
+}
+
+/// What kind of JSON value this is, for error messages ("found a string").
+pub(crate) fn describe(value: &Json) -> &'static str {
+    Raw::of_json(value).describe()
 }
 
 /// What kind of JSON value this is, for error messages ("found a string").
@@ -346,6 +351,9 @@ fn parse_raw(value: Raw<'_>) -> Result<Event, EventError> {
     for field in IdField::ALL {
         event.ids[field.slot()] = id(obj, field.name())?;
     }
+    for field in TextField::ALL {
+        event.texts[field.slot()] = text(obj, field.name(), field.name())?;
+    }
     let first = click(obj, "firstClick")?;
     let last = click(obj, "lastClick")?;
     // A visitor with a single click: that click is both the first and the last.
@@ -409,6 +417,11 @@ impl Serialize for Event {
                 map.serialize_entry(field.name(), v)?;
             }
         }
+        for field in TextField::ALL {
+            if let Some(v) = self.text(field) {
+                map.serialize_entry(field.name(), v)?;
+            }
+        }
         map.serialize_entry("firstClick", &ClickOut(&self.first_click))?;
         map.serialize_entry("lastClick", &ClickOut(&self.last_click))?;
         if let Some(at) = &self.occurred_at {
@@ -439,8 +452,9 @@ mod tests {
             r#"{"id":"e1","type":"conversion","transaction":"t-1","revenue":"49.5","visitor":"v9",
                 "linkId":12,"targetId":"x","qualityScore":70,"conversionCount":2,"eventCount":"3",
                 "isFromGoogleAds":true,"isFromFacebookAds":"false","isFromTikTokAds":null,
-                "firstClick":{"utm_source":"facebook","country":"US"},
-                "lastClick":{"utm_source":"google","deviceType":"mobile"},
+                "currency":"EUR",
+                "firstClick":{"utm_source":"facebook","country":"US","clickId":"c1"},
+                "lastClick":{"utm_source":"google","deviceType":"mobile","externalId":"gclid-9"},
                 "occurredAt":"2026-11-27T10:00:00Z","somethingElse":[1,2]}"#,
         )
         .unwrap();
@@ -454,6 +468,11 @@ mod tests {
         assert_eq!(
             e.click_text(Attribution::First, ClickField::UtmSource),
             Some("facebook")
+        );
+        assert_eq!(e.text(TextField::Currency), Some("EUR"));
+        assert_eq!(
+            e.click_text(Attribution::Last, ClickField::ExternalId),
+            Some("gclid-9")
         );
         assert_eq!(
             e.click_text(Attribution::Last, ClickField::Country),
@@ -516,6 +535,7 @@ mod tests {
             ),
             (r#"{"type":"conversion","lastClick":"US"}"#, "lastClick"),
             (r#"{"type":"conversion","linkId":1.5}"#, "linkId"),
+            (r#"{"type":"conversion","currency":840}"#, "currency"),
             (r#"{"type":"sale"}"#, "type"),
             (r#"{"revenue":1}"#, "type"),
             (r#"[1]"#, ""),
