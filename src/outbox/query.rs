@@ -7,7 +7,9 @@ use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::OutboxError;
 use super::payload::{StoredBody, StoredEvent};
-use super::types::{Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader, WebhookCounts};
+use super::types::{
+    Attempt, Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader, WebhookCounts,
+};
 
 /// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (the
 /// event an envelope wraps).
@@ -112,18 +114,25 @@ pub(crate) fn list(
     conn: &Connection,
     filter: &DeliveryFilter,
 ) -> Result<Vec<Delivery>, OutboxError> {
+    // Newest first by id: a delivery id is a UUID v7, whose first bits are the time it was
+    // made, so the primary key is the log's order and a page is a range of it (keyset paging:
+    // each page costs the same however deep). With a cursor the range is written plainly, so
+    // that SQLite seeks to it instead of testing every row before it.
     // `instr` rather than `LIKE`: the text is matched as typed, `%` and `_` included.
+    let cursor = if filter.after.is_some() {
+        "d.id < ?8"
+    } else {
+        "?8 IS NULL"
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM}
-         WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.webhook = ?2)
+         WHERE {cursor} AND (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.webhook = ?2)
            AND (?4 IS NULL OR e.type = ?4)
            AND (?5 IS NULL OR d.created_at >= ?5) AND (?6 IS NULL OR d.created_at < ?6)
            AND (?7 IS NULL OR instr(e.id, ?7) > 0
                 OR instr(CAST(json_extract(e.body, '$.transaction') AS TEXT), ?7) > 0)
-           AND (?8 IS NULL OR (d.created_at, d.id) < (?8, ?9))
-         ORDER BY d.created_at DESC, d.id DESC LIMIT ?3"
+         ORDER BY d.id DESC LIMIT ?3"
     );
-    let (after_at, after_id) = filter.after.clone().unzip();
     let rows = conn
         .prepare_cached(&sql)?
         .query_map(
@@ -135,8 +144,7 @@ pub(crate) fn list(
                 filter.since,
                 filter.until,
                 filter.text,
-                after_at,
-                after_id,
+                filter.after,
             ],
             delivery,
         )?
@@ -181,6 +189,27 @@ pub(crate) fn dead_ids(conn: &Connection, webhook: &str) -> Result<Vec<String>, 
     let rows = conn
         .prepare_cached("SELECT id FROM deliveries WHERE status = 'dead' AND webhook = ?1")?
         .query_map([webhook], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A delivery's attempts, in the order they were made.
+pub(crate) fn attempts(conn: &Connection, id: &str) -> Result<Vec<Attempt>, OutboxError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT at, outcome, status_code, error, excerpt, elapsed_ms FROM attempts
+             WHERE delivery_id = ?1 ORDER BY rowid",
+        )?
+        .query_map([id], |r| {
+            Ok(Attempt {
+                at: r.get(0)?,
+                outcome: r.get(1)?,
+                status_code: r.get(2)?,
+                error: r.get(3)?,
+                excerpt: r.get(4)?,
+                elapsed_ms: r.get(5)?,
+            })
+        })?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
 }

@@ -14,10 +14,15 @@
 //!   `next_attempt_at`, `last_status_code`, `last_error`, `response_excerpt`, `last_attempt_ms`,
 //!   `created_at`, `updated_at` (ms since the epoch), `envelope` (1: the body is the envelope
 //!   rendered from the event), `endpoint` (`scheme://host:port` of the URL).
+//! * `attempts` (one row per attempt, in the order made): `delivery_id` (→ `deliveries.id`),
+//!   `at` (ms since the epoch), `outcome` (`delivered`, `retry` or `dead`), `status_code`,
+//!   `error`, `excerpt` (the start of the response body), `elapsed_ms`. Pruned with their
+//!   delivery.
 //!
 //! Indexes: the two `id`s' unique indexes; `deliveries_endpoint_due (status, endpoint,
 //! next_attempt_at)` (and so `seq`) for the dispatcher; `deliveries_event (event_seq)` for
-//! duplicates, pruning and the foreign key.
+//! duplicates, pruning and the foreign key; `attempts_delivery (delivery_id)` for a delivery's
+//! history.
 
 use std::time::Duration;
 
@@ -57,7 +62,11 @@ const MIGRATIONS: &[Migration] = &[
     // indexes), in this step's transaction. The new deliveries refer to the new events table,
     // which the rename turns into `events`, so dropping the old tables leaves no dangling key.
     Migration::sql(STEP_5),
-    // 6: integer keys in the order rows are stored (measured with callgrind under
+    // 6: every attempt is kept, not only the last one, so the console shows a delivery's
+    // history (each attempt's answer, error, excerpt and time). A rowid table: attempts only
+    // grow at the end, and the index finds a delivery's.
+    Migration::sql(STEP_6),
+    // 7: integer keys in the order rows are stored (measured with callgrind under
     // ingest-vs-limits.sh's load: the writer spent 87.7k instructions of 187.8k per event
     // matching 2 webhooks, most of it seeking and splitting b-trees keyed by text).
     // * Both tables become rowid tables keyed by `seq`: a new row is appended at the right
@@ -69,8 +78,22 @@ const MIGRATIONS: &[Migration] = &[
     // * `deliveries_endpoint_due` ends at `next_attempt_at`: an index entry already ends with
     //   the rowid, which orders ties in the order stored.
     // Rows are copied in the order they were stored, so `seq` follows it for old rows too.
-    Migration::sql(STEP_6),
+    Migration::sql(STEP_7),
 ];
+
+/// The SQL of step 6: the attempts of each delivery.
+pub(crate) const STEP_6: &str = "
+    CREATE TABLE attempts (
+        delivery_id TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        status_code INTEGER,
+        error       TEXT,
+        excerpt     TEXT,
+        elapsed_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX attempts_delivery ON attempts (delivery_id);
+";
 
 /// The SQL of step 4 (its Rust half is [`backfill_endpoints`]).
 pub(crate) const STEP_4: &str = "
@@ -129,12 +152,12 @@ pub(crate) const STEP_5: &str = "
     CREATE INDEX deliveries_endpoint_due ON deliveries (status, endpoint, next_attempt_at, id);
 ";
 
-/// The SQL of step 6: the tables rebuilt with integer keys in the order stored.
+/// The SQL of step 7: the tables rebuilt with integer keys in the order stored.
 ///
 /// A delivery whose event is missing (the foreign key made that impossible) would fail the
 /// `NOT NULL` of `event_seq` and so the migration, rather than be dropped.
-const STEP_6: &str = "
-    CREATE TABLE events_v6 (
+const STEP_7: &str = "
+    CREATE TABLE events_v7 (
         seq         INTEGER PRIMARY KEY,
         id          TEXT NOT NULL UNIQUE,
         type        TEXT NOT NULL,
@@ -142,12 +165,12 @@ const STEP_6: &str = "
         received_at INTEGER NOT NULL,
         occurred_at TEXT
     );
-    INSERT INTO events_v6 (id, type, body, received_at, occurred_at)
+    INSERT INTO events_v7 (id, type, body, received_at, occurred_at)
         SELECT id, type, body, received_at, occurred_at FROM events ORDER BY received_at, id;
-    CREATE TABLE deliveries_v6 (
+    CREATE TABLE deliveries_v7 (
         seq              INTEGER PRIMARY KEY,
         id               TEXT NOT NULL UNIQUE,
-        event_seq        INTEGER NOT NULL REFERENCES events_v6(seq),
+        event_seq        INTEGER NOT NULL REFERENCES events_v7(seq),
         webhook          TEXT NOT NULL,
         method           TEXT NOT NULL,
         url              TEXT NOT NULL,
@@ -168,7 +191,7 @@ const STEP_6: &str = "
         envelope         INTEGER NOT NULL DEFAULT 0,
         endpoint         TEXT NOT NULL
     );
-    INSERT INTO deliveries_v6 (id, event_seq, webhook, method, url, headers, body, secret_env,
+    INSERT INTO deliveries_v7 (id, event_seq, webhook, method, url, headers, body, secret_env,
             timeout_ms, max_attempts, attempts, status, next_attempt_at, last_status_code,
             last_error, response_excerpt, last_attempt_ms, created_at, updated_at, envelope,
             endpoint)
@@ -176,12 +199,12 @@ const STEP_6: &str = "
             d.timeout_ms, d.max_attempts, d.attempts, d.status, d.next_attempt_at,
             d.last_status_code, d.last_error, d.response_excerpt, d.last_attempt_ms,
             d.created_at, d.updated_at, d.envelope, d.endpoint
-        FROM deliveries d LEFT JOIN events_v6 e ON e.id = d.event_id
+        FROM deliveries d LEFT JOIN events_v7 e ON e.id = d.event_id
         ORDER BY d.created_at, d.id;
     DROP TABLE deliveries;
     DROP TABLE events;
-    ALTER TABLE events_v6 RENAME TO events;
-    ALTER TABLE deliveries_v6 RENAME TO deliveries;
+    ALTER TABLE events_v7 RENAME TO events;
+    ALTER TABLE deliveries_v7 RENAME TO deliveries;
     CREATE INDEX deliveries_event ON deliveries (event_seq);
     CREATE INDEX deliveries_endpoint_due ON deliveries (status, endpoint, next_attempt_at);
 ";

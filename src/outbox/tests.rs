@@ -945,7 +945,10 @@ fn assert_latest_schema(path: &std::path::Path) {
         .expect("version");
     assert_eq!(version, schema::VERSION);
     let tables: Vec<String> = conn
-        .prepare("SELECT sql FROM sqlite_master WHERE type = 'table' ORDER BY name")
+        .prepare(
+            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name != 'attempts'
+             ORDER BY name",
+        )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("tables");
     assert_eq!(tables.len(), 2, "{tables:?}");
@@ -964,7 +967,14 @@ fn assert_latest_schema(path: &std::path::Path) {
         )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("indexes");
-    assert_eq!(indexes, ["deliveries_endpoint_due", "deliveries_event"]);
+    assert_eq!(
+        indexes,
+        [
+            "attempts_delivery",
+            "deliveries_endpoint_due",
+            "deliveries_event"
+        ]
+    );
     let fk: i64 = conn
         .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
             r.get(0)
@@ -974,20 +984,23 @@ fn assert_latest_schema(path: &std::path::Path) {
 }
 
 #[tokio::test]
-async fn a_version_5_outbox_gets_integer_keys_in_the_order_stored_and_keeps_its_rows() {
+async fn a_version_6_outbox_gets_integer_keys_in_the_order_stored_and_keeps_its_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("outbox.db");
     {
         let conn = Connection::open(&path).expect("open");
         for step in schema::STEPS
             .iter()
-            .chain([&schema::STEP_4, &schema::STEP_5])
+            .chain([&schema::STEP_4, &schema::STEP_5, &schema::STEP_6])
         {
             conn.execute_batch(step).expect("old schema");
         }
         // Ids that sort against the order stored, and an event with no delivery.
         conn.execute_batch(
-            "PRAGMA user_version = 5;
+            "PRAGMA user_version = 6;
+             INSERT INTO attempts (delivery_id, at, outcome, status_code, error, excerpt,
+                 elapsed_ms)
+             VALUES ('d-1', 5, 'dead', 503, 'HTTP 503', 'busy', 12);
              INSERT INTO events (id, type, body, received_at, occurred_at) VALUES
                  ('z-first', 'conversion', '{\"type\":\"conversion\",\"id\":\"z-first\"}', 1,
                      '2026-11-27T10:15:00Z'),
@@ -1008,7 +1021,7 @@ async fn a_version_5_outbox_gets_integer_keys_in_the_order_stored_and_keeps_its_
                      5000, 3, 1, 'delivered', 30, 200, NULL, 'ok', 7, 2, 6, 0,
                      'https://crm.test:443');",
         )
-        .expect("version 5 rows");
+        .expect("version 6 rows");
     }
     let outbox = Outbox::open(&path).expect("open and migrate");
     assert_latest_schema(&path);
@@ -1064,6 +1077,9 @@ async fn a_version_5_outbox_gets_integer_keys_in_the_order_stored_and_keeps_its_
             5
         )
     );
+    let history = outbox.attempts("d-1").await.expect("attempts");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].outcome, "dead");
     let delivered = outbox.get("d-2").await.expect("get").expect("d-2 kept");
     assert_eq!(delivered.body, StoredBody::Bytes(b"{}".to_vec()));
     let due = outbox.due(LATER, 10, 10).await.expect("due");
@@ -1143,6 +1159,12 @@ fn every_query_of_a_delivery_uses_an_index() {
             "SELECT d.id FROM deliveries d LEFT JOIN events e ON e.seq = d.event_seq
              WHERE d.id = ?1",
             "sqlite_autoindex_deliveries_1",
+        ),
+        // The log's pages: a range of the delivery ids, newest first.
+        (
+            "SELECT d.id FROM deliveries d LEFT JOIN events e ON e.seq = d.event_seq
+             WHERE d.id < ?1 ORDER BY d.id DESC LIMIT ?2",
+            "SEARCH d USING INDEX sqlite_autoindex_deliveries_1 (id<?)",
         ),
     ] {
         let plan = plan(sql);

@@ -246,10 +246,9 @@ pub struct DeliveryFilter {
     pub until: Option<i64>,
     /// Only deliveries whose event id, or its event's `transaction`, contains this text.
     pub text: Option<String>,
-    /// The page after this one: only deliveries older than this (`created_at`, `id`) pair, the
-    /// last of the page before (keyset paging: each page costs the same, however deep).
-    pub after: Option<(i64, String)>,
-    /// At most this many, newest first.
+    /// The page after the one that ended with this delivery id: only older deliveries.
+    pub after: Option<String>,
+    /// At most this many, newest first (by id: a UUID v7 starts with its creation time).
     pub limit: u32,
 }
 
@@ -266,6 +265,23 @@ impl Default for DeliveryFilter {
             limit: 100,
         }
     }
+}
+
+/// One attempt of a delivery, as kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// When it was recorded, unix ms.
+    pub at: i64,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+    /// The HTTP status, if the target answered.
+    pub status_code: Option<u16>,
+    /// What went wrong (or was odd about a delivered answer).
+    pub error: Option<String>,
+    /// The start of the response body.
+    pub excerpt: Option<String>,
+    /// How long it took.
+    pub elapsed_ms: u64,
 }
 
 /// How many deliveries of one webhook reached each state in a time window.

@@ -45,7 +45,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::POST, ["v1", "deliveries", "pause"]) => set_paused(&state, true),
         (&Method::POST, ["v1", "deliveries", "resume"]) => set_paused(&state, false),
         (&Method::GET, ["v1", "deliveries", id]) => match state.outbox.get(&decode(id)).await {
-            Ok(Some(d)) => json(StatusCode::OK, &delivery_json(&d)),
+            Ok(Some(d)) => {
+                let mut body = delivery_json(&d);
+                match state.outbox.attempts(&d.id).await {
+                    Ok(attempts) => body["history"] = json!(attempts),
+                    Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+                }
+                json(StatusCode::OK, &body)
+            }
             Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
             Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
         },
@@ -184,12 +191,12 @@ async fn deliveries(state: &State, query: &str) -> Response<Body> {
     };
     let limit = filter.limit as usize;
     match state.outbox.list(filter).await {
-        // A full page may have a next one: its cursor is the last row's (created_at, id).
+        // A full page may have a next one: it starts after this page's last delivery.
         Ok(list) => {
             let next = list
                 .last()
                 .filter(|_| list.len() == limit)
-                .map(|d| format!("{}:{}", d.created_at, d.id));
+                .map(|d| d.id.clone());
             json(
                 StatusCode::OK,
                 &json!({

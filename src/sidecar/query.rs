@@ -13,7 +13,7 @@ pub struct BadQuery(pub String);
 
 /// Reads the delivery log's filter from a query string (without the `?`). Values are
 /// percent-decoded, `+` standing for a space; unknown keys and empty values are ignored; `since`
-/// and `until` are unix ms; `after` is a page's `next` cursor; `limit` is clamped to 1..=1000; a later key wins over an earlier one.
+/// and `until` are unix ms; `after` is a page's `next` (its last delivery id); `limit` is clamped to 1..=1000; a later key wins over an earlier one.
 pub fn delivery_filter(query: &str) -> Result<DeliveryFilter, BadQuery> {
     let mut filter = DeliveryFilter::default();
     for pair in query.split('&').filter(|p| !p.is_empty()) {
@@ -31,20 +31,7 @@ pub fn delivery_filter(query: &str) -> Result<DeliveryFilter, BadQuery> {
             "q" if !value.is_empty() => filter.text = Some(value),
             "since" if !value.is_empty() => filter.since = Some(unix_ms(key, &value)?),
             "until" if !value.is_empty() => filter.until = Some(unix_ms(key, &value)?),
-            "after" if !value.is_empty() => {
-                let cursor = value
-                    .split_once(':')
-                    .and_then(|(at, id)| Some((at.parse::<i64>().ok()?, id.to_owned())));
-                match cursor {
-                    Some(cursor) => filter.after = Some(cursor),
-                    None => {
-                        return Err(BadQuery(
-                            "after: expected `<created_at>:<id>` (the `next` of the page before)"
-                                .to_owned(),
-                        ));
-                    }
-                }
-            }
+            "after" if !value.is_empty() => filter.after = Some(value),
             "limit" => match value.parse::<u32>() {
                 Ok(n) => filter.limit = n.clamp(1, 1000),
                 Err(_) => return Err(BadQuery("limit: expected a whole number".to_owned())),
@@ -75,25 +62,17 @@ mod tests {
 
     #[test]
     fn reads_the_consoles_keys() {
-        let f =
-            delivery_filter("type=refund&since=10&until=20&q=ORD-7%26x&after=15:abc%3Ad").unwrap();
+        let f = delivery_filter("type=refund&since=10&until=20&q=ORD-7%26x&after=abc%3Ad").unwrap();
         assert_eq!(f.event_type.as_deref(), Some("refund"));
         assert_eq!((f.since, f.until), (Some(10), Some(20)));
         assert_eq!(f.text.as_deref(), Some("ORD-7&x"));
-        assert_eq!(f.after, Some((15, "abc:d".to_owned())));
+        assert_eq!(f.after.as_deref(), Some("abc:d"));
         let f = delivery_filter("type=&q=&since=&until=&after=").unwrap();
         assert_eq!(f, DeliveryFilter::default());
         assert_eq!(
             delivery_filter("since=yesterday").unwrap_err().0,
             "since: expected a time in unix milliseconds"
         );
-        assert!(
-            delivery_filter("after=abc")
-                .unwrap_err()
-                .0
-                .starts_with("after:")
-        );
-        assert!(delivery_filter("after=x:abc").is_err());
     }
 
     #[test]

@@ -283,14 +283,28 @@ async function openDelivery(id) {
     el('pre', { id: 'request-line' }, d.method + ' ' + d.url),
     headerList((d.headers || []).map(storedHeader)),
     d.body !== null ? el('pre', { id: 'request-body' }, d.body) : el('p', { class: 'muted' }, 'No body.'),
-    el('h3', {}, 'Last attempt'),
-    d.attempts === 0 ? el('p', { class: 'muted' }, 'Not tried yet.') : facts([
-      ['Answer', d.last_status_code ? String(d.last_status_code) : 'none'],
-      ['Error', d.last_error],
-      ['Took', d.last_attempt_ms === null ? null : d.last_attempt_ms + ' ms'],
-    ]),
-    d.response_excerpt ? el('pre', { id: 'response-excerpt' }, d.response_excerpt) : null,
-    el('p', { class: 'hint' }, 'whc keeps the last attempt of each delivery; earlier attempts are counted, not kept.'));
+    el('h3', {}, 'Attempts'),
+    attemptList(d));
+}
+
+/** Every kept attempt, oldest first; for a delivery stored before attempts were kept, the last. */
+function attemptList(d) {
+  const history = d.history && d.history.length ? d.history : (d.attempts ? [{
+    at: d.updated_at, outcome: d.status === 'pending' ? 'retry' : d.status, status_code: d.last_status_code,
+    error: d.last_error, excerpt: d.response_excerpt, elapsed_ms: d.last_attempt_ms,
+  }] : []);
+  if (!history.length) return el('p', { class: 'muted' }, 'Not tried yet.');
+  const list = el('ol', { class: 'attempts', id: 'attempts' });
+  history.forEach((a, i) => {
+    const last = i === history.length - 1;
+    list.append(el('li', { 'data-outcome': a.outcome },
+      el('div', {}, statusPill(a.outcome, a.outcome === 'retry' ? 'retrying' : a.outcome), ' ',
+        a.status_code ? 'HTTP ' + a.status_code : 'no answer', ' · ',
+        a.elapsed_ms === null ? '' : a.elapsed_ms + ' ms', ' · ', el('span', { class: 'mono' }, when(a.at))),
+      a.error ? el('div', { class: 'fails' }, a.error) : null,
+      a.excerpt ? el('pre', { class: 'excerpt', id: last ? 'response-excerpt' : null }, a.excerpt) : null));
+  });
+  return list;
 }
 
 /** Replays a webhook's dead deliveries; says, and returns, how many. */
