@@ -5,6 +5,9 @@
 //! (accept events, claim due deliveries, record attempts, replay, prune, read the log), and the
 //! contract tests (`contract.rs`) hold both stores to the same behaviour.
 
+pub mod postgres;
+pub mod scratch;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -102,9 +105,18 @@ pub enum StoreError {
     /// `--store` names no store whc has.
     #[error(transparent)]
     Unknown(#[from] UnknownStore),
-    /// This build has no such store.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The PostgreSQL store failed.
+    #[error(transparent)]
+    Postgres(postgres::PgError),
+}
+
+impl From<postgres::PgError> for StoreError {
+    fn from(e: postgres::PgError) -> StoreError {
+        match e {
+            postgres::PgError::NotPending(id) => StoreError::NotPending(id),
+            other => StoreError::Postgres(other),
+        }
+    }
 }
 
 impl From<OutboxError> for StoreError {
@@ -121,6 +133,8 @@ impl From<OutboxError> for StoreError {
 pub enum Store {
     /// The embedded SQLite outbox.
     Sqlite(Outbox),
+    /// A PostgreSQL database shared by a fleet.
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
@@ -129,7 +143,6 @@ impl Store {
         location: &StoreLocation,
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
-        let _ = options;
         match location {
             StoreLocation::Sqlite(path) => {
                 let path = path.clone();
@@ -138,10 +151,9 @@ impl Store {
                     .map_err(|_| StoreError::Sqlite(OutboxError::Closed))??;
                 Ok(Store::Sqlite(outbox))
             }
-            StoreLocation::Postgres(url) => Err(StoreError::Unsupported(format!(
-                "cannot open {}: this build has no PostgreSQL store",
-                redact(url)
-            ))),
+            StoreLocation::Postgres(url) => Ok(Store::Postgres(
+                postgres::PgStore::open(url, options.claim_lease).await?,
+            )),
         }
     }
 
@@ -150,6 +162,7 @@ impl Store {
     pub async fn accept(&self, events: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.accept(events).await?),
+            Store::Postgres(p) => Ok(p.accept(events).await?),
         }
     }
 
@@ -163,6 +176,7 @@ impl Store {
     ) -> Result<Vec<Delivery>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.due(now_ms, limit, per_endpoint).await?),
+            Store::Postgres(p) => Ok(p.due(now_ms, limit, per_endpoint).await?),
         }
     }
 
@@ -170,6 +184,7 @@ impl Store {
     pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.next_due_at(per_endpoint).await?),
+            Store::Postgres(p) => Ok(p.next_due_at(per_endpoint).await?),
         }
     }
 
@@ -178,6 +193,7 @@ impl Store {
     pub async fn changed(&self) {
         match self {
             Store::Sqlite(o) => o.changed().await,
+            Store::Postgres(p) => p.changed().await,
         }
     }
 
@@ -185,6 +201,7 @@ impl Store {
     pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.record(id, record).await?),
+            Store::Postgres(p) => Ok(p.record(id, record).await?),
         }
     }
 
@@ -192,6 +209,7 @@ impl Store {
     pub async fn release(&self, id: &str) {
         match self {
             Store::Sqlite(o) => o.release(id),
+            Store::Postgres(p) => p.release(id).await,
         }
     }
 
@@ -199,6 +217,7 @@ impl Store {
     pub async fn replay(&self, id: &str) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.replay(id).await?),
+            Store::Postgres(p) => Ok(p.replay(id).await?),
         }
     }
 
@@ -207,6 +226,7 @@ impl Store {
     pub async fn prune_delivered(&self, before_ms: i64) -> Result<usize, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.prune_delivered(before_ms).await?),
+            Store::Postgres(p) => Ok(p.prune_delivered(before_ms).await?),
         }
     }
 
@@ -214,6 +234,7 @@ impl Store {
     pub async fn list(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.list(filter).await?),
+            Store::Postgres(p) => Ok(p.list(filter).await?),
         }
     }
 
@@ -221,6 +242,7 @@ impl Store {
     pub async fn get(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.get(id).await?),
+            Store::Postgres(p) => Ok(p.get(id).await?),
         }
     }
 
@@ -228,6 +250,7 @@ impl Store {
     pub async fn queue_depth(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.queue_depth().await?),
+            Store::Postgres(p) => Ok(p.queue_depth().await?),
         }
     }
 
@@ -235,6 +258,7 @@ impl Store {
     pub async fn counts_by_status(&self) -> Result<StatusCounts, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.counts_by_status().await?),
+            Store::Postgres(p) => Ok(p.counts_by_status().await?),
         }
     }
 
@@ -242,6 +266,7 @@ impl Store {
     pub async fn check_writes(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.check_writes().await?),
+            Store::Postgres(p) => Ok(p.check_writes().await?),
         }
     }
 
@@ -249,6 +274,7 @@ impl Store {
     pub async fn check_reads(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.check_reads().await?),
+            Store::Postgres(p) => Ok(p.check_reads().await?),
         }
     }
 
@@ -256,6 +282,7 @@ impl Store {
     pub fn last_write_failure(&self) -> Option<String> {
         match self {
             Store::Sqlite(o) => o.last_write_failure(),
+            Store::Postgres(p) => p.last_write_failure(),
         }
     }
 
@@ -263,6 +290,29 @@ impl Store {
     pub fn stats(&self) -> Stats {
         match self {
             Store::Sqlite(o) => o.stats(),
+            Store::Postgres(p) => p.stats(),
+        }
+    }
+
+    /// Whether this store is shared by a fleet (deliveries paused fleet-wide through it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Pauses or resumes deliveries across the fleet: `Some(changed)` for a shared store, whose
+    /// sidecars all hear of it; `None` for the SQLite outbox, where pausing is this process's.
+    pub async fn set_fleet_paused(&self, paused: bool) -> Option<Result<bool, StoreError>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(p) => Some(p.set_paused(paused).await.map_err(StoreError::from)),
+        }
+    }
+
+    /// The fleet's pause flag, followed as the other sidecars change it (shared stores only).
+    pub fn fleet_paused(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(p) => Some(p.paused()),
         }
     }
 
@@ -270,6 +320,7 @@ impl Store {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Store::Sqlite(o) => Some(o.path()),
+            Store::Postgres(_) => None,
         }
     }
 
@@ -277,6 +328,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Store::Sqlite(o) => o.path().display().to_string(),
+            Store::Postgres(p) => p.describe().to_owned(),
         }
     }
 }

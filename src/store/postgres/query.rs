@@ -1,0 +1,153 @@
+//! Reads of the PostgreSQL store: a delivery row with the event its envelope wraps, the log,
+//! counts.
+
+use tokio_postgres::Row;
+use tokio_postgres::types::ToSql;
+
+use super::{PgError, Pool};
+use crate::outbox::{
+    Delivery, DeliveryFilter, Status, StatusCounts, StoredBody, StoredEvent, StoredHeader,
+};
+
+/// The columns [`delivery`] reads, in order, from `whc_deliveries d` joined with
+/// `whc_events e`.
+pub(crate) const COLUMNS: &str = "d.id, d.event_id, d.webhook, d.method, d.url, d.headers,
+    d.body, d.secret_env, d.timeout_ms, d.max_attempts, d.attempts, d.status,
+    d.next_attempt_at, d.last_status_code, d.last_error, d.response_excerpt,
+    d.last_attempt_ms, d.created_at, d.updated_at, d.envelope, e.type, e.occurred_at, e.body";
+
+/// Maps a row of [`COLUMNS`]; bad data becomes an error, never a panic.
+pub(crate) fn delivery(row: &Row) -> Result<Delivery, PgError> {
+    let bad = |what: &str| PgError::BadRow(format!("delivery {}: {what}", row.get::<_, &str>(0)));
+    let headers: &str = row.try_get(5)?;
+    let headers: Vec<StoredHeader> =
+        serde_json::from_str(headers).map_err(|e| bad(&format!("headers: {e}")))?;
+    let body = if row.try_get::<_, bool>(19)? {
+        let kind: Option<String> = row.try_get(20)?;
+        let occurred_at: Option<String> = row.try_get(21)?;
+        let json: Option<String> = row.try_get(22)?;
+        let (Some(kind), Some(json)) = (kind, json) else {
+            return Err(bad(
+                "its event is missing, so its envelope cannot be rendered",
+            ));
+        };
+        StoredBody::Envelope(StoredEvent {
+            kind,
+            occurred_at,
+            json,
+        })
+    } else {
+        match row.try_get::<_, Option<Vec<u8>>>(6)? {
+            Some(bytes) => StoredBody::Bytes(bytes),
+            None => StoredBody::Empty,
+        }
+    };
+    let unsigned = |n: i64, what: &str| u64::try_from(n).map_err(|_| bad(what));
+    let count = |n: i32, what: &str| u32::try_from(n).map_err(|_| bad(what));
+    let status: &str = row.try_get(11)?;
+    Ok(Delivery {
+        id: row.try_get(0)?,
+        event_id: row.try_get(1)?,
+        webhook: row.try_get(2)?,
+        method: row.try_get(3)?,
+        url: row.try_get(4)?,
+        headers,
+        body,
+        secret_env: row.try_get(7)?,
+        timeout_ms: unsigned(row.try_get(8)?, "timeout_ms")?,
+        max_attempts: count(row.try_get(9)?, "max_attempts")?,
+        attempts: count(row.try_get(10)?, "attempts")?,
+        status: status.parse().map_err(|e| bad(&format!("{e}")))?,
+        next_attempt_at: row.try_get(12)?,
+        last_status_code: row
+            .try_get::<_, Option<i32>>(13)?
+            .map(|c| u16::try_from(c).map_err(|_| bad("last_status_code")))
+            .transpose()?,
+        last_error: row.try_get(14)?,
+        response_excerpt: row.try_get(15)?,
+        last_attempt_ms: row
+            .try_get::<_, Option<i64>>(16)?
+            .map(|n| unsigned(n, "last_attempt_ms"))
+            .transpose()?,
+        created_at: row.try_get(17)?,
+        updated_at: row.try_get(18)?,
+    })
+}
+
+/// The delivery log, newest first.
+pub(crate) async fn list(pool: &Pool, filter: &DeliveryFilter) -> Result<Vec<Delivery>, PgError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM whc_deliveries d LEFT JOIN whc_events e ON e.id = d.event_id
+         WHERE ($1::text IS NULL OR d.status = $1) AND ($2::text IS NULL OR d.webhook = $2)
+         ORDER BY d.created_at DESC, d.id DESC LIMIT $3"
+    );
+    let status = filter.status.map(Status::as_str);
+    let limit = i64::from(filter.limit);
+    let params: [&(dyn ToSql + Sync); 3] = [&status, &filter.webhook, &limit];
+    let rows = client
+        .query(&client.prepare_cached(&sql).await?, &params)
+        .await?;
+    rows.iter().map(delivery).collect()
+}
+
+/// One delivery by id.
+pub(crate) async fn get(pool: &Pool, id: &str) -> Result<Option<Delivery>, PgError> {
+    let client = pool.get().await?;
+    let sql = format!(
+        "SELECT {COLUMNS} FROM whc_deliveries d LEFT JOIN whc_events e ON e.id = d.event_id
+         WHERE d.id = $1"
+    );
+    let row = client
+        .query_opt(&client.prepare_cached(&sql).await?, &[&id])
+        .await?;
+    row.as_ref().map(delivery).transpose()
+}
+
+/// How many deliveries are in each state.
+pub(crate) async fn counts(pool: &Pool) -> Result<StatusCounts, PgError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT status, count(*) FROM whc_deliveries GROUP BY status",
+            &[],
+        )
+        .await?;
+    let mut counts = StatusCounts::default();
+    for row in rows {
+        let n = u64::try_from(row.try_get::<_, i64>(1)?).unwrap_or(0);
+        match row.try_get::<_, &str>(0)?.parse::<Status>() {
+            Ok(Status::Pending) => counts.pending = n,
+            Ok(Status::Delivered) => counts.delivered = n,
+            Ok(Status::Dead) => counts.dead = n,
+            Err(e) => return Err(PgError::BadRow(e.to_string())),
+        }
+    }
+    Ok(counts)
+}
+
+/// How many deliveries wait for an attempt.
+pub(crate) async fn queue_depth(pool: &Pool) -> Result<u64, PgError> {
+    let client = pool.get().await?;
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM whc_deliveries WHERE status = 'pending'",
+            &[],
+        )
+        .await?
+        .try_get(0)?;
+    Ok(u64::try_from(n).unwrap_or(0))
+}
+
+/// Reads a row of each table: fails when the store cannot be read.
+pub(crate) async fn touch(pool: &Pool) -> Result<(), PgError> {
+    let client = pool.get().await?;
+    client
+        .query_one(
+            "SELECT (SELECT count(*) FROM (SELECT 1 FROM whc_events LIMIT 1) e),
+                    (SELECT count(*) FROM (SELECT 1 FROM whc_deliveries LIMIT 1) d)",
+            &[],
+        )
+        .await?;
+    Ok(())
+}
