@@ -7,6 +7,7 @@ mod client;
 mod crash;
 mod delivery;
 mod fanout;
+mod fleet;
 mod ingest;
 mod listeners;
 mod proxy;
