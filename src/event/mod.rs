@@ -3,7 +3,7 @@
 pub mod field;
 mod key;
 pub mod strict;
-mod timestamp;
+pub(crate) mod timestamp;
 mod wire;
 
 pub use field::{

@@ -28,6 +28,12 @@ pub enum Code {
     SecretLiteral,
     InvalidHeader,
     ReadFile,
+    DuplicateSource,
+    DuplicateRoute,
+    MissingRoute,
+    InvalidRoute,
+    EmptyValueMap,
+    ValueMapField,
     // Warnings.
     InsecureUrl,
     NeverFires,
@@ -40,6 +46,8 @@ pub enum Code {
     SkippedLink,
     CredentialLiteral,
     CurrencyCode,
+    MissingSecret,
+    MissingId,
 }
 
 impl Code {
@@ -80,6 +88,14 @@ impl Code {
             Code::SkippedLink => "whc::skipped_link",
             Code::CredentialLiteral => "whc::credential_literal",
             Code::CurrencyCode => "whc::currency_code",
+            Code::DuplicateSource => "whc::duplicate_source",
+            Code::DuplicateRoute => "whc::duplicate_route",
+            Code::MissingRoute => "whc::missing_route",
+            Code::InvalidRoute => "whc::invalid_route",
+            Code::EmptyValueMap => "whc::empty_value_map",
+            Code::ValueMapField => "whc::value_map_field",
+            Code::MissingSecret => "whc::missing_secret",
+            Code::MissingId => "whc::missing_id",
         }
     }
 
@@ -98,6 +114,8 @@ impl Code {
                 | Code::SkippedLink
                 | Code::CredentialLiteral
                 | Code::CurrencyCode
+                | Code::MissingSecret
+                | Code::MissingId
         )
     }
 }

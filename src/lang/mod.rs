@@ -29,6 +29,8 @@ pub use webhook::{Env, ProcessEnv, Webhook};
 pub struct Compiled {
     /// Webhooks without errors, in file then source order.
     pub webhooks: Vec<Webhook>,
+    /// Tracker sources without errors, in file then source order.
+    pub sources: Vec<crate::source::Source>,
     /// Every error and warning, in file then source order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -72,6 +74,8 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     let mut out = Compiled::default();
     let mut seen: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
     let mut regexes = check::Regexes::default();
+    let mut source_names: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
+    let mut routes: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
     for source in files {
         let (file, syntax_errors) = parse::parse_file(&source.text);
         for e in syntax_errors {
@@ -118,6 +122,30 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
             &mut out.diagnostics,
         );
         out.webhooks.extend(webhooks);
+        for decl in &file.sources {
+            duplicate(
+                &mut source_names,
+                source,
+                &decl.name,
+                Code::DuplicateSource,
+                "source",
+                &mut out.diagnostics,
+            );
+            for clause in &decl.clauses {
+                if let ast::SourceClause::Route { path, .. } = &clause.node {
+                    duplicate(
+                        &mut routes,
+                        source,
+                        &ast::Spanned::new(path.span, path.value.clone()),
+                        Code::DuplicateRoute,
+                        "route",
+                        &mut out.diagnostics,
+                    );
+                }
+            }
+        }
+        let sources = check::check_sources(source, &file.sources, env, &mut out.diagnostics);
+        out.sources.extend(sources);
     }
     // Report in reading order: file by file, top to bottom (the sort is stable).
     let order: HashMap<*const SourceFile, usize> = files
@@ -135,6 +163,46 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     if out.has_errors() {
         // A broken directory yields no webhooks at all: loading is all-or-nothing.
         out.webhooks.clear();
+        out.sources.clear();
     }
     out
+}
+
+/// Reports a name (or route) already taken in the rules directory; records it when it is new.
+fn duplicate(
+    seen: &mut HashMap<String, (Arc<SourceFile>, Span)>,
+    source: &Arc<SourceFile>,
+    name: &ast::Spanned<String>,
+    code: Code,
+    what: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let Some((first_src, first_span)) = seen.get(&name.node) else {
+        seen.insert(name.node.clone(), (Arc::clone(source), name.span));
+        return;
+    };
+    let mut d = Diagnostic::new(
+        code,
+        source,
+        name.span,
+        "defined again here",
+        format!("there are two {what}s `{}`", name.node),
+    )
+    .with_help(format!(
+        "{what}s are unique across the rules directory; change one"
+    ));
+    if Arc::ptr_eq(first_src, source) {
+        d = d.with_label(*first_span, "first defined here");
+    } else {
+        let mut first = Diagnostic::new(
+            code,
+            first_src,
+            *first_span,
+            "first defined here",
+            format!("`{}` is first defined in {}", name.node, first_src.name),
+        );
+        first.severity = Severity::Advice;
+        d = d.with_related(first);
+    }
+    diagnostics.push(d);
 }

@@ -4,14 +4,17 @@ pub mod admin;
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod deadline;
 pub mod dispatch;
 pub mod gate;
 pub mod guard;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod metrics;
-pub mod proxy;
+pub mod postback;
+mod proxy;
 pub mod query;
 pub mod rules;
 pub mod watch;
@@ -40,6 +43,7 @@ pub use watch::DEFAULT_DEBOUNCE;
 use dispatch::Dispatcher;
 use gate::DeliveryGate;
 use guard::AdminGuard;
+use history::History;
 use metrics::Metrics;
 use proxy::Proxy;
 
@@ -71,6 +75,8 @@ pub struct State {
     pub mode: Mode,
     /// Whether deliveries are paused.
     pub deliveries: DeliveryGate,
+    /// The last hour of figures, for the console's charts.
+    pub history: Arc<History>,
 }
 
 /// Why the sidecar could not start.
@@ -213,6 +219,7 @@ pub async fn start(
         ingest,
         mode,
         deliveries: DeliveryGate::new(config_paused),
+        history: Arc::new(History::default()),
     });
 
     let mut tasks = JoinSet::new();
@@ -285,6 +292,7 @@ pub async fn start(
             cancel.clone(),
         ));
     }
+    tasks.spawn(sample(Arc::clone(&state), cancel.clone()));
     tasks.spawn(prune(outbox, state.config.retention, cancel.clone()));
     tracing::info!(%addr, %admin_addr, rules = %rules.current().hash, "whc serve started");
     Ok(Running {
@@ -315,6 +323,20 @@ async fn follow_fleet_pause(
         tokio::select! {
             changed = fleet.changed() => if changed.is_err() { return },
             () = cancel.cancelled() => return,
+        }
+    }
+}
+
+/// Keeps the console's history: a sample at start, then every [`history::SAMPLE_EVERY`].
+async fn sample(state: Arc<State>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(history::SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let depth = state.outbox.queue_depth().await.unwrap_or(0);
+                state.history.record(now_ms(), depth, &state.metrics);
+            }
+            () = cancel.cancelled() => break,
         }
     }
 }

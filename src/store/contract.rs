@@ -76,6 +76,7 @@ contract!(sqlite => Some(super::Harness::sqlite());
     retry_then_dead_then_replay,
     duplicates_answer_the_first_deliveries,
     the_log_filters_newest_first,
+    the_consoles_filters_pages_and_counts,
     prune_removes_old_delivered_only,
     a_claim_is_not_handed_out_twice_until_recorded_or_released,
     claims_are_bounded_per_endpoint,
@@ -90,6 +91,7 @@ contract!(postgres => super::Harness::postgres();
     retry_then_dead_then_replay,
     duplicates_answer_the_first_deliveries,
     the_log_filters_newest_first,
+    the_consoles_filters_pages_and_counts,
     prune_removes_old_delivered_only,
     a_claim_is_not_handed_out_twice_until_recorded_or_released,
     claims_are_bounded_per_endpoint,
@@ -326,6 +328,98 @@ async fn the_log_filters_newest_first(h: Harness) {
         .expect("list");
     assert!(pending.is_empty());
     assert!(store.get("nope").await.expect("get").is_none());
+}
+
+async fn the_consoles_filters_pages_and_counts(h: Harness) {
+    let store = h.open().await;
+    let mut refund = event("r1", &["crm"]);
+    refund.kind = "refund".into();
+    refund.body = r#"{"id":"r1","type":"refund","transaction":"ORD-5%"}"#.into();
+    store
+        .accept(vec![event("e1", &["crm", "ads"]), refund])
+        .await
+        .expect("accept");
+    let list = |filter: DeliveryFilter| {
+        let store = store.clone();
+        async move { store.list(filter).await.expect("list") }
+    };
+    let refunds = list(DeliveryFilter {
+        event_type: Some("refund".into()),
+        ..DeliveryFilter::default()
+    })
+    .await;
+    assert_eq!(refunds.len(), 1);
+    for (text, found) in [("ORD-5%", 1), ("ORD-5x", 0), ("e1", 2), ("r", 1)] {
+        let rows = list(DeliveryFilter {
+            text: Some(text.into()),
+            ..DeliveryFilter::default()
+        })
+        .await;
+        assert_eq!(rows.len(), found, "{text}");
+    }
+    // Keyset pages of one cover the log, newest first, each row once.
+    let all = list(DeliveryFilter::default()).await;
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(DeliveryFilter {
+            limit: 1,
+            after: after.clone(),
+            ..DeliveryFilter::default()
+        })
+        .await;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.push(last.id.clone());
+    }
+    assert_eq!(paged, all.iter().map(|d| d.id.clone()).collect::<Vec<_>>());
+    let since = all[0].created_at;
+    let until = list(DeliveryFilter {
+        until: Some(since),
+        since: Some(since - 60_000),
+        ..DeliveryFilter::default()
+    })
+    .await;
+    assert!(until.iter().all(|d| d.created_at < since));
+
+    // Two of crm's go dead; a replay of crm's dead puts both back.
+    let claimed = store.due(LATER, 10, ANY).await.expect("due");
+    for d in &claimed {
+        let record = if d.webhook == "crm" {
+            AttemptRecord::Dead {
+                status_code: Some(404),
+                error: "HTTP 404".into(),
+                excerpt: None,
+                elapsed_ms: 1,
+            }
+        } else {
+            delivered()
+        };
+        store.record(&d.id, record).await.expect("record");
+    }
+    let counts = store.webhook_counts(0).await.expect("counts");
+    assert_eq!((counts["crm"].dead, counts["ads"].delivered), (2, 1));
+    assert!(
+        store
+            .webhook_counts(now_ms() + 60_000)
+            .await
+            .expect("counts")
+            .is_empty()
+    );
+    assert_eq!(store.replay_dead("crm").await.expect("replay"), 2);
+    assert_eq!(store.replay_dead("crm").await.expect("replay"), 0);
+    assert_eq!(
+        store.webhook_counts(0).await.expect("counts")["crm"].waiting,
+        2
+    );
+
+    let json = store
+        .event_json("r1")
+        .await
+        .expect("event")
+        .expect("stored");
+    assert!(json.contains("ORD-5%"));
+    assert!(store.event_json("nope").await.expect("event").is_none());
 }
 
 async fn prune_removes_old_delivered_only(h: Harness) {

@@ -11,9 +11,11 @@ pub mod scratch;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::collections::HashMap;
+
 use crate::outbox::{
     Accepted, AttemptRecord, Delivery, DeliveryFilter, NewEvent, Outbox, OutboxError, Stats,
-    StatusCounts,
+    StatusCounts, WebhookCounts,
 };
 
 /// Where the queue lives, as `whc serve --store` (or `WHC_STORE`) names it.
@@ -243,6 +245,34 @@ impl Store {
         match self {
             Store::Sqlite(o) => Ok(o.get(id).await?),
             Store::Postgres(p) => Ok(p.get(id).await?),
+        }
+    }
+
+    /// Per webhook, how many deliveries reached each state since `since_ms` (by when they last
+    /// changed).
+    pub async fn webhook_counts(
+        &self,
+        since_ms: i64,
+    ) -> Result<HashMap<String, WebhookCounts>, StoreError> {
+        match self {
+            Store::Sqlite(o) => Ok(o.webhook_counts(since_ms).await?),
+            Store::Postgres(p) => Ok(p.webhook_counts(since_ms).await?),
+        }
+    }
+
+    /// Puts every dead delivery of a webhook back in the queue; returns how many.
+    pub async fn replay_dead(&self, webhook: &str) -> Result<usize, StoreError> {
+        match self {
+            Store::Sqlite(o) => Ok(o.replay_dead(webhook).await?),
+            Store::Postgres(p) => Ok(p.replay_dead(webhook).await?),
+        }
+    }
+
+    /// An event's JSON as it was received, if it is still stored.
+    pub async fn event_json(&self, id: &str) -> Result<Option<String>, StoreError> {
+        match self {
+            Store::Sqlite(o) => Ok(o.event_json(id).await?),
+            Store::Postgres(p) => Ok(p.event_json(id).await?),
         }
     }
 

@@ -15,7 +15,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics")
 
 /// Every code in the registry. `produced_by_compile` is exhaustive, so a new code does not
 /// compile here until someone decides whether it needs a fixture.
-const ALL_CODES: [Code; 34] = [
+const ALL_CODES: [Code; 42] = [
     Code::Syntax,
     Code::UnknownField,
     Code::UnknownEvent,
@@ -50,6 +50,14 @@ const ALL_CODES: [Code; 34] = [
     Code::SkippedLink,
     Code::CredentialLiteral,
     Code::CurrencyCode,
+    Code::DuplicateSource,
+    Code::DuplicateRoute,
+    Code::MissingRoute,
+    Code::InvalidRoute,
+    Code::EmptyValueMap,
+    Code::ValueMapField,
+    Code::MissingSecret,
+    Code::MissingId,
 ];
 
 /// Whether `whc::lang::compile` can report the code (so that it must have a fixture).
@@ -87,7 +95,15 @@ fn produced_by_compile(code: Code) -> bool {
         | Code::EnvUnset
         | Code::DuplicateEvent
         | Code::CredentialLiteral
-        | Code::CurrencyCode => true,
+        | Code::CurrencyCode
+        | Code::DuplicateSource
+        | Code::DuplicateRoute
+        | Code::MissingRoute
+        | Code::InvalidRoute
+        | Code::EmptyValueMap
+        | Code::ValueMapField
+        | Code::MissingSecret
+        | Code::MissingId => true,
     }
 }
 
@@ -212,6 +228,8 @@ fn warnings_and_errors_have_the_registry_severity() {
                 | "whc::skipped_link"
                 | "whc::credential_literal"
                 | "whc::currency_code"
+                | "whc::missing_secret"
+                | "whc::missing_id"
         );
         assert_eq!(warning, expect_warning, "{name}");
     }

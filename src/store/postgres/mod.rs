@@ -373,6 +373,26 @@ impl PgStore {
         query::get(&self.inner.pool, id).await
     }
 
+    /// See [`super::Store::webhook_counts`].
+    pub async fn webhook_counts(
+        &self,
+        since_ms: i64,
+    ) -> Result<std::collections::HashMap<String, crate::outbox::WebhookCounts>, PgError> {
+        query::webhook_counts(&self.inner.pool, since_ms).await
+    }
+
+    /// See [`super::Store::replay_dead`].
+    pub async fn replay_dead(&self, webhook: &str) -> Result<usize, PgError> {
+        let webhook = webhook.to_owned();
+        self.write(|reply| Request::ReplayDead(webhook, reply))
+            .await
+    }
+
+    /// See [`super::Store::event_json`].
+    pub async fn event_json(&self, id: &str) -> Result<Option<String>, PgError> {
+        query::event_json(&self.inner.pool, id).await
+    }
+
     /// See [`super::Store::queue_depth`].
     pub async fn queue_depth(&self) -> Result<u64, PgError> {
         query::queue_depth(&self.inner.pool).await

@@ -5,8 +5,11 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 
 use super::{PgError, Pool};
+use std::collections::HashMap;
+
 use crate::outbox::{
     Delivery, DeliveryFilter, Status, StatusCounts, StoredBody, StoredEvent, StoredHeader,
+    WebhookCounts,
 };
 
 /// The columns [`delivery`] reads, in order, from `whc_deliveries d` joined with
@@ -74,17 +77,33 @@ pub(crate) fn delivery(row: &Row) -> Result<Delivery, PgError> {
     })
 }
 
-/// The delivery log, newest first.
+/// The delivery log, newest first by id (a UUID v7 starts with its creation time), so a page
+/// after a cursor is a range of the primary key. The text is matched as typed (`strpos`, not
+/// `LIKE`), in the event id or the event's `transaction`.
 pub(crate) async fn list(pool: &Pool, filter: &DeliveryFilter) -> Result<Vec<Delivery>, PgError> {
     let client = pool.get().await?;
     let sql = format!(
         "SELECT {COLUMNS} FROM whc_deliveries d LEFT JOIN whc_events e ON e.id = d.event_id
          WHERE ($1::text IS NULL OR d.status = $1) AND ($2::text IS NULL OR d.webhook = $2)
-         ORDER BY d.created_at DESC, d.id DESC LIMIT $3"
+           AND ($4::text IS NULL OR e.type = $4)
+           AND ($5::int8 IS NULL OR d.created_at >= $5) AND ($6::int8 IS NULL OR d.created_at < $6)
+           AND ($7::text IS NULL OR strpos(d.event_id, $7) > 0
+                OR strpos(e.body::jsonb ->> 'transaction', $7) > 0)
+           AND ($8::text IS NULL OR d.id < $8)
+         ORDER BY d.id DESC LIMIT $3"
     );
     let status = filter.status.map(Status::as_str);
     let limit = i64::from(filter.limit);
-    let params: [&(dyn ToSql + Sync); 3] = [&status, &filter.webhook, &limit];
+    let params: [&(dyn ToSql + Sync); 8] = [
+        &status,
+        &filter.webhook,
+        &limit,
+        &filter.event_type,
+        &filter.since,
+        &filter.until,
+        &filter.text,
+        &filter.after,
+    ];
     let rows = client
         .query(&client.prepare_cached(&sql).await?, &params)
         .await?;
@@ -150,4 +169,46 @@ pub(crate) async fn touch(pool: &Pool) -> Result<(), PgError> {
         )
         .await?;
     Ok(())
+}
+
+/// Per webhook, how many deliveries reached each state since `since_ms` (by when they last
+/// changed).
+pub(crate) async fn webhook_counts(
+    pool: &Pool,
+    since_ms: i64,
+) -> Result<HashMap<String, WebhookCounts>, PgError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT webhook, status, attempts > 0, count(*) FROM whc_deliveries
+             WHERE updated_at >= $1 GROUP BY 1, 2, 3",
+            &[&since_ms],
+        )
+        .await?;
+    let mut counts: HashMap<String, WebhookCounts> = HashMap::new();
+    for row in rows {
+        let status: Status = row
+            .try_get::<_, &str>(1)?
+            .parse()
+            .map_err(|e: crate::outbox::UnknownStatus| PgError::BadRow(e.to_string()))?;
+        let tried: bool = row.try_get(2)?;
+        let n = u64::try_from(row.try_get::<_, i64>(3)?).unwrap_or(0);
+        let c = counts.entry(row.try_get(0)?).or_default();
+        match (status, tried) {
+            (Status::Delivered, _) => c.delivered += n,
+            (Status::Dead, _) => c.dead += n,
+            (Status::Pending, true) => c.retrying += n,
+            (Status::Pending, false) => c.waiting += n,
+        }
+    }
+    Ok(counts)
+}
+
+/// An event's JSON as it was received, if it is still stored.
+pub(crate) async fn event_json(pool: &Pool, id: &str) -> Result<Option<String>, PgError> {
+    let client = pool.get().await?;
+    let row = client
+        .query_opt("SELECT body FROM whc_events WHERE id = $1", &[&id])
+        .await?;
+    Ok(row.map(|r| r.try_get(0)).transpose()?)
 }

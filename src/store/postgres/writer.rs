@@ -35,6 +35,8 @@ pub(crate) enum Request {
     Record(String, AttemptRecord, Reply<()>),
     /// Put a dead delivery back in the queue.
     Replay(String, Reply<bool>),
+    /// Put every dead delivery of a webhook back in the queue.
+    ReplayDead(String, Reply<usize>),
     /// Delete delivered rows last touched before a time; 0 when another sidecar is pruning.
     Prune(i64, Reply<usize>),
     /// Write and delete a row in one commit, for the readiness check.
@@ -57,7 +59,7 @@ impl Request {
     /// Whether this request can make a delivery due sooner than a dispatcher expects.
     fn may_make_due(&self) -> bool {
         match self {
-            Request::Accept(..) | Request::Replay(..) => true,
+            Request::Accept(..) | Request::Replay(..) | Request::ReplayDead(..) => true,
             Request::Record(_, record, _) => matches!(record, AttemptRecord::Retry { .. }),
             Request::Prune(..) | Request::Probe(..) | Request::SetPaused(..) => false,
         }
@@ -100,6 +102,7 @@ struct Results {
     accepts: Vec<Result<Vec<Accepted>, PgError>>,
     records: Vec<Result<(), PgError>>,
     replays: Vec<bool>,
+    /// Counts answered in request order: pruned deliveries, or dead ones replayed.
     prunes: Vec<usize>,
     paused: Vec<bool>,
     events: u64,
@@ -148,6 +151,7 @@ fn fail(request: Request, e: &Arc<PgError>) {
         Request::Accept(_, r) => drop(r.send(Err(err()))),
         Request::Record(_, _, r) => drop(r.send(Err(err()))),
         Request::Replay(_, r) => drop(r.send(Err(err()))),
+        Request::ReplayDead(_, r) => drop(r.send(Err(err()))),
         Request::Prune(_, r) => drop(r.send(Err(err()))),
         Request::Probe(r) => drop(r.send(Err(err()))),
         Request::SetPaused(_, r) => drop(r.send(Err(err()))),
@@ -173,6 +177,7 @@ fn answer(batch: Vec<Request>, results: Results, claims: &Claims) {
                 drop(r.send(result));
             }
             Request::Replay(_, r) => drop(r.send(Ok(replays.next().unwrap_or(false)))),
+            Request::ReplayDead(_, r) => drop(r.send(Ok(prunes.next().unwrap_or(0)))),
             Request::Prune(_, r) => drop(r.send(Ok(prunes.next().unwrap_or(0)))),
             Request::Probe(r) => drop(r.send(Ok(()))),
             Request::SetPaused(_, r) => drop(r.send(Ok(paused.next().unwrap_or(false)))),
@@ -225,6 +230,20 @@ async fn run_batch(pool: &Pool, batch: &[Request], wakes: bool) -> Result<Result
                 results.replays.push(n > 0);
             }
             Request::Prune(before, _) => results.prunes.push(prune(&tx, *before).await?),
+            Request::ReplayDead(webhook, _) => {
+                let n = tx
+                    .execute(
+                        "UPDATE whc_deliveries SET status = 'pending', attempts = 0,
+                             next_attempt_at = $2, updated_at = $2, claimed_by = NULL,
+                             claimed_until = 0
+                         WHERE webhook = $1 AND status = 'dead'",
+                        &[webhook, &now],
+                    )
+                    .await?;
+                results
+                    .prunes
+                    .push(usize::try_from(n).unwrap_or(usize::MAX));
+            }
             Request::Probe(_) => {
                 tx.batch_execute(
                     "INSERT INTO whc_events (id, type, body, received_at)

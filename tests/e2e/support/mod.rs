@@ -1,6 +1,7 @@
 //! What every end-to-end test needs: the recording target server, the sidecar started
 //! in-process on temporary directories, an HTTP client and polling helpers.
 
+pub mod browser;
 pub mod signals;
 mod target;
 
@@ -342,17 +343,33 @@ impl Sidecar {
         answer.json()
     }
 
-    /// `GET` on the admin API, expecting `200` and JSON.
+    /// The `Authorization` header of the admin token, when the sidecar has one.
+    fn admin_auth(&self) -> Vec<(&str, String)> {
+        self.config
+            .admin_token
+            .iter()
+            .map(|token| ("authorization", format!("Bearer {token}")))
+            .collect()
+    }
+
+    /// `GET` on the admin API (with its token, if any), expecting `200` and JSON.
     pub async fn admin_json(&self, path: &str) -> Value {
-        let answer = self.http.get(&self.admin_url(path)).await;
+        let auth = self.admin_auth();
+        let headers: Vec<_> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let answer = self
+            .http
+            .send(Method::GET, &self.admin_url(path), &headers, Bytes::new())
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
         answer.json()
     }
 
-    /// `POST` on the admin API.
+    /// `POST` on the admin API (with its token, if any).
     pub async fn admin_post(&self, path: &str) -> Answer {
+        let auth = self.admin_auth();
+        let headers: Vec<_> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
         self.http
-            .send(Method::POST, &self.admin_url(path), &[], Bytes::new())
+            .send(Method::POST, &self.admin_url(path), &headers, Bytes::new())
             .await
     }
 
