@@ -25,9 +25,9 @@ use tokio::sync::{Notify, oneshot};
 
 pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
-    Accepted, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT, NewDelivery,
-    NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, WebhookCounts, endpoint_of,
-    new_delivery_id,
+    Accepted, Attempt, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT,
+    NewDelivery, NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, WebhookCounts,
+    endpoint_of, new_delivery_id,
 };
 
 /// Shared with the PostgreSQL store, which caps stored texts the same way.
@@ -411,6 +411,12 @@ impl Outbox {
             }
         }
         Ok(replayed)
+    }
+
+    /// A delivery's attempts, in the order they were made (none for an unknown id).
+    pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, OutboxError> {
+        let id = id.to_owned();
+        self.read(move |conn, _| query::attempts(conn, &id)).await
     }
 
     /// An event's JSON as it was received, if it is still stored.

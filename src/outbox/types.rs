@@ -267,6 +267,23 @@ impl Default for DeliveryFilter {
     }
 }
 
+/// One attempt of a delivery, as kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// When it was recorded, unix ms.
+    pub at: i64,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+    /// The HTTP status, if the target answered.
+    pub status_code: Option<u16>,
+    /// What went wrong (or was odd about a delivered answer).
+    pub error: Option<String>,
+    /// The start of the response body.
+    pub excerpt: Option<String>,
+    /// How long it took.
+    pub elapsed_ms: u64,
+}
+
 /// How many deliveries of one webhook reached each state in a time window.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct WebhookCounts {

@@ -364,13 +364,15 @@ fn accept(
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut insert_delivery = conn.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, webhook, method, url, headers, body, secret_env,
-             timeout_ms, max_attempts, attempts, status, next_attempt_at, created_at, updated_at,
+        "INSERT INTO deliveries (id, event_seq, webhook, method, url, headers, body, secret_env,
+             timeout_ms, max_attempts, status, next_attempt_at, created_at, updated_at,
              envelope, endpoint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11, ?12, ?13)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?11, ?11, ?12, ?13)",
     )?;
-    let mut existing = conn
-        .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id")?;
+    let mut existing = conn.prepare_cached(
+        "SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
+         WHERE e.id = ?1 ORDER BY d.seq",
+    )?;
     let mut answers = Vec::with_capacity(events.len());
     for event in events {
         let inserted = insert_event.execute(params![
@@ -392,6 +394,7 @@ fn accept(
             continue;
         }
         *stored += 1;
+        let seq = conn.last_insert_rowid();
         let mut ids = Vec::with_capacity(event.deliveries.len());
         for d in &event.deliveries {
             let id = d.id.clone();
@@ -411,7 +414,7 @@ fn accept(
             };
             insert_delivery.execute(params![
                 id,
-                event.id,
+                seq,
                 d.webhook,
                 d.method,
                 d.url,
@@ -442,13 +445,14 @@ fn record_attempt(
     record: &AttemptRecord,
     now: i64,
 ) -> Result<(), OutboxError> {
-    let (status, next_at, code, error, body, elapsed) = match record {
+    let (outcome, status, next_at, code, error, body, elapsed) = match record {
         AttemptRecord::Delivered {
             status_code,
             note,
             excerpt,
             elapsed_ms,
         } => (
+            "delivered",
             Status::Delivered,
             None,
             Some(*status_code),
@@ -463,6 +467,7 @@ fn record_attempt(
             excerpt,
             elapsed_ms,
         } => (
+            "retry",
             Status::Pending,
             Some(*next_attempt_at),
             *status_code,
@@ -476,6 +481,7 @@ fn record_attempt(
             excerpt,
             elapsed_ms,
         } => (
+            "dead",
             Status::Dead,
             None,
             *status_code,
@@ -505,6 +511,19 @@ fn record_attempt(
     if changed == 0 {
         return Err(OutboxError::NotPending(id.to_owned()));
     }
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery_id, at, outcome, status_code, error, excerpt, elapsed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id,
+        now,
+        outcome,
+        code,
+        error.map(error_text),
+        body.as_deref().map(excerpt),
+        elapsed
+    ])?;
     Ok(())
 }
 
@@ -537,16 +556,22 @@ fn probe(conn: &Connection) -> Result<(), OutboxError> {
     Ok(())
 }
 
-/// Deletes delivered rows last updated before `before`, then events with no delivery left.
+/// Deletes delivered rows (and their attempts) last updated before `before`, then events with
+/// no delivery left.
 ///
 /// An event pruned this way is forgotten: the same id sent again is no longer a duplicate.
 fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
+    conn.prepare_cached(
+        "DELETE FROM attempts WHERE delivery_id IN
+             (SELECT id FROM deliveries WHERE status = 'delivered' AND updated_at < ?1)",
+    )?
+    .execute([before])?;
     let removed = conn
         .prepare_cached("DELETE FROM deliveries WHERE status = 'delivered' AND updated_at < ?1")?
         .execute([before])?;
     conn.prepare_cached(
         "DELETE FROM events WHERE received_at < ?1
-         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)",
     )?
     .execute([before])?;
     Ok(removed)

@@ -45,7 +45,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::POST, ["v1", "deliveries", "pause"]) => set_paused(&state, true).await,
         (&Method::POST, ["v1", "deliveries", "resume"]) => set_paused(&state, false).await,
         (&Method::GET, ["v1", "deliveries", id]) => match state.outbox.get(&decode(id)).await {
-            Ok(Some(d)) => json(StatusCode::OK, &delivery_json(&d)),
+            Ok(Some(d)) => {
+                let mut body = delivery_json(&d);
+                match state.outbox.attempts(&d.id).await {
+                    Ok(attempts) => body["history"] = json!(attempts),
+                    Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+                }
+                json(StatusCode::OK, &body)
+            }
             Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
             Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
         },

@@ -13,7 +13,7 @@ use super::{From, HashPart, IdRule, KindMap, Request, Source, Target};
 
 /// Why a request was refused: the key at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{}{message}", if key.is_empty() { String::new() } else { format!("{key}: ") })]
+#[error("{message}")]
 pub struct SourceError {
     /// The parameter, form field, JSON pointer or header at fault; empty for the request.
     pub key: String,

@@ -397,6 +397,21 @@ async fn the_consoles_filters_pages_and_counts(h: Harness) {
         };
         store.record(&d.id, record).await.expect("record");
     }
+    let dead = claimed
+        .iter()
+        .find(|d| d.webhook == "crm")
+        .expect("a crm delivery");
+    let history = store.attempts(&dead.id).await.expect("attempts");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (
+            history[0].outcome.as_str(),
+            history[0].status_code,
+            history[0].error.as_deref()
+        ),
+        ("dead", Some(404), Some("HTTP 404"))
+    );
+    assert!(store.attempts("nope").await.expect("attempts").is_empty());
     let counts = store.webhook_counts(0).await.expect("counts");
     assert_eq!((counts["crm"].dead, counts["ads"].delivered), (2, 1));
     assert!(
@@ -434,8 +449,13 @@ async fn prune_removes_old_delivered_only(h: Harness) {
     store.record(&e1[0].id, delivered()).await.expect("record");
     store.record(&e2.id, delivered()).await.expect("record");
     assert_eq!(store.prune_delivered(0).await.expect("prune none"), 0);
+    assert_eq!(store.attempts(&e2.id).await.expect("attempts").len(), 1);
     assert_eq!(store.prune_delivered(LATER).await.expect("prune old"), 2);
     assert!(store.get(&e1[0].id).await.expect("get").is_none());
+    assert!(
+        store.attempts(&e2.id).await.expect("attempts").is_empty(),
+        "a pruned delivery's attempts go with it"
+    );
     assert!(store.get(&e1[1].id).await.expect("get").is_some());
     // e1 still has a pending delivery: it stays, and so does its dedupe; e2 is forgotten.
     let again = store

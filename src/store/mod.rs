@@ -14,8 +14,8 @@ use std::time::Duration;
 use std::collections::HashMap;
 
 use crate::outbox::{
-    Accepted, AttemptRecord, Delivery, DeliveryFilter, NewEvent, Outbox, OutboxError, Stats,
-    StatusCounts, WebhookCounts,
+    Accepted, Attempt, AttemptRecord, Delivery, DeliveryFilter, NewEvent, Outbox, OutboxError,
+    Stats, StatusCounts, WebhookCounts,
 };
 
 /// Where the queue lives, as `whc serve --store` (or `WHC_STORE`) names it.
@@ -265,6 +265,13 @@ impl Store {
         match self {
             Store::Sqlite(o) => Ok(o.replay_dead(webhook).await?),
             Store::Postgres(p) => Ok(p.replay_dead(webhook).await?),
+        }
+    }
+
+    /// A delivery's attempts, in the order they were made.
+    pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
+        match self {
+            Store::Sqlite(o) => Ok(o.attempts(id).await?),
         }
     }
 

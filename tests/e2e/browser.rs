@@ -134,13 +134,28 @@ async fn an_operator_finds_a_dead_delivery_replays_it_tests_and_explains() {
     browser
         .wait_text("#request-line", "/orders/txn-evt-1001")
         .await;
-    browser.screenshot("delivery").await;
 
     // Replay it: the receiver now answers 200.
     browser.click("#replay").await;
     browser.wait_text("#message", "queued again").await;
     sidecar.wait_status(&dead_id, "delivered").await;
     assert_eq!(crm.count(), 2);
+    // Opened again, it shows both attempts: the 404 and the 200.
+    browser
+        .click(&format!("#deliveries button[data-id='{dead_id}']"))
+        .await;
+    browser
+        .wait_text("#attempts li[data-outcome=delivered]", "HTTP 200")
+        .await;
+    browser
+        .wait_text("#attempts li[data-outcome=dead]", "HTTP 404")
+        .await;
+    browser
+        .find(&format!(
+            "#deliveries tr[data-id='{dead_id}'][data-status=delivered]"
+        ))
+        .await;
+    browser.screenshot("delivery").await;
 
     // Webhooks: the rules, their counts, and the Test button's answer, as text.
     c.goto(&sidecar.admin_url("/#webhooks")).await.unwrap();

@@ -170,7 +170,21 @@ async fn replaying_a_webhooks_dead_requeues_them_all_and_only_them() {
     assert_eq!(answer.status, StatusCode::OK);
     assert_eq!(answer.json()["replayed"], 3);
     for id in &dead {
-        sidecar.wait_status(id, "delivered").await;
+        let delivered = sidecar.wait_status(id, "delivered").await;
+        // Every attempt is kept: the 404 before the replay and the 200 after it.
+        let history: Vec<_> = delivered["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| (a["outcome"].clone(), a["status_code"].clone()))
+            .collect();
+        assert_eq!(
+            history,
+            [
+                (json!("dead"), json!(404)),
+                (json!("delivered"), json!(200))
+            ]
+        );
     }
     assert_eq!(fine.count(), 3, "delivered deliveries are not sent again");
     let again = sidecar.admin_post("/v1/webhooks/gone/replay").await;

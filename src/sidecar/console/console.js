@@ -210,20 +210,7 @@ async function loadPage() {
   say('');
   clear(tbody);
   log.next = answer.next;
-  for (const d of answer.deliveries) {
-    // UUID v7 ids start with the time: the tail tells rows apart.
-    const open = el('button', { type: 'button', class: 'link mono', 'data-id': d.id, title: d.id, onclick: () => openDelivery(d.id) }, '…' + d.id.slice(-12));
-    const row = el('tr', { 'data-id': d.id, 'data-status': d.status },
-      el('td', { class: 'mono' }, when(d.created_at)),
-      el('td', {}, statusPill(d.status === 'pending' && d.attempts > 0 ? 'retrying' : d.status)),
-      el('td', {}, d.webhook),
-      el('td', { class: 'mono' }, d.event),
-      el('td', { class: 'num' }, d.attempts + ' / ' + d.max_attempts),
-      el('td', {}, d.last_status_code ? String(d.last_status_code) : (d.last_error ? 'no answer' : '')),
-      el('td', {}, open));
-    if (d.id === log.selected) row.classList.add('selected');
-    tbody.append(row);
-  }
+  for (const d of answer.deliveries) tbody.append(deliveryRow(d));
   if (!answer.deliveries.length) {
     tbody.append(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'No deliveries match.')));
   }
@@ -232,6 +219,22 @@ async function loadPage() {
   document.getElementById('newest').disabled = log.cursors.length === 0;
   document.getElementById('page-info').textContent =
     'page ' + (log.cursors.length + 1) + ' · ' + answer.deliveries.length + ' shown';
+}
+
+/** One row of the log. */
+function deliveryRow(d) {
+  // UUID v7 ids start with the time: the tail tells rows apart.
+  const open = el('button', { type: 'button', class: 'link mono', 'data-id': d.id, title: d.id, onclick: () => openDelivery(d.id) }, '…' + d.id.slice(-12));
+  const row = el('tr', { 'data-id': d.id, 'data-status': d.status },
+    el('td', { class: 'mono' }, when(d.created_at)),
+    el('td', {}, statusPill(d.status === 'pending' && d.attempts > 0 ? 'retrying' : d.status)),
+    el('td', {}, d.webhook),
+    el('td', { class: 'mono' }, d.event),
+    el('td', { class: 'num' }, d.attempts + ' / ' + d.max_attempts),
+    el('td', {}, d.last_status_code ? String(d.last_status_code) : (d.last_error ? 'no answer' : '')),
+    el('td', {}, open));
+  if (d.id === log.selected) row.classList.add('selected');
+  return row;
 }
 
 async function openDelivery(id) {
@@ -248,6 +251,9 @@ async function openDelivery(id) {
     say(err.message, true);
     return;
   }
+  // The row shows the delivery as it is now, too.
+  const row = document.querySelector('#deliveries tbody tr[data-id="' + CSS.escape(id) + '"]');
+  if (row) row.replaceWith(deliveryRow(d));
   clear(box);
   const replay = el('button', { type: 'button', class: 'primary', id: 'replay', disabled: d.status !== 'dead' }, 'Replay');
   replay.addEventListener('click', async () => {
@@ -283,14 +289,28 @@ async function openDelivery(id) {
     el('pre', { id: 'request-line' }, d.method + ' ' + d.url),
     headerList((d.headers || []).map(storedHeader)),
     d.body !== null ? el('pre', { id: 'request-body' }, d.body) : el('p', { class: 'muted' }, 'No body.'),
-    el('h3', {}, 'Last attempt'),
-    d.attempts === 0 ? el('p', { class: 'muted' }, 'Not tried yet.') : facts([
-      ['Answer', d.last_status_code ? String(d.last_status_code) : 'none'],
-      ['Error', d.last_error],
-      ['Took', d.last_attempt_ms === null ? null : d.last_attempt_ms + ' ms'],
-    ]),
-    d.response_excerpt ? el('pre', { id: 'response-excerpt' }, d.response_excerpt) : null,
-    el('p', { class: 'hint' }, 'whc keeps the last attempt of each delivery; earlier attempts are counted, not kept.'));
+    el('h3', {}, 'Attempts'),
+    attemptList(d));
+}
+
+/** Every kept attempt, oldest first; for a delivery stored before attempts were kept, the last. */
+function attemptList(d) {
+  const history = d.history && d.history.length ? d.history : (d.attempts ? [{
+    at: d.updated_at, outcome: d.status === 'pending' ? 'retry' : d.status, status_code: d.last_status_code,
+    error: d.last_error, excerpt: d.response_excerpt, elapsed_ms: d.last_attempt_ms,
+  }] : []);
+  if (!history.length) return el('p', { class: 'muted' }, 'Not tried yet.');
+  const list = el('ol', { class: 'attempts', id: 'attempts' });
+  history.forEach((a, i) => {
+    const last = i === history.length - 1;
+    list.append(el('li', { 'data-outcome': a.outcome },
+      el('div', {}, statusPill(a.outcome, a.outcome === 'retry' ? 'retrying' : a.outcome), ' ',
+        a.status_code ? 'HTTP ' + a.status_code : 'no answer', ' · ',
+        a.elapsed_ms === null ? '' : a.elapsed_ms + ' ms', ' · ', el('span', { class: 'mono' }, when(a.at))),
+      a.error ? el('div', { class: 'fails' }, a.error) : null,
+      a.excerpt ? el('pre', { class: 'excerpt', id: last ? 'response-excerpt' : null }, a.excerpt) : null));
+  });
+  return list;
 }
 
 /** Replays a webhook's dead deliveries; says, and returns, how many. */
