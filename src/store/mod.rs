@@ -272,6 +272,7 @@ impl Store {
     pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.attempts(id).await?),
+            Store::Postgres(p) => Ok(p.attempts(id).await?),
         }
     }
 

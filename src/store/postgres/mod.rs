@@ -388,6 +388,11 @@ impl PgStore {
             .await
     }
 
+    /// See [`super::Store::attempts`].
+    pub async fn attempts(&self, id: &str) -> Result<Vec<crate::outbox::Attempt>, PgError> {
+        query::attempts(&self.inner.pool, id).await
+    }
+
     /// See [`super::Store::event_json`].
     pub async fn event_json(&self, id: &str) -> Result<Option<String>, PgError> {
         query::event_json(&self.inner.pool, id).await

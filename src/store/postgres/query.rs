@@ -8,7 +8,7 @@ use super::{PgError, Pool};
 use std::collections::HashMap;
 
 use crate::outbox::{
-    Delivery, DeliveryFilter, Status, StatusCounts, StoredBody, StoredEvent, StoredHeader,
+    Attempt, Delivery, DeliveryFilter, Status, StatusCounts, StoredBody, StoredEvent, StoredHeader,
     WebhookCounts,
 };
 
@@ -211,4 +211,34 @@ pub(crate) async fn event_json(pool: &Pool, id: &str) -> Result<Option<String>, 
         .query_opt("SELECT body FROM whc_events WHERE id = $1", &[&id])
         .await?;
     Ok(row.map(|r| r.try_get(0)).transpose()?)
+}
+
+/// A delivery's attempts, in the order they were made.
+pub(crate) async fn attempts(pool: &Pool, id: &str) -> Result<Vec<Attempt>, PgError> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT at, outcome, status_code, error, excerpt, elapsed_ms FROM whc_attempts
+             WHERE delivery_id = $1 ORDER BY seq",
+            &[&id],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| {
+            Ok(Attempt {
+                at: r.try_get(0)?,
+                outcome: r.try_get(1)?,
+                status_code: r
+                    .try_get::<_, Option<i32>>(2)?
+                    .map(|c| {
+                        u16::try_from(c)
+                            .map_err(|_| PgError::BadRow(format!("attempt of {id}: status {c}")))
+                    })
+                    .transpose()?,
+                error: r.try_get(3)?,
+                excerpt: r.try_get(4)?,
+                elapsed_ms: u64::try_from(r.try_get::<_, i64>(5)?).unwrap_or(0),
+            })
+        })
+        .collect()
 }

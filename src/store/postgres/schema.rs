@@ -58,6 +58,18 @@ const MIGRATIONS: &[&str] = &[
          paused boolean NOT NULL
      );
      INSERT INTO whc_fleet (paused) VALUES (false);",
+    // 3: each delivery's attempts, in the order they were made.
+    "CREATE TABLE whc_attempts (
+         seq bigserial PRIMARY KEY,
+         delivery_id text NOT NULL,
+         at bigint NOT NULL,
+         outcome text NOT NULL,
+         status_code integer,
+         error text,
+         excerpt text,
+         elapsed_ms bigint NOT NULL
+     );
+     CREATE INDEX whc_attempts_delivery ON whc_attempts (delivery_id);",
 ];
 
 /// The newest version this build knows.

@@ -484,20 +484,33 @@ async fn record(
         for &i in &round {
             c.push(records[i].0, records[i].1);
         }
+        // The delivery's new state and, for those still pending, a row of its history.
         let updated: HashSet<String> = tx
             .query(
-                "UPDATE whc_deliveries d SET attempts = d.attempts + 1, status = r.status,
-                     next_attempt_at = coalesce(r.next_at, d.next_attempt_at),
-                     last_status_code = r.code, last_error = r.error,
-                     response_excerpt = r.excerpt, last_attempt_ms = r.elapsed,
-                     updated_at = $8, claimed_by = NULL, claimed_until = 0
-                 FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[], $5::text[],
-                     $6::text[], $7::int8[])
-                     AS r(id, status, next_at, code, error, excerpt, elapsed)
-                 WHERE d.id = r.id AND d.status = 'pending'
-                 RETURNING d.id",
+                "WITH r AS (
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[],
+                         $5::text[], $6::text[], $7::int8[], $9::text[])
+                         AS r(id, status, next_at, code, error, excerpt, elapsed, outcome)
+                 ),
+                 u AS (
+                     UPDATE whc_deliveries d SET attempts = d.attempts + 1, status = r.status,
+                         next_attempt_at = coalesce(r.next_at, d.next_attempt_at),
+                         last_status_code = r.code, last_error = r.error,
+                         response_excerpt = r.excerpt, last_attempt_ms = r.elapsed,
+                         updated_at = $8, claimed_by = NULL, claimed_until = 0
+                     FROM r WHERE d.id = r.id AND d.status = 'pending'
+                     RETURNING d.id
+                 ),
+                 a AS (
+                     INSERT INTO whc_attempts (delivery_id, at, outcome, status_code, error,
+                         excerpt, elapsed_ms)
+                     SELECT r.id, $8, r.outcome, r.code, r.error, r.excerpt, r.elapsed
+                     FROM r JOIN u ON u.id = r.id
+                 )
+                 SELECT id FROM u",
                 &[
                     &c.id, &c.status, &c.next_at, &c.code, &c.error, &c.excerpt, &c.elapsed, &now,
+                    &c.outcome,
                 ],
             )
             .await?
@@ -530,17 +543,19 @@ struct RecordColumns<'a> {
     error: Vec<Option<String>>,
     excerpt: Vec<Option<&'a str>>,
     elapsed: Vec<i64>,
+    outcome: Vec<&'static str>,
 }
 
 impl<'a> RecordColumns<'a> {
     fn push(&mut self, id: &'a str, record: &'a AttemptRecord) {
-        let (status, next_at, code, error, body, elapsed) = match record {
+        let (outcome, status, next_at, code, error, body, elapsed) = match record {
             AttemptRecord::Delivered {
                 status_code,
                 note,
                 excerpt,
                 elapsed_ms,
             } => (
+                "delivered",
                 "delivered",
                 None,
                 Some(*status_code),
@@ -555,6 +570,7 @@ impl<'a> RecordColumns<'a> {
                 excerpt,
                 elapsed_ms,
             } => (
+                "retry",
                 "pending",
                 Some(*next_attempt_at),
                 *status_code,
@@ -569,6 +585,7 @@ impl<'a> RecordColumns<'a> {
                 elapsed_ms,
             } => (
                 "dead",
+                "dead",
                 None,
                 *status_code,
                 Some(error.as_str()),
@@ -577,6 +594,7 @@ impl<'a> RecordColumns<'a> {
             ),
         };
         self.id.push(id);
+        self.outcome.push(outcome);
         self.status.push(status);
         self.next_at.push(next_at);
         self.code.push(code.map(i32::from));
@@ -598,12 +616,21 @@ async fn prune(tx: &Transaction<'_>, before: i64) -> Result<usize, PgError> {
     if !locked {
         return Ok(0);
     }
-    let removed = tx
-        .execute(
-            "DELETE FROM whc_deliveries WHERE status = 'delivered' AND updated_at < $1",
+    // A pruned delivery's attempts go with it.
+    let removed: i64 = tx
+        .query_one(
+            "WITH gone AS (
+                 DELETE FROM whc_deliveries WHERE status = 'delivered' AND updated_at < $1
+                 RETURNING id
+             ),
+             history AS (
+                 DELETE FROM whc_attempts WHERE delivery_id IN (SELECT id FROM gone)
+             )
+             SELECT count(*) FROM gone",
             &[&before],
         )
-        .await?;
+        .await?
+        .try_get(0)?;
     tx.execute(
         "DELETE FROM whc_events e WHERE received_at < $1
          AND NOT EXISTS (SELECT 1 FROM whc_deliveries d WHERE d.event_id = e.id)",
