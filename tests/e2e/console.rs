@@ -154,7 +154,13 @@ async fn replaying_a_webhooks_dead_requeues_them_all_and_only_them() {
     for id in &dead {
         sidecar.wait_status(id, "dead").await;
     }
-    fine.wait_for(3).await;
+    // Recorded, not only received: the counts read the records.
+    crate::support::wait_until_async(
+        "fine's three deliveries to be recorded",
+        || sidecar.deliveries("webhook=fine&status=delivered"),
+        |d| d.len() == 3,
+    )
+    .await;
 
     let webhooks = sidecar.admin_json("/v1/webhooks").await;
     let gone_row = &webhooks["webhooks"][0];
