@@ -10,6 +10,7 @@ pub mod gate;
 pub mod guard;
 pub mod http;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod proxy;
 pub mod query;
