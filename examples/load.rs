@@ -373,7 +373,7 @@ fn run_sidecar(
         "sidecar: events on http://{}, admin on http://{}, outbox {}",
         running.addr,
         running.admin_addr,
-        running.state.outbox.path().display()
+        running.state.outbox.describe()
     );
     let outbox = running.state.outbox.clone();
     let before_stats = outbox.stats();

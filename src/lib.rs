@@ -8,3 +8,5 @@ pub mod event;
 pub mod lang;
 pub mod outbox;
 pub mod sidecar;
+pub mod source;
+pub mod store;

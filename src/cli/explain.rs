@@ -18,8 +18,12 @@ pub struct ExplainArgs {
     /// The rules directory or files.
     #[arg(long, default_value_os_t = default_rules())]
     rules: PathBuf,
-    /// A JSON file holding one event, in the tracker's wire format.
-    event: PathBuf,
+    /// A JSON file holding one event, in the tracker's wire format; with `--source`, the
+    /// postback URL the tracker would call, or `@FILE` holding a raw HTTP request.
+    event: String,
+    /// Map the request with this source first, then explain the event it makes.
+    #[arg(long, value_name = "NAME")]
+    source: Option<String>,
     /// Output format.
     #[arg(long, value_enum, default_value_t = Format::Human)]
     format: Format,
@@ -30,11 +34,34 @@ pub fn run(args: ExplainArgs, color: bool) -> Result<ExitCode, String> {
     if args.format == Format::Github {
         return Err("`--format github` is only for `whc check`; use human or json".into());
     }
-    let text = std::fs::read_to_string(&args.event)
-        .map_err(|e| format!("cannot read {}: {e}", args.event.display()))?;
-    let event = Event::from_json_str(&text)
-        .map_err(|e| format!("{} is not a valid event: {e}", args.event.display()))?;
     let loaded = super::load_rules(&args.rules, color)?;
+    let event = match &args.source {
+        None => {
+            let text = std::fs::read_to_string(&args.event)
+                .map_err(|e| format!("cannot read {}: {e}", args.event))?;
+            Event::from_json_str(&text)
+                .map_err(|e| format!("{} is not a valid event: {e}", args.event))?
+        }
+        Some(name) => {
+            let source = loaded
+                .compiled
+                .sources
+                .iter()
+                .find(|s| s.name == *name)
+                .ok_or_else(|| no_source(name, &loaded.compiled.sources))?;
+            let request = read_request(&args.event)?;
+            let event = source
+                .map(&request)
+                .map_err(|e| format!("source `{name}` refuses the request: {e}"))?;
+            if args.format == Format::Human {
+                println!(
+                    "source {name} maps the request to:\n{}\n",
+                    serde_json::to_string_pretty(&event.to_json()).map_err(|e| e.to_string())?
+                );
+            }
+            event
+        }
+    };
     let reports: Vec<_> = loaded
         .compiled
         .webhooks
@@ -60,6 +87,32 @@ pub fn run(args: ExplainArgs, color: bool) -> Result<ExitCode, String> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The request `whc explain --source` maps: a URL (a GET), or `@FILE` with a raw request.
+pub(super) fn read_request(arg: &str) -> Result<crate::source::Request, String> {
+    match arg.strip_prefix('@') {
+        Some(path) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| format!("cannot read {path}: {e}"))?;
+            crate::source::Request::from_http_text(&text)
+                .map_err(|e| format!("{path} is not a raw HTTP request: {e}"))
+        }
+        None => Ok(crate::source::Request::from_url(arg)),
+    }
+}
+
+/// The error for a source name the rules do not have.
+pub(super) fn no_source(name: &str, sources: &[crate::source::Source]) -> String {
+    let names: Vec<&str> = sources.iter().map(|s| s.name.as_str()).collect();
+    match crate::lang::diagnostic::suggestion(name, names.iter().copied()) {
+        Some(hint) => format!("there is no source `{name}`; {hint}"),
+        None if names.is_empty() => format!("there is no source `{name}`: the rules declare none"),
+        None => format!(
+            "there is no source `{name}`; the sources are: {}",
+            names.join(", ")
+        ),
+    }
 }
 
 /// One webhook's explanation for people: the verdict, each condition with the value it read,

@@ -62,6 +62,14 @@ pub struct ServeArgs {
     /// The data directory; the outbox is `outbox.db` inside it.
     #[arg(long, default_value = DEFAULT_DATA)]
     data: PathBuf,
+    /// Where the queue lives: `sqlite` (the default, `outbox.db` in --data) or a PostgreSQL
+    /// URL (postgres://user:password@host:port/db) shared by a fleet of sidecars.
+    #[arg(long, env = "WHC_STORE", hide_env_values = true, value_parser = parse_store)]
+    store: Option<String>,
+    /// With a PostgreSQL store, how long a claim on a delivery holds before another sidecar
+    /// takes it over (a sidecar that died holds its claims this long).
+    #[arg(long, default_value_t = Wait(crate::store::DEFAULT_CLAIM_LEASE))]
+    claim_lease: Wait,
     /// Proxy mode: forward every request to this URL (the tracker).
     #[arg(long)]
     upstream: Option<hyper::Uri>,
@@ -129,6 +137,8 @@ impl ServeArgs {
         config.listen = self.listen;
         config.admin_listen = self.admin_listen;
         config.data = self.data;
+        config.store = self.store;
+        config.store_options.claim_lease = self.claim_lease.0;
         config.proxy = self.upstream.map(|upstream| ProxyConfig {
             upstream,
             intercept: self.intercept,
@@ -152,6 +162,13 @@ impl ServeArgs {
         config.ca_certs = self.ca_certs;
         config
     }
+}
+
+/// Checks a `--store` value up front, so a typo stops `whc serve` with a clear error.
+fn parse_store(value: &str) -> Result<String, String> {
+    crate::store::StoreLocation::parse(Some(value), std::path::Path::new(""))
+        .map(|_| value.trim().to_owned())
+        .map_err(|e| e.to_string())
 }
 
 fn init_logging(format: LogFormat, color: bool) {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::event::{Attribution, ClickField, Event, EventKind, FlagField, IdField, NumberField};
+use crate::event::{
+    Attribution, ClickField, Event, EventKind, FlagField, IdField, NumberField, TextField,
+};
 use crate::lang::{Env, Webhook};
 
 use super::client::Client;
@@ -35,6 +37,7 @@ pub fn sample_event_for(webhook: &Webhook) -> Event {
     e.flags[FlagField::IsFromFacebookAds.slot()] = Some(true);
     e.ids[IdField::LinkId.slot()] = Some("1".into());
     e.ids[IdField::TargetId.slot()] = Some("1".into());
+    e.texts[TextField::Currency.slot()] = Some("USD".into());
     for (attribution, click) in [
         (Attribution::First, &mut e.first_click),
         (Attribution::Last, &mut e.last_click),

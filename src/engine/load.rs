@@ -304,8 +304,10 @@ pub struct Loaded {
 impl Loaded {
     /// The rule set, when there were no errors.
     pub fn rule_set(&self) -> Option<RuleSet> {
-        (!self.compiled.has_errors())
-            .then(|| RuleSet::new(self.compiled.webhooks.clone(), &self.sources))
+        (!self.compiled.has_errors()).then(|| {
+            RuleSet::new(self.compiled.webhooks.clone(), &self.sources)
+                .with_sources(self.compiled.sources.clone())
+        })
     }
 
     /// The rule set, when there were no errors, without copying the webhooks; otherwise the
@@ -314,7 +316,8 @@ impl Loaded {
         if self.compiled.has_errors() {
             Err(self.compiled.diagnostics)
         } else {
-            Ok(RuleSet::new(self.compiled.webhooks, &self.sources))
+            Ok(RuleSet::new(self.compiled.webhooks, &self.sources)
+                .with_sources(self.compiled.sources))
         }
     }
 }

@@ -11,6 +11,7 @@ use sha2::{Digest, Sha256};
 
 use crate::event::{Event, EventKind};
 use crate::lang::{SourceFile, Webhook};
+use crate::source::Source;
 
 /// Number of distinct event kinds: conversion, refund and ten custom events.
 const KINDS: usize = 12;
@@ -33,6 +34,8 @@ pub struct RuleSet {
     pub files: Vec<String>,
     /// When the rules were compiled.
     pub loaded_at: SystemTime,
+    /// The tracker sources, each on its own route.
+    sources: Vec<Source>,
 }
 
 impl RuleSet {
@@ -62,7 +65,29 @@ impl RuleSet {
             hash,
             files: sources.iter().map(|s| s.name.clone()).collect(),
             loaded_at: SystemTime::now(),
+            sources: Vec::new(),
         }
+    }
+
+    /// The same rules with these tracker sources.
+    pub fn with_sources(mut self, sources: Vec<Source>) -> RuleSet {
+        self.sources = sources;
+        self
+    }
+
+    /// Every tracker source.
+    pub fn sources(&self) -> &[Source] {
+        &self.sources
+    }
+
+    /// The source on a route's path.
+    pub fn source_at(&self, path: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.path == path)
+    }
+
+    /// A source by name.
+    pub fn source(&self, name: &str) -> Option<&Source> {
+        self.sources.iter().find(|s| s.name == name)
     }
 
     /// An empty rule set (nothing fires).

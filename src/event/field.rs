@@ -65,11 +65,15 @@ pub enum ClickField {
     Country,
     DeviceType,
     Referrer,
+    /// The tracker's own click id (`cid`, `subid`, `{clickid}`).
+    ClickId,
+    /// The traffic source's click id (`gclid`, `fbclid`, `ttclid`, a network's `{externalid}`).
+    ExternalId,
 }
 
 impl ClickField {
     /// Every click field, in slot order.
-    pub const ALL: [ClickField; 8] = [
+    pub const ALL: [ClickField; 10] = [
         ClickField::UtmSource,
         ClickField::UtmMedium,
         ClickField::UtmCampaign,
@@ -78,6 +82,8 @@ impl ClickField {
         ClickField::Country,
         ClickField::DeviceType,
         ClickField::Referrer,
+        ClickField::ClickId,
+        ClickField::ExternalId,
     ];
 
     /// The slot this field occupies in a [`crate::event::Click`].
@@ -103,6 +109,8 @@ impl ClickField {
             ClickField::Country => "country",
             ClickField::DeviceType => "deviceType",
             ClickField::Referrer => "referrer",
+            ClickField::ClickId => "clickId",
+            ClickField::ExternalId => "externalId",
         }
     }
 }
@@ -203,10 +211,45 @@ impl IdField {
     }
 }
 
+/// A text field of the event itself (not of a click).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum TextField {
+    /// The currency of `revenue`: an ISO 4217 code such as `USD`, compared ignoring case.
+    Currency,
+}
+
+impl TextField {
+    /// Every event text field, in slot order.
+    pub const ALL: [TextField; 1] = [TextField::Currency];
+
+    /// The slot this field occupies in [`crate::event::Event::texts`].
+    #[inline]
+    pub fn slot(self) -> usize {
+        self as usize
+    }
+
+    /// The field's name in rules and on the wire.
+    pub fn name(self) -> &'static str {
+        match self {
+            TextField::Currency => "currency",
+        }
+    }
+}
+
+/// A standard whose codes a text field holds, so that literals compared with it are checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum CodeList {
+    /// ISO 3166-1 alpha-2 countries (`country`).
+    Country,
+    /// ISO 4217 currencies (`currency`).
+    Currency,
+}
+
 /// A condition field as named in a rule, before attribution is applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum Field {
     Click(ClickField),
+    Text(TextField),
     Number(NumberField),
     Flag(FlagField),
     Id(IdField),
@@ -218,6 +261,7 @@ impl Field {
         ClickField::ALL
             .into_iter()
             .map(Field::Click)
+            .chain(TextField::ALL.into_iter().map(Field::Text))
             .chain(FlagField::ALL.into_iter().map(Field::Flag))
             .chain(NumberField::ALL.into_iter().map(Field::Number))
             .chain(IdField::ALL.into_iter().map(Field::Id))
@@ -232,6 +276,7 @@ impl Field {
     pub fn name(self) -> &'static str {
         match self {
             Field::Click(f) => f.name(),
+            Field::Text(f) => f.name(),
             Field::Number(f) => f.name(),
             Field::Flag(f) => f.name(),
             Field::Id(f) => f.name(),
@@ -241,7 +286,7 @@ impl Field {
     /// The type of value the field holds.
     pub fn ty(self) -> FieldType {
         match self {
-            Field::Click(_) => FieldType::Text,
+            Field::Click(_) | Field::Text(_) => FieldType::Text,
             Field::Number(_) => FieldType::Number,
             Field::Flag(_) => FieldType::Flag,
             Field::Id(_) => FieldType::Id,
@@ -270,6 +315,7 @@ impl fmt::Display for Field {
 pub enum FieldRef {
     /// An attributable field read from the first or last click.
     Click(Attribution, ClickField),
+    Text(TextField),
     Number(NumberField),
     Flag(FlagField),
     Id(IdField),
@@ -282,6 +328,7 @@ impl FieldRef {
         match (field, attribution) {
             (Field::Click(c), a) => Some(FieldRef::Click(a.unwrap_or(Attribution::Last), c)),
             (_, Some(_)) => None,
+            (Field::Text(t), None) => Some(FieldRef::Text(t)),
             (Field::Number(n), None) => Some(FieldRef::Number(n)),
             (Field::Flag(f), None) => Some(FieldRef::Flag(f)),
             (Field::Id(i), None) => Some(FieldRef::Id(i)),
@@ -292,15 +339,26 @@ impl FieldRef {
     pub fn field(self) -> Field {
         match self {
             FieldRef::Click(_, c) => Field::Click(c),
+            FieldRef::Text(t) => Field::Text(t),
             FieldRef::Number(n) => Field::Number(n),
             FieldRef::Flag(f) => Field::Flag(f),
             FieldRef::Id(i) => Field::Id(i),
         }
     }
 
-    /// Whether text read here compares ignoring ASCII case (`country`, first or last click).
+    /// Whether text read here compares ignoring ASCII case (`country`, first or last click,
+    /// and `currency`).
     pub fn ignores_case(self) -> bool {
-        matches!(self, FieldRef::Click(_, c) if c.ignores_case())
+        self.code_list().is_some()
+    }
+
+    /// The standard whose codes this field holds, when it holds codes.
+    pub fn code_list(self) -> Option<CodeList> {
+        match self {
+            FieldRef::Click(_, c) if c.ignores_case() => Some(CodeList::Country),
+            FieldRef::Text(TextField::Currency) => Some(CodeList::Currency),
+            _ => None,
+        }
     }
 
     /// The click this field reads, when it reads one.

@@ -3,11 +3,12 @@
 pub mod field;
 mod key;
 pub mod strict;
-mod timestamp;
+pub(crate) mod timestamp;
 mod wire;
 
 pub use field::{
-    Attribution, ClickField, Field, FieldRef, FieldType, FlagField, IdField, NumberField,
+    Attribution, ClickField, CodeList, Field, FieldRef, FieldType, FlagField, IdField, NumberField,
+    TextField,
 };
 pub use key::TextKey;
 pub use wire::EventError;
@@ -68,16 +69,16 @@ impl fmt::Display for EventKind {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Click {
     /// One value per [`ClickField`], `None` when the tracker did not send it.
-    values: [Option<String>; 8],
+    values: [Option<String>; 10],
     /// Each value's [`TextKey`], kept in step with `values` by [`Click::set`].
-    keys: [TextKey; 8],
+    keys: [TextKey; 10],
 }
 
 impl Default for Click {
     fn default() -> Click {
         Click {
             values: Default::default(),
-            keys: [TextKey::MISSING; 8],
+            keys: [TextKey::MISSING; 10],
         }
     }
 }
@@ -131,6 +132,8 @@ pub struct Event {
     pub flags: [Option<bool>; 3],
     /// Indexed by [`IdField::slot`].
     pub ids: [Option<String>; 2],
+    /// Indexed by [`TextField::slot`].
+    pub texts: [Option<String>; 1],
     /// The visitor's first click.
     pub first_click: Click,
     /// The visitor's most recent click before the event.
@@ -192,6 +195,7 @@ impl Event {
             integers: 0,
             flags: [None; 3],
             ids: [None, None],
+            texts: [None],
             first_click: Click::default(),
             last_click: Click::default(),
         };
@@ -282,6 +286,12 @@ impl Event {
         self.flags[field.slot()]
     }
 
+    /// The value of an event text field.
+    #[inline]
+    pub fn text(&self, field: TextField) -> Option<&str> {
+        self.texts[field.slot()].as_deref()
+    }
+
     /// The value of an id field.
     #[inline]
     pub fn id_value(&self, field: IdField) -> Option<&str> {
@@ -293,6 +303,7 @@ impl Event {
     pub fn value(&self, field: FieldRef) -> Value<'_> {
         let v = match field {
             FieldRef::Click(a, c) => self.click_text(a, c).map(Value::Text),
+            FieldRef::Text(t) => self.text(t).map(Value::Text),
             FieldRef::Number(n) => self.number(n).map(Value::Number),
             FieldRef::Flag(f) => self.flag(f).map(Value::Flag),
             FieldRef::Id(i) => self.id_value(i).map(Value::Text),

@@ -4,7 +4,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value as Json};
 
 use super::strict::{self, StrictJsonError};
-use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField};
+use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField, TextField};
 
 /// Why an event body was rejected; `key` names the offending key (dotted for click fields).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -273,6 +273,9 @@ pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
     for field in IdField::ALL {
         event.ids[field.slot()] = id(obj, field.name())?;
     }
+    for field in TextField::ALL {
+        event.texts[field.slot()] = text(obj, field.name(), field.name())?;
+    }
     let first = click(obj, "firstClick")?;
     let last = click(obj, "lastClick")?;
     // A visitor with a single click: that click is both the first and the last.
@@ -336,6 +339,11 @@ impl Serialize for Event {
                 map.serialize_entry(field.name(), v)?;
             }
         }
+        for field in TextField::ALL {
+            if let Some(v) = self.text(field) {
+                map.serialize_entry(field.name(), v)?;
+            }
+        }
         map.serialize_entry("firstClick", &ClickOut(&self.first_click))?;
         map.serialize_entry("lastClick", &ClickOut(&self.last_click))?;
         if let Some(at) = &self.occurred_at {
@@ -360,8 +368,9 @@ mod tests {
             r#"{"id":"e1","type":"conversion","transaction":"t-1","revenue":"49.5","visitor":"v9",
                 "linkId":12,"targetId":"x","qualityScore":70,"conversionCount":2,"eventCount":"3",
                 "isFromGoogleAds":true,"isFromFacebookAds":"false","isFromTikTokAds":null,
-                "firstClick":{"utm_source":"facebook","country":"US"},
-                "lastClick":{"utm_source":"google","deviceType":"mobile"},
+                "currency":"EUR",
+                "firstClick":{"utm_source":"facebook","country":"US","clickId":"c1"},
+                "lastClick":{"utm_source":"google","deviceType":"mobile","externalId":"gclid-9"},
                 "occurredAt":"2026-11-27T10:00:00Z","somethingElse":[1,2]}"#,
         )
         .unwrap();
@@ -375,6 +384,11 @@ mod tests {
         assert_eq!(
             e.click_text(Attribution::First, ClickField::UtmSource),
             Some("facebook")
+        );
+        assert_eq!(e.text(TextField::Currency), Some("EUR"));
+        assert_eq!(
+            e.click_text(Attribution::Last, ClickField::ExternalId),
+            Some("gclid-9")
         );
         assert_eq!(
             e.click_text(Attribution::Last, ClickField::Country),
@@ -437,6 +451,7 @@ mod tests {
             ),
             (r#"{"type":"conversion","lastClick":"US"}"#, "lastClick"),
             (r#"{"type":"conversion","linkId":1.5}"#, "linkId"),
+            (r#"{"type":"conversion","currency":840}"#, "currency"),
             (r#"{"type":"sale"}"#, "type"),
             (r#"{"revenue":1}"#, "type"),
             (r#"[1]"#, ""),

@@ -71,6 +71,124 @@ impl<T> Spanned<T> {
 pub struct File {
     /// The webhooks in source order.
     pub webhooks: Vec<WebhookDecl>,
+    /// The sources in source order.
+    pub sources: Vec<SourceDecl>,
+}
+
+/// One `source NAME { ... }` block as written.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SourceDecl {
+    /// The whole block.
+    pub span: Span,
+    /// The name, unquoted.
+    pub name: Spanned<String>,
+    /// The clauses in source order.
+    pub clauses: Vec<Spanned<SourceClause>>,
+}
+
+/// One clause of a source.
+#[derive(Debug, Clone, PartialEq)]
+pub enum SourceClause {
+    /// `route get, post "/in/x"`
+    Route {
+        /// The methods, as written.
+        methods: Vec<Spanned<Method>>,
+        /// The path.
+        path: StringLit,
+    },
+    /// `secret query "token" = env("VAR")`
+    Secret {
+        /// Where the tracker puts it.
+        place: Spanned<Place>,
+        /// The parameter or header name.
+        name: StringLit,
+        /// Its expected value.
+        value: ValueSource,
+    },
+    /// `negative revenue -> refund`
+    Negative {
+        /// The field written (only `revenue` is checked in).
+        field: Spanned<String>,
+        /// The event a negative value makes.
+        event: Spanned<EventSpec>,
+    },
+    /// `FIELD = VALUE { map }`
+    Mapping {
+        /// The field filled, as written (`revenue`, `last.clickId`, `type`).
+        target: Spanned<String>,
+        /// Where its value comes from.
+        from: Spanned<ValueFrom>,
+        /// What each value means, for `type` and `status`.
+        map: Option<Spanned<Vec<MapEntry>>>,
+    },
+    /// A line starting with a word that starts no source clause.
+    Unknown {
+        /// The first word.
+        word: Spanned<String>,
+    },
+}
+
+/// The part of a request a source reads a value from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+pub enum Place {
+    /// A query-string parameter.
+    Query,
+    /// A field of an `application/x-www-form-urlencoded` body.
+    Form,
+    /// A value in a JSON body, by JSON pointer (`/a/b`) or top-level key.
+    Json,
+    /// A request header.
+    Header,
+    /// A query parameter, else a form field, else a top-level JSON key.
+    Param,
+}
+
+impl Place {
+    /// The keyword, as written in rules.
+    pub fn keyword(self) -> &'static str {
+        match self {
+            Place::Query => "query",
+            Place::Form => "form",
+            Place::Json => "json",
+            Place::Header => "header",
+            Place::Param => "param",
+        }
+    }
+
+    /// The place for a keyword.
+    pub fn from_keyword(word: &str) -> Option<Place> {
+        [
+            Place::Query,
+            Place::Form,
+            Place::Json,
+            Place::Header,
+            Place::Param,
+        ]
+        .into_iter()
+        .find(|p| p.keyword() == word)
+    }
+}
+
+/// Where a mapped value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ValueFrom {
+    /// `query "cid"`, `json "/payout"`, ...
+    Request(Place, StringLit),
+    /// A literal: the same value for every request.
+    Literal(Literal),
+    /// `hash(a, b)`: a digest of mapped fields (for `id`).
+    Hash(Vec<Spanned<String>>),
+}
+
+/// One entry of a value map: `"sale" -> conversion`, `else -> refund`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MapEntry {
+    /// The value sent; `None` for `else`.
+    pub value: Option<StringLit>,
+    /// The event it means.
+    pub event: Spanned<EventSpec>,
+    /// The whole entry.
+    pub span: Span,
 }
 
 /// One `webhook NAME { ... }` block as written.

@@ -28,6 +28,12 @@ pub enum Code {
     SecretLiteral,
     InvalidHeader,
     ReadFile,
+    DuplicateSource,
+    DuplicateRoute,
+    MissingRoute,
+    InvalidRoute,
+    EmptyValueMap,
+    ValueMapField,
     // Warnings.
     InsecureUrl,
     NeverFires,
@@ -39,6 +45,9 @@ pub enum Code {
     NoRules,
     SkippedLink,
     CredentialLiteral,
+    CurrencyCode,
+    MissingSecret,
+    MissingId,
 }
 
 impl Code {
@@ -78,6 +87,15 @@ impl Code {
             Code::NoRules => "whc::no_rules",
             Code::SkippedLink => "whc::skipped_link",
             Code::CredentialLiteral => "whc::credential_literal",
+            Code::CurrencyCode => "whc::currency_code",
+            Code::DuplicateSource => "whc::duplicate_source",
+            Code::DuplicateRoute => "whc::duplicate_route",
+            Code::MissingRoute => "whc::missing_route",
+            Code::InvalidRoute => "whc::invalid_route",
+            Code::EmptyValueMap => "whc::empty_value_map",
+            Code::ValueMapField => "whc::value_map_field",
+            Code::MissingSecret => "whc::missing_secret",
+            Code::MissingId => "whc::missing_id",
         }
     }
 
@@ -95,6 +113,9 @@ impl Code {
                 | Code::NoRules
                 | Code::SkippedLink
                 | Code::CredentialLiteral
+                | Code::CurrencyCode
+                | Code::MissingSecret
+                | Code::MissingId
         )
     }
 }

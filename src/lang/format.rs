@@ -33,7 +33,7 @@ pub fn format_source(text: &str) -> Result<String, Vec<SyntaxError>> {
     let mut layout = Layout::default();
     for pair in file.into_inner() {
         match pair.as_rule() {
-            Rule::webhook => layout.webhook(pair),
+            Rule::webhook | Rule::source => layout.block(pair),
             Rule::EOI => {}
             other => unreachable!("{other:?} in format_source"),
         }
@@ -157,13 +157,18 @@ impl Layout {
         }
     }
 
-    fn webhook(&mut self, pair: Pair<Rule>) {
+    /// A `webhook` or a `source` block: its header, one line per clause, its closing brace.
+    fn block(&mut self, pair: Pair<Rule>) {
         let parts: Vec<Pair<Rule>> = pair.into_inner().collect();
         let close_at = parts.len() - 1;
         let (head, rest) = parts.split_at(3);
         let (clauses, close) = rest.split_at(close_at - 3);
-        debug_assert_eq!(head[0].as_rule(), Rule::kw_webhook);
+        debug_assert!(matches!(
+            head[0].as_rule(),
+            Rule::kw_webhook | Rule::kw_source
+        ));
         debug_assert_eq!(close[0].as_rule(), Rule::rbrace);
+        let keyword = head[0].as_str();
         let name = head[1]
             .clone()
             .into_inner()
@@ -174,7 +179,7 @@ impl Layout {
             _ => name.as_str().to_owned(),
         };
         let header = self.line(
-            format!("webhook {name} {{"),
+            format!("{keyword} {name} {{"),
             false,
             &[&head[0], &head[1], &head[2]],
         );
@@ -306,7 +311,7 @@ impl Layout {
 /// One clause on one line.
 fn clause(pair: Pair<Rule>) -> String {
     let rule = pair.as_rule();
-    if rule == Rule::unknown_clause {
+    if matches!(rule, Rule::unknown_clause | Rule::unknown_source_clause) {
         return pair.as_str().trim_end().to_owned();
     }
     let inner: Vec<Pair<Rule>> = pair.into_inner().collect();
@@ -339,7 +344,73 @@ fn clause(pair: Pair<Rule>) -> String {
         Rule::retries_clause => format!("retries {}", inner[1].as_str()),
         Rule::secret_clause => format!("secret {}", value_source(inner[1].clone())),
         Rule::disabled_clause => "disabled".to_owned(),
+        Rule::route_clause => {
+            let methods: Vec<&str> = inner
+                .iter()
+                .filter(|p| p.as_rule() == Rule::method)
+                .map(|p| p.as_str())
+                .collect();
+            let path = inner.last().expect("a path").clone();
+            format!("route {} {}", methods.join(", "), string(path))
+        }
+        Rule::source_secret_clause => format!(
+            "secret {} {} = {}",
+            inner[1].as_str(),
+            string(inner[2].clone()),
+            value_source(inner[4].clone())
+        ),
+        Rule::negative_clause => format!(
+            "negative {} -> {}",
+            inner[1].as_str(),
+            event_spec(inner[3].clone())
+        ),
+        Rule::mapping_clause => {
+            let mut out = format!("{} = {}", inner[0].as_str(), value_from(inner[2].clone()));
+            if let Some(map) = inner.get(3) {
+                out.push(' ');
+                out.push_str(&value_map(map.clone()));
+            }
+            out
+        }
         other => unreachable!("{other:?} in clause"),
+    }
+}
+
+fn value_from(pair: Pair<Rule>) -> String {
+    let inner: Vec<Pair<Rule>> = pair.into_inner().collect();
+    match inner[0].as_rule() {
+        Rule::hash_call => {
+            let targets: Vec<&str> = inner[0]
+                .clone()
+                .into_inner()
+                .filter(|p| p.as_rule() == Rule::target)
+                .map(|p| p.as_str())
+                .collect();
+            format!("hash({})", targets.join(", "))
+        }
+        Rule::place => format!("{} {}", inner[0].as_str(), string(inner[1].clone())),
+        _ => literal(inner[0].clone()),
+    }
+}
+
+/// A value map on one line: `{ "sale" -> conversion, else -> refund }`.
+fn value_map(pair: Pair<Rule>) -> String {
+    let entries: Vec<String> = pair
+        .into_inner()
+        .filter(|p| p.as_rule() == Rule::map_entry)
+        .map(|entry| {
+            let parts: Vec<Pair<Rule>> = entry.into_inner().collect();
+            let value = match parts[0].as_rule() {
+                Rule::string => string(parts[0].clone()),
+                _ => "else".to_owned(),
+            };
+            format!("{value} -> {}", event_spec(parts[2].clone()))
+        })
+        .collect();
+    if entries.is_empty() {
+        "{}".to_owned()
+    } else {
+        format!("{{ {} }}", entries.join(", "))
     }
 }
 

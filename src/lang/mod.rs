@@ -4,6 +4,7 @@ pub mod ast;
 pub mod check;
 pub mod codes;
 mod country;
+mod currency;
 pub mod diagnostic;
 pub mod escape;
 pub mod format;
@@ -32,6 +33,8 @@ const CHECK_GROUP: usize = 256;
 pub struct Compiled {
     /// Webhooks without errors, in file then source order.
     pub webhooks: Vec<Webhook>,
+    /// Tracker sources without errors, in file then source order.
+    pub sources: Vec<crate::source::Source>,
     /// Every error and warning, in file then source order.
     pub diagnostics: Vec<Diagnostic>,
 }
@@ -83,6 +86,8 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
         }
     }
     let regexes = check::Regexes::default();
+    let mut source_names: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
+    let mut routes: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
     let mut checked = parallel::map(&groups, |(f, range)| {
         let mut diagnostics = Vec::new();
         let webhooks = check::check_webhooks(
@@ -139,6 +144,30 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
             out.webhooks.extend(webhooks);
             out.diagnostics.append(&mut diagnostics);
         }
+        for decl in &file.sources {
+            duplicate(
+                &mut source_names,
+                source,
+                &decl.name,
+                Code::DuplicateSource,
+                "source",
+                &mut out.diagnostics,
+            );
+            for clause in &decl.clauses {
+                if let ast::SourceClause::Route { path, .. } = &clause.node {
+                    duplicate(
+                        &mut routes,
+                        source,
+                        &ast::Spanned::new(path.span, path.value.clone()),
+                        Code::DuplicateRoute,
+                        "route",
+                        &mut out.diagnostics,
+                    );
+                }
+            }
+        }
+        let sources = check::check_sources(source, &file.sources, env, &mut out.diagnostics);
+        out.sources.extend(sources);
     }
     // Report in reading order: file by file, top to bottom (the sort is stable).
     let order: HashMap<*const SourceFile, usize> = files
@@ -156,6 +185,7 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     if out.has_errors() {
         // A broken directory yields no webhooks at all: loading is all-or-nothing.
         out.webhooks.clear();
+        out.sources.clear();
     }
     out
 }
@@ -174,7 +204,10 @@ fn parse_files(files: &[Arc<SourceFile>]) -> Vec<(ast::File, Vec<parse::SyntaxEr
     let mut whole: Vec<Option<ast::File>> = vec![Some(ast::File::default()); files.len()];
     for ((f, _), piece) in pieces.iter().zip(parsed) {
         match (&mut whole[*f], piece) {
-            (Some(file), Some(piece)) => file.webhooks.extend(piece.webhooks),
+            (Some(file), Some(piece)) => {
+                file.webhooks.extend(piece.webhooks);
+                file.sources.extend(piece.sources);
+            }
             (slot, _) => *slot = None,
         }
     }
@@ -187,6 +220,45 @@ fn parse_files(files: &[Arc<SourceFile>]) -> Vec<(ast::File, Vec<parse::SyntaxEr
             None => reparsed.next().expect("one parse per broken file"),
         })
         .collect()
+}
+
+/// Reports a name (or route) already taken in the rules directory; records it when it is new.
+fn duplicate(
+    seen: &mut HashMap<String, (Arc<SourceFile>, Span)>,
+    source: &Arc<SourceFile>,
+    name: &ast::Spanned<String>,
+    code: Code,
+    what: &str,
+    diagnostics: &mut Vec<Diagnostic>,
+) {
+    let Some((first_src, first_span)) = seen.get(&name.node) else {
+        seen.insert(name.node.clone(), (Arc::clone(source), name.span));
+        return;
+    };
+    let mut d = Diagnostic::new(
+        code,
+        source,
+        name.span,
+        "defined again here",
+        format!("there are two {what}s `{}`", name.node),
+    )
+    .with_help(format!(
+        "{what}s are unique across the rules directory; change one"
+    ));
+    if Arc::ptr_eq(first_src, source) {
+        d = d.with_label(*first_span, "first defined here");
+    } else {
+        let mut first = Diagnostic::new(
+            code,
+            first_src,
+            *first_span,
+            "first defined here",
+            format!("`{}` is first defined in {}", name.node, first_src.name),
+        );
+        first.severity = Severity::Advice;
+        d = d.with_related(first);
+    }
+    diagnostics.push(d);
 }
 
 #[cfg(test)]
@@ -207,6 +279,9 @@ mod tests {
             ));
             if i % 50 == 0 {
                 big.push_str("  webhook \"quoted name\" { on refund post \"https://x.test/q\" }\n");
+                big.push_str(&format!(
+                    "source s{i} {{\n    route get \"/in/{i}\"\n    revenue = query \"payout\"\n}}\n"
+                ));
                 big.push_str(&format!(
                     "webhook\nwebhook{i} {{ on refund post \"https://x.test/n\" }}\n"
                 ));

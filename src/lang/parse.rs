@@ -8,8 +8,8 @@ use pest::iterators::Pair;
 use pest::pratt_parser::{Assoc, Op as PrattOp, PrattParser};
 
 use super::ast::{
-    Clause, Comparison, EventSpec, Expr, FieldName, File, Literal, Method, Op, Span, Spanned,
-    StringLit, ValueSource, WebhookDecl,
+    Clause, Comparison, EventSpec, Expr, FieldName, File, Literal, MapEntry, Method, Op, Place,
+    SourceClause, SourceDecl, Span, Spanned, StringLit, ValueFrom, ValueSource, WebhookDecl,
 };
 use super::escape;
 use super::grammar::{Rule, RuleParser};
@@ -27,8 +27,8 @@ pub struct SyntaxError {
     pub expected: Vec<&'static str>,
 }
 
-/// Parses a whole file. On a syntax error, parsing starts again at the next `webhook`, so one
-/// run reports an error per broken webhook and still yields the webhooks that parse.
+/// Parses a whole file. On a syntax error, parsing starts again at the next `webhook` or
+/// `source`, so one run reports an error per broken block and still yields the blocks that parse.
 pub fn parse_file(text: &str) -> (File, Vec<SyntaxError>) {
     match parse_chunk(text, 0) {
         Ok(file) => (file, Vec::new()),
@@ -44,7 +44,10 @@ pub fn parse_file(text: &str) -> (File, Vec<SyntaxError>) {
             for pair in bounds.windows(2) {
                 let (start, end) = (pair[0], pair[1]);
                 match parse_chunk(&text[start..end], start) {
-                    Ok(chunk) => file.webhooks.extend(chunk.webhooks),
+                    Ok(chunk) => {
+                        file.webhooks.extend(chunk.webhooks);
+                        file.sources.extend(chunk.sources);
+                    }
                     Err(err) => errors.push(err),
                 }
             }
@@ -57,7 +60,7 @@ pub fn parse_file(text: &str) -> (File, Vec<SyntaxError>) {
 /// among threads, big enough that starting a parse is nothing beside it.
 const PIECE_BYTES: usize = 32 * 1024;
 
-/// A file's text cut into pieces of about [`PIECE_BYTES`] each, at lines that start a webhook
+/// A file's text cut into pieces of about [`PIECE_BYTES`] each, at lines that start a webhook or a source
 /// (the text before the first one is the first piece). Parsed one by one with
 /// [`parse_piece`], the pieces yield what [`parse_file`] yields for the whole text when every
 /// one of them parses; when one does not, parse the whole text with [`parse_file`], which
@@ -81,13 +84,15 @@ pub fn parse_piece(text: &str, piece: Range<usize>) -> Option<File> {
     parse_chunk(text.get(piece.clone())?, piece.start).ok()
 }
 
-/// Byte offsets of lines that start (after indentation) with the word `webhook`.
+/// Byte offsets of lines that start (after indentation) with the word `webhook` or `source`.
 fn webhook_starts(text: &str) -> Vec<usize> {
     let mut starts = Vec::new();
     let mut offset = 0;
     for line in text.split_inclusive('\n') {
         let trimmed = line.trim_start();
-        if let Some(rest) = trimmed.strip_prefix("webhook")
+        if let Some(rest) = trimmed
+            .strip_prefix("webhook")
+            .or_else(|| trimmed.strip_prefix("source"))
             && rest.starts_with([' ', '\t', '"', '{'])
         {
             starts.push(offset + (line.len() - trimmed.len()));
@@ -105,6 +110,7 @@ fn parse_chunk(text: &str, offset: usize) -> Result<File, SyntaxError> {
     for pair in file.into_inner() {
         match pair.as_rule() {
             Rule::webhook => out.webhooks.push(parse_webhook(pair, offset)),
+            Rule::source => out.sources.push(parse_source(pair, offset)),
             Rule::EOI => {}
             other => unreachable!("{other:?} in parse_chunk"),
         }
@@ -117,6 +123,17 @@ fn span(pair: &Pair<Rule>, offset: usize) -> Span {
     Span::new(s.start() + offset, s.end() + offset)
 }
 
+fn parse_name(pair: Pair<Rule>, offset: usize) -> Spanned<String> {
+    let item = pair.into_inner().next().expect("a name has one part");
+    match item.as_rule() {
+        Rule::string => {
+            let lit = parse_string(item, offset);
+            Spanned::new(lit.span, lit.value)
+        }
+        _ => Spanned::new(span(&item, offset), item.as_str().to_owned()),
+    }
+}
+
 fn parse_webhook(pair: Pair<Rule>, offset: usize) -> WebhookDecl {
     let whole = span(&pair, offset);
     let mut name = None;
@@ -124,16 +141,7 @@ fn parse_webhook(pair: Pair<Rule>, offset: usize) -> WebhookDecl {
     for inner in pair.into_inner() {
         match inner.as_rule() {
             Rule::kw_webhook | Rule::lbrace | Rule::rbrace => {}
-            Rule::webhook_name => {
-                let item = inner.into_inner().next().expect("a name has one part");
-                name = Some(match item.as_rule() {
-                    Rule::string => {
-                        let lit = parse_string(item, offset);
-                        Spanned::new(lit.span, lit.value)
-                    }
-                    _ => Spanned::new(span(&item, offset), item.as_str().to_owned()),
-                });
-            }
+            Rule::webhook_name => name = Some(parse_name(inner, offset)),
             _ => clauses.push(parse_clause(inner, offset)),
         }
     }
@@ -208,6 +216,137 @@ fn parse_clause(pair: Pair<Rule>, offset: usize) -> Spanned<Clause> {
         other => unreachable!("{other:?} in parse_clause"),
     };
     Spanned::new(whole, clause)
+}
+
+fn parse_source(pair: Pair<Rule>, offset: usize) -> SourceDecl {
+    let whole = span(&pair, offset);
+    let mut name = None;
+    let mut clauses = Vec::new();
+    for inner in pair.into_inner() {
+        match inner.as_rule() {
+            Rule::kw_source | Rule::lbrace | Rule::rbrace => {}
+            Rule::webhook_name => name = Some(parse_name(inner, offset)),
+            _ => clauses.push(parse_source_clause(inner, offset)),
+        }
+    }
+    SourceDecl {
+        span: whole,
+        name: name.expect("the grammar requires a name"),
+        clauses,
+    }
+}
+
+fn spanned_text(pair: &Pair<Rule>, offset: usize) -> Spanned<String> {
+    Spanned::new(span(pair, offset), pair.as_str().to_owned())
+}
+
+fn parse_source_clause(pair: Pair<Rule>, offset: usize) -> Spanned<SourceClause> {
+    let whole = span(&pair, offset);
+    let rule = pair.as_rule();
+    let inner: Vec<Pair<Rule>> = pair.into_inner().collect();
+    let find = |r: Rule| inner.iter().find(|p| p.as_rule() == r).cloned();
+    let clause = match rule {
+        Rule::route_clause => SourceClause::Route {
+            methods: inner
+                .iter()
+                .filter(|p| p.as_rule() == Rule::method)
+                .map(|m| {
+                    let method = if m.as_str() == "post" {
+                        Method::Post
+                    } else {
+                        Method::Get
+                    };
+                    Spanned::new(span(m, offset), method)
+                })
+                .collect(),
+            path: parse_string(find(Rule::string).expect("a path"), offset),
+        },
+        Rule::source_secret_clause => {
+            let place = find(Rule::place).expect("a place");
+            let mut values = inner
+                .iter()
+                .filter(|p| matches!(p.as_rule(), Rule::string | Rule::env_call));
+            let name = parse_string(values.next().expect("a name").clone(), offset);
+            let value = parse_value_source(values.next().expect("a value").clone(), offset);
+            SourceClause::Secret {
+                place: Spanned::new(span(&place, offset), parse_place(&place)),
+                name,
+                value,
+            }
+        }
+        Rule::negative_clause => SourceClause::Negative {
+            field: spanned_text(&find(Rule::field_word).expect("a field"), offset),
+            event: parse_event_spec(find(Rule::event_spec).expect("an event"), offset),
+        },
+        Rule::mapping_clause => {
+            let target = spanned_text(&find(Rule::target).expect("a target"), offset);
+            let from = find(Rule::value_from).expect("a value");
+            let map = find(Rule::value_map).map(|m| parse_value_map(m, offset));
+            SourceClause::Mapping {
+                target,
+                from: parse_value_from(from, offset),
+                map,
+            }
+        }
+        Rule::unknown_source_clause => SourceClause::Unknown {
+            word: spanned_text(&inner[0], offset),
+        },
+        other => unreachable!("{other:?} in parse_source_clause"),
+    };
+    Spanned::new(whole, clause)
+}
+
+fn parse_place(pair: &Pair<Rule>) -> Place {
+    // The grammar admits only the place keywords.
+    Place::from_keyword(pair.as_str()).unwrap_or(Place::Param)
+}
+
+fn parse_value_from(pair: Pair<Rule>, offset: usize) -> Spanned<ValueFrom> {
+    let whole = span(&pair, offset);
+    let inner: Vec<Pair<Rule>> = pair.into_inner().collect();
+    let from = match inner[0].as_rule() {
+        Rule::hash_call => ValueFrom::Hash(
+            inner[0]
+                .clone()
+                .into_inner()
+                .filter(|p| p.as_rule() == Rule::target)
+                .map(|p| spanned_text(&p, offset))
+                .collect(),
+        ),
+        Rule::place => ValueFrom::Request(
+            parse_place(&inner[0]),
+            parse_string(inner[1].clone(), offset),
+        ),
+        _ => ValueFrom::Literal(parse_literal(inner[0].clone(), offset).node),
+    };
+    Spanned::new(whole, from)
+}
+
+fn parse_value_map(pair: Pair<Rule>, offset: usize) -> Spanned<Vec<MapEntry>> {
+    let whole = span(&pair, offset);
+    let entries = pair
+        .into_inner()
+        .filter(|p| p.as_rule() == Rule::map_entry)
+        .map(|entry| {
+            let entry_span = span(&entry, offset);
+            let mut value = None;
+            let mut event = None;
+            for part in entry.into_inner() {
+                match part.as_rule() {
+                    Rule::string => value = Some(parse_string(part, offset)),
+                    Rule::event_spec => event = Some(parse_event_spec(part, offset)),
+                    Rule::kw_else | Rule::arrow => {}
+                    other => unreachable!("{other:?} in parse_value_map"),
+                }
+            }
+            MapEntry {
+                value,
+                event: event.expect("an entry names an event"),
+                span: entry_span,
+            }
+        })
+        .collect();
+    Spanned::new(whole, entries)
 }
 
 fn parse_event_spec(pair: Pair<Rule>, offset: usize) -> Spanned<EventSpec> {
@@ -397,7 +536,26 @@ fn phrase(rule: Rule) -> &'static str {
         Rule::EOI => "the end of the file",
         Rule::WHITESPACE | Rule::COMMENT => "a space",
         Rule::file | Rule::webhook | Rule::kw_webhook => "`webhook`",
-        Rule::webhook_name => "a webhook name",
+        Rule::source | Rule::kw_source => "`source`",
+        Rule::webhook_name => "a name",
+        Rule::source_clause
+        | Rule::source_word
+        | Rule::route_clause
+        | Rule::source_secret_clause
+        | Rule::negative_clause
+        | Rule::mapping_clause
+        | Rule::unknown_source_clause
+        | Rule::kw_route
+        | Rule::kw_negative => {
+            "a source clause such as `route`, `secret` or `revenue = query \"payout\"`"
+        }
+        Rule::target | Rule::field_word => "a field such as `revenue` or `last.clickId`",
+        Rule::value_from => "where the value comes from, such as `query \"payout\"`",
+        Rule::place => "`query`, `form`, `json`, `header` or `param`",
+        Rule::hash_call | Rule::kw_hash => "`hash(...)`",
+        Rule::value_map => "a value map such as `{ \"sale\" -> conversion }`",
+        Rule::map_entry | Rule::kw_else => "`\"value\" -> event` or `else -> event`",
+        Rule::arrow => "`->`",
         Rule::clause
         | Rule::clause_word
         | Rule::on_clause

@@ -25,9 +25,9 @@ use tokio::sync::{Notify, oneshot};
 
 pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
-    Accepted, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT, NewDelivery,
-    NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, endpoint_of,
-    new_delivery_id,
+    Accepted, Attempt, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT,
+    NewDelivery, NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, WebhookCounts,
+    endpoint_of, new_delivery_id,
 };
 
 use writer::{Counters, Reply, Request};
@@ -376,6 +376,51 @@ impl Outbox {
     pub async fn get(&self, id: &str) -> Result<Option<Delivery>, OutboxError> {
         let id = id.to_owned();
         self.read(move |conn, _| query::get(conn, &id)).await
+    }
+
+    /// Per webhook, how many deliveries reached each state since `since_ms` (unix ms).
+    pub async fn webhook_counts(
+        &self,
+        since_ms: i64,
+    ) -> Result<std::collections::HashMap<String, WebhookCounts>, OutboxError> {
+        self.read(move |conn, _| query::webhook_counts(conn, since_ms))
+            .await
+    }
+
+    /// Puts every dead delivery of a webhook back in the queue (see [`Outbox::replay`]);
+    /// returns how many were. Each is its own write, so the writer batches them.
+    pub async fn replay_dead(&self, webhook: &str) -> Result<usize, OutboxError> {
+        let webhook = webhook.to_owned();
+        let ids = self
+            .read(move |conn, _| query::dead_ids(conn, &webhook))
+            .await?;
+        let mut replays = tokio::task::JoinSet::new();
+        for id in ids {
+            let outbox = self.clone();
+            replays.spawn(async move { outbox.replay(&id).await });
+        }
+        let mut replayed = 0;
+        while let Some(done) = replays.join_next().await {
+            // A replay task only fails by panicking, which `replay` does not do.
+            if let Ok(result) = done
+                && result?
+            {
+                replayed += 1;
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// A delivery's attempts, in the order they were made (none for an unknown id).
+    pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, OutboxError> {
+        let id = id.to_owned();
+        self.read(move |conn, _| query::attempts(conn, &id)).await
+    }
+
+    /// An event's JSON as it was received, if it is still stored.
+    pub async fn event_json(&self, id: &str) -> Result<Option<String>, OutboxError> {
+        let id = id.to_owned();
+        self.read(move |conn, _| query::event_json(conn, &id)).await
     }
 
     /// How many deliveries are pending (claimed ones included).

@@ -1,11 +1,15 @@
 //! Reads: due deliveries for the dispatcher, the delivery log for the admin API, counts.
 
+use std::collections::HashMap;
+
 use rusqlite::types::Type;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
 use super::OutboxError;
 use super::payload::{StoredBody, StoredEvent};
-use super::types::{Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader};
+use super::types::{
+    Attempt, Delivery, DeliveryFilter, Status, StatusCounts, StoredHeader, WebhookCounts,
+};
 
 /// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (the
 /// event an envelope wraps).
@@ -110,19 +114,112 @@ pub(crate) fn list(
     conn: &Connection,
     filter: &DeliveryFilter,
 ) -> Result<Vec<Delivery>, OutboxError> {
+    // Newest first by id: a delivery id is a UUID v7, whose first bits are the time it was
+    // made, so the primary key is the log's order and a page is a range of it (keyset paging:
+    // each page costs the same however deep). With a cursor the range is written plainly, so
+    // that SQLite seeks to it instead of testing every row before it.
+    // `instr` rather than `LIKE`: the text is matched as typed, `%` and `_` included.
+    let cursor = if filter.after.is_some() {
+        "d.id < ?8"
+    } else {
+        "?8 IS NULL"
+    };
     let sql = format!(
         "SELECT {COLUMNS} FROM {FROM}
-         WHERE (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.webhook = ?2)
-         ORDER BY d.created_at DESC, d.id DESC LIMIT ?3"
+         WHERE {cursor} AND (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.webhook = ?2)
+           AND (?4 IS NULL OR e.type = ?4)
+           AND (?5 IS NULL OR d.created_at >= ?5) AND (?6 IS NULL OR d.created_at < ?6)
+           AND (?7 IS NULL OR instr(d.event_id, ?7) > 0
+                OR instr(CAST(json_extract(e.body, '$.transaction') AS TEXT), ?7) > 0)
+         ORDER BY d.id DESC LIMIT ?3"
     );
     let rows = conn
         .prepare_cached(&sql)?
         .query_map(
-            params![filter.status, filter.webhook, filter.limit],
+            params![
+                filter.status,
+                filter.webhook,
+                filter.limit,
+                filter.event_type,
+                filter.since,
+                filter.until,
+                filter.text,
+                filter.after,
+            ],
             delivery,
         )?
         .collect::<Result<Vec<_>, _>>()?;
     Ok(rows)
+}
+
+/// Per webhook, how many deliveries reached each state since `since_ms` (by the time they last
+/// changed).
+pub(crate) fn webhook_counts(
+    conn: &Connection,
+    since_ms: i64,
+) -> Result<HashMap<String, WebhookCounts>, OutboxError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT webhook, status, attempts > 0, count(*) FROM deliveries
+         WHERE updated_at >= ?1 GROUP BY 1, 2, 3",
+    )?;
+    let rows = stmt.query_map([since_ms], |r| {
+        Ok((
+            r.get::<_, String>(0)?,
+            r.get::<_, Status>(1)?,
+            r.get::<_, bool>(2)?,
+            r.get::<_, u64>(3)?,
+        ))
+    })?;
+    let mut counts: HashMap<String, WebhookCounts> = HashMap::new();
+    for row in rows {
+        let (webhook, status, tried, n) = row?;
+        let c = counts.entry(webhook).or_default();
+        match (status, tried) {
+            (Status::Delivered, _) => c.delivered += n,
+            (Status::Dead, _) => c.dead += n,
+            (Status::Pending, true) => c.retrying += n,
+            (Status::Pending, false) => c.waiting += n,
+        }
+    }
+    Ok(counts)
+}
+
+/// The ids of a webhook's dead deliveries.
+pub(crate) fn dead_ids(conn: &Connection, webhook: &str) -> Result<Vec<String>, OutboxError> {
+    let rows = conn
+        .prepare_cached("SELECT id FROM deliveries WHERE status = 'dead' AND webhook = ?1")?
+        .query_map([webhook], |r| r.get(0))?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// A delivery's attempts, in the order they were made.
+pub(crate) fn attempts(conn: &Connection, id: &str) -> Result<Vec<Attempt>, OutboxError> {
+    let rows = conn
+        .prepare_cached(
+            "SELECT at, outcome, status_code, error, excerpt, elapsed_ms FROM attempts
+             WHERE delivery_id = ?1 ORDER BY rowid",
+        )?
+        .query_map([id], |r| {
+            Ok(Attempt {
+                at: r.get(0)?,
+                outcome: r.get(1)?,
+                status_code: r.get(2)?,
+                error: r.get(3)?,
+                excerpt: r.get(4)?,
+                elapsed_ms: r.get(5)?,
+            })
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// An event as it was received: its JSON.
+pub(crate) fn event_json(conn: &Connection, id: &str) -> Result<Option<String>, OutboxError> {
+    Ok(conn
+        .prepare_cached("SELECT body FROM events WHERE id = ?1")?
+        .query_row([id], |r| r.get(0))
+        .optional()?)
 }
 
 /// One delivery by id.

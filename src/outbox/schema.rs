@@ -13,9 +13,14 @@
 //!   SQLite), `next_attempt_at`, `last_status_code`, `last_error`, `response_excerpt`,
 //!   `last_attempt_ms`, `created_at`, `updated_at` (ms since the epoch), `envelope` (1: the body
 //!   is the envelope rendered from the event), `endpoint` (`scheme://host:port` of the URL).
+//! * `attempts` (one row per attempt, in the order made): `delivery_id` (→ `deliveries.id`),
+//!   `at` (ms since the epoch), `outcome` (`delivered`, `retry` or `dead`), `status_code`,
+//!   `error`, `excerpt` (the start of the response body), `elapsed_ms`. Pruned with their
+//!   delivery.
 //!
 //! Indexes: `deliveries_endpoint_due (status, endpoint, next_attempt_at, id)` for the
-//! dispatcher, `deliveries_event (event_id)` for duplicates, pruning and the foreign key.
+//! dispatcher, `deliveries_event (event_id)` for duplicates, pruning and the foreign key,
+//! `attempts_delivery (delivery_id)` for a delivery's history.
 
 use std::time::Duration;
 
@@ -55,7 +60,25 @@ const MIGRATIONS: &[Migration] = &[
     // indexes), in this step's transaction. The new deliveries refer to the new events table,
     // which the rename turns into `events`, so dropping the old tables leaves no dangling key.
     Migration::sql(STEP_5),
+    // 6: every attempt is kept, not only the last one, so the console shows a delivery's
+    // history (each attempt's answer, error, excerpt and time). A rowid table: attempts only
+    // grow at the end, and the index finds a delivery's.
+    Migration::sql(STEP_6),
 ];
+
+/// The SQL of step 6: the attempts of each delivery.
+const STEP_6: &str = "
+    CREATE TABLE attempts (
+        delivery_id TEXT NOT NULL,
+        at          INTEGER NOT NULL,
+        outcome     TEXT NOT NULL,
+        status_code INTEGER,
+        error       TEXT,
+        excerpt     TEXT,
+        elapsed_ms  INTEGER NOT NULL
+    );
+    CREATE INDEX attempts_delivery ON attempts (delivery_id);
+";
 
 /// The SQL of step 4 (its Rust half is [`backfill_endpoints`]).
 pub(crate) const STEP_4: &str = "

@@ -238,7 +238,17 @@ pub struct DeliveryFilter {
     pub status: Option<Status>,
     /// Only deliveries of this webhook.
     pub webhook: Option<String>,
-    /// At most this many, newest first.
+    /// Only deliveries of events of this type (its wire name: `conversion`, `event3`).
+    pub event_type: Option<String>,
+    /// Only deliveries stored at or after this time, unix ms.
+    pub since: Option<i64>,
+    /// Only deliveries stored before this time, unix ms.
+    pub until: Option<i64>,
+    /// Only deliveries whose event id, or its event's `transaction`, contains this text.
+    pub text: Option<String>,
+    /// The page after the one that ended with this delivery id: only older deliveries.
+    pub after: Option<String>,
+    /// At most this many, newest first (by id: a UUID v7 starts with its creation time).
     pub limit: u32,
 }
 
@@ -247,9 +257,44 @@ impl Default for DeliveryFilter {
         DeliveryFilter {
             status: None,
             webhook: None,
+            event_type: None,
+            since: None,
+            until: None,
+            text: None,
+            after: None,
             limit: 100,
         }
     }
+}
+
+/// One attempt of a delivery, as kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Attempt {
+    /// When it was recorded, unix ms.
+    pub at: i64,
+    /// `delivered`, `retry` or `dead`.
+    pub outcome: String,
+    /// The HTTP status, if the target answered.
+    pub status_code: Option<u16>,
+    /// What went wrong (or was odd about a delivered answer).
+    pub error: Option<String>,
+    /// The start of the response body.
+    pub excerpt: Option<String>,
+    /// How long it took.
+    pub elapsed_ms: u64,
+}
+
+/// How many deliveries of one webhook reached each state in a time window.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct WebhookCounts {
+    /// Delivered (a target answered 2xx).
+    pub delivered: u64,
+    /// Pending after at least one failed attempt.
+    pub retrying: u64,
+    /// Given up.
+    pub dead: u64,
+    /// Pending, not yet tried.
+    pub waiting: u64,
 }
 
 /// How many deliveries are in each state.

@@ -442,13 +442,14 @@ fn record_attempt(
     record: &AttemptRecord,
     now: i64,
 ) -> Result<(), OutboxError> {
-    let (status, next_at, code, error, body, elapsed) = match record {
+    let (outcome, status, next_at, code, error, body, elapsed) = match record {
         AttemptRecord::Delivered {
             status_code,
             note,
             excerpt,
             elapsed_ms,
         } => (
+            "delivered",
             Status::Delivered,
             None,
             Some(*status_code),
@@ -463,6 +464,7 @@ fn record_attempt(
             excerpt,
             elapsed_ms,
         } => (
+            "retry",
             Status::Pending,
             Some(*next_attempt_at),
             *status_code,
@@ -476,6 +478,7 @@ fn record_attempt(
             excerpt,
             elapsed_ms,
         } => (
+            "dead",
             Status::Dead,
             None,
             *status_code,
@@ -505,6 +508,19 @@ fn record_attempt(
     if changed == 0 {
         return Err(OutboxError::NotPending(id.to_owned()));
     }
+    conn.prepare_cached(
+        "INSERT INTO attempts (delivery_id, at, outcome, status_code, error, excerpt, elapsed_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        id,
+        now,
+        outcome,
+        code,
+        error.map(error_text),
+        body.as_deref().map(excerpt),
+        elapsed
+    ])?;
     Ok(())
 }
 
@@ -537,10 +553,16 @@ fn probe(conn: &Connection) -> Result<(), OutboxError> {
     Ok(())
 }
 
-/// Deletes delivered rows last updated before `before`, then events with no delivery left.
+/// Deletes delivered rows (and their attempts) last updated before `before`, then events with
+/// no delivery left.
 ///
 /// An event pruned this way is forgotten: the same id sent again is no longer a duplicate.
 fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
+    conn.prepare_cached(
+        "DELETE FROM attempts WHERE delivery_id IN
+             (SELECT id FROM deliveries WHERE status = 'delivered' AND updated_at < ?1)",
+    )?
+    .execute([before])?;
     let removed = conn
         .prepare_cached("DELETE FROM deliveries WHERE status = 'delivered' AND updated_at < ?1")?
         .execute([before])?;

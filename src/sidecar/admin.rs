@@ -11,10 +11,14 @@ use serde_json::json;
 
 use crate::deliver::stored_body;
 use crate::deliver::test::{self, TestMode};
-use crate::outbox::Delivery;
+use crate::engine::explain::explain;
+use crate::event::Event;
+use crate::outbox::{Delivery, now_ms};
 
 use super::State;
 use super::WatchState;
+use super::body::read_limited;
+use super::console;
 use super::http::{Body, error, json, text};
 use super::metrics::Gauges;
 use super::query::delivery_filter;
@@ -41,7 +45,14 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::POST, ["v1", "deliveries", "pause"]) => set_paused(&state, true),
         (&Method::POST, ["v1", "deliveries", "resume"]) => set_paused(&state, false),
         (&Method::GET, ["v1", "deliveries", id]) => match state.outbox.get(&decode(id)).await {
-            Ok(Some(d)) => json(StatusCode::OK, &delivery_json(&d)),
+            Ok(Some(d)) => {
+                let mut body = delivery_json(&d);
+                match state.outbox.attempts(&d.id).await {
+                    Ok(attempts) => body["history"] = json!(attempts),
+                    Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+                }
+                json(StatusCode::OK, &body)
+            }
             Ok(None) => error(StatusCode::NOT_FOUND, format!("no delivery `{id}`")),
             Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
         },
@@ -61,6 +72,19 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
         (&Method::POST, ["v1", "webhooks", name, "test"]) => {
             test_button(&state, &decode(name)).await
         }
+        (&Method::GET, ["v1", "webhooks"]) => webhooks(&state).await,
+        (&Method::POST, ["v1", "webhooks", name, "replay"]) => {
+            replay_dead(&state, &decode(name)).await
+        }
+        (&Method::POST, ["v1", "explain"]) => try_event(&state, req).await,
+        (&Method::GET, ["v1", "events", id]) => match state.outbox.event_json(&decode(id)).await {
+            Ok(Some(body)) => text(StatusCode::OK, body, "application/json"),
+            Ok(None) => error(StatusCode::NOT_FOUND, format!("no stored event `{id}`")),
+            Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+        },
+        (&Method::GET, ["v1", "examples"]) => json(StatusCode::OK, &console::examples()),
+        (&Method::GET, ["v1", "history"]) => json(StatusCode::OK, &state.history.samples_json()),
+        (&Method::GET, [asset]) if console::asset(asset).is_some() => console::serve(asset),
         _ => error(StatusCode::NOT_FOUND, "not found"),
     }
 }
@@ -165,11 +189,22 @@ async fn deliveries(state: &State, query: &str) -> Response<Body> {
         Ok(filter) => filter,
         Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
     };
+    let limit = filter.limit as usize;
     match state.outbox.list(filter).await {
-        Ok(list) => json(
-            StatusCode::OK,
-            &json!({ "deliveries": list.iter().map(delivery_json).collect::<Vec<_>>() }),
-        ),
+        // A full page may have a next one: it starts after this page's last delivery.
+        Ok(list) => {
+            let next = list
+                .last()
+                .filter(|_| list.len() == limit)
+                .map(|d| d.id.clone());
+            json(
+                StatusCode::OK,
+                &json!({
+                    "deliveries": list.iter().map(delivery_json).collect::<Vec<_>>(),
+                    "next": next,
+                }),
+            )
+        }
         Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
     }
 }
@@ -216,4 +251,98 @@ async fn test_button(state: &State, name: &str) -> Response<Body> {
     )
     .await;
     json(StatusCode::OK, &report.to_json())
+}
+
+/// The webhooks being served with their delivery counts over the last hour and day, and the
+/// rules' reload state (the last reload error with its diagnostics).
+async fn webhooks(state: &State) -> Response<Body> {
+    const HOUR_MS: i64 = 3_600_000;
+    let now = now_ms();
+    let (hour, day) = match tokio::try_join!(
+        state.outbox.webhook_counts(now - HOUR_MS),
+        state.outbox.webhook_counts(now - 24 * HOUR_MS),
+    ) {
+        Ok(counts) => counts,
+        Err(err) => return error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    };
+    let status = state.rules.status();
+    let webhooks: Vec<_> = status
+        .webhooks
+        .iter()
+        .map(|w| {
+            let hour = hour.get(&w.name).cloned().unwrap_or_default();
+            let day = day.get(&w.name).cloned().unwrap_or_default();
+            // Of the deliveries settled today, the share delivered; none settled, no rate.
+            let settled = day.delivered + day.dead;
+            let success_rate = (settled > 0).then(|| day.delivered as f64 / settled as f64);
+            json!({
+                "webhook": w,
+                "last_hour": hour,
+                "last_day": day,
+                "success_rate": success_rate,
+            })
+        })
+        .collect();
+    json(
+        StatusCode::OK,
+        &json!({
+            "version": status.version,
+            "hash": status.hash,
+            "files": status.files,
+            "loaded_at": status.loaded_at,
+            "last_error": status.last_error,
+            "last_error_at": status.last_error_at,
+            "reloads_ok": status.reloads_ok,
+            "reloads_failed": status.reloads_failed,
+            "watcher": status.watcher,
+            "paused": state.deliveries.is_paused(),
+            "webhooks": webhooks,
+        }),
+    )
+}
+
+/// Replays every dead delivery of a webhook (one the rules may no longer have).
+async fn replay_dead(state: &State, name: &str) -> Response<Body> {
+    match state.outbox.replay_dead(name).await {
+        Ok(replayed) => {
+            if replayed > 0 {
+                tracing::info!(webhook = name, replayed, "dead deliveries replayed");
+            }
+            json(
+                StatusCode::OK,
+                &json!({ "webhook": name, "replayed": replayed }),
+            )
+        }
+        Err(err) => error(StatusCode::INTERNAL_SERVER_ERROR, err.to_string()),
+    }
+}
+
+/// `explain` for the posted event against the rules being served: every webhook's verdict,
+/// each condition with the value it read, the rendered URL. Nothing is stored or sent.
+async fn try_event(state: &State, req: Request<Incoming>) -> Response<Body> {
+    let body = match read_limited(req.into_body(), state.config.max_body).await {
+        Ok(body) => body,
+        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+    };
+    let Ok(text) = std::str::from_utf8(&body) else {
+        return error(StatusCode::BAD_REQUEST, "the event is not UTF-8 text");
+    };
+    let event = match Event::from_json_str(text) {
+        Ok(event) => event,
+        Err(err) => return error(StatusCode::BAD_REQUEST, format!("not a valid event: {err}")),
+    };
+    let rules = state.rules.current();
+    let explanations: Vec<_> = rules
+        .webhooks()
+        .iter()
+        .map(|w| explain(w, &event))
+        .collect();
+    json(
+        StatusCode::OK,
+        &json!({
+            "event": { "id": event.id, "type": event.kind.wire_name() },
+            "rules": rules.hash,
+            "webhooks": explanations,
+        }),
+    )
 }

@@ -19,6 +19,17 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
     match (req.method(), req.uri().path()) {
         (&Method::POST, "/v1/events") => post_events(&state, req).await,
         (_, "/v1/events") => error(StatusCode::METHOD_NOT_ALLOWED, "use POST /v1/events"),
+        (_, path) if !path.starts_with("/v1/") => {
+            // One rule set for the whole request: its sources and its webhooks.
+            let rules = state.rules.current();
+            match rules.sources().iter().position(|s| s.path == path) {
+                Some(index) => super::postback::handle(&state, rules, index, req).await,
+                None => error(
+                    StatusCode::NOT_FOUND,
+                    "not found; events go to POST /v1/events or a source's route",
+                ),
+            }
+        }
         _ => error(
             StatusCode::NOT_FOUND,
             "not found; events go to POST /v1/events",

@@ -130,6 +130,11 @@ pub struct ServeConfig {
     pub admin_listen: SocketAddr,
     /// The data directory; the outbox lives in `outbox.db` inside it.
     pub data: PathBuf,
+    /// Where the queue lives instead: a PostgreSQL URL shared by a fleet of sidecars; `None`
+    /// (or `sqlite`) keeps the embedded SQLite outbox in [`ServeConfig::data`].
+    pub store: Option<String>,
+    /// How a shared store's claims are held (the lease).
+    pub store_options: crate::store::StoreOptions,
     /// Proxy mode, when set: every request is forwarded to the tracker.
     pub proxy: Option<ProxyConfig>,
     /// When failed deliveries are tried again.
@@ -171,6 +176,8 @@ impl ServeConfig {
             listen: DEFAULT_LISTEN,
             admin_listen: DEFAULT_ADMIN_LISTEN,
             data: PathBuf::from(DEFAULT_DATA),
+            store: None,
+            store_options: crate::store::StoreOptions::default(),
             proxy: None,
             retry: RetryPolicy::default(),
             ingest_token: None,

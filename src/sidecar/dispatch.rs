@@ -12,7 +12,8 @@ use crate::deliver::{
     unsendable,
 };
 use crate::lang::Env;
-use crate::outbox::{AttemptRecord, Delivery, Outbox, OutboxError, now_ms};
+use crate::outbox::{AttemptRecord, Delivery, now_ms};
+use crate::store::{Store, StoreError};
 
 use super::gate::DeliveryGate;
 use super::metrics::Metrics;
@@ -28,7 +29,7 @@ const RECORD_RETRY_MAX: Duration = Duration::from_secs(5);
 
 /// Sends due deliveries until cancelled.
 pub struct Dispatcher {
-    outbox: Outbox,
+    outbox: Store,
     client: Client,
     retry: RetryPolicy,
     env: Arc<dyn Env + Send + Sync>,
@@ -40,7 +41,7 @@ pub struct Dispatcher {
 impl Dispatcher {
     /// A dispatcher over the outbox.
     pub fn new(
-        outbox: Outbox,
+        outbox: Store,
         client: Client,
         retry: RetryPolicy,
         env: Arc<dyn Env + Send + Sync>,
@@ -129,7 +130,7 @@ impl Dispatcher {
             () = cancel.cancelled() => None,
         };
         let Some(permit) = permit else {
-            self.outbox.release(&delivery.id);
+            self.outbox.release(&delivery.id).await;
             return;
         };
         let record = self.send(&delivery).await;
@@ -160,10 +161,10 @@ impl Dispatcher {
         loop {
             match self.outbox.record(id, record.clone()).await {
                 Ok(()) => return,
-                Err(OutboxError::NotPending(_)) => {
+                Err(StoreError::NotPending(_)) => {
                     // Replayed or pruned meanwhile: nothing to record, and not ours any more.
                     tracing::warn!(delivery = %id, "attempt not recorded: the delivery is no longer pending");
-                    self.outbox.release(id);
+                    self.outbox.release(id).await;
                     return;
                 }
                 Err(err) => {

@@ -10,7 +10,8 @@ use sha2::{Digest, Sha256};
 
 use super::http::{Body, error};
 
-/// Admin routes that answer without the token: health checks, which probes call bare.
+/// Admin routes that answer without the token: health checks, which probes call bare (and the
+/// console's static files, which hold no data).
 const OPEN_ROUTES: [&str; 2] = ["/healthz", "/readyz"];
 
 /// The checks every admin request passes before any route sees it.
@@ -81,12 +82,15 @@ impl AdminGuard {
         {
             return Err(Refusal::Host(host));
         }
+        let path = req.uri().path();
         let open = matches!(*req.method(), Method::GET | Method::HEAD)
-            && OPEN_ROUTES.contains(&req.uri().path());
+            && (OPEN_ROUTES.contains(&path) || super::console::is_asset(path));
         if !open && !bearer_matches(headers, self.token.as_deref()) {
             return Err(Refusal::Token);
         }
-        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS);
+        // Explaining an event is a POST only to carry the event: it changes nothing.
+        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS)
+            || (*req.method() == Method::POST && path == "/v1/explain");
         if self.exposed && self.token.is_none() && !safe {
             return Err(Refusal::ReadOnly);
         }
@@ -295,6 +299,12 @@ mod tests {
         assert_eq!(check(&guard, &req), Ok(()));
         let req = request(Method::POST, "/healthz", &[]);
         assert_eq!(check(&guard, &req), Err(Refusal::Token));
+        // The console's files hold no data; the page asks for the token.
+        for path in ["/", "/console.js", "/console.css"] {
+            assert_eq!(check(&guard, &request(Method::GET, path, &[])), Ok(()));
+        }
+        let req = request(Method::GET, "/v1/examples", &[]);
+        assert_eq!(check(&guard, &req), Err(Refusal::Token));
         for auth in [None, Some("Bearer ad"), Some("Bearer admin"), Some("adm")] {
             let headers: Vec<_> = auth.iter().map(|a| ("authorization", *a)).collect();
             let req = request(Method::GET, "/v1/deliveries", &headers);
@@ -315,6 +325,8 @@ mod tests {
         assert_eq!(check(&guard, &req), Ok(()));
         let req = request(Method::POST, "/v1/deliveries/pause", &[]);
         assert_eq!(check(&guard, &req), Err(Refusal::ReadOnly));
+        let req = request(Method::POST, "/v1/explain", &[]);
+        assert_eq!(check(&guard, &req), Ok(()), "explaining changes nothing");
         let guard = AdminGuard::new(Some("adm".into()), "0.0.0.0:8788".parse().unwrap());
         let req = request(
             Method::POST,

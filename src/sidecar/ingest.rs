@@ -11,7 +11,8 @@ use crate::deliver::render;
 use crate::engine::RuleSet;
 use crate::event::strict::{self, Step, StrictJsonError};
 use crate::event::{Event, EventError, describe};
-use crate::outbox::{NewEvent, Outbox, OutboxError, new_delivery_id};
+use crate::outbox::{NewEvent, new_delivery_id};
+use crate::store::{Store, StoreError};
 
 use super::metrics::Metrics;
 use super::rules::LiveRules;
@@ -47,7 +48,7 @@ pub enum IngestFailure {
     Invalid(#[from] InvalidEvent),
     /// The store could not commit: nothing was stored, the same input may be sent again.
     #[error("the events could not be stored: {0}")]
-    Unavailable(#[source] OutboxError),
+    Unavailable(#[source] StoreError),
 }
 
 /// What [`accept`] takes: whc's own JSON, or events a source already mapped.
@@ -87,7 +88,7 @@ pub struct Ingest {
     /// The rules being served.
     pub rules: Arc<LiveRules>,
     /// The durable store.
-    pub outbox: Outbox,
+    pub outbox: Store,
     /// Counters: accepted, duplicate and unstored events.
     pub metrics: Arc<Metrics>,
     /// Attempts a delivery gets when its rule sets no `retries`.

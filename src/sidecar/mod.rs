@@ -4,15 +4,18 @@ pub mod admin;
 pub mod api;
 pub mod body;
 pub mod config;
+pub mod console;
 pub mod deadline;
 pub mod dispatch;
 pub mod gate;
 pub mod guard;
+pub mod history;
 pub mod http;
 pub mod ingest;
 pub mod memory;
 pub mod metrics;
-pub mod proxy;
+pub mod postback;
+mod proxy;
 pub mod query;
 pub mod rules;
 pub mod watch;
@@ -27,7 +30,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{Client, ExtraRoots};
 use crate::lang::Env;
-use crate::outbox::{Outbox, now_ms};
+use crate::outbox::now_ms;
+use crate::store::{Store, StoreLocation};
 
 pub use body::{BodyError, read_limited};
 pub use config::{Intercept, ProxyConfig, ServeConfig};
@@ -40,6 +44,7 @@ pub use watch::DEFAULT_DEBOUNCE;
 use dispatch::Dispatcher;
 use gate::DeliveryGate;
 use guard::AdminGuard;
+use history::History;
 use metrics::Metrics;
 use proxy::Proxy;
 
@@ -58,7 +63,7 @@ pub struct State {
     /// The rules being served.
     pub rules: Arc<LiveRules>,
     /// The durable store.
-    pub outbox: Outbox,
+    pub outbox: Store,
     /// Counters.
     pub metrics: Arc<Metrics>,
     /// Where secrets come from.
@@ -71,6 +76,8 @@ pub struct State {
     pub mode: Mode,
     /// Whether deliveries are paused.
     pub deliveries: DeliveryGate,
+    /// The last hour of figures, for the console's charts.
+    pub history: Arc<History>,
 }
 
 /// Why the sidecar could not start.
@@ -82,13 +89,13 @@ pub enum ServeError {
         .0.rendered()
     )]
     Rules(#[source] RulesError),
-    /// The outbox could not be opened.
+    /// The store could not be opened.
     #[error("cannot open the outbox in {path}: {source}")]
     Outbox {
-        /// The data directory.
+        /// The data directory, or the database URL without its password.
         path: String,
         /// Why.
-        source: crate::outbox::OutboxError,
+        source: crate::store::StoreError,
     },
     /// A `--ca-cert` file could not be used.
     #[error(transparent)]
@@ -157,9 +164,16 @@ pub async fn start(
     let rules = Arc::new(
         LiveRules::load(config.rules.clone(), Arc::clone(&env)).map_err(ServeError::Rules)?,
     );
-    let db = config.data.join("outbox.db");
-    let outbox = Outbox::open(&db).map_err(|source| ServeError::Outbox {
-        path: config.data.display().to_string(),
+    let location = StoreLocation::parse(config.store.as_deref(), &config.data);
+    let opened = match &location {
+        Ok(location) => Store::open(location, config.store_options).await,
+        Err(unknown) => Err(unknown.clone().into()),
+    };
+    let outbox = opened.map_err(|source| ServeError::Outbox {
+        path: match &location {
+            Ok(StoreLocation::Postgres(url)) => crate::store::redact(url),
+            _ => config.data.display().to_string(),
+        },
         source,
     })?;
     let bind = |addr: SocketAddr| async move {
@@ -206,6 +220,7 @@ pub async fn start(
         ingest,
         mode,
         deliveries: DeliveryGate::new(config_paused),
+        history: Arc::new(History::default()),
     });
 
     let mut tasks = JoinSet::new();
@@ -268,6 +283,7 @@ pub async fn start(
             tracing::error!(%err, "rule watcher failed");
         }
     });
+    tasks.spawn(sample(Arc::clone(&state), cancel.clone()));
     tasks.spawn(prune(outbox, state.config.retention, cancel.clone()));
     tracing::info!(%addr, %admin_addr, rules = %rules.current().hash, "whc serve started");
     Ok(Running {
@@ -279,8 +295,22 @@ pub async fn start(
     })
 }
 
+/// Keeps the console's history: a sample at start, then every [`history::SAMPLE_EVERY`].
+async fn sample(state: Arc<State>, cancel: CancellationToken) {
+    let mut tick = tokio::time::interval(history::SAMPLE_EVERY);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                let depth = state.outbox.queue_depth().await.unwrap_or(0);
+                state.history.record(now_ms(), depth, &state.metrics);
+            }
+            () = cancel.cancelled() => break,
+        }
+    }
+}
+
 /// Deletes delivered deliveries older than the retention period, hourly.
-async fn prune(outbox: Outbox, retention: Duration, cancel: CancellationToken) {
+async fn prune(outbox: Store, retention: Duration, cancel: CancellationToken) {
     let mut tick = tokio::time::interval(Duration::from_secs(3600));
     loop {
         tokio::select! {

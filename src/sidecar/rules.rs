@@ -134,6 +134,7 @@ fn webhook_status(w: &Webhook) -> WebhookStatus {
         disabled: w.disabled,
         method: w.request.method.as_http(),
         url: w.request.url.source.clone(),
+        conditions: w.conditions.iter().map(|c| c.source.clone()).collect(),
     }
 }
 
@@ -228,6 +229,8 @@ pub struct WebhookStatus {
     pub method: &'static str,
     /// The URL template as written, tokens included.
     pub url: String,
+    /// Its `when` clauses as written, all of which must hold.
+    pub conditions: Vec<String>,
 }
 
 impl LiveRules {

@@ -3,7 +3,9 @@
 
 mod access;
 mod admin;
+mod browser;
 mod client;
+mod console;
 mod crash;
 mod delivery;
 mod fanout;
@@ -11,6 +13,7 @@ mod ingest;
 mod listeners;
 mod proxy;
 mod reload;
+mod sources;
 mod store;
 mod support;
 mod tls;

@@ -616,3 +616,120 @@ fn serve_keeps_working_and_stops_on_sigterm_after_its_stderr_is_closed() {
     };
     assert!(exit.success(), "whc serve exited with {exit} after SIGTERM");
 }
+
+#[test]
+fn the_source_presets_check_clean_and_their_cases_pass() {
+    let presets = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/sources");
+    let here = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = whc(here, &["check", presets, "--format", "json"]);
+    assert_exit(&out, 0);
+    let mut vars = Vec::new();
+    for d in json(&out).as_array().unwrap() {
+        assert_eq!(d["code"], "whc::env_unset", "{d}");
+        let message = d["message"].as_str().unwrap();
+        vars.push((
+            message.split('`').nth(1).unwrap().to_owned(),
+            "t".to_owned(),
+        ));
+    }
+    assert_eq!(vars.len(), 7, "one secret per preset");
+    let out = whc_with_env(here, &["check", presets, "--deny-warnings"], &vars);
+    assert_exit(&out, 0);
+    let out = whc(here, &["fmt", "--check", presets]);
+    assert_exit(&out, 0);
+    let out = whc(
+        here,
+        &[
+            "cases",
+            "--rules",
+            presets,
+            "--min-coverage",
+            "100",
+            "--format",
+            "json",
+        ],
+    );
+    assert_exit(&out, 0);
+    let report = json(&out);
+    assert_eq!(report["coverage"]["sources"]["covered"], 7, "{report}");
+    assert_eq!(report["failed"], 0, "{report}");
+}
+
+#[test]
+fn a_case_through_a_source_fails_when_the_mapping_differs() {
+    let dir = rules(&[
+        (
+            "rules/in.whc",
+            r#"
+source t {
+    route get "/in/t"
+    secret query "k" = env("K")
+    id = query "txid"
+    revenue = query "sum"
+}
+webhook w {
+    on conversion
+    post "https://x.test/w?sum=[revenue]"
+}
+"#,
+        ),
+        (
+            "rules/in.cases.json",
+            r#"{"cases": [
+                {"name": "maps", "source": "t", "request": {"url": "/in/t?txid=1&sum=5"},
+                 "mapped": {"revenue": 6}, "fires": ["w"]},
+                {"name": "refuses", "source": "t", "request": {"url": "/in/t?sum=x"},
+                 "refused": "sum", "fires": []},
+                {"name": "unknown source", "source": "s", "request": {"url": "/in/t"}, "fires": []}
+            ]}"#,
+        ),
+    ]);
+    let out = whc(dir.path(), &["cases", "--format", "json"]);
+    assert_exit(&out, 1);
+    let report = json(&out);
+    assert_eq!(report["passed"], 1, "{report}");
+    assert_eq!(report["failed"], 2, "{report}");
+    let text = report.to_string();
+    assert!(text.contains("there is no source `s`"), "{text}");
+}
+
+#[test]
+fn explain_maps_a_postback_url_with_a_source() {
+    let dir = rules(&[(
+        "rules/in.whc",
+        r#"
+source voluum {
+    route get "/in/voluum"
+    secret query "k" = env("K")
+    id = query "txid"
+    type = query "et" { "sale" -> conversion, "lead" -> event 2 }
+    last.externalId = query "externalid"
+}
+webhook net {
+    on event 2
+    get "https://net.example/pb?click=[last.externalId]"
+}
+"#,
+    )]);
+    let out = whc(
+        dir.path(),
+        &[
+            "explain",
+            "--source",
+            "voluum",
+            "https://whc.example/in/voluum?txid=1&et=lead&externalid=g1",
+        ],
+    );
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(text.contains("\"type\": \"event2\""), "{text}");
+    assert!(text.contains("net: fires"), "{text}");
+    assert!(text.contains("click=g1"), "{text}");
+    let out = whc(
+        dir.path(),
+        &["explain", "--source", "voluum", "/in/voluum?et=refund"],
+    );
+    assert_exit(&out, 2);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("query parameter \"et\""), "{err}");
+}

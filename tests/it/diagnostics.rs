@@ -15,7 +15,7 @@ const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/diagnostics")
 
 /// Every code in the registry. `produced_by_compile` is exhaustive, so a new code does not
 /// compile here until someone decides whether it needs a fixture.
-const ALL_CODES: [Code; 33] = [
+const ALL_CODES: [Code; 42] = [
     Code::Syntax,
     Code::UnknownField,
     Code::UnknownEvent,
@@ -49,6 +49,15 @@ const ALL_CODES: [Code; 33] = [
     Code::NoRules,
     Code::SkippedLink,
     Code::CredentialLiteral,
+    Code::CurrencyCode,
+    Code::DuplicateSource,
+    Code::DuplicateRoute,
+    Code::MissingRoute,
+    Code::InvalidRoute,
+    Code::EmptyValueMap,
+    Code::ValueMapField,
+    Code::MissingSecret,
+    Code::MissingId,
 ];
 
 /// Whether `whc::lang::compile` can report the code (so that it must have a fixture).
@@ -85,7 +94,16 @@ fn produced_by_compile(code: Code) -> bool {
         | Code::CountryCode
         | Code::EnvUnset
         | Code::DuplicateEvent
-        | Code::CredentialLiteral => true,
+        | Code::CredentialLiteral
+        | Code::CurrencyCode
+        | Code::DuplicateSource
+        | Code::DuplicateRoute
+        | Code::MissingRoute
+        | Code::InvalidRoute
+        | Code::EmptyValueMap
+        | Code::ValueMapField
+        | Code::MissingSecret
+        | Code::MissingId => true,
     }
 }
 
@@ -209,6 +227,9 @@ fn warnings_and_errors_have_the_registry_severity() {
                 | "whc::no_rules"
                 | "whc::skipped_link"
                 | "whc::credential_literal"
+                | "whc::currency_code"
+                | "whc::missing_secret"
+                | "whc::missing_id"
         );
         assert_eq!(warning, expect_warning, "{name}");
     }

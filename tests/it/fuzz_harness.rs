@@ -219,6 +219,7 @@ fn fill(template: &UrlTemplate, values: &[String], event: &mut Event) -> (String
             }
             Token::Field(FieldRef::Flag(f)) => event.flags[f.slot()] = Some(value.len() % 2 == 1),
             Token::Field(FieldRef::Id(i)) => event.ids[i.slot()] = Some(value),
+            Token::Field(FieldRef::Text(t)) => event.texts[t.slot()] = Some(value),
             Token::Transaction => event.transaction = Some(value),
             Token::Visitor => event.visitor = Some(value),
             Token::Timestamp => event.occurred_at = Some(value),

@@ -727,3 +727,32 @@ fn url_tokens_beyond_fields() {
         "https://x.test/?e=refund"
     );
 }
+
+// === Fields trackers send onward: currency and the click ids ===
+
+#[test]
+fn currency_compares_ignoring_case() {
+    fires!(r#"currency equals "usd""#, {"currency": "USD"});
+    fires!(r#"currency in ["EUR", "gbp"]"#, {"currency": "GBP"});
+    never!(r#"currency equals "USD""#, {"currency": "EUR"});
+    never!(r#"currency not equals "USD""#, {});
+    fires!(r#"currency is not set"#, {});
+}
+
+#[test]
+fn click_ids_read_their_click() {
+    let e = json!({
+        "firstClick": {"clickId": "c-1", "externalId": "fb-1"},
+        "lastClick": {"clickId": "c-2", "externalId": "gclid-2"},
+        "currency": "EUR",
+    });
+    fires!(r#"first.externalId starts with "fb""#, {"firstClick": {"externalId": "fb-1"}});
+    never!(r#"last.clickId equals "c-1""#, {"firstClick": {"clickId": "c-1"}, "lastClick": {"clickId": "c-2"}});
+    assert_eq!(
+        render(
+            "https://x.test/?g=[last.externalId]&f=[first.externalId]&c=[clickId]&cur=[currency]",
+            e
+        ),
+        "https://x.test/?g=gclid-2&f=fb-1&c=c-2&cur=EUR"
+    );
+}

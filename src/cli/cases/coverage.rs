@@ -7,6 +7,7 @@ use serde_json::{Value, json};
 use crate::event::Event;
 use crate::lang::Webhook;
 use crate::lang::predicate::Test;
+use crate::source::Source;
 
 use super::super::output::paint;
 use super::SuiteResult;
@@ -19,10 +20,26 @@ pub(super) struct Coverage {
     fired: Vec<bool>,
     /// Per webhook, per comparison in its `when` clauses: (seen true, seen false).
     conditions: Vec<Vec<(bool, bool)>>,
+    /// Per source (in rule order): its name and whether some case sends it a request.
+    sources: Vec<(String, bool)>,
 }
 
 impl Coverage {
-    pub(super) fn measure(webhooks: &[Webhook], suites: &[SuiteResult]) -> Coverage {
+    pub(super) fn measure(
+        webhooks: &[Webhook],
+        sources: &[Source],
+        suites: &[SuiteResult],
+    ) -> Coverage {
+        let sources = sources
+            .iter()
+            .map(|s| {
+                let used = suites
+                    .iter()
+                    .flat_map(|suite| &suite.cases)
+                    .any(|c| c.error.is_none() && c.source.as_deref() == Some(s.name.as_str()));
+                (s.name.clone(), used)
+            })
+            .collect();
         let events: Vec<&Event> = suites
             .iter()
             .flat_map(|s| &s.cases)
@@ -47,11 +64,20 @@ impl Coverage {
             fired.push(any);
             conditions.push(seen);
         }
-        Coverage { fired, conditions }
+        Coverage {
+            fired,
+            conditions,
+            sources,
+        }
     }
 
     fn webhook_counts(&self) -> (usize, usize) {
         (self.fired.iter().filter(|f| **f).count(), self.fired.len())
+    }
+
+    fn source_counts(&self) -> (usize, usize) {
+        let used = self.sources.iter().filter(|(_, u)| *u).count();
+        (used, self.sources.len())
     }
 
     fn condition_counts(&self) -> (usize, usize) {
@@ -65,6 +91,7 @@ impl Coverage {
         for (what, (covered, total)) in [
             ("webhook", self.webhook_counts()),
             ("condition", self.condition_counts()),
+            ("source", self.source_counts()),
         ] {
             if (covered as f64) * 100.0 < min * (total as f64) {
                 out.push(format!(
@@ -94,6 +121,23 @@ impl Coverage {
                     w.source.name,
                     w.name
                 );
+            }
+        }
+        let (covered, total) = self.source_counts();
+        if total > 0 {
+            let _ = writeln!(
+                out,
+                "  sources:    {covered}/{total} sent a request by some case ({})",
+                percent(covered, total)
+            );
+            for (name, used) in &self.sources {
+                if !used {
+                    let _ = writeln!(
+                        out,
+                        "    {} source `{name}`: no case sends it a request",
+                        paint("✗", "31", color)
+                    );
+                }
             }
         }
         let (covered, total) = self.condition_counts();
@@ -153,8 +197,17 @@ impl Coverage {
                 }
             }
         }
+        let (sc, st) = self.source_counts();
+        let unused: Vec<&str> = self
+            .sources
+            .iter()
+            .filter(|(_, u)| !u)
+            .map(|(n, _)| n.as_str())
+            .collect();
         json!({
             "webhooks": { "covered": wc, "total": wt, "percent": ratio(wc, wt) },
+            "sources": { "covered": sc, "total": st, "percent": ratio(sc, st) },
+            "sources_not_used": unused,
             "conditions": { "covered": cc, "total": ct, "percent": ratio(cc, ct) },
             "webhooks_not_fired": unfired,
             "conditions_not_covered": gaps,

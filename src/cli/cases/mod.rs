@@ -2,10 +2,14 @@
 //! coverage, like `promtool test rules`.
 //!
 //! A cases file is `{"cases": [CASE, ...]}`; a case is
-//! `{"name", "event" | "event_file", "fires", "would_fire"?, "urls"?, "description"?}`.
+//! `{"name", "event" | "event_file" | "source" + "request", "fires", "would_fire"?, "urls"?,
+//! "mapped"?, "refused"?, "description"?}`.
 //! `fires` is the exact set of webhooks that send for the event; `would_fire` the exact set of
 //! `disabled` webhooks whose conditions hold (default: none); `urls` the exact rendered URL of
-//! some of them (the `[delivery]` token renders as `DELIVERY-ID`).
+//! some of them (the `[delivery]` token renders as `DELIVERY-ID`). A case with `source` and
+//! `request` (`{"method"?, "url", "headers"?, "body"?}`) maps the raw request with that source
+//! first; `mapped` is a part of the event it must make, `refused` the parameter a refusal must
+//! name.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -21,6 +25,7 @@ use crate::engine::explain::{Explanation, explain};
 use crate::event::Event;
 use crate::lang::Webhook;
 use crate::lang::diagnostic::did_you_mean;
+use crate::source::{Source, SourceError};
 
 use super::output::paint;
 use super::{Format, default_rules};
@@ -97,6 +102,27 @@ struct CaseSpec {
     would_fire: Vec<String>,
     #[serde(default)]
     urls: BTreeMap<String, String>,
+    #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    request: Option<RawRequest>,
+    #[serde(default)]
+    mapped: Option<Value>,
+    #[serde(default)]
+    refused: Option<String>,
+}
+
+/// A raw request as a tracker sends it, for a case that goes through a source.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRequest {
+    #[serde(default)]
+    method: Option<String>,
+    url: String,
+    #[serde(default)]
+    headers: BTreeMap<String, String>,
+    #[serde(default)]
+    body: Option<String>,
 }
 
 // === results ===
@@ -107,6 +133,8 @@ pub(super) struct CaseResult {
     name: String,
     /// The event, when it could be read.
     event: Option<Event>,
+    /// The source the case's request went through.
+    source: Option<String>,
     /// Why the case could not run (bad event, unreadable event file).
     error: Option<String>,
     /// What did not match, one item each.
@@ -143,6 +171,7 @@ pub fn run(args: CasesArgs, color: bool) -> Result<ExitCode, String> {
     }
     let loaded = super::load_rules(&args.rules, color)?;
     let webhooks = &loaded.compiled.webhooks;
+    let sources = &loaded.compiled.sources;
     let roots = if args.cases.is_empty() {
         if args.rules.is_file() {
             // `--rules sales.whc`: its sibling `sales.cases.json`
@@ -165,8 +194,11 @@ pub fn run(args: CasesArgs, color: bool) -> Result<ExitCode, String> {
             shown.join(", ")
         ));
     }
-    let suites: Vec<SuiteResult> = files.iter().map(|f| run_file(f, webhooks)).collect();
-    let coverage = Coverage::measure(webhooks, &suites);
+    let suites: Vec<SuiteResult> = files
+        .iter()
+        .map(|f| run_file(f, webhooks, sources))
+        .collect();
+    let coverage = Coverage::measure(webhooks, sources, &suites);
 
     if let Some(path) = &args.junit {
         std::fs::write(path, junit(&suites, webhooks))
@@ -242,7 +274,7 @@ fn find_cases_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, String> {
     crate::engine::load::find_files(paths, CASES_SUFFIX).map_err(|e| e.to_string())
 }
 
-fn run_file(path: &Path, webhooks: &[Webhook]) -> SuiteResult {
+fn run_file(path: &Path, webhooks: &[Webhook], sources: &[Source]) -> SuiteResult {
     let file = path.display().to_string();
     let parsed = std::fs::read_to_string(path)
         .map_err(|e| format!("cannot read {file}: {e}"))
@@ -261,7 +293,7 @@ fn run_file(path: &Path, webhooks: &[Webhook]) -> SuiteResult {
             let cases = spec
                 .cases
                 .into_iter()
-                .map(|case| run_case(case, base, webhooks))
+                .map(|case| run_case(case, base, webhooks, sources))
                 .collect();
             SuiteResult {
                 file,
@@ -289,13 +321,66 @@ fn read_event(case: &CaseSpec, base: &Path) -> Result<Event, String> {
     }
 }
 
-fn run_case(case: CaseSpec, base: &Path, webhooks: &[Webhook]) -> CaseResult {
+/// What a case's request became: an event, or the source's refusal.
+fn map_request(case: &CaseSpec, sources: &[Source]) -> Result<Result<Event, SourceError>, String> {
+    let (Some(name), Some(raw)) = (&case.source, &case.request) else {
+        return Err("a case through a source gives both `source` and `request`".into());
+    };
+    if case.event.is_some() || case.event_file.is_some() {
+        return Err("give either `event`/`event_file` or `source` + `request`, not both".into());
+    }
+    let source = sources
+        .iter()
+        .find(|s| s.name == *name)
+        .ok_or_else(|| super::explain::no_source(name, sources))?;
+    let mut headers = http::HeaderMap::new();
+    for (k, v) in &raw.headers {
+        let name = http::HeaderName::from_bytes(k.as_bytes())
+            .map_err(|_| format!("`request.headers`: {k:?} is not a header name"))?;
+        let value = http::HeaderValue::from_str(v)
+            .map_err(|_| format!("`request.headers`: the value of {k} is not valid"))?;
+        headers.insert(name, value);
+    }
+    let url = crate::source::Request::from_url(&raw.url);
+    let target = if url.query.is_empty() {
+        url.path
+    } else {
+        format!("{}?{}", url.path, url.query)
+    };
+    let request = crate::source::Request::new(
+        raw.method.as_deref().unwrap_or("GET"),
+        &target,
+        headers,
+        bytes::Bytes::from(raw.body.clone().unwrap_or_default()),
+    );
+    if !source.allows(&request.method) {
+        return Err(format!(
+            "source `{name}` answers {}, not {}",
+            source.methods_text(),
+            request.method
+        ));
+    }
+    Ok(source.map(&request))
+}
+
+/// Whether every key of `part` is in `whole` with the same value (objects compared the same way).
+fn contains_json(whole: &Value, part: &Value) -> bool {
+    match (whole, part) {
+        (Value::Object(w), Value::Object(p)) => p
+            .iter()
+            .all(|(k, v)| w.get(k).is_some_and(|wv| contains_json(wv, v))),
+        (w, p) => w == p,
+    }
+}
+
+fn run_case(case: CaseSpec, base: &Path, webhooks: &[Webhook], sources: &[Source]) -> CaseResult {
     let started = Instant::now();
     let expected_fires: BTreeSet<String> = case.fires.iter().cloned().collect();
     let expected_would: BTreeSet<String> = case.would_fire.iter().cloned().collect();
     let mut result = CaseResult {
         name: case.name.clone(),
         event: None,
+        source: case.source.clone(),
         error: None,
         failures: Vec::new(),
         expected_fires,
@@ -305,14 +390,46 @@ fn run_case(case: CaseSpec, base: &Path, webhooks: &[Webhook]) -> CaseResult {
         explanations: Vec::new(),
         elapsed: Duration::ZERO,
     };
-    let event = match read_event(&case, base) {
-        Ok(event) => event,
+    let read = if case.source.is_some() || case.request.is_some() {
+        map_request(&case, sources).map(|mapped| match (mapped, &case.refused) {
+            (Ok(event), None) => Some(event),
+            (Ok(_), Some(key)) => {
+                result.failures.push(format!(
+                    "expected the source to refuse the request naming `{key}`, but it mapped it"
+                ));
+                None
+            }
+            (Err(refusal), Some(key)) if refusal.key == *key => None,
+            (Err(refusal), _) => {
+                result
+                    .failures
+                    .push(format!("the source refused the request: {refusal}"));
+                None
+            }
+        })
+    } else {
+        read_event(&case, base).map(Some)
+    };
+    let event = match read {
+        Ok(Some(event)) => event,
+        Ok(None) => {
+            result.elapsed = started.elapsed();
+            return result;
+        }
         Err(error) => {
             result.error = Some(error);
             result.elapsed = started.elapsed();
             return result;
         }
     };
+    if let Some(part) = &case.mapped
+        && !contains_json(&event.to_json(), part)
+    {
+        result.failures.push(format!(
+            "mapped event:\n  expected to contain: {part}\n  actual:              {}",
+            event.to_json()
+        ));
+    }
 
     // Names that are not webhooks at all: a typo or a rename the cases missed.
     let names = || webhooks.iter().map(|w| w.name.as_str());

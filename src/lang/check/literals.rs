@@ -3,10 +3,11 @@
 use memchr::memmem;
 
 use crate::event::EventKind;
-use crate::event::{FieldRef, FieldType, NumberField};
+use crate::event::{CodeList, FieldRef, FieldType, NumberField};
 use crate::lang::ast::{Literal, Op, Span, Spanned, StringLit};
 use crate::lang::codes::Code;
 use crate::lang::country::is_iso_alpha2;
+use crate::lang::currency::is_iso_4217;
 use crate::lang::diagnostic::Diagnostic;
 use crate::lang::predicate::{Check, NumOp, TextSet};
 use crate::lang::reach::FactValue;
@@ -47,6 +48,37 @@ impl Case {
 }
 
 impl Checker<'_> {
+    /// Warns about a text compared with `country` or `currency` that is no code of its standard.
+    fn check_code(&mut self, list: CodeList, t: &str, span: Span) {
+        match list {
+            CodeList::Country if !is_iso_alpha2(t) => {
+                self.error(
+                    Code::CountryCode,
+                    span,
+                    "not an ISO 3166-1 alpha-2 code",
+                    format!("\"{t}\" is not a country code the tracker sends"),
+                )
+                .help = Some(match t {
+                    "UK" | "uk" => "the United Kingdom is \"GB\"".into(),
+                    _ => "countries are two-letter ISO codes such as \"US\", \"DE\", \"GB\"".into(),
+                });
+            }
+            CodeList::Currency if !is_iso_4217(t) => {
+                self.error(
+                    Code::CurrencyCode,
+                    span,
+                    "not an ISO 4217 code",
+                    format!("\"{t}\" is not a currency code the tracker sends"),
+                )
+                .help = Some(
+                    "currencies are three-letter ISO 4217 codes such as \"USD\", \"EUR\", \"GBP\""
+                        .into(),
+                );
+            }
+            _ => {}
+        }
+    }
+
     /// Checks the operand against the field's type and builds the matcher.
     pub(super) fn check_for(
         &mut self,
@@ -138,22 +170,11 @@ impl Checker<'_> {
                     .collect::<Vec<_>>()
                     .into_iter()
                     .collect::<Option<_>>()?;
-                if field.ignores_case()
+                if let Some(list) = field.code_list()
                     && matches!(op, Op::Equals | Op::NotEquals | Op::In | Op::NotIn)
                 {
                     for TextLiteral { value: t, span, .. } in &texts {
-                        if !is_iso_alpha2(t) {
-                            self.error(
-                                Code::CountryCode,
-                                *span,
-                                "not an ISO 3166-1 alpha-2 code",
-                                format!("\"{t}\" is not a country code the tracker sends"),
-                            )
-                            .help = Some(match t.as_str() {
-                                "UK" | "uk" => "the United Kingdom is \"GB\"".into(),
-                                _ => "countries are two-letter ISO codes such as \"US\", \"DE\", \"GB\"".into(),
-                            });
-                        }
+                        self.check_code(list, t, *span);
                     }
                 }
                 // `in []` has no first value (and needs none); every other operator has one.

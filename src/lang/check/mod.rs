@@ -11,6 +11,7 @@ mod literals;
 mod operators;
 mod regex;
 mod settings;
+mod sources;
 mod url;
 mod warnings;
 
@@ -24,6 +25,7 @@ use super::reach::Fact;
 use super::webhook::{Env, Webhook};
 
 pub use settings::{MAX_RETRIES, MAX_TIMEOUT};
+pub use sources::check_sources;
 
 /// The `matches` patterns compiled so far in one compilation, by pattern and case: a pattern
 /// written on many webhooks is compiled once and shared (a compiled regex is 10 KB or more,

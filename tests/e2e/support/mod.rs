@@ -1,6 +1,7 @@
 //! What every end-to-end test needs: the recording target server, the sidecar started
 //! in-process on temporary directories, an HTTP client and polling helpers.
 
+pub mod browser;
 pub mod signals;
 mod target;
 
@@ -272,7 +273,10 @@ impl Sidecar {
     /// Makes every event insert fail from now on, as a full disk would: a trigger in the
     /// outbox aborts it, so accepting events fails with a store error.
     pub fn break_store(&self) {
-        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        let conn = rusqlite::Connection::open(
+            self.running().state.outbox.path().expect("a SQLite outbox"),
+        )
+        .expect("open");
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .expect("busy timeout");
         conn.execute_batch(
@@ -301,7 +305,10 @@ impl Sidecar {
 
     /// Runs SQL on the outbox from a connection of its own, as an operator would.
     fn store_sql(&self, sql: &str) {
-        let conn = rusqlite::Connection::open(self.running().state.outbox.path()).expect("open");
+        let conn = rusqlite::Connection::open(
+            self.running().state.outbox.path().expect("a SQLite outbox"),
+        )
+        .expect("open");
         conn.busy_timeout(Duration::from_secs(10))
             .expect("busy timeout");
         conn.execute_batch(sql).expect("run SQL on the outbox");
@@ -336,17 +343,33 @@ impl Sidecar {
         answer.json()
     }
 
-    /// `GET` on the admin API, expecting `200` and JSON.
+    /// The `Authorization` header of the admin token, when the sidecar has one.
+    fn admin_auth(&self) -> Vec<(&str, String)> {
+        self.config
+            .admin_token
+            .iter()
+            .map(|token| ("authorization", format!("Bearer {token}")))
+            .collect()
+    }
+
+    /// `GET` on the admin API (with its token, if any), expecting `200` and JSON.
     pub async fn admin_json(&self, path: &str) -> Value {
-        let answer = self.http.get(&self.admin_url(path)).await;
+        let auth = self.admin_auth();
+        let headers: Vec<_> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
+        let answer = self
+            .http
+            .send(Method::GET, &self.admin_url(path), &headers, Bytes::new())
+            .await;
         assert_eq!(answer.status, StatusCode::OK, "{path}: {}", answer.text());
         answer.json()
     }
 
-    /// `POST` on the admin API.
+    /// `POST` on the admin API (with its token, if any).
     pub async fn admin_post(&self, path: &str) -> Answer {
+        let auth = self.admin_auth();
+        let headers: Vec<_> = auth.iter().map(|(n, v)| (*n, v.as_str())).collect();
         self.http
-            .send(Method::POST, &self.admin_url(path), &[], Bytes::new())
+            .send(Method::POST, &self.admin_url(path), &headers, Bytes::new())
             .await
     }
 

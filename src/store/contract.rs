@@ -1,0 +1,557 @@
+//! The store contract: one suite of behaviours every store must have, run against each store
+//! (a real SQLite file; a real throwaway PostgreSQL server when its binaries are installed).
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use super::{Store, StoreError, StoreLocation, StoreOptions};
+use crate::outbox::{
+    AttemptRecord, DeliveryFilter, EXCERPT_LIMIT, NewDelivery, NewEvent, Payload, Status,
+    StoredBody, StoredHeader, new_delivery_id, now_ms,
+};
+
+/// Far in the future: everything pending is due.
+const LATER: i64 = i64::MAX;
+
+/// No bound on the deliveries claimed per endpoint.
+const ANY: usize = usize::MAX;
+
+/// A fresh, empty store of one kind, and the way to open more handles on it (more sidecars).
+pub(crate) struct Harness {
+    location: StoreLocation,
+    /// Keeps the SQLite folder (or the PostgreSQL database) alive for the test.
+    _keep: Box<dyn std::any::Any + Send>,
+}
+
+impl Harness {
+    /// A fresh SQLite outbox in a temporary folder.
+    pub(crate) fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().expect("tempdir");
+        Harness {
+            location: StoreLocation::Sqlite(dir.path().join("data/outbox.db")),
+            _keep: Box::new(dir),
+        }
+    }
+
+    /// Opens a handle with the default options.
+    pub(crate) async fn open(&self) -> Store {
+        self.open_with(StoreOptions::default()).await
+    }
+
+    /// Opens a handle: for a shared store, one more sidecar on the same queue.
+    pub(crate) async fn open_with(&self, options: StoreOptions) -> Store {
+        Store::open(&self.location, options)
+            .await
+            .expect("open the store")
+    }
+}
+
+/// Generates one `#[tokio::test]` per store for each contract function named.
+macro_rules! contract {
+    ($store:ident => $harness:expr; $($name:ident),* $(,)?) => {
+        mod $store {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(harness) = $harness else { return };
+                    super::$name(harness).await;
+                }
+            )*
+        }
+    };
+}
+
+contract!(sqlite => Some(super::Harness::sqlite());
+    accept_claim_deliver,
+    retry_then_dead_then_replay,
+    duplicates_answer_the_first_deliveries,
+    the_log_filters_newest_first,
+    the_consoles_filters_pages_and_counts,
+    prune_removes_old_delivered_only,
+    a_claim_is_not_handed_out_twice_until_recorded_or_released,
+    claims_are_bounded_per_endpoint,
+    an_envelope_reads_back_its_event,
+    changed_wakes_after_accept,
+    health_checks_pass_on_a_working_store,
+    concurrent_accepts_are_all_stored,
+);
+
+/// An event with one delivery per webhook, to `https://example.test/<webhook>`.
+pub(crate) fn event(id: &str, webhooks: &[&str]) -> NewEvent {
+    NewEvent {
+        id: id.to_owned(),
+        kind: "conversion".to_owned(),
+        body: format!(r#"{{"id":"{id}","type":"conversion"}}"#),
+        occurred_at: None,
+        deliveries: webhooks
+            .iter()
+            .map(|w| NewDelivery {
+                id: new_delivery_id(),
+                webhook: (*w).to_owned(),
+                method: "POST".to_owned(),
+                url: format!("https://example.test/{w}?tx=1"),
+                headers: vec![
+                    StoredHeader::Literal {
+                        name: "X-Source".into(),
+                        value: "whc".into(),
+                    },
+                    StoredHeader::Env {
+                        name: "Authorization".into(),
+                        env: "HOOK_TOKEN".into(),
+                    },
+                ],
+                body: Payload::Bytes(b"{}".to_vec()),
+                secret_env: Some("HOOK_SECRET".into()),
+                timeout_ms: 5000,
+                max_attempts: 3,
+            })
+            .collect(),
+    }
+}
+
+/// An event with one delivery per URL.
+pub(crate) fn event_to(id: &str, urls: &[&str]) -> NewEvent {
+    let mut event = event(id, &vec!["hook"; urls.len()]);
+    for (d, url) in event.deliveries.iter_mut().zip(urls) {
+        d.url = (*url).to_owned();
+    }
+    event
+}
+
+/// A 2xx outcome.
+pub(crate) fn delivered() -> AttemptRecord {
+    AttemptRecord::Delivered {
+        status_code: 200,
+        note: None,
+        excerpt: None,
+        elapsed_ms: 1,
+    }
+}
+
+async fn accept_claim_deliver(h: Harness) {
+    let store = h.open().await;
+    let accepted = store
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    assert_eq!(accepted.len(), 1);
+    assert!(!accepted[0].duplicate);
+    assert_eq!(accepted[0].deliveries.len(), 2);
+    assert_eq!(store.queue_depth().await.expect("depth"), 2);
+
+    let due = store.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(due.len(), 2);
+    let first = &due[0];
+    assert_eq!(first.status, Status::Pending);
+    assert_eq!(first.attempts, 0);
+    assert_eq!(first.event_id, "e1");
+    assert_eq!(first.method, "POST");
+    assert_eq!(first.headers.len(), 2);
+    assert_eq!(first.body, StoredBody::Bytes(b"{}".to_vec()));
+    assert_eq!(first.secret_env.as_deref(), Some("HOOK_SECRET"));
+    assert_eq!((first.timeout_ms, first.max_attempts), (5000, 3));
+    let ids: HashSet<&str> = due.iter().map(|d| d.id.as_str()).collect();
+    let answered: HashSet<&str> = accepted[0].deliveries.iter().map(String::as_str).collect();
+    assert_eq!(ids, answered);
+
+    for d in &due {
+        store.record(&d.id, delivered()).await.expect("record");
+    }
+    let stored = store.get(&due[0].id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Delivered, 1));
+    assert_eq!(stored.last_status_code, Some(200));
+    assert_eq!(store.queue_depth().await.expect("depth"), 0);
+    let counts = store.counts_by_status().await.expect("counts");
+    assert_eq!((counts.pending, counts.delivered, counts.dead), (0, 2, 0));
+    // Delivered: recording again is refused, and nothing is due.
+    let again = store.record(&due[0].id, delivered()).await;
+    assert!(matches!(again, Err(StoreError::NotPending(ref id)) if *id == due[0].id));
+    assert!(store.due(LATER, 10, ANY).await.expect("due").is_empty());
+    let unknown = store.record("no-such-id", delivered()).await;
+    assert!(
+        matches!(unknown, Err(StoreError::NotPending(_))),
+        "{unknown:?}"
+    );
+}
+
+async fn retry_then_dead_then_replay(h: Harness) {
+    let store = h.open().await;
+    store
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = store.due(LATER, 10, ANY).await.expect("due").remove(0);
+
+    let retry_at = now_ms() + 60_000;
+    store
+        .record(
+            &d.id,
+            AttemptRecord::Retry {
+                next_attempt_at: retry_at,
+                status_code: Some(503),
+                error: "HTTP 503".into(),
+                excerpt: Some("x".repeat(10_000)),
+                elapsed_ms: 40,
+            },
+        )
+        .await
+        .expect("record retry");
+    // Unclaimed after the record, but not due before its time.
+    assert!(store.due(now_ms(), 10, ANY).await.expect("due").is_empty());
+    assert_eq!(store.next_due_at(ANY).await.expect("next"), Some(retry_at));
+    let stored = store.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Pending, 1));
+    assert_eq!(stored.last_status_code, Some(503));
+    assert_eq!(stored.last_attempt_ms, Some(40));
+    assert_eq!(
+        stored.response_excerpt.map(|e| e.len()),
+        Some(EXCERPT_LIMIT)
+    );
+
+    let d = store.due(retry_at, 10, ANY).await.expect("due").remove(0);
+    store
+        .record(
+            &d.id,
+            AttemptRecord::Dead {
+                status_code: Some(404),
+                error: "HTTP 404".into(),
+                excerpt: None,
+                elapsed_ms: 5,
+            },
+        )
+        .await
+        .expect("record dead");
+    let stored = store.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Dead, 2));
+    assert_eq!(stored.last_error.as_deref(), Some("HTTP 404"));
+    assert_eq!(store.queue_depth().await.expect("depth"), 0);
+
+    assert!(store.replay(&d.id).await.expect("replay"));
+    assert!(!store.replay(&d.id).await.expect("replay twice"));
+    assert!(!store.replay("no-such-id").await.expect("replay unknown"));
+    let stored = store.get(&d.id).await.expect("get").expect("exists");
+    assert_eq!((stored.status, stored.attempts), (Status::Pending, 0));
+    assert_eq!(store.due(now_ms(), 10, ANY).await.expect("due").len(), 1);
+}
+
+async fn duplicates_answer_the_first_deliveries(h: Harness) {
+    let store = h.open().await;
+    let first = store
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    // Again later, and twice within one call.
+    let second = store
+        .accept(vec![
+            event("e1", &["crm", "ads"]),
+            event("e2", &["crm"]),
+            event("e2", &["crm"]),
+        ])
+        .await
+        .expect("accept again");
+    assert!(second[0].duplicate);
+    assert_eq!(second[0].deliveries, first[0].deliveries);
+    assert!(!second[1].duplicate);
+    assert!(second[2].duplicate);
+    assert_eq!(second[2].deliveries, second[1].deliveries);
+    assert_eq!(store.queue_depth().await.expect("depth"), 3);
+}
+
+async fn the_log_filters_newest_first(h: Harness) {
+    let store = h.open().await;
+    store
+        .accept(vec![event("e1", &["crm", "ads"])])
+        .await
+        .expect("accept");
+    // Stored times are milliseconds: make the second event's later.
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    store
+        .accept(vec![event("e2", &["crm"])])
+        .await
+        .expect("accept");
+    let crm = store
+        .list(DeliveryFilter {
+            webhook: Some("crm".into()),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(crm.len(), 2);
+    assert_eq!(crm[0].event_id, "e2");
+    let one = store
+        .list(DeliveryFilter {
+            limit: 1,
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert_eq!(one.len(), 1);
+    let pending = store
+        .list(DeliveryFilter {
+            status: Some(Status::Dead),
+            ..DeliveryFilter::default()
+        })
+        .await
+        .expect("list");
+    assert!(pending.is_empty());
+    assert!(store.get("nope").await.expect("get").is_none());
+}
+
+async fn the_consoles_filters_pages_and_counts(h: Harness) {
+    let store = h.open().await;
+    let mut refund = event("r1", &["crm"]);
+    refund.kind = "refund".into();
+    refund.body = r#"{"id":"r1","type":"refund","transaction":"ORD-5%"}"#.into();
+    store
+        .accept(vec![event("e1", &["crm", "ads"]), refund])
+        .await
+        .expect("accept");
+    let list = |filter: DeliveryFilter| {
+        let store = store.clone();
+        async move { store.list(filter).await.expect("list") }
+    };
+    let refunds = list(DeliveryFilter {
+        event_type: Some("refund".into()),
+        ..DeliveryFilter::default()
+    })
+    .await;
+    assert_eq!(refunds.len(), 1);
+    for (text, found) in [("ORD-5%", 1), ("ORD-5x", 0), ("e1", 2), ("r", 1)] {
+        let rows = list(DeliveryFilter {
+            text: Some(text.into()),
+            ..DeliveryFilter::default()
+        })
+        .await;
+        assert_eq!(rows.len(), found, "{text}");
+    }
+    // Keyset pages of one cover the log, newest first, each row once.
+    let all = list(DeliveryFilter::default()).await;
+    let mut paged = Vec::new();
+    let mut after = None;
+    loop {
+        let page = list(DeliveryFilter {
+            limit: 1,
+            after: after.clone(),
+            ..DeliveryFilter::default()
+        })
+        .await;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id.clone());
+        paged.push(last.id.clone());
+    }
+    assert_eq!(paged, all.iter().map(|d| d.id.clone()).collect::<Vec<_>>());
+    let since = all[0].created_at;
+    let until = list(DeliveryFilter {
+        until: Some(since),
+        since: Some(since - 60_000),
+        ..DeliveryFilter::default()
+    })
+    .await;
+    assert!(until.iter().all(|d| d.created_at < since));
+
+    // Two of crm's go dead; a replay of crm's dead puts both back.
+    let claimed = store.due(LATER, 10, ANY).await.expect("due");
+    for d in &claimed {
+        let record = if d.webhook == "crm" {
+            AttemptRecord::Dead {
+                status_code: Some(404),
+                error: "HTTP 404".into(),
+                excerpt: None,
+                elapsed_ms: 1,
+            }
+        } else {
+            delivered()
+        };
+        store.record(&d.id, record).await.expect("record");
+    }
+    let dead = claimed
+        .iter()
+        .find(|d| d.webhook == "crm")
+        .expect("a crm delivery");
+    let history = store.attempts(&dead.id).await.expect("attempts");
+    assert_eq!(history.len(), 1);
+    assert_eq!(
+        (
+            history[0].outcome.as_str(),
+            history[0].status_code,
+            history[0].error.as_deref()
+        ),
+        ("dead", Some(404), Some("HTTP 404"))
+    );
+    assert!(store.attempts("nope").await.expect("attempts").is_empty());
+    let counts = store.webhook_counts(0).await.expect("counts");
+    assert_eq!((counts["crm"].dead, counts["ads"].delivered), (2, 1));
+    assert!(
+        store
+            .webhook_counts(now_ms() + 60_000)
+            .await
+            .expect("counts")
+            .is_empty()
+    );
+    assert_eq!(store.replay_dead("crm").await.expect("replay"), 2);
+    assert_eq!(store.replay_dead("crm").await.expect("replay"), 0);
+    assert_eq!(
+        store.webhook_counts(0).await.expect("counts")["crm"].waiting,
+        2
+    );
+
+    let json = store
+        .event_json("r1")
+        .await
+        .expect("event")
+        .expect("stored");
+    assert!(json.contains("ORD-5%"));
+    assert!(store.event_json("nope").await.expect("event").is_none());
+}
+
+async fn prune_removes_old_delivered_only(h: Harness) {
+    let store = h.open().await;
+    store
+        .accept(vec![event("e1", &["crm", "ads"]), event("e2", &["crm"])])
+        .await
+        .expect("accept");
+    let due = store.due(LATER, 10, ANY).await.expect("due");
+    let e1: Vec<_> = due.iter().filter(|d| d.event_id == "e1").collect();
+    let e2 = due.iter().find(|d| d.event_id == "e2").expect("e2");
+    store.record(&e1[0].id, delivered()).await.expect("record");
+    store.record(&e2.id, delivered()).await.expect("record");
+    assert_eq!(store.prune_delivered(0).await.expect("prune none"), 0);
+    assert_eq!(store.attempts(&e2.id).await.expect("attempts").len(), 1);
+    assert_eq!(store.prune_delivered(LATER).await.expect("prune old"), 2);
+    assert!(store.get(&e1[0].id).await.expect("get").is_none());
+    assert!(
+        store.attempts(&e2.id).await.expect("attempts").is_empty(),
+        "a pruned delivery's attempts go with it"
+    );
+    assert!(store.get(&e1[1].id).await.expect("get").is_some());
+    // e1 still has a pending delivery: it stays, and so does its dedupe; e2 is forgotten.
+    let again = store
+        .accept(vec![event("e1", &["crm"]), event("e2", &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+    assert!(!again[1].duplicate);
+}
+
+async fn a_claim_is_not_handed_out_twice_until_recorded_or_released(h: Harness) {
+    let store = h.open().await;
+    store
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let d = store.due(LATER, 10, ANY).await.expect("due").remove(0);
+    assert!(store.due(LATER, 10, ANY).await.expect("due").is_empty());
+    assert_eq!(store.next_due_at(ANY).await.expect("next"), None);
+    store.release(&d.id).await;
+    let again = store.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].attempts, 0);
+}
+
+async fn claims_are_bounded_per_endpoint(h: Harness) {
+    let store = h.open().await;
+    // A dead endpoint's backlog, older than the healthy endpoint's one delivery.
+    let backlog: Vec<NewEvent> = (0..50)
+        .map(|i| event_to(&format!("dead-{i}"), &["http://dead.test:81/hook?n=1"]))
+        .collect();
+    store.accept(backlog).await.expect("accept backlog");
+    store
+        .accept(vec![event_to("ok", &["https://OK.test/x"])])
+        .await
+        .expect("accept");
+
+    let first = store.due(LATER, 5, 3).await.expect("due");
+    let urls: Vec<&str> = first.iter().map(|d| d.url.as_str()).collect();
+    assert_eq!(urls.len(), 4, "{urls:?}");
+    assert_eq!(urls.iter().filter(|u| u.contains("dead.test")).count(), 3);
+    assert!(urls.contains(&"https://OK.test/x"), "{urls:?}");
+    // The dead endpoint holds its three; nothing more of it is due until one is recorded.
+    assert!(store.due(LATER, 5, 3).await.expect("due").is_empty());
+    assert_eq!(store.next_due_at(3).await.expect("next"), None);
+    assert!(store.next_due_at(4).await.expect("next").is_some());
+    let dead = first.iter().find(|d| d.url.contains("dead")).expect("one");
+    store.release(&dead.id).await;
+    let again = store.due(LATER, 5, 3).await.expect("due");
+    assert_eq!(again.len(), 1);
+    assert!(again[0].url.contains("dead.test"));
+    // The overall limit holds too.
+    let many: Vec<NewEvent> = (0..20)
+        .map(|i| event(&format!("many-{i}"), &["crm"]))
+        .collect();
+    store.accept(many).await.expect("accept");
+    assert_eq!(store.due(LATER, 7, ANY).await.expect("due").len(), 7);
+}
+
+async fn an_envelope_reads_back_its_event(h: Harness) {
+    let store = h.open().await;
+    let mut e = event("e1", &["crm", "get"]);
+    e.occurred_at = Some("2026-01-02T03:04:05Z".into());
+    e.deliveries[0].body = Payload::Envelope;
+    e.deliveries[1].body = Payload::Empty;
+    e.deliveries[1].method = "GET".into();
+    e.deliveries[1].headers.clear();
+    e.deliveries[1].secret_env = None;
+    let body = e.body.clone();
+    store.accept(vec![e]).await.expect("accept");
+    let due = store.due(LATER, 10, ANY).await.expect("due");
+    let crm = due.iter().find(|d| d.webhook == "crm").expect("crm");
+    match &crm.body {
+        StoredBody::Envelope(event) => {
+            assert_eq!(event.kind, "conversion");
+            assert_eq!(event.occurred_at.as_deref(), Some("2026-01-02T03:04:05Z"));
+            assert_eq!(event.json, body);
+        }
+        other => panic!("expected an envelope, got {other:?}"),
+    }
+    let get = due.iter().find(|d| d.webhook == "get").expect("get");
+    assert_eq!(get.body, StoredBody::Empty);
+    assert!(get.headers.is_empty());
+    assert_eq!(get.secret_env, None);
+}
+
+async fn changed_wakes_after_accept(h: Harness) {
+    let store = h.open().await;
+    let waiting = tokio::spawn({
+        let store = store.clone();
+        async move { store.changed().await }
+    });
+    store
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("woken after the accept")
+        .expect("join");
+}
+
+async fn health_checks_pass_on_a_working_store(h: Harness) {
+    let store = h.open().await;
+    store.check_writes().await.expect("writes");
+    store.check_reads().await.expect("reads");
+    assert_eq!(store.last_write_failure(), None);
+    // The probe leaves nothing behind.
+    assert_eq!(store.queue_depth().await.expect("depth"), 0);
+    assert!(
+        store
+            .get("whc:readiness-probe")
+            .await
+            .expect("get")
+            .is_none()
+    );
+}
+
+async fn concurrent_accepts_are_all_stored(h: Harness) {
+    let store = h.open().await;
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..100 {
+        let store = store.clone();
+        tasks.spawn(async move { store.accept(vec![event(&format!("c{i}"), &["crm"])]).await });
+    }
+    while let Some(result) = tasks.join_next().await {
+        let accepted = result.expect("join").expect("accept");
+        assert!(!accepted[0].duplicate);
+    }
+    assert_eq!(store.queue_depth().await.expect("depth"), 100);
+    assert!(store.stats().commits >= 1);
+}
