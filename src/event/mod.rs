@@ -12,7 +12,7 @@ pub use field::{
 };
 pub use key::TextKey;
 pub use wire::EventError;
-pub(crate) use wire::describe;
+pub(crate) use wire::{describe, describe_doc};
 
 use std::fmt;
 
@@ -240,6 +240,13 @@ impl Event {
     /// with [`Event::from_json_str`] or [`strict::from_slice`] to refuse those.
     pub fn from_json(value: &serde_json::Value) -> Result<Event, EventError> {
         wire::parse_event(value)
+    }
+
+    /// Reads one event from a [`strict::Doc`] (what [`strict::doc_from_slice`] reads, repeated
+    /// keys already refused): the checks of [`Event::from_json`] without a `Value`'s
+    /// allocations.
+    pub fn from_doc(doc: &strict::Doc<'_>) -> Result<Event, EventError> {
+        wire::parse_doc_event(doc)
     }
 
     /// Parses one event from JSON text; an object that repeats a key is refused.

@@ -1,9 +1,11 @@
 //! The tracker's JSON wire format for one event: strict on known keys, silent on unknown ones.
 
-use serde::ser::{Serialize, SerializeMap, Serializer};
-use serde_json::{Map, Value as Json};
+use std::borrow::Cow;
 
-use super::strict::{self, StrictJsonError};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{Map, Number, Value as Json};
+
+use super::strict::{self, Doc, StrictJsonError};
 use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField, TextField};
 
 /// Why an event body was rejected; `key` names the offending key (dotted for click fields).
@@ -45,41 +47,108 @@ impl EventError {
 
 /// What kind of JSON value this is, for error messages ("found a string").
 pub(crate) fn describe(value: &Json) -> &'static str {
-    match value {
-        Json::Null => "null",
-        Json::Bool(_) => "a boolean",
-        Json::Number(_) => "a number",
-        Json::String(_) => "a string",
-        Json::Array(_) => "an array",
-        Json::Object(_) => "an object",
+    Raw::of_json(value).describe()
+}
+
+/// What kind of JSON value this is, for error messages ("found a string").
+pub(crate) fn describe_doc(value: &Doc<'_>) -> &'static str {
+    Raw::of_doc(value).describe()
+}
+
+/// One JSON value as the readers below see it, from a `serde_json::Value` or a [`Doc`]: the
+/// same checks and messages for both.
+#[derive(Clone, Copy)]
+enum Raw<'a> {
+    Null,
+    Bool(bool),
+    Number(&'a Number),
+    Text(&'a str),
+    Array,
+    Object(Obj<'a>),
+}
+
+/// A JSON object, from a `serde_json::Value` or a [`Doc`].
+#[derive(Clone, Copy)]
+enum Obj<'a> {
+    Map(&'a Map<String, Json>),
+    Doc(&'a [(Cow<'a, str>, Doc<'a>)]),
+}
+
+impl<'a> Raw<'a> {
+    fn of_json(value: &'a Json) -> Raw<'a> {
+        match value {
+            Json::Null => Raw::Null,
+            Json::Bool(b) => Raw::Bool(*b),
+            Json::Number(n) => Raw::Number(n),
+            Json::String(s) => Raw::Text(s),
+            Json::Array(_) => Raw::Array,
+            Json::Object(map) => Raw::Object(Obj::Map(map)),
+        }
+    }
+
+    fn of_doc(value: &'a Doc<'a>) -> Raw<'a> {
+        match value {
+            Doc::Null => Raw::Null,
+            Doc::Bool(b) => Raw::Bool(*b),
+            Doc::Number(n) => Raw::Number(n),
+            Doc::Text(s) => Raw::Text(s),
+            Doc::Array(_) => Raw::Array,
+            Doc::Object(fields) => Raw::Object(Obj::Doc(fields)),
+        }
+    }
+
+    fn describe(self) -> &'static str {
+        match self {
+            Raw::Null => "null",
+            Raw::Bool(_) => "a boolean",
+            Raw::Number(_) => "a number",
+            Raw::Text(_) => "a string",
+            Raw::Array => "an array",
+            Raw::Object(_) => "an object",
+        }
+    }
+}
+
+impl<'a> Obj<'a> {
+    /// The value of `key`, if the object has it.
+    fn get(self, key: &str) -> Option<Raw<'a>> {
+        match self {
+            Obj::Map(map) => map.get(key).map(Raw::of_json),
+            Obj::Doc(fields) => fields
+                .iter()
+                .find(|(k, _)| k.len() == key.len() && k == key)
+                .map(|(_, v)| Raw::of_doc(v)),
+        }
     }
 }
 
 /// A text value; `null` counts as not sent.
-fn text(obj: &Map<String, Json>, key: &str, path: &str) -> Result<Option<String>, EventError> {
+fn text(obj: Obj<'_>, key: &str, path: &str) -> Result<Option<String>, EventError> {
     match obj.get(key) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s.clone())),
+        None | Some(Raw::Null) => Ok(None),
+        Some(Raw::Text(s)) => Ok(Some(s.to_owned())),
         Some(other) => Err(EventError::new(
             path,
-            format!("expected a string, found {}", describe(other)),
+            format!("expected a string, found {}", other.describe()),
         )),
     }
 }
 
 /// An identifier: a string or an integer, kept as text.
-fn id(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> {
+fn id(obj: Obj<'_>, key: &str) -> Result<Option<String>, EventError> {
     match obj.get(key) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::String(s)) => Ok(Some(s.clone())),
-        Some(Json::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
+        None | Some(Raw::Null) => Ok(None),
+        Some(Raw::Text(s)) => Ok(Some(s.to_owned())),
+        Some(Raw::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
         Some(other) => Err(EventError::new(
             key,
-            format!("expected a string or an integer, found {}", describe(other)),
+            format!(
+                "expected a string or an integer, found {}",
+                other.describe()
+            ),
         )),
     }
 }
-
 /// A number as sent: its value, and whether it was written as an integer.
 #[derive(Debug, Clone, Copy)]
 struct Sent {
@@ -88,11 +157,11 @@ struct Sent {
 }
 
 /// A number: a JSON number or a numeric string.
-fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError> {
+fn number(obj: Obj<'_>, key: &str) -> Result<Option<Sent>, EventError> {
     let bad = |found: &str| EventError::new(key, format!("expected a number, found {found}"));
     match obj.get(key) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::Number(n)) => n
+        None | Some(Raw::Null) => Ok(None),
+        Some(Raw::Number(n)) => n
             .as_f64()
             .map(|value| {
                 Some(Sent {
@@ -101,14 +170,14 @@ fn number(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError
                 })
             })
             .ok_or_else(|| bad("a number out of range")),
-        Some(Json::String(s)) => match s.trim().parse::<f64>() {
+        Some(Raw::Text(s)) => match s.trim().parse::<f64>() {
             Ok(value) if value.is_finite() => Ok(Some(Sent {
                 value,
                 integer: s.trim().parse::<i64>().is_ok(),
             })),
             _ => Err(bad(&format!("the string {s:?}"))),
         },
-        Some(other) => Err(bad(describe(other))),
+        Some(other) => Err(bad(other.describe())),
     }
 }
 
@@ -118,7 +187,7 @@ pub(super) const MAX_EXACT: f64 = 9_007_199_254_740_991.0;
 /// A count (`conversionCount`, `eventCount`): a number of things, so a whole number from 0.
 /// `2.0` and `"2"` are 2; `1.5` and `-1` are refused, as is anything past 2^53 - 1, where an
 /// `f64` (what conditions compare) stops holding every whole number.
-fn count(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError> {
+fn count(obj: Obj<'_>, key: &str) -> Result<Option<Sent>, EventError> {
     match number(obj, key)? {
         Some(n) if n.value.fract() != 0.0 || !(0.0..=MAX_EXACT).contains(&n.value) => {
             Err(EventError::new(
@@ -134,7 +203,7 @@ fn count(obj: &Map<String, Json>, key: &str) -> Result<Option<Sent>, EventError>
 }
 
 /// `occurredAt`: an RFC 3339 timestamp, kept as text.
-fn timestamp(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, EventError> {
+fn timestamp(obj: Obj<'_>, key: &str) -> Result<Option<String>, EventError> {
     match text(obj, key, key)? {
         Some(at) if !super::timestamp::is_rfc3339(&at) => Err(EventError::new(
             key,
@@ -147,33 +216,33 @@ fn timestamp(obj: &Map<String, Json>, key: &str) -> Result<Option<String>, Event
 }
 
 /// A flag: a JSON boolean, or the strings `"true"`/`"false"`, or `0`/`1`.
-fn flag(obj: &Map<String, Json>, key: &str) -> Result<Option<bool>, EventError> {
+fn flag(obj: Obj<'_>, key: &str) -> Result<Option<bool>, EventError> {
     let bad = |found: &str| EventError::new(key, format!("expected true or false, found {found}"));
     match obj.get(key) {
-        None | Some(Json::Null) => Ok(None),
-        Some(Json::Bool(b)) => Ok(Some(*b)),
-        Some(Json::String(s)) => match s.as_str() {
+        None | Some(Raw::Null) => Ok(None),
+        Some(Raw::Bool(b)) => Ok(Some(b)),
+        Some(Raw::Text(s)) => match s {
             "true" | "1" => Ok(Some(true)),
             "false" | "0" => Ok(Some(false)),
             _ => Err(bad(&format!("the string {s:?}"))),
         },
-        Some(Json::Number(n)) => match n.as_u64() {
+        Some(Raw::Number(n)) => match n.as_u64() {
             Some(1) => Ok(Some(true)),
             Some(0) => Ok(Some(false)),
             _ => Err(bad(&format!("the number {n}"))),
         },
-        Some(other) => Err(bad(describe(other))),
+        Some(other) => Err(bad(other.describe())),
     }
 }
 
-fn click(obj: &Map<String, Json>, key: &str) -> Result<Option<Click>, EventError> {
+fn click(obj: Obj<'_>, key: &str) -> Result<Option<Click>, EventError> {
     let inner = match obj.get(key) {
-        None | Some(Json::Null) => return Ok(None),
-        Some(Json::Object(inner)) => inner,
+        None | Some(Raw::Null) => return Ok(None),
+        Some(Raw::Object(inner)) => inner,
         Some(other) => {
             return Err(EventError::new(
                 key,
-                format!("expected an object, found {}", describe(other)),
+                format!("expected an object, found {}", other.describe()),
             ));
         }
     };
@@ -187,14 +256,14 @@ fn click(obj: &Map<String, Json>, key: &str) -> Result<Option<Click>, EventError
     Ok(Some(click))
 }
 
-fn kind(obj: &Map<String, Json>) -> Result<EventKind, EventError> {
+fn kind(obj: Obj<'_>) -> Result<EventKind, EventError> {
     let name = match obj.get("type") {
-        Some(Json::String(s)) => s.as_str(),
-        None | Some(Json::Null) => return Err(EventError::new("type", "is required")),
+        Some(Raw::Text(s)) => s,
+        None | Some(Raw::Null) => return Err(EventError::new("type", "is required")),
         Some(other) => {
             return Err(EventError::new(
                 "type",
-                format!("expected a string, found {}", describe(other)),
+                format!("expected a string, found {}", other.describe()),
             ));
         }
     };
@@ -244,10 +313,19 @@ fn kind(obj: &Map<String, Json>) -> Result<EventKind, EventError> {
 
 /// Parses one event; see "The event format" in docs/language.md for the keys.
 pub(super) fn parse_event(value: &Json) -> Result<Event, EventError> {
-    let Json::Object(obj) = value else {
+    parse_raw(Raw::of_json(value))
+}
+
+/// Parses one event read into a [`Doc`]: the same checks as [`parse_event`].
+pub(super) fn parse_doc_event(value: &Doc<'_>) -> Result<Event, EventError> {
+    parse_raw(Raw::of_doc(value))
+}
+
+fn parse_raw(value: Raw<'_>) -> Result<Event, EventError> {
+    let Raw::Object(obj) = value else {
         return Err(EventError::new(
             "",
-            format!("expected a JSON object, found {}", describe(value)),
+            format!("expected a JSON object, found {}", value.describe()),
         ));
     };
     let mut event = Event::new(kind(obj)?);
@@ -358,8 +436,14 @@ mod tests {
     use super::*;
     use crate::event::{Attribution, Value};
 
+    /// Parses through a `Value` and through a `Doc`, which must agree (errors included).
     fn parse(text: &str) -> Result<Event, EventError> {
-        Event::from_json_str(text)
+        let by_value = Event::from_json_str(text);
+        let by_doc = strict::doc_from_slice(text.as_bytes())
+            .map_err(EventError::from_strict)
+            .and_then(|doc| Event::from_doc(&doc));
+        assert_eq!(by_value, by_doc, "{text}");
+        by_value
     }
 
     #[test]

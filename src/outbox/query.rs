@@ -13,13 +13,13 @@ use super::types::{
 
 /// The columns [`delivery`] reads, in order, from `deliveries d` joined with `events e` (the
 /// event an envelope wraps).
-const COLUMNS: &str = "d.id, d.event_id, d.webhook, d.method, d.url, d.headers, d.body,
+const COLUMNS: &str = "d.id, e.id, d.webhook, d.method, d.url, d.headers, d.body,
     d.secret_env, d.timeout_ms, d.max_attempts, d.attempts, d.status, d.next_attempt_at,
     d.last_status_code, d.last_error, d.response_excerpt, d.last_attempt_ms, d.created_at,
     d.updated_at, d.envelope, e.type, e.occurred_at, e.body";
 
 /// The tables [`COLUMNS`] reads.
-const FROM: &str = "deliveries d LEFT JOIN events e ON e.id = d.event_id";
+const FROM: &str = "deliveries d LEFT JOIN events e ON e.seq = d.event_seq";
 
 /// Maps a row of [`COLUMNS`]; bad data becomes an error, never a panic.
 fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
@@ -102,7 +102,7 @@ pub(crate) fn oldest_on(
         .prepare_cached(
             "SELECT id, next_attempt_at FROM deliveries
              WHERE status = 'pending' AND endpoint = ?1
-             ORDER BY next_attempt_at, id LIMIT ?2",
+             ORDER BY next_attempt_at, seq LIMIT ?2",
         )?
         .query_map(params![endpoint, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
         .collect::<Result<Vec<_>, _>>()?;
@@ -129,7 +129,7 @@ pub(crate) fn list(
          WHERE {cursor} AND (?1 IS NULL OR d.status = ?1) AND (?2 IS NULL OR d.webhook = ?2)
            AND (?4 IS NULL OR e.type = ?4)
            AND (?5 IS NULL OR d.created_at >= ?5) AND (?6 IS NULL OR d.created_at < ?6)
-           AND (?7 IS NULL OR instr(d.event_id, ?7) > 0
+           AND (?7 IS NULL OR instr(e.id, ?7) > 0
                 OR instr(CAST(json_extract(e.body, '$.transaction') AS TEXT), ?7) > 0)
          ORDER BY d.id DESC LIMIT ?3"
     );

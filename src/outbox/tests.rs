@@ -423,7 +423,8 @@ async fn answer_means_committed() {
     let (events, deliveries): (i64, i64) = conn
         .query_row(
             "SELECT (SELECT count(*) FROM events WHERE id = 'e1'),
-                    (SELECT count(*) FROM deliveries WHERE event_id = 'e1')",
+                    (SELECT count(*) FROM deliveries d JOIN events e ON e.seq = d.event_seq
+                        WHERE e.id = 'e1')",
             [],
             |r| Ok((r.get(0)?, r.get(1)?)),
         )
@@ -898,7 +899,7 @@ async fn write_health_follows_the_store() {
 }
 
 #[tokio::test]
-async fn a_version_4_outbox_is_rebuilt_without_rowid_and_keeps_its_rows() {
+async fn a_version_4_outbox_is_migrated_to_the_latest_and_keeps_its_rows() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("outbox.db");
     {
@@ -921,7 +922,24 @@ async fn a_version_4_outbox_is_rebuilt_without_rowid_and_keeps_its_rows() {
         .expect("version 4 rows");
     }
     let outbox = Outbox::open(&path).expect("open and migrate");
-    let conn = Connection::open(&path).expect("open");
+    assert_latest_schema(&path);
+    let due = outbox.due(LATER, 10, 1).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, "d1");
+    assert!(matches!(due[0].body, StoredBody::Envelope(_)));
+    assert!(outbox.replay("d2").await.expect("replay"));
+    // The id stays unique, and an event stored before the migration is still a duplicate.
+    let again = outbox
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].deliveries, ["d1", "d2"]);
+}
+
+/// The tables, indexes and foreign keys of the latest schema.
+fn assert_latest_schema(path: &std::path::Path) {
+    let conn = Connection::open(path).expect("open");
     let version: i64 = conn
         .pragma_query_value(None, "user_version", |r| r.get(0))
         .expect("version");
@@ -935,36 +953,157 @@ async fn a_version_4_outbox_is_rebuilt_without_rowid_and_keeps_its_rows() {
         .expect("tables");
     assert_eq!(tables.len(), 2, "{tables:?}");
     for sql in &tables {
-        assert!(sql.ends_with("WITHOUT ROWID"), "{sql}");
+        let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
+        assert!(sql.contains("seq INTEGER PRIMARY KEY"), "{sql}");
+        assert!(sql.contains("id TEXT NOT NULL UNIQUE"), "{sql}");
+        assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
         assert!(!sql.contains("CHECK"), "{sql}");
-        assert!(!sql.contains("_v5"), "{sql}");
+        assert!(!sql.contains("_v"), "{sql}");
     }
     let indexes: Vec<String> = conn
         .prepare(
-            "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name != 'attempts'
+            "SELECT name FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL
              ORDER BY name",
         )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("indexes");
-    assert_eq!(indexes, ["deliveries_endpoint_due", "deliveries_event"]);
+    assert_eq!(
+        indexes,
+        [
+            "attempts_delivery",
+            "deliveries_endpoint_due",
+            "deliveries_event"
+        ]
+    );
     let fk: i64 = conn
         .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
             r.get(0)
         })
         .expect("foreign key check");
     assert_eq!(fk, 0);
-    let due = outbox.due(LATER, 10, 1).await.expect("due");
+}
+
+#[tokio::test]
+async fn a_version_6_outbox_gets_integer_keys_in_the_order_stored_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in schema::STEPS
+            .iter()
+            .chain([&schema::STEP_4, &schema::STEP_5, &schema::STEP_6])
+        {
+            conn.execute_batch(step).expect("old schema");
+        }
+        // Ids that sort against the order stored, and an event with no delivery.
+        conn.execute_batch(
+            "PRAGMA user_version = 6;
+             INSERT INTO attempts (delivery_id, at, outcome, status_code, error, excerpt,
+                 elapsed_ms)
+             VALUES ('d-1', 5, 'dead', 503, 'HTTP 503', 'busy', 12);
+             INSERT INTO events (id, type, body, received_at, occurred_at) VALUES
+                 ('z-first', 'conversion', '{\"type\":\"conversion\",\"id\":\"z-first\"}', 1,
+                     '2026-11-27T10:15:00Z'),
+                 ('a-second', 'refund', '{\"type\":\"refund\"}', 2, NULL),
+                 ('m-third', 'event3', '{}', 3, NULL);
+             INSERT INTO deliveries (id, event_id, webhook, method, url, headers, body,
+                 secret_env, timeout_ms, max_attempts, attempts, status, next_attempt_at,
+                 last_status_code, last_error, response_excerpt, last_attempt_ms, created_at,
+                 updated_at, envelope, endpoint)
+             VALUES
+                 ('d-3', 'z-first', 'crm', 'POST', 'https://crm.test/in', '[]', NULL, 'SECRET',
+                     5000, 3, 0, 'pending', 10, NULL, NULL, NULL, NULL, 1, 1, 1,
+                     'https://crm.test:443'),
+                 ('d-1', 'z-first', 'ads', 'GET', 'http://ads.test/c', '[]', NULL, NULL,
+                     2000, 3, 3, 'dead', 20, 503, 'HTTP 503', 'busy', 12, 1, 5, 0,
+                     'http://ads.test:80'),
+                 ('d-2', 'a-second', 'crm', 'POST', 'https://crm.test/in', '[]', x'7b7d', NULL,
+                     5000, 3, 1, 'delivered', 30, 200, NULL, 'ok', 7, 2, 6, 0,
+                     'https://crm.test:443');",
+        )
+        .expect("version 6 rows");
+    }
+    let outbox = Outbox::open(&path).expect("open and migrate");
+    assert_latest_schema(&path);
+    let conn = Connection::open(&path).expect("open");
+    let events: Vec<(i64, String)> = conn
+        .prepare("SELECT seq, id FROM events ORDER BY seq")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("events");
+    assert_eq!(
+        events,
+        [
+            (1, "z-first".to_owned()),
+            (2, "a-second".to_owned()),
+            (3, "m-third".to_owned())
+        ]
+    );
+    let deliveries: Vec<(i64, String, i64)> = conn
+        .prepare("SELECT seq, id, event_seq FROM deliveries ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("deliveries");
+    assert_eq!(
+        deliveries,
+        [
+            (1, "d-1".to_owned(), 1),
+            (2, "d-3".to_owned(), 1),
+            (3, "d-2".to_owned(), 2)
+        ]
+    );
+    // Every column came across.
+    let dead = outbox.get("d-1").await.expect("get").expect("d-1 kept");
+    assert_eq!(
+        (
+            dead.event_id.as_str(),
+            dead.status,
+            dead.attempts,
+            dead.last_status_code,
+            dead.last_error.as_deref(),
+            dead.response_excerpt.as_deref(),
+            dead.last_attempt_ms,
+            dead.updated_at
+        ),
+        (
+            "z-first",
+            Status::Dead,
+            3,
+            Some(503),
+            Some("HTTP 503"),
+            Some("busy"),
+            Some(12),
+            5
+        )
+    );
+    let history = outbox.attempts("d-1").await.expect("attempts");
+    assert_eq!(history.len(), 1);
+    assert_eq!(history[0].outcome, "dead");
+    let delivered = outbox.get("d-2").await.expect("get").expect("d-2 kept");
+    assert_eq!(delivered.body, StoredBody::Bytes(b"{}".to_vec()));
+    let due = outbox.due(LATER, 10, 10).await.expect("due");
     assert_eq!(due.len(), 1);
-    assert_eq!(due[0].id, "d1");
-    assert!(matches!(due[0].body, StoredBody::Envelope(_)));
-    assert!(outbox.replay("d2").await.expect("replay"));
-    // The id stays unique, and an event stored before the migration is still a duplicate.
+    assert_eq!(
+        (due[0].id.as_str(), due[0].secret_env.as_deref()),
+        ("d-3", Some("SECRET"))
+    );
+    let StoredBody::Envelope(stored) = &due[0].body else {
+        panic!("an envelope: {:?}", due[0].body);
+    };
+    assert_eq!(stored.occurred_at.as_deref(), Some("2026-11-27T10:15:00Z"));
+    // Old events are still duplicates, with their deliveries in the order stored; new rows
+    // come after the old ones.
     let again = outbox
-        .accept(vec![event("e1", &["crm"])])
+        .accept(vec![event("z-first", &["crm"]), event("new", &["crm"])])
         .await
         .expect("accept");
     assert!(again[0].duplicate);
-    assert_eq!(again[0].deliveries, ["d1", "d2"]);
+    assert_eq!(again[0].deliveries, ["d-1", "d-3"]);
+    let seq: i64 = conn
+        .query_row("SELECT seq FROM events WHERE id = 'new'", [], |r| r.get(0))
+        .expect("new event");
+    assert_eq!(seq, 4);
 }
 
 #[test]
@@ -992,7 +1131,7 @@ fn every_query_of_a_delivery_uses_an_index() {
         ),
         (
             "SELECT id, next_attempt_at FROM deliveries WHERE status = 'pending'
-             AND endpoint = ?1 ORDER BY next_attempt_at, id LIMIT ?2",
+             AND endpoint = ?1 ORDER BY next_attempt_at, seq LIMIT ?2",
             "deliveries_endpoint_due",
         ),
         (
@@ -1000,18 +1139,33 @@ fn every_query_of_a_delivery_uses_an_index() {
             "deliveries_endpoint_due",
         ),
         (
-            "SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id",
+            "SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
+             WHERE e.id = ?1 ORDER BY d.seq",
             "deliveries_event",
         ),
         (
-            "SELECT 1 FROM deliveries d WHERE d.event_id = ?1",
+            "SELECT 1 FROM deliveries d WHERE d.event_seq = ?2",
             "deliveries_event",
         ),
         (
             "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'",
-            "PRIMARY KEY",
+            "sqlite_autoindex_deliveries_1",
         ),
-        ("SELECT * FROM events WHERE id = ?1", "PRIMARY KEY"),
+        (
+            "SELECT * FROM events WHERE id = ?1",
+            "sqlite_autoindex_events_1",
+        ),
+        (
+            "SELECT d.id FROM deliveries d LEFT JOIN events e ON e.seq = d.event_seq
+             WHERE d.id = ?1",
+            "sqlite_autoindex_deliveries_1",
+        ),
+        // The log's pages: a range of the delivery ids, newest first.
+        (
+            "SELECT d.id FROM deliveries d LEFT JOIN events e ON e.seq = d.event_seq
+             WHERE d.id < ?1 ORDER BY d.id DESC LIMIT ?2",
+            "SEARCH d USING INDEX sqlite_autoindex_deliveries_1 (id<?)",
+        ),
     ] {
         let plan = plan(sql);
         assert!(plan.contains(uses), "{sql}: {plan}");

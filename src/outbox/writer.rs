@@ -364,13 +364,15 @@ fn accept(
          ON CONFLICT (id) DO NOTHING",
     )?;
     let mut insert_delivery = conn.prepare_cached(
-        "INSERT INTO deliveries (id, event_id, webhook, method, url, headers, body, secret_env,
-             timeout_ms, max_attempts, attempts, status, next_attempt_at, created_at, updated_at,
+        "INSERT INTO deliveries (id, event_seq, webhook, method, url, headers, body, secret_env,
+             timeout_ms, max_attempts, status, next_attempt_at, created_at, updated_at,
              envelope, endpoint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 0, 'pending', ?11, ?11, ?11, ?12, ?13)",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?11, ?11, ?12, ?13)",
     )?;
-    let mut existing = conn
-        .prepare_cached("SELECT id FROM deliveries WHERE event_id = ?1 ORDER BY created_at, id")?;
+    let mut existing = conn.prepare_cached(
+        "SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
+         WHERE e.id = ?1 ORDER BY d.seq",
+    )?;
     let mut answers = Vec::with_capacity(events.len());
     for event in events {
         let inserted = insert_event.execute(params![
@@ -392,6 +394,7 @@ fn accept(
             continue;
         }
         *stored += 1;
+        let seq = conn.last_insert_rowid();
         let mut ids = Vec::with_capacity(event.deliveries.len());
         for d in &event.deliveries {
             let id = d.id.clone();
@@ -411,7 +414,7 @@ fn accept(
             };
             insert_delivery.execute(params![
                 id,
-                event.id,
+                seq,
                 d.webhook,
                 d.method,
                 d.url,
@@ -568,7 +571,7 @@ fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
         .execute([before])?;
     conn.prepare_cached(
         "DELETE FROM events WHERE received_at < ?1
-         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_id = events.id)",
+         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)",
     )?
     .execute([before])?;
     Ok(removed)

@@ -5,12 +5,10 @@
 
 use std::sync::Arc;
 
-use serde_json::Value as Json;
-
 use crate::deliver::render;
 use crate::engine::RuleSet;
-use crate::event::strict::{self, Step, StrictJsonError};
-use crate::event::{Event, EventError, describe};
+use crate::event::strict::{self, Doc, Step, StrictJsonError};
+use crate::event::{Event, EventError, describe_doc};
 use crate::outbox::{NewEvent, new_delivery_id};
 use crate::store::{Store, StoreError};
 
@@ -170,7 +168,9 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, InvalidEvent> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(InvalidEvent::new("", None, "the body is empty"));
     }
-    let value: Json = strict::from_slice(body).map_err(|e| match e {
+    // A `Doc`, not a `serde_json::Value`: keys and strings borrowed from the body, objects as
+    // vectors (measured with callgrind: reading the event was a quarter of a post's cost).
+    let value = strict::doc_from_slice(body).map_err(|e| match e {
         StrictJsonError::Syntax(e) => InvalidEvent::new("", None, format!("not valid JSON: {e}")),
         // In an array of events, the first step is the event's index.
         StrictJsonError::DuplicateKey(path) => {
@@ -185,19 +185,19 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, InvalidEvent> {
         }
     })?;
     match value {
-        Json::Array(items) if items.is_empty() => Err(InvalidEvent::new(
+        Doc::Array(items) if items.is_empty() => Err(InvalidEvent::new(
             "",
             None,
             "the array holds no events; post at least one",
         )),
-        Json::Array(items) => items
+        Doc::Array(items) => items
             .iter()
             .enumerate()
             .map(|(i, item)| {
-                Event::from_json(item).map_err(|e| InvalidEvent::new(e.key, Some(i), e.message))
+                Event::from_doc(item).map_err(|e| InvalidEvent::new(e.key, Some(i), e.message))
             })
             .collect(),
-        Json::Object(_) => Event::from_json(&value)
+        Doc::Object(_) => Event::from_doc(&value)
             .map(|event| vec![event])
             .map_err(|e| InvalidEvent::new(e.key, None, e.message)),
         other => Err(InvalidEvent::new(
@@ -205,7 +205,7 @@ pub fn parse_events(body: &[u8]) -> Result<Vec<Event>, InvalidEvent> {
             None,
             format!(
                 "expected an event object or an array of events, found {}",
-                describe(&other)
+                describe_doc(&other)
             ),
         )),
     }
