@@ -134,7 +134,6 @@ async fn an_operator_finds_a_dead_delivery_replays_it_tests_and_explains() {
     browser
         .wait_text("#request-line", "/orders/txn-evt-1001")
         .await;
-    browser.screenshot("delivery").await;
 
     // Replay it: the receiver now answers 200.
     browser.click("#replay").await;
@@ -151,6 +150,12 @@ async fn an_operator_finds_a_dead_delivery_replays_it_tests_and_explains() {
     browser
         .wait_text("#attempts li[data-outcome=dead]", "HTTP 404")
         .await;
+    browser
+        .find(&format!(
+            "#deliveries tr[data-id='{dead_id}'][data-status=delivered]"
+        ))
+        .await;
+    browser.screenshot("delivery").await;
 
     // Webhooks: the rules, their counts, and the Test button's answer, as text.
     c.goto(&sidecar.admin_url("/#webhooks")).await.unwrap();

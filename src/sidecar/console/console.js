@@ -210,20 +210,7 @@ async function loadPage() {
   say('');
   clear(tbody);
   log.next = answer.next;
-  for (const d of answer.deliveries) {
-    // UUID v7 ids start with the time: the tail tells rows apart.
-    const open = el('button', { type: 'button', class: 'link mono', 'data-id': d.id, title: d.id, onclick: () => openDelivery(d.id) }, '…' + d.id.slice(-12));
-    const row = el('tr', { 'data-id': d.id, 'data-status': d.status },
-      el('td', { class: 'mono' }, when(d.created_at)),
-      el('td', {}, statusPill(d.status === 'pending' && d.attempts > 0 ? 'retrying' : d.status)),
-      el('td', {}, d.webhook),
-      el('td', { class: 'mono' }, d.event),
-      el('td', { class: 'num' }, d.attempts + ' / ' + d.max_attempts),
-      el('td', {}, d.last_status_code ? String(d.last_status_code) : (d.last_error ? 'no answer' : '')),
-      el('td', {}, open));
-    if (d.id === log.selected) row.classList.add('selected');
-    tbody.append(row);
-  }
+  for (const d of answer.deliveries) tbody.append(deliveryRow(d));
   if (!answer.deliveries.length) {
     tbody.append(el('tr', {}, el('td', { colspan: 7, class: 'muted' }, 'No deliveries match.')));
   }
@@ -232,6 +219,22 @@ async function loadPage() {
   document.getElementById('newest').disabled = log.cursors.length === 0;
   document.getElementById('page-info').textContent =
     'page ' + (log.cursors.length + 1) + ' · ' + answer.deliveries.length + ' shown';
+}
+
+/** One row of the log. */
+function deliveryRow(d) {
+  // UUID v7 ids start with the time: the tail tells rows apart.
+  const open = el('button', { type: 'button', class: 'link mono', 'data-id': d.id, title: d.id, onclick: () => openDelivery(d.id) }, '…' + d.id.slice(-12));
+  const row = el('tr', { 'data-id': d.id, 'data-status': d.status },
+    el('td', { class: 'mono' }, when(d.created_at)),
+    el('td', {}, statusPill(d.status === 'pending' && d.attempts > 0 ? 'retrying' : d.status)),
+    el('td', {}, d.webhook),
+    el('td', { class: 'mono' }, d.event),
+    el('td', { class: 'num' }, d.attempts + ' / ' + d.max_attempts),
+    el('td', {}, d.last_status_code ? String(d.last_status_code) : (d.last_error ? 'no answer' : '')),
+    el('td', {}, open));
+  if (d.id === log.selected) row.classList.add('selected');
+  return row;
 }
 
 async function openDelivery(id) {
@@ -248,6 +251,9 @@ async function openDelivery(id) {
     say(err.message, true);
     return;
   }
+  // The row shows the delivery as it is now, too.
+  const row = document.querySelector('#deliveries tbody tr[data-id="' + CSS.escape(id) + '"]');
+  if (row) row.replaceWith(deliveryRow(d));
   clear(box);
   const replay = el('button', { type: 'button', class: 'primary', id: 'replay', disabled: d.status !== 'dead' }, 'Replay');
   replay.addEventListener('click', async () => {
