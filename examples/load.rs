@@ -43,6 +43,13 @@
 //!    at least 0.5, is for durable ingest), and the outbox's group-commit counters
 //!    ([`whc::outbox::Outbox::stats`]): events per commit and how busy the writer was.
 //!
+//! `--store postgres` runs the sidecar on the PostgreSQL store instead of the SQLite outbox: a
+//! throwaway server (`initdb` + `pg_ctl`, fsync on, `synchronous_commit = on`) started by the
+//! program on the same machine, a fresh database per run (or `--store postgres://...` for a
+//! server of your own, whose tables are then shared by the runs). `--sidecars N` starts N
+//! sidecars on that one database, each with its own runtime, and spreads the connections over
+//! them: a fleet on one machine.
+//!
 //! `--rounds N` repeats the runs N times and ends with the median and range of the durable/bare
 //! and durable/sqlite ratios: on a shared machine a single round can be off by a third.
 //!
@@ -120,6 +127,13 @@ struct Args {
     /// Skip the one-table SQLite reference run.
     #[arg(long)]
     skip_sqlite: bool,
+    /// The sidecar's store: `sqlite` (the outbox in the data directory), `postgres` (a
+    /// throwaway PostgreSQL server started here), or a PostgreSQL URL.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// Sidecars sharing the store (PostgreSQL only); the load is spread over them.
+    #[arg(long, default_value_t = 1)]
+    sidecars: usize,
     /// Repeat the runs this many times, alternating the servers, and end with the spread of
     /// the durable/bare ratio: on a shared machine one round can mislead.
     #[arg(long, default_value_t = 1)]
@@ -134,6 +148,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .unwrap_or(1)
     });
     let sink = Sink::start()?;
+    let scratch = match args.store.as_str() {
+        "postgres" => Some(whc::store::scratch::ScratchPostgres::start(true)?),
+        _ => None,
+    };
+    if args.sidecars > 1 && args.store == "sqlite" {
+        return Err("--sidecars needs a PostgreSQL store (--store postgres)".into());
+    }
     println!("load average at the start: {}", loadavg());
     println!(
         "load: {} connections x {} s per server; generator on {} thread(s), servers on {} worker thread(s), {} core(s)",
@@ -154,12 +175,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let paused = if args.skip_sidecar || args.skip_paused {
             None
         } else {
-            Some(run_sidecar(&args, threads, &sink, Mode::Paused)?)
+            Some(run_sidecar(
+                &args,
+                threads,
+                &sink,
+                Mode::Paused,
+                scratch.as_ref(),
+            )?)
         };
         let delivering = if args.skip_sidecar || args.skip_delivering {
             None
         } else {
-            Some(run_sidecar(&args, threads, &sink, Mode::Delivering)?)
+            Some(run_sidecar(
+                &args,
+                threads,
+                &sink,
+                Mode::Delivering,
+                scratch.as_ref(),
+            )?)
         };
         let bare = if args.skip_bare {
             None
@@ -348,7 +381,17 @@ fn run_sidecar(
     threads: usize,
     sink: &Sink,
     mode: Mode,
+    scratch: Option<&whc::store::scratch::ScratchPostgres>,
 ) -> Result<Measured, Box<dyn std::error::Error>> {
+    static RUNS: AtomicU64 = AtomicU64::new(0);
+    let store = match (args.store.as_str(), scratch) {
+        ("sqlite", _) => None,
+        (_, Some(server)) => Some(server.create_database(&format!(
+            "whc_load_{}",
+            RUNS.fetch_add(1, Ordering::Relaxed)
+        ))?),
+        (url, None) => Some(url.to_owned()),
+    };
     let parent = args.data.clone().unwrap_or_else(std::env::temp_dir);
     let dir = tempfile::Builder::new()
         .prefix("whc-load-")
@@ -364,19 +407,40 @@ fn run_sidecar(
     config.limits.overall = args.delivery_concurrency.max(1);
     config.grace = Duration::from_secs(2);
     config.paused = mode == Mode::Paused;
+    config.store = store;
 
-    let runtime = server_runtime(threads, "whc-sidecar")?;
     let env: Arc<dyn whc::lang::Env + Send + Sync> =
         Arc::new(std::collections::HashMap::<String, String>::new());
-    let running = runtime.block_on(sidecar::start(config, env))?;
-    println!(
-        "sidecar: events on http://{}, admin on http://{}, outbox {}",
-        running.addr,
-        running.admin_addr,
-        running.state.outbox.describe()
-    );
+    let mut fleet = Vec::new();
+    for n in 0..args.sidecars.max(1) {
+        let runtime = server_runtime(threads, "whc-sidecar")?;
+        let mut config = config.clone();
+        config.data = dir.path().join(format!("data-{n}"));
+        let running = runtime.block_on(sidecar::start(config, Arc::clone(&env)))?;
+        println!(
+            "sidecar: events on http://{}, admin on http://{}, store {}",
+            running.addr,
+            running.admin_addr,
+            running.state.outbox.describe()
+        );
+        fleet.push((runtime, running));
+    }
+    let addrs: Vec<SocketAddr> = fleet.iter().map(|(_, r)| r.addr).collect();
+    let fleet_stats = |fleet: &[(tokio::runtime::Runtime, sidecar::Running)]| {
+        fleet.iter().fold(Stats::default(), |a, (_, r)| {
+            let s = r.state.outbox.stats();
+            Stats {
+                submitted: a.submitted + s.submitted,
+                commits: a.commits + s.commits,
+                requests: a.requests + s.requests,
+                events: a.events + s.events,
+                busy_micros: a.busy_micros + s.busy_micros,
+            }
+        })
+    };
+    let (runtime, running) = &fleet[0];
     let outbox = running.state.outbox.clone();
-    let before_stats = outbox.stats();
+    let before_stats = fleet_stats(&fleet);
     let sink_before = sink.count();
 
     let cpu_start = process_cpu();
@@ -384,15 +448,23 @@ fn run_sidecar(
         Mode::Paused => "paused",
         Mode::Delivering => "delivering",
     };
-    let load = drive(args, running.addr, run)?;
+    let load = drive(args, &addrs, run)?;
     let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
     let during_load = sink.count() - sink_before;
-    let stats = outbox.stats();
+    let stats = fleet_stats(&fleet);
 
     // Drain: resume deliveries if they were paused, and poll the queue depth until nothing is
     // pending.
     let drain_start = Instant::now();
-    running.state.deliveries.resume();
+    if mode == Mode::Paused {
+        // The fleet's flag too (a shared store's sidecars follow it), then each gate at once.
+        if let Some(Err(err)) = runtime.block_on(outbox.set_fleet_paused(false)) {
+            return Err(format!("resume the fleet: {err}").into());
+        }
+        for (_, r) in &fleet {
+            r.state.deliveries.resume();
+        }
+    }
     let timeout = Duration::from_secs(args.drain_timeout);
     let drained = runtime.block_on(async {
         loop {
@@ -407,11 +479,13 @@ fn run_sidecar(
     let counts = runtime.block_on(outbox.counts_by_status())?;
     let created = counts.pending + counts.delivered + counts.dead;
     let total = sink.count() - sink_before;
-    runtime
-        .block_on(running.shutdown())
-        .map_err(|e| format!("sidecar shutdown: {e}"))?;
     drop(outbox);
-    drop(runtime);
+    for (runtime, running) in fleet {
+        runtime
+            .block_on(running.shutdown())
+            .map_err(|e| format!("sidecar shutdown: {e}"))?;
+        drop(runtime);
+    }
 
     Ok(Measured {
         name: match mode {
@@ -446,7 +520,7 @@ fn run_bare(args: &Args, threads: usize) -> Result<Measured, Box<dyn std::error:
     runtime.spawn(bare_server(listener));
     println!("bare:    events on http://{addr}");
     let cpu_start = process_cpu();
-    let load = drive(args, addr, "bare")?;
+    let load = drive(args, &[addr], "bare")?;
     let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
     runtime.shutdown_timeout(Duration::from_secs(1));
     Ok(Measured {
@@ -531,7 +605,7 @@ fn run_sqlite(args: &Args, threads: usize) -> Result<Measured, Box<dyn std::erro
     runtime.spawn(sqlite_server(listener, tx));
     println!("sqlite:  events on http://{addr}, {}", dir.path().display());
     let cpu_start = process_cpu();
-    let load = drive(args, addr, "sqlite")?;
+    let load = drive(args, &[addr], "sqlite")?;
     let process_cpu = cpu_start.and_then(|s| process_cpu().map(|e| e - s));
     // Dropping the runtime drops the server's sender, which ends the writer.
     runtime.shutdown_timeout(Duration::from_secs(1));
@@ -744,7 +818,8 @@ impl std::io::Write for BufWriter<'_> {
 }
 
 /// Drives `POST /v1/events` at `addr` for the configured duration and merges the tallies.
-fn drive(args: &Args, addr: SocketAddr, run: &'static str) -> std::io::Result<LoadResult> {
+/// Connection `c` goes to `addrs[c % addrs.len()]`.
+fn drive(args: &Args, addrs: &[SocketAddr], run: &'static str) -> std::io::Result<LoadResult> {
     let bodies = Arc::new(Bodies::new(run));
     let threads = args.client_threads.clamp(1, args.concurrency.max(1));
     let connections = args.concurrency.max(1);
@@ -758,6 +833,7 @@ fn drive(args: &Args, addr: SocketAddr, run: &'static str) -> std::io::Result<Lo
         let barrier = Arc::clone(&barrier);
         let started = Arc::clone(&started);
         let mine: Vec<usize> = (0..connections).filter(|c| c % threads == t).collect();
+        let addrs = addrs.to_vec();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()?;
@@ -770,7 +846,7 @@ fn drive(args: &Args, addr: SocketAddr, run: &'static str) -> std::io::Result<Lo
                         let mut set = tokio::task::JoinSet::new();
                         for c in mine {
                             set.spawn(connection(
-                                addr,
+                                addrs[c % addrs.len()],
                                 c as u64,
                                 connections as u64,
                                 Arc::clone(&bodies),

@@ -30,6 +30,8 @@ pub use types::{
     endpoint_of, new_delivery_id,
 };
 
+/// Shared with the PostgreSQL store, which caps stored texts the same way.
+pub(crate) use types::{error_text, excerpt};
 use writer::{Counters, Reply, Request};
 
 /// Read connections kept open between queries; more are opened when needed.

@@ -42,8 +42,8 @@ pub async fn handle(state: Arc<State>, req: Request<Incoming>) -> Response<Body>
             }
         }
         (&Method::GET, ["v1", "deliveries"]) => deliveries(&state, &query).await,
-        (&Method::POST, ["v1", "deliveries", "pause"]) => set_paused(&state, true),
-        (&Method::POST, ["v1", "deliveries", "resume"]) => set_paused(&state, false),
+        (&Method::POST, ["v1", "deliveries", "pause"]) => set_paused(&state, true).await,
+        (&Method::POST, ["v1", "deliveries", "resume"]) => set_paused(&state, false).await,
         (&Method::GET, ["v1", "deliveries", id]) => match state.outbox.get(&decode(id)).await {
             Ok(Some(d)) => {
                 let mut body = delivery_json(&d);
@@ -141,13 +141,25 @@ async fn readyz(state: &State) -> Response<Body> {
     }
 }
 
-/// Pauses or resumes deliveries; the answer says whether that changed anything.
-fn set_paused(state: &State, paused: bool) -> Response<Body> {
-    let changed = if paused {
+/// Pauses or resumes deliveries; the answer says whether that changed anything. On a shared
+/// store the whole fleet pauses: the flag is stored and every sidecar hears of it.
+async fn set_paused(state: &State, paused: bool) -> Response<Body> {
+    let fleet = match state.outbox.set_fleet_paused(paused).await {
+        None => None,
+        Some(Ok(changed)) => Some(changed),
+        Some(Err(err)) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot change the fleet's pause: {err}"),
+            );
+        }
+    };
+    let here = if paused {
         state.deliveries.pause()
     } else {
         state.deliveries.resume()
     };
+    let changed = fleet.unwrap_or(here);
     if changed {
         tracing::info!(
             paused,

@@ -282,6 +282,16 @@ pub async fn start(
             tracing::error!(%err, "rule watcher failed");
         }
     });
+    if let Some(fleet) = outbox.fleet_paused() {
+        if config_paused && let Err(err) = outbox.set_fleet_paused(true).await.transpose() {
+            tracing::warn!(%err, "cannot pause the fleet's deliveries");
+        }
+        tasks.spawn(follow_fleet_pause(
+            fleet,
+            state.deliveries.clone(),
+            cancel.clone(),
+        ));
+    }
     tasks.spawn(sample(Arc::clone(&state), cancel.clone()));
     tasks.spawn(prune(outbox, state.config.retention, cancel.clone()));
     tracing::info!(%addr, %admin_addr, rules = %rules.current().hash, "whc serve started");
@@ -292,6 +302,29 @@ pub async fn start(
         cancel,
         tasks,
     })
+}
+
+/// On a shared store, pauses and resumes this sidecar's deliveries as the fleet's flag changes.
+async fn follow_fleet_pause(
+    mut fleet: tokio::sync::watch::Receiver<bool>,
+    gate: DeliveryGate,
+    cancel: CancellationToken,
+) {
+    loop {
+        let paused = *fleet.borrow_and_update();
+        let changed = if paused { gate.pause() } else { gate.resume() };
+        if changed {
+            tracing::info!(
+                paused,
+                "the fleet's deliveries were {}",
+                if paused { "paused" } else { "resumed" }
+            );
+        }
+        tokio::select! {
+            changed = fleet.changed() => if changed.is_err() { return },
+            () = cancel.cancelled() => return,
+        }
+    }
 }
 
 /// Keeps the console's history: a sample at start, then every [`history::SAMPLE_EVERY`].

@@ -33,6 +33,16 @@ impl Harness {
         }
     }
 
+    /// A fresh database on this process's throwaway PostgreSQL server, or `None` (with a
+    /// printed line) when PostgreSQL is not installed.
+    pub(crate) fn postgres() -> Option<Harness> {
+        let url = super::scratch::ScratchPostgres::fresh_database()?;
+        Some(Harness {
+            location: StoreLocation::Postgres(url),
+            _keep: Box::new(()),
+        })
+    }
+
     /// Opens a handle with the default options.
     pub(crate) async fn open(&self) -> Store {
         self.open_with(StoreOptions::default()).await
@@ -74,6 +84,29 @@ contract!(sqlite => Some(super::Harness::sqlite());
     changed_wakes_after_accept,
     health_checks_pass_on_a_working_store,
     concurrent_accepts_are_all_stored,
+);
+
+contract!(postgres => super::Harness::postgres();
+    accept_claim_deliver,
+    retry_then_dead_then_replay,
+    duplicates_answer_the_first_deliveries,
+    the_log_filters_newest_first,
+    the_consoles_filters_pages_and_counts,
+    prune_removes_old_delivered_only,
+    a_claim_is_not_handed_out_twice_until_recorded_or_released,
+    claims_are_bounded_per_endpoint,
+    an_envelope_reads_back_its_event,
+    changed_wakes_after_accept,
+    health_checks_pass_on_a_working_store,
+    concurrent_accepts_are_all_stored,
+    fleet_event_ids_are_unique_across_sidecars,
+    fleet_claimers_never_share_a_delivery,
+    fleet_a_lease_that_runs_out_is_taken_over,
+    fleet_a_held_lease_is_renewed_not_taken,
+    fleet_a_commit_wakes_the_other_sidecars,
+    fleet_one_sidecar_prunes_at_a_time,
+    fleet_pause_is_heard_by_every_sidecar,
+    fleet_the_log_is_the_whole_fleets,
 );
 
 /// An event with one delivery per webhook, to `https://example.test/<webhook>`.
@@ -554,4 +587,239 @@ async fn concurrent_accepts_are_all_stored(h: Harness) {
     }
     assert_eq!(store.queue_depth().await.expect("depth"), 100);
     assert!(store.stats().commits >= 1);
+}
+
+async fn fleet_event_ids_are_unique_across_sidecars(h: Harness) {
+    let a = h.open().await;
+    let b = h.open().await;
+    // Both sidecars get the same ids at once; each id is stored by exactly one of them.
+    let ids: Vec<String> = (0..200).map(|i| format!("shared-{i}")).collect();
+    let batch = |reverse: bool| {
+        let mut events: Vec<NewEvent> = ids.iter().map(|id| event(id, &["crm"])).collect();
+        if reverse {
+            events.reverse();
+        }
+        events
+    };
+    let (first, second) = tokio::join!(a.accept(batch(false)), b.accept(batch(true)));
+    let (first, second) = (first.expect("a accepts"), second.expect("b accepts"));
+    let new = first.iter().chain(&second).filter(|e| !e.duplicate).count();
+    assert_eq!(new, ids.len());
+    for e in first.iter().chain(&second) {
+        assert_eq!(e.deliveries.len(), 1, "{e:?}");
+    }
+    assert_eq!(a.queue_depth().await.expect("depth"), 200);
+}
+
+async fn fleet_claimers_never_share_a_delivery(h: Harness) {
+    let sidecars = [h.open().await, h.open().await, h.open().await];
+    let events: Vec<NewEvent> = (0..300)
+        .map(|i| event_to(&format!("e{i}"), &[&format!("https://t{}.test/x", i % 7)]))
+        .collect();
+    sidecars[0].accept(events).await.expect("accept");
+    let mut tasks = tokio::task::JoinSet::new();
+    for store in sidecars.clone() {
+        tasks.spawn(async move {
+            let mut mine = Vec::new();
+            loop {
+                let batch = store.due(LATER, 16, 4).await.expect("due");
+                if batch.is_empty() && store.next_due_at(4).await.expect("next").is_none() {
+                    return mine;
+                }
+                for d in batch {
+                    store.record(&d.id, delivered()).await.expect("record");
+                    mine.push(d.id);
+                }
+            }
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(mine) = tasks.join_next().await {
+        all.extend(mine.expect("join"));
+    }
+    let unique: HashSet<&String> = all.iter().collect();
+    assert_eq!(unique.len(), all.len(), "a delivery was claimed twice");
+    assert_eq!(all.len(), 300);
+    let counts = sidecars[1].counts_by_status().await.expect("counts");
+    assert_eq!((counts.pending, counts.delivered), (0, 300));
+}
+
+/// Waits until `check` passes, for at most ten seconds.
+async fn eventually<F, Fut>(what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    for _ in 0..1000 {
+        if check().await {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("{what}: not within ten seconds");
+}
+
+async fn fleet_a_lease_that_runs_out_is_taken_over(h: Harness) {
+    let short = StoreOptions {
+        claim_lease: Duration::from_millis(300),
+    };
+    let crashed = h.open_with(short).await;
+    crashed
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let taken = crashed.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(taken.len(), 1);
+    // The sidecar dies holding its claim: its lease is not renewed any more.
+    drop(crashed);
+    let survivor = h.open_with(short).await;
+    assert!(survivor.due(LATER, 10, ANY).await.expect("due").is_empty());
+    let next = survivor.next_due_at(ANY).await.expect("next");
+    assert!(next.is_some_and(|at| at > now_ms() - 1000), "{next:?}");
+    let mut again = Vec::new();
+    for _ in 0..1000 {
+        again = survivor.due(LATER, 10, ANY).await.expect("due");
+        if !again.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(again.len(), 1, "the survivor takes the delivery over");
+    assert_eq!(again[0].id, taken[0].id);
+    survivor
+        .record(&again[0].id, delivered())
+        .await
+        .expect("record");
+}
+
+async fn fleet_a_held_lease_is_renewed_not_taken(h: Harness) {
+    let short = StoreOptions {
+        claim_lease: Duration::from_millis(300),
+    };
+    let holder = h.open_with(short).await;
+    let other = h.open_with(short).await;
+    holder
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    let held = holder.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(held.len(), 1);
+    // Several leases long: the holder renews, the other never gets it.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(other.due(LATER, 10, ANY).await.expect("due").is_empty());
+    }
+    holder.release(&held[0].id).await;
+    assert_eq!(other.due(LATER, 10, ANY).await.expect("due").len(), 1);
+}
+
+async fn fleet_a_commit_wakes_the_other_sidecars(h: Harness) {
+    let writer = h.open().await;
+    let dispatcher = h.open().await;
+    // Let the dispatcher's listener start, then drain the wake-up its start gives.
+    eventually("the listener is up", || {
+        let d = dispatcher.clone();
+        async move {
+            tokio::time::timeout(Duration::from_millis(50), d.changed())
+                .await
+                .is_ok()
+        }
+    })
+    .await;
+    let waiting = tokio::spawn({
+        let d = dispatcher.clone();
+        async move { d.changed().await }
+    });
+    writer
+        .accept(vec![event("e1", &["crm"])])
+        .await
+        .expect("accept");
+    tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("the other sidecar is woken by the commit")
+        .expect("join");
+}
+
+async fn fleet_one_sidecar_prunes_at_a_time(h: Harness) {
+    let a = h.open().await;
+    let b = h.open().await;
+    let events: Vec<NewEvent> = (0..50).map(|i| event(&format!("p{i}"), &["crm"])).collect();
+    a.accept(events).await.expect("accept");
+    loop {
+        let due = a.due(LATER, 100, ANY).await.expect("due");
+        if due.is_empty() {
+            break;
+        }
+        for d in due {
+            a.record(&d.id, delivered()).await.expect("record");
+        }
+    }
+    let (x, y) = tokio::join!(a.prune_delivered(LATER), b.prune_delivered(LATER));
+    let (x, y) = (x.expect("prune a"), y.expect("prune b"));
+    assert_eq!(x + y, 50, "{x} + {y}");
+    assert_eq!(a.counts_by_status().await.expect("counts").delivered, 0);
+}
+
+async fn fleet_pause_is_heard_by_every_sidecar(h: Harness) {
+    let a = h.open().await;
+    let b = h.open().await;
+    let mut heard = b.fleet_paused().expect("a shared store");
+    assert!(!*heard.borrow());
+    assert!(
+        a.set_fleet_paused(true)
+            .await
+            .expect("shared")
+            .expect("pause")
+    );
+    assert!(
+        !a.set_fleet_paused(true)
+            .await
+            .expect("shared")
+            .expect("pause twice")
+    );
+    tokio::time::timeout(Duration::from_secs(10), heard.wait_for(|p| *p))
+        .await
+        .expect("b hears the pause")
+        .expect("watch");
+    assert!(
+        a.set_fleet_paused(false)
+            .await
+            .expect("shared")
+            .expect("resume")
+    );
+    tokio::time::timeout(Duration::from_secs(10), heard.wait_for(|p| !*p))
+        .await
+        .expect("b hears the resume")
+        .expect("watch");
+}
+
+async fn fleet_the_log_is_the_whole_fleets(h: Harness) {
+    let a = h.open().await;
+    let b = h.open().await;
+    a.accept(vec![event("from-a", &["crm"])])
+        .await
+        .expect("accept");
+    b.accept(vec![event("from-b", &["crm"])])
+        .await
+        .expect("accept");
+    let d = a.due(LATER, 10, ANY).await.expect("due");
+    for d in &d {
+        a.record(
+            &d.id,
+            AttemptRecord::Dead {
+                status_code: Some(410),
+                error: "HTTP 410".into(),
+                excerpt: None,
+                elapsed_ms: 1,
+            },
+        )
+        .await
+        .expect("record");
+    }
+    let log = b.list(DeliveryFilter::default()).await.expect("list");
+    let events: HashSet<&str> = log.iter().map(|d| d.event_id.as_str()).collect();
+    assert_eq!(events, HashSet::from(["from-a", "from-b"]));
+    // A retry from the other sidecar puts it back for the whole fleet.
+    assert!(b.replay(&d[0].id).await.expect("replay"));
+    assert_eq!(a.due(LATER, 10, ANY).await.expect("due").len(), 1);
 }

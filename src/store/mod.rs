@@ -5,6 +5,9 @@
 //! (accept events, claim due deliveries, record attempts, replay, prune, read the log), and the
 //! contract tests (`contract.rs`) hold both stores to the same behaviour.
 
+pub mod postgres;
+pub mod scratch;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -104,9 +107,18 @@ pub enum StoreError {
     /// `--store` names no store whc has.
     #[error(transparent)]
     Unknown(#[from] UnknownStore),
-    /// This build has no such store.
-    #[error("{0}")]
-    Unsupported(String),
+    /// The PostgreSQL store failed.
+    #[error(transparent)]
+    Postgres(postgres::PgError),
+}
+
+impl From<postgres::PgError> for StoreError {
+    fn from(e: postgres::PgError) -> StoreError {
+        match e {
+            postgres::PgError::NotPending(id) => StoreError::NotPending(id),
+            other => StoreError::Postgres(other),
+        }
+    }
 }
 
 impl From<OutboxError> for StoreError {
@@ -123,6 +135,8 @@ impl From<OutboxError> for StoreError {
 pub enum Store {
     /// The embedded SQLite outbox.
     Sqlite(Outbox),
+    /// A PostgreSQL database shared by a fleet.
+    Postgres(postgres::PgStore),
 }
 
 impl Store {
@@ -131,7 +145,6 @@ impl Store {
         location: &StoreLocation,
         options: StoreOptions,
     ) -> Result<Store, StoreError> {
-        let _ = options;
         match location {
             StoreLocation::Sqlite(path) => {
                 let path = path.clone();
@@ -140,10 +153,9 @@ impl Store {
                     .map_err(|_| StoreError::Sqlite(OutboxError::Closed))??;
                 Ok(Store::Sqlite(outbox))
             }
-            StoreLocation::Postgres(url) => Err(StoreError::Unsupported(format!(
-                "cannot open {}: this build has no PostgreSQL store",
-                redact(url)
-            ))),
+            StoreLocation::Postgres(url) => Ok(Store::Postgres(
+                postgres::PgStore::open(url, options.claim_lease).await?,
+            )),
         }
     }
 
@@ -152,6 +164,7 @@ impl Store {
     pub async fn accept(&self, events: Vec<NewEvent>) -> Result<Vec<Accepted>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.accept(events).await?),
+            Store::Postgres(p) => Ok(p.accept(events).await?),
         }
     }
 
@@ -165,6 +178,7 @@ impl Store {
     ) -> Result<Vec<Delivery>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.due(now_ms, limit, per_endpoint).await?),
+            Store::Postgres(p) => Ok(p.due(now_ms, limit, per_endpoint).await?),
         }
     }
 
@@ -172,6 +186,7 @@ impl Store {
     pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.next_due_at(per_endpoint).await?),
+            Store::Postgres(p) => Ok(p.next_due_at(per_endpoint).await?),
         }
     }
 
@@ -180,6 +195,7 @@ impl Store {
     pub async fn changed(&self) {
         match self {
             Store::Sqlite(o) => o.changed().await,
+            Store::Postgres(p) => p.changed().await,
         }
     }
 
@@ -187,6 +203,7 @@ impl Store {
     pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.record(id, record).await?),
+            Store::Postgres(p) => Ok(p.record(id, record).await?),
         }
     }
 
@@ -194,6 +211,7 @@ impl Store {
     pub async fn release(&self, id: &str) {
         match self {
             Store::Sqlite(o) => o.release(id),
+            Store::Postgres(p) => p.release(id).await,
         }
     }
 
@@ -201,6 +219,7 @@ impl Store {
     pub async fn replay(&self, id: &str) -> Result<bool, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.replay(id).await?),
+            Store::Postgres(p) => Ok(p.replay(id).await?),
         }
     }
 
@@ -209,6 +228,7 @@ impl Store {
     pub async fn prune_delivered(&self, before_ms: i64) -> Result<usize, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.prune_delivered(before_ms).await?),
+            Store::Postgres(p) => Ok(p.prune_delivered(before_ms).await?),
         }
     }
 
@@ -216,6 +236,7 @@ impl Store {
     pub async fn list(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.list(filter).await?),
+            Store::Postgres(p) => Ok(p.list(filter).await?),
         }
     }
 
@@ -223,6 +244,7 @@ impl Store {
     pub async fn get(&self, id: &str) -> Result<Option<Delivery>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.get(id).await?),
+            Store::Postgres(p) => Ok(p.get(id).await?),
         }
     }
 
@@ -234,6 +256,7 @@ impl Store {
     ) -> Result<HashMap<String, WebhookCounts>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.webhook_counts(since_ms).await?),
+            Store::Postgres(p) => Ok(p.webhook_counts(since_ms).await?),
         }
     }
 
@@ -241,6 +264,7 @@ impl Store {
     pub async fn replay_dead(&self, webhook: &str) -> Result<usize, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.replay_dead(webhook).await?),
+            Store::Postgres(p) => Ok(p.replay_dead(webhook).await?),
         }
     }
 
@@ -248,6 +272,7 @@ impl Store {
     pub async fn attempts(&self, id: &str) -> Result<Vec<Attempt>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.attempts(id).await?),
+            Store::Postgres(p) => Ok(p.attempts(id).await?),
         }
     }
 
@@ -255,6 +280,7 @@ impl Store {
     pub async fn event_json(&self, id: &str) -> Result<Option<String>, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.event_json(id).await?),
+            Store::Postgres(p) => Ok(p.event_json(id).await?),
         }
     }
 
@@ -262,6 +288,7 @@ impl Store {
     pub async fn queue_depth(&self) -> Result<u64, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.queue_depth().await?),
+            Store::Postgres(p) => Ok(p.queue_depth().await?),
         }
     }
 
@@ -269,6 +296,7 @@ impl Store {
     pub async fn counts_by_status(&self) -> Result<StatusCounts, StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.counts_by_status().await?),
+            Store::Postgres(p) => Ok(p.counts_by_status().await?),
         }
     }
 
@@ -276,6 +304,7 @@ impl Store {
     pub async fn check_writes(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.check_writes().await?),
+            Store::Postgres(p) => Ok(p.check_writes().await?),
         }
     }
 
@@ -283,6 +312,7 @@ impl Store {
     pub async fn check_reads(&self) -> Result<(), StoreError> {
         match self {
             Store::Sqlite(o) => Ok(o.check_reads().await?),
+            Store::Postgres(p) => Ok(p.check_reads().await?),
         }
     }
 
@@ -290,6 +320,7 @@ impl Store {
     pub fn last_write_failure(&self) -> Option<String> {
         match self {
             Store::Sqlite(o) => o.last_write_failure(),
+            Store::Postgres(p) => p.last_write_failure(),
         }
     }
 
@@ -297,6 +328,29 @@ impl Store {
     pub fn stats(&self) -> Stats {
         match self {
             Store::Sqlite(o) => o.stats(),
+            Store::Postgres(p) => p.stats(),
+        }
+    }
+
+    /// Whether this store is shared by a fleet (deliveries paused fleet-wide through it).
+    pub fn is_shared(&self) -> bool {
+        matches!(self, Store::Postgres(_))
+    }
+
+    /// Pauses or resumes deliveries across the fleet: `Some(changed)` for a shared store, whose
+    /// sidecars all hear of it; `None` for the SQLite outbox, where pausing is this process's.
+    pub async fn set_fleet_paused(&self, paused: bool) -> Option<Result<bool, StoreError>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(p) => Some(p.set_paused(paused).await.map_err(StoreError::from)),
+        }
+    }
+
+    /// The fleet's pause flag, followed as the other sidecars change it (shared stores only).
+    pub fn fleet_paused(&self) -> Option<tokio::sync::watch::Receiver<bool>> {
+        match self {
+            Store::Sqlite(_) => None,
+            Store::Postgres(p) => Some(p.paused()),
         }
     }
 
@@ -304,6 +358,7 @@ impl Store {
     pub fn path(&self) -> Option<&Path> {
         match self {
             Store::Sqlite(o) => Some(o.path()),
+            Store::Postgres(_) => None,
         }
     }
 
@@ -311,6 +366,7 @@ impl Store {
     pub fn describe(&self) -> String {
         match self {
             Store::Sqlite(o) => o.path().display().to_string(),
+            Store::Postgres(p) => p.describe().to_owned(),
         }
     }
 }

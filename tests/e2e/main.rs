@@ -9,6 +9,7 @@ mod console;
 mod crash;
 mod delivery;
 mod fanout;
+mod fleet;
 mod ingest;
 mod listeners;
 mod proxy;
