@@ -322,18 +322,65 @@ impl Loaded {
     }
 }
 
-/// Reads and compiles every rule file under `paths`.
-pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<Loaded, ReadError> {
+/// The rule files under the rules paths, read but not compiled (see [`read`]).
+#[derive(Debug)]
+pub struct Read {
+    /// The files read, in path order.
+    pub sources: Vec<Arc<SourceFile>>,
+    /// The files that could not be read.
+    pub unreadable: Vec<ReadError>,
+    /// The paths the walk did not follow.
+    pub skipped: Vec<Skipped>,
+    /// Every rule file found, including those that could not be read.
+    pub files: usize,
+}
+
+impl Read {
+    /// Whether this is the same reading as `other`: the same files under the same names with
+    /// the same text, every one read, and the same links skipped.
+    pub fn same_as(&self, other: &Read) -> bool {
+        self.unreadable.is_empty()
+            && other.unreadable.is_empty()
+            && self.files == other.files
+            && self.skipped == other.skipped
+            && self.sources.len() == other.sources.len()
+            && self.sources.iter().zip(&other.sources).all(|(a, b)| a == b)
+    }
+}
+
+/// Finds and reads every rule file under `paths`.
+pub fn read(paths: &[PathBuf]) -> Result<Read, ReadError> {
     let Found { files, skipped } = find(paths, RULE_SUFFIX)?;
     let (sources, unreadable) = read_sources(&files);
-    let mut compiled = lang::compile(&sources, env);
+    Ok(Read {
+        sources,
+        unreadable,
+        skipped,
+        files: files.len(),
+    })
+}
+
+/// Reads and compiles every rule file under `paths`.
+pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<Loaded, ReadError> {
+    Ok(compile(&read(paths)?, paths, env))
+}
+
+/// Compiles rule files read from `paths` with [`read`].
+pub fn compile(read: &Read, paths: &[PathBuf], env: &dyn Env) -> Loaded {
+    let Read {
+        sources,
+        unreadable,
+        skipped,
+        files,
+    } = read;
+    let mut compiled = lang::compile(sources, env);
     compiled
         .diagnostics
         .extend(unreadable.iter().map(unreadable_file));
     compiled
         .diagnostics
         .extend(skipped.iter().map(skipped_link));
-    if files.is_empty() {
+    if *files == 0 {
         // Most likely a wrong path: say so rather than serve nothing in silence.
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let place = Arc::new(SourceFile::new(names.join(", "), ""));
@@ -348,9 +395,9 @@ pub fn load(paths: &[PathBuf], env: &dyn Env) -> Result<Loaded, ReadError> {
         warning.labels.clear(); // there is no text to point into
         compiled.diagnostics.push(warning);
     }
-    Ok(Loaded {
+    Loaded {
         compiled,
-        sources,
-        files: files.len(),
-    })
+        sources: sources.clone(),
+        files: *files,
+    }
 }

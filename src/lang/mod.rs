@@ -10,6 +10,7 @@ pub mod escape;
 pub mod format;
 pub mod grammar;
 pub mod headers;
+mod parallel;
 pub mod parse;
 pub mod predicate;
 pub mod reach;
@@ -23,6 +24,9 @@ pub use ast::Span;
 pub use codes::Code;
 pub use diagnostic::{Diagnostic, Severity, SourceFile};
 pub use webhook::{Env, ProcessEnv, Webhook};
+
+/// How many webhooks one thread checks at a time (see [`parallel::map`]).
+const CHECK_GROUP: usize = 256;
 
 /// The result of compiling a set of rule files: the webhooks that compiled, and every problem.
 #[derive(Debug, Clone, Default)]
@@ -73,11 +77,32 @@ impl Compiled {
 pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     let mut out = Compiled::default();
     let mut seen: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
-    let mut regexes = check::Regexes::default();
+    let parsed = parse_files(files);
+    // Each file's webhooks checked in groups, the groups spread over the cores.
+    let mut groups = Vec::new();
+    for (f, (file, _)) in parsed.iter().enumerate() {
+        for start in (0..file.webhooks.len()).step_by(CHECK_GROUP) {
+            groups.push((f, start..file.webhooks.len().min(start + CHECK_GROUP)));
+        }
+    }
+    let regexes = check::Regexes::default();
     let mut source_names: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
     let mut routes: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
-    for source in files {
-        let (file, syntax_errors) = parse::parse_file(&source.text);
+    let mut checked = parallel::map(&groups, |(f, range)| {
+        let mut diagnostics = Vec::new();
+        let webhooks = check::check_webhooks(
+            &files[*f],
+            &parsed[*f].0.webhooks[range.clone()],
+            env,
+            &regexes,
+            &mut diagnostics,
+        );
+        (webhooks, diagnostics)
+    })
+    .into_iter()
+    .zip(&groups)
+    .peekable();
+    for (f, (source, (file, syntax_errors))) in files.iter().zip(parsed).enumerate() {
         for e in syntax_errors {
             let mut d = Diagnostic::new(Code::Syntax, source, e.span, e.label, e.message);
             if e.expected.len() > 1 {
@@ -114,14 +139,11 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
                 seen.insert(name.node.clone(), (Arc::clone(source), name.span));
             }
         }
-        let webhooks = check::check_webhooks(
-            source,
-            &file.webhooks,
-            env,
-            &mut regexes,
-            &mut out.diagnostics,
-        );
-        out.webhooks.extend(webhooks);
+        while let Some(((webhooks, mut diagnostics), _)) = checked.next_if(|(_, (of, _))| *of == f)
+        {
+            out.webhooks.extend(webhooks);
+            out.diagnostics.append(&mut diagnostics);
+        }
         for decl in &file.sources {
             duplicate(
                 &mut source_names,
@@ -168,6 +190,38 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     out
 }
 
+/// Parses every file, the pieces of every file (see [`parse::pieces`]) spread over the cores;
+/// a file with a syntax error is parsed again whole, for errors worded as one parse words them.
+fn parse_files(files: &[Arc<SourceFile>]) -> Vec<(ast::File, Vec<parse::SyntaxError>)> {
+    let pieces: Vec<(usize, std::ops::Range<usize>)> = files
+        .iter()
+        .enumerate()
+        .flat_map(|(f, source)| parse::pieces(&source.text).into_iter().map(move |p| (f, p)))
+        .collect();
+    let parsed = parallel::map(&pieces, |(f, piece)| {
+        parse::parse_piece(&files[*f].text, piece.clone())
+    });
+    let mut whole: Vec<Option<ast::File>> = vec![Some(ast::File::default()); files.len()];
+    for ((f, _), piece) in pieces.iter().zip(parsed) {
+        match (&mut whole[*f], piece) {
+            (Some(file), Some(piece)) => {
+                file.webhooks.extend(piece.webhooks);
+                file.sources.extend(piece.sources);
+            }
+            (slot, _) => *slot = None,
+        }
+    }
+    let broken: Vec<usize> = (0..files.len()).filter(|f| whole[*f].is_none()).collect();
+    let mut reparsed = parallel::map(&broken, |f| parse::parse_file(&files[*f].text)).into_iter();
+    whole
+        .into_iter()
+        .map(|file| match file {
+            Some(file) => (file, Vec::new()),
+            None => reparsed.next().expect("one parse per broken file"),
+        })
+        .collect()
+}
+
 /// Reports a name (or route) already taken in the rules directory; records it when it is new.
 fn duplicate(
     seen: &mut HashMap<String, (Arc<SourceFile>, Span)>,
@@ -205,4 +259,47 @@ fn duplicate(
         d = d.with_related(first);
     }
     diagnostics.push(d);
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::{SourceFile, parse, parse_files};
+
+    /// A file of many pieces parses, piece by piece on several threads, into what one parse
+    /// of the whole text gives; so does a file whose pieces do not parse on their own.
+    #[test]
+    fn pieces_parse_as_the_whole_file_does() {
+        let mut big = String::from("# a header comment\n\n");
+        for i in 0..1000 {
+            big.push_str(&format!(
+                "webhook w{i} {{\n  on conversion, event {}\n  when (first.utm_source equals \"a{i}\" or not revenue > {i}) and utm_content matches \"^(x|y)#\"\n  header \"X-N\" = \"{i}\" # trailing\n  post \"https://x.test/{i}\"\n}}\n",
+                1 + i % 10
+            ));
+            if i % 50 == 0 {
+                big.push_str("  webhook \"quoted name\" { on refund post \"https://x.test/q\" }\n");
+                big.push_str(&format!(
+                    "source s{i} {{\n    route get \"/in/{i}\"\n    revenue = query \"payout\"\n}}\n"
+                ));
+                big.push_str(&format!(
+                    "webhook\nwebhook{i} {{ on refund post \"https://x.test/n\" }}\n"
+                ));
+            }
+        }
+        assert!(parse::pieces(&big).len() > 4, "several pieces");
+        let broken = big.replace("webhook w700 {", "webhook w700 {{");
+        let files: Vec<Arc<SourceFile>> = [big, broken, String::new(), "junk".into()]
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| Arc::new(SourceFile::new(format!("{i}.whc"), text)))
+            .collect();
+        let parsed = parse_files(&files);
+        for (source, (file, errors)) in files.iter().zip(&parsed) {
+            let (whole, whole_errors) = parse::parse_file(&source.text);
+            assert_eq!(*file, whole, "{}", source.name);
+            assert_eq!(*errors, whole_errors, "{}", source.name);
+        }
+        assert!(parsed[0].1.is_empty() && !parsed[1].1.is_empty() && !parsed[3].1.is_empty());
+    }
 }

@@ -1,5 +1,6 @@
 //! From rule-file text to the syntax tree, with syntax errors worded for people.
 
+use std::ops::Range;
 use std::sync::LazyLock;
 
 use pest::Parser;
@@ -53,6 +54,34 @@ pub fn parse_file(text: &str) -> (File, Vec<SyntaxError>) {
             (file, errors)
         }
     }
+}
+
+/// The size a piece of a file is cut at (see [`pieces`]): small enough to share a big file
+/// among threads, big enough that starting a parse is nothing beside it.
+const PIECE_BYTES: usize = 32 * 1024;
+
+/// A file's text cut into pieces of about [`PIECE_BYTES`] each, at lines that start a webhook or a source
+/// (the text before the first one is the first piece). Parsed one by one with
+/// [`parse_piece`], the pieces yield what [`parse_file`] yields for the whole text when every
+/// one of them parses; when one does not, parse the whole text with [`parse_file`], which
+/// words the errors.
+pub fn pieces(text: &str) -> Vec<Range<usize>> {
+    let mut pieces = Vec::with_capacity(text.len() / PIECE_BYTES + 1);
+    let mut start = 0;
+    for cut in webhook_starts(text) {
+        if cut - start >= PIECE_BYTES {
+            pieces.push(start..cut);
+            start = cut;
+        }
+    }
+    pieces.push(start..text.len());
+    pieces
+}
+
+/// Parses one piece of a file's text (see [`pieces`]), with spans in the whole text;
+/// `None` when it has a syntax error.
+pub fn parse_piece(text: &str, piece: Range<usize>) -> Option<File> {
+    parse_chunk(text.get(piece.clone())?, piece.start).ok()
 }
 
 /// Byte offsets of lines that start (after indentation) with the word `webhook` or `source`.

@@ -12,6 +12,7 @@ pub mod guard;
 pub mod history;
 pub mod http;
 pub mod ingest;
+pub mod memory;
 pub mod metrics;
 pub mod postback;
 mod proxy;

@@ -1,5 +1,6 @@
 //! The live rule set: the compiled rules the sidecar serves, swapped whole on each good reload.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -52,8 +53,42 @@ pub struct LiveRules {
     env: Arc<dyn Env + Send + Sync>,
     rules: ArcSwap<RuleSet>,
     state: Mutex<ReloadState>,
-    /// Serialises reloads (watcher and SIGHUP), so versions follow the order of the swaps.
-    reloading: Mutex<()>,
+    /// Serialises reloads (watcher and SIGHUP), so versions follow the order of the swaps;
+    /// holds what the served set was compiled from.
+    reloading: Mutex<Inputs>,
+}
+
+/// What a rule set was compiled from: the files as read, and every environment variable the
+/// rules read with the value it had. A reload that finds both the same keeps the served set
+/// instead of compiling an equal one (no time, and no second set in memory).
+#[derive(Debug)]
+struct Inputs {
+    read: load::Read,
+    env: HashMap<String, Option<String>>,
+}
+
+impl Inputs {
+    /// Whether compiling `read` in `env` would give the set these inputs gave.
+    fn same(&self, read: &load::Read, env: &dyn Env) -> bool {
+        self.read.same_as(read) && self.env.iter().all(|(name, value)| env.var(name) == *value)
+    }
+}
+
+/// An environment that remembers each variable read through it and the value it had.
+struct Recording<'a> {
+    env: &'a dyn Env,
+    read: Mutex<HashMap<String, Option<String>>>,
+}
+
+impl Env for Recording<'_> {
+    fn var(&self, name: &str) -> Option<String> {
+        let value = self.env.var(name);
+        self.read
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(name.to_owned(), value.clone());
+        value
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -205,7 +240,9 @@ impl LiveRules {
         paths: Vec<PathBuf>,
         env: Arc<dyn Env + Send + Sync>,
     ) -> Result<LiveRules, RulesError> {
-        let rules = compile(&paths, &*env)?;
+        let compiled = compile(load::read(&paths)?, &paths, &*env);
+        super::memory::give_back(); // the syntax trees, and the set itself on an error
+        let (rules, inputs) = compiled?;
         let listing = Arc::new(Listing::of(&rules));
         tracing::info!(
             webhooks = rules.webhooks().len(),
@@ -222,7 +259,7 @@ impl LiveRules {
                 listing,
                 ..ReloadState::default()
             }),
-            reloading: Mutex::new(()),
+            reloading: Mutex::new(inputs),
         })
     }
 
@@ -245,24 +282,51 @@ impl LiveRules {
     /// once; on error the old set keeps serving and the rendered diagnostics are recorded (see
     /// [`LiveRules::status`]) and logged. Blocking: reads files.
     pub fn reload(&self) -> Result<(), RulesError> {
-        let _one_at_a_time = self
+        let mut inputs = self
             .reloading
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        match compile(&self.paths, &*self.env) {
-            Ok(rules) => {
-                let (webhooks, hash) = (rules.webhooks().len(), rules.hash.clone());
-                let listing = Arc::new(Listing::of(&rules));
+        let compiled = load::read(&self.paths)
+            .map_err(RulesError::from)
+            .and_then(|read| {
+                if inputs.same(&read, &*self.env) {
+                    return Ok(None);
+                }
+                compile(read, &self.paths, &*self.env).map(Some)
+            });
+        let freed_trees = !matches!(compiled, Ok(None));
+        match compiled {
+            Ok(compiled) => {
+                let unchanged = compiled.is_none();
+                let listing = compiled
+                    .as_ref()
+                    .map(|(rules, _)| Arc::new(Listing::of(rules)));
                 // Swap and bump under the state lock so a status never pairs a set with
                 // another set's version.
                 let mut state = self.state();
-                self.rules.store(Arc::new(rules));
-                state.listing = listing;
+                if let (Some((rules, read)), Some(listing)) = (compiled, listing) {
+                    self.rules.store(Arc::new(rules));
+                    state.listing = listing;
+                    *inputs = read;
+                }
                 state.version += 1;
                 state.reloads_ok += 1;
                 state.last_error = None;
                 state.last_error_at = None;
-                tracing::info!(version = state.version, webhooks, %hash, "rules reloaded");
+                let rules = self.current();
+                tracing::info!(
+                    version = state.version,
+                    webhooks = rules.webhooks().len(),
+                    hash = %rules.hash,
+                    unchanged,
+                    "rules reloaded"
+                );
+                drop(state);
+                drop(rules);
+                if freed_trees {
+                    // The syntax trees, and the old set unless a request still holds it.
+                    super::memory::give_back();
+                }
                 Ok(())
             }
             Err(error) => {
@@ -276,6 +340,8 @@ impl LiveRules {
                     "rules not reloaded, still serving version {}:\n{rendered}",
                     state.version
                 );
+                drop(state);
+                super::memory::give_back(); // the syntax trees and the half-built set
                 Err(error)
             }
         }
@@ -363,18 +429,32 @@ impl fmt::Debug for LiveRules {
     }
 }
 
-/// Reads and compiles the rules; warnings are logged, errors returned.
-fn compile(paths: &[PathBuf], env: &dyn Env) -> Result<RuleSet, RulesError> {
-    let loaded = load::load(paths, env)?;
+/// Compiles rules read from `paths`; warnings are logged, errors returned. With the set, what
+/// it was compiled from.
+fn compile(
+    read: load::Read,
+    paths: &[PathBuf],
+    env: &dyn Env,
+) -> Result<(RuleSet, Inputs), RulesError> {
+    let recording = Recording {
+        env,
+        read: Mutex::default(),
+    };
+    let loaded = load::compile(&read, paths, &recording);
     for d in loaded.compiled.diagnostics.iter().filter(|d| !d.is_error()) {
         let (line, column) = d.line_column();
         tracing::warn!(code = d.code.as_str(), file = %d.source.name, line, column, "{}", d.message);
     }
-    loaded
+    let rules = loaded
         .into_rule_set()
         .map_err(|diagnostics| RulesError::Invalid {
             errors: diagnostics.into_iter().filter(|d| d.is_error()).collect(),
-        })
+        })?;
+    let env = recording
+        .read
+        .into_inner()
+        .unwrap_or_else(PoisonError::into_inner);
+    Ok((rules, Inputs { read, env }))
 }
 
 fn unix_ms(t: SystemTime) -> u64 {

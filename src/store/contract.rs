@@ -693,8 +693,9 @@ async fn fleet_a_lease_that_runs_out_is_taken_over(h: Harness) {
 }
 
 async fn fleet_a_held_lease_is_renewed_not_taken(h: Harness) {
+    // Renewed every third of it: a renewal would have to be 650 ms late to lose it.
     let short = StoreOptions {
-        claim_lease: Duration::from_millis(300),
+        claim_lease: Duration::from_secs(1),
     };
     let holder = h.open_with(short).await;
     let other = h.open_with(short).await;
@@ -705,7 +706,7 @@ async fn fleet_a_held_lease_is_renewed_not_taken(h: Harness) {
     let held = holder.due(LATER, 10, ANY).await.expect("due");
     assert_eq!(held.len(), 1);
     // Several leases long: the holder renews, the other never gets it.
-    for _ in 0..10 {
+    for _ in 0..25 {
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(other.due(LATER, 10, ANY).await.expect("due").is_empty());
     }
@@ -822,4 +823,49 @@ async fn fleet_the_log_is_the_whole_fleets(h: Harness) {
     // A retry from the other sidecar puts it back for the whole fleet.
     assert!(b.replay(&d[0].id).await.expect("replay"));
     assert_eq!(a.due(LATER, 10, ANY).await.expect("due").len(), 1);
+}
+
+/// With the database stopped, writes fail (nothing is acknowledged) and the health checks say
+/// so; once it is back, the same handle works again, without being reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_recovers_when_the_database_comes_back() {
+    let server = match super::scratch::ScratchPostgres::start(false) {
+        Ok(server) => server,
+        Err(super::scratch::ScratchError::NotInstalled)
+            if std::env::var_os(super::scratch::REQUIRE_VAR).is_none() =>
+        {
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let url = server.create_database("outage").expect("database");
+    let store = Store::open(&StoreLocation::Postgres(url), StoreOptions::default())
+        .await
+        .expect("open");
+    store
+        .accept(vec![event("before", &["crm"])])
+        .await
+        .expect("accept");
+    server.stop().expect("stop the server");
+    let refused = store.accept(vec![event("during", &["crm"])]).await;
+    assert!(refused.is_err(), "{refused:?}");
+    assert!(store.check_writes().await.is_err());
+    assert!(store.last_write_failure().is_some());
+    server.resume().expect("start the server again");
+    let mut accepted = None;
+    for _ in 0..500 {
+        if let Ok(a) = store.accept(vec![event("during", &["crm"])]).await {
+            accepted = Some(a);
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let accepted = accepted.expect("accepted once the database is back");
+    assert!(
+        !accepted[0].duplicate,
+        "nothing of the refused post was stored"
+    );
+    assert_eq!(store.last_write_failure(), None);
+    store.check_writes().await.expect("writes");
+    assert_eq!(store.queue_depth().await.expect("depth"), 2);
 }

@@ -21,6 +21,9 @@ pub struct ScratchPostgres {
     // Stopping: dropping the child's stdin ends the shell's wait.
     _shell: Child,
     bin: PathBuf,
+    dir: PathBuf,
+    options: String,
+    root: bool,
 }
 
 /// Why a scratch server could not start.
@@ -103,12 +106,41 @@ rm -rf "$DIR"
             port,
             _shell: shell,
             bin,
+            dir,
+            options,
+            root,
         })
     }
 
     /// The URL of database `db` on this server (user `whc`, no password: trust on loopback).
     pub fn url(&self, db: &str) -> String {
         format!("postgres://whc@127.0.0.1:{}/{db}", self.port)
+    }
+
+    /// Stops the server (fast shutdown), as an outage; [`ScratchPostgres::resume`] starts it
+    /// again on the same port and data.
+    pub fn stop(&self) -> Result<(), ScratchError> {
+        self.pg_ctl(&["-m", "fast", "stop"])
+    }
+
+    /// Starts the server again after [`ScratchPostgres::stop`].
+    pub fn resume(&self) -> Result<(), ScratchError> {
+        let log = self.dir.join("server.log");
+        let log = log.to_string_lossy();
+        self.pg_ctl(&["-l", &log, "-w", "-o", &self.options, "start"])
+    }
+
+    fn pg_ctl(&self, args: &[&str]) -> Result<(), ScratchError> {
+        let pg_ctl = self.bin.join("pg_ctl");
+        let data = self.dir.join("data");
+        let mut command = if self.root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(pg_ctl);
+            c
+        } else {
+            Command::new(pg_ctl)
+        };
+        run(command.arg("-D").arg(data).args(args).stdout(Stdio::null()))
     }
 
     /// The port the server listens on.

@@ -260,6 +260,86 @@ fn readers_never_fail_during_swaps() {
     assert_eq!(names(&rules.current()), ["a_sales"]);
 }
 
+/// An environment a test can change while the rules are live.
+#[derive(Default)]
+struct MutableEnv(Mutex<HashMap<String, String>>);
+
+impl Env for MutableEnv {
+    fn var(&self, name: &str) -> Option<String> {
+        self.0.lock().expect("env lock").get(name).cloned()
+    }
+}
+
+/// A reload that finds the same files and the same values of the variables the rules read
+/// keeps the served set (no second set is built); a changed file, or a changed variable,
+/// compiles a new one. Either way it counts as a successful reload.
+#[test]
+fn a_reload_of_unchanged_rules_keeps_the_served_set() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let signed = r#"
+webhook signed {
+    on conversion
+    secret env("HOOK_SECRET")
+    post "https://s.example.com/hook"
+}
+"#;
+    save(dir.path(), "a.whc", WEBHOOK_A);
+    save(dir.path(), "s.whc", signed);
+    let env = Arc::new(MutableEnv::default());
+    env.0
+        .lock()
+        .unwrap()
+        .insert("HOOK_SECRET".into(), "one".into());
+    let rules = LiveRules::load(vec![dir.path().to_path_buf()], env.clone()).expect("valid");
+    let secret = |set: &RuleSet| {
+        let w = set.get("signed").expect("signed webhook");
+        w.request
+            .secret
+            .as_ref()
+            .and_then(|s| s.value().map(str::to_owned))
+    };
+    let first = rules.current();
+
+    rules.reload().expect("unchanged");
+    assert!(
+        Arc::ptr_eq(&first, &rules.current()),
+        "the same set is served"
+    );
+    assert_eq!((rules.status().version, rules.status().reloads_ok), (2, 1));
+
+    // The same text written again is no change either.
+    save(dir.path(), "a.whc", WEBHOOK_A);
+    rules.reload().expect("unchanged");
+    assert!(Arc::ptr_eq(&first, &rules.current()));
+
+    env.0
+        .lock()
+        .unwrap()
+        .insert("HOOK_SECRET".into(), "two".into());
+    rules.reload().expect("a changed variable");
+    let second = rules.current();
+    assert!(!Arc::ptr_eq(&first, &second), "compiled again");
+    assert_eq!(secret(&second).as_deref(), Some("two"));
+
+    save(dir.path(), "b.whc", WEBHOOK_B);
+    rules.reload().expect("a new file");
+    assert_eq!(names(&rules.current()), ["a_sales", "b_refunds", "signed"]);
+
+    // A broken file keeps the set, and fixing it back to the served text is no change.
+    let third = rules.current();
+    save(dir.path(), "b.whc", BROKEN_B);
+    rules.reload().expect_err("broken");
+    save(dir.path(), "b.whc", WEBHOOK_B);
+    rules.reload().expect("fixed");
+    assert!(Arc::ptr_eq(&third, &rules.current()));
+    let status = rules.status();
+    assert_eq!(status.last_error, None, "a good reload clears the error");
+    assert_eq!(
+        (status.version, status.reloads_ok, status.reloads_failed),
+        (6, 5, 1)
+    );
+}
+
 // === the sidecar while events flow ===
 
 /// What the poster saw for one event.

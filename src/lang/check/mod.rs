@@ -16,7 +16,7 @@ mod url;
 mod warnings;
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use super::ast::{Span, WebhookDecl};
 use super::codes::Code;
@@ -30,8 +30,28 @@ pub use sources::check_sources;
 /// The `matches` patterns compiled so far in one compilation, by pattern and case: a pattern
 /// written on many webhooks is compiled once and shared (a compiled regex is 10 KB or more,
 /// and rule sets generated from templates repeat their patterns).
+/// Shared by the threads of one compilation.
 #[derive(Debug, Default)]
-pub struct Regexes(HashMap<(String, bool), ::regex::Regex>);
+pub struct Regexes(Mutex<HashMap<(String, bool), ::regex::Regex>>);
+
+impl Regexes {
+    /// The regex compiled for a pattern and case, if one was.
+    fn get(&self, key: &(String, bool)) -> Option<::regex::Regex> {
+        self.lock().get(key).cloned()
+    }
+
+    /// Keeps a compiled regex; the one kept first when another thread compiled it meanwhile.
+    fn keep(&self, key: (String, bool), regex: ::regex::Regex) -> ::regex::Regex {
+        self.lock().entry(key).or_insert(regex).clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, bool), ::regex::Regex>> {
+        // A map of finished regexes: a panic elsewhere cannot leave it half-written.
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
 
 /// Checks and compiles the webhooks of one parsed file; problems go to `diags`.
 /// A webhook with an error is left out of the result.
@@ -39,7 +59,7 @@ pub fn check_webhooks(
     source: &Arc<SourceFile>,
     webhooks: &[WebhookDecl],
     env: &dyn Env,
-    regexes: &mut Regexes,
+    regexes: &Regexes,
     diags: &mut Vec<Diagnostic>,
 ) -> Vec<Webhook> {
     let mut out = Vec::new();
@@ -47,7 +67,7 @@ pub fn check_webhooks(
         let mut checker = Checker {
             source,
             env,
-            regexes: &mut *regexes,
+            regexes,
             diags: Vec::new(),
             facts: Vec::new(),
         };
@@ -65,7 +85,7 @@ pub fn check_webhooks(
 struct Checker<'a> {
     source: &'a Arc<SourceFile>,
     env: &'a dyn Env,
-    regexes: &'a mut Regexes,
+    regexes: &'a Regexes,
     diags: Vec<Diagnostic>,
     /// Comparisons that must all hold (top-level conjuncts), for reachability.
     facts: Vec<Fact>,

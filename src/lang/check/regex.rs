@@ -14,8 +14,8 @@ impl Checker<'_> {
             string: lit,
         } = text;
         let key = (pattern.to_string(), case == Case::Ignored);
-        if let Some(re) = self.regexes.0.get(&key) {
-            return Some(re.clone()); // shares the compiled program
+        if let Some(re) = self.regexes.get(&key) {
+            return Some(re); // shares the compiled program
         }
         if let Err(err) = regex_syntax::ast::parse::Parser::new().parse(pattern) {
             let e = err.span();
@@ -38,10 +38,7 @@ impl Checker<'_> {
             .size_limit(1 << 20)
             .build()
         {
-            Ok(re) => {
-                self.regexes.0.insert(key, re.clone());
-                Some(re)
-            }
+            Ok(re) => Some(self.regexes.keep(key, re)),
             Err(err) => {
                 self.error(
                     Code::InvalidRegex,

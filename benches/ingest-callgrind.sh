@@ -1,0 +1,48 @@
+#!/usr/bin/env bash
+# Instructions per accepted event of `whc serve --paused`, counted by callgrind (repeatable on a
+# shared machine, unlike wall-clock rates), on the load and rules of ingest-vs-limits.sh.
+#
+# Usage: benches/ingest-callgrind.sh [WHC_BIN] [MATCH] [OUT]
+#   WHC_BIN  default target/release/whc (`cargo build --release` first)
+#   MATCH    2 (default): the event matches two webhooks; 0: it matches none
+#   OUT      callgrind output prefix, default /tmp/whc-ingest; the counted part is OUT.cg.1
+# Runs wrk -t1 -c16 for 3 s to warm up, zeroes the counters, runs it 10 s more, dumps, and
+# prints the instructions of that part divided by the events posted in it. Inspect with
+# `callgrind_annotate --inclusive=yes OUT.cg.1`. Needs valgrind and wrk, and ../shared/bench.
+# Under callgrind the server runs ~50x slower, so group commits hold about one event each:
+# the per-batch costs (BEGIN/COMMIT, statement lookups) weigh more than under real load.
+set -euo pipefail
+BIN=${1:-target/release/whc}; MATCH=${2:-2}; OUT=${3:-/tmp/whc-ingest}
+LUA=$(cd "$(dirname "$0")/../../shared/bench" && pwd)/post-event.lua
+W=$(mktemp -d /var/tmp/whc-cg.XXXX); trap 'rm -rf "$W"' EXIT
+mkdir -p "$W/rules" "$W/data"
+if [ "$MATCH" = 0 ]; then NEEDLE=nobody; else NEEDLE=facebook; fi
+cat > "$W/rules/sink.whc" <<R
+webhook big_conversions {
+    on conversion
+    when revenue greater than 10 and first.utm_source equals "$NEEDLE"
+    post "http://127.0.0.1:9909/hook"
+}
+
+webhook fb_first {
+    on conversion
+    when first.utm_source equals "$NEEDLE"
+    post "http://127.0.0.1:9909/hook?txn=[transaction]"
+}
+R
+rm -f "$OUT".cg "$OUT".cg.*
+valgrind --tool=callgrind --callgrind-out-file="$OUT.cg" "$BIN" serve --paused --color never \
+  --rules "$W/rules" --data "$W/data" --listen 127.0.0.1:9951 --admin-listen 127.0.0.1:9952 \
+  >/dev/null 2>"$W/err" &
+pid=$!
+for _ in $(seq 300); do
+  curl -s -o /dev/null -XPOST 127.0.0.1:9951/v1/events -d '{"type":"refund"}' && break; sleep 0.2
+done
+wrk -t1 -c16 -d3s -s "$LUA" http://127.0.0.1:9951/v1/events >/dev/null
+callgrind_control -z "$pid" >/dev/null
+wrk -t1 -c16 -d10s -s "$LUA" http://127.0.0.1:9951/v1/events >"$W/wrk"
+callgrind_control -d "$pid" >/dev/null
+kill "$pid"; wait "$pid" 2>/dev/null || true
+events=$(awk '/requests in/{print $1}' "$W/wrk")
+total=$(callgrind_annotate "$OUT.cg.1" 2>/dev/null | awk '/PROGRAM TOTALS/{gsub(",","",$1); print $1}')
+echo "events $events, instructions $total, per event $((total / events)) ($OUT.cg.1)"
