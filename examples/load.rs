@@ -205,7 +205,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let postback = if args.skip_sidecar || args.skip_postback {
             None
         } else {
-            Some(run_sidecar(&args, threads, &sink, Mode::Postback)?)
+            Some(run_sidecar(
+                &args,
+                threads,
+                &sink,
+                Mode::Postback,
+                scratch.as_ref(),
+            )?)
         };
         let bare = if args.skip_bare {
             None
