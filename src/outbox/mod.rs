@@ -26,8 +26,8 @@ use tokio::sync::{Notify, oneshot};
 pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
     Accepted, Attempt, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT,
-    NewDelivery, NewEvent, Stats, Status, StatusCounts, StoredHeader, UnknownStatus, WebhookCounts,
-    endpoint_of, new_delivery_id,
+    NewDelivery, NewEvent, RecordColumns, Stats, Status, StatusCounts, StoredHeader, UnknownStatus,
+    WebhookCounts, endpoint_of, new_delivery_id,
 };
 
 /// Shared with the PostgreSQL store, which caps stored texts the same way.

@@ -1,39 +1,8 @@
 //! Outbox tests against a real SQLite file in a temporary folder.
 
 use super::*;
+use crate::store::contract::{event, event_to};
 use std::collections::HashSet;
-
-fn event(id: &str, webhooks: &[&str]) -> NewEvent {
-    NewEvent {
-        id: id.to_owned(),
-        kind: "conversion".to_owned(),
-        body: format!(r#"{{"id":"{id}","type":"conversion"}}"#),
-        occurred_at: None,
-        deliveries: webhooks
-            .iter()
-            .map(|w| NewDelivery {
-                id: new_delivery_id(),
-                webhook: (*w).to_owned(),
-                method: "POST".to_owned(),
-                url: format!("https://example.test/{w}?tx=1"),
-                headers: vec![
-                    StoredHeader::Literal {
-                        name: "X-Source".into(),
-                        value: "whc".into(),
-                    },
-                    StoredHeader::Env {
-                        name: "Authorization".into(),
-                        env: "HOOK_TOKEN".into(),
-                    },
-                ],
-                body: Payload::Bytes(b"{}".to_vec()),
-                secret_env: Some("HOOK_SECRET".into()),
-                timeout_ms: 5000,
-                max_attempts: 3,
-            })
-            .collect(),
-    }
-}
 
 fn open(dir: &tempfile::TempDir) -> Outbox {
     Outbox::open(&dir.path().join("data/outbox.db")).expect("open outbox")
@@ -711,15 +680,6 @@ async fn a_record_that_fails_to_commit_keeps_its_claim() {
     outbox.record(&d.id, delivered).await.expect("record");
     let stored = outbox.get(&d.id).await.expect("get").expect("exists");
     assert_eq!((stored.status, stored.attempts), (Status::Delivered, 1));
-}
-
-/// An event with one delivery to each URL.
-fn event_to(id: &str, urls: &[&str]) -> NewEvent {
-    let mut event = event(id, &vec!["hook"; urls.len()]);
-    for (d, url) in event.deliveries.iter_mut().zip(urls) {
-        d.url = (*url).to_owned();
-    }
-    event
 }
 
 #[tokio::test]

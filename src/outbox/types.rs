@@ -231,6 +231,85 @@ pub enum AttemptRecord {
     },
 }
 
+/// An attempt record as the columns a store writes: one flattening for every store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RecordColumns<'a> {
+    /// `delivered`, `retry` or `dead`: the attempt's outcome in the attempts history.
+    pub outcome: &'static str,
+    /// The delivery's status after this attempt.
+    pub status: Status,
+    /// When to try again (retries only).
+    pub next_attempt_at: Option<i64>,
+    /// The HTTP status, if the target answered.
+    pub status_code: Option<u16>,
+    /// The error, or a delivered attempt's note.
+    pub error: Option<&'a str>,
+    /// The start of the response body.
+    pub excerpt: Option<&'a str>,
+    /// How long the attempt took, in ms, saturated to what a database integer holds.
+    pub elapsed_ms: i64,
+}
+
+impl AttemptRecord {
+    /// The columns this record writes.
+    pub fn columns(&self) -> RecordColumns<'_> {
+        let (outcome, status, next_attempt_at, status_code, error, excerpt, elapsed) = match self {
+            AttemptRecord::Delivered {
+                status_code,
+                note,
+                excerpt,
+                elapsed_ms,
+            } => (
+                "delivered",
+                Status::Delivered,
+                None,
+                Some(*status_code),
+                note.as_deref(),
+                excerpt,
+                elapsed_ms,
+            ),
+            AttemptRecord::Retry {
+                next_attempt_at,
+                status_code,
+                error,
+                excerpt,
+                elapsed_ms,
+            } => (
+                "retry",
+                Status::Pending,
+                Some(*next_attempt_at),
+                *status_code,
+                Some(error.as_str()),
+                excerpt,
+                elapsed_ms,
+            ),
+            AttemptRecord::Dead {
+                status_code,
+                error,
+                excerpt,
+                elapsed_ms,
+            } => (
+                "dead",
+                Status::Dead,
+                None,
+                *status_code,
+                Some(error.as_str()),
+                excerpt,
+                elapsed_ms,
+            ),
+        };
+        RecordColumns {
+            outcome,
+            status,
+            next_attempt_at,
+            status_code,
+            error,
+            excerpt: excerpt.as_deref(),
+            elapsed_ms: i64::try_from(*elapsed).unwrap_or(i64::MAX),
+        }
+    }
+}
+
 /// Which deliveries the admin listing shows.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeliveryFilter {

@@ -15,7 +15,9 @@ use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::payload::Payload;
-use super::types::{AttemptRecord, NewEvent, Stats, Status, endpoint_of, error_text, excerpt};
+use super::types::{
+    AttemptRecord, NewEvent, RecordColumns, Stats, endpoint_of, error_text, excerpt,
+};
 use super::{Accepted, Claims, OutboxError, now_ms};
 
 /// The most events one transaction takes before it commits (bounds commit latency).
@@ -445,52 +447,15 @@ fn record_attempt(
     record: &AttemptRecord,
     now: i64,
 ) -> Result<(), OutboxError> {
-    let (outcome, status, next_at, code, error, body, elapsed) = match record {
-        AttemptRecord::Delivered {
-            status_code,
-            note,
-            excerpt,
-            elapsed_ms,
-        } => (
-            "delivered",
-            Status::Delivered,
-            None,
-            Some(*status_code),
-            note.as_deref(),
-            excerpt,
-            elapsed_ms,
-        ),
-        AttemptRecord::Retry {
-            next_attempt_at,
-            status_code,
-            error,
-            excerpt,
-            elapsed_ms,
-        } => (
-            "retry",
-            Status::Pending,
-            Some(*next_attempt_at),
-            *status_code,
-            Some(error.as_str()),
-            excerpt,
-            elapsed_ms,
-        ),
-        AttemptRecord::Dead {
-            status_code,
-            error,
-            excerpt,
-            elapsed_ms,
-        } => (
-            "dead",
-            Status::Dead,
-            None,
-            *status_code,
-            Some(error.as_str()),
-            excerpt,
-            elapsed_ms,
-        ),
-    };
-    let elapsed = i64::try_from(*elapsed).unwrap_or(i64::MAX);
+    let RecordColumns {
+        outcome,
+        status,
+        next_attempt_at: next_at,
+        status_code: code,
+        error,
+        excerpt: body,
+        elapsed_ms: elapsed,
+    } = record.columns();
     let changed = conn
         .prepare_cached(
             "UPDATE deliveries SET attempts = attempts + 1, status = ?2,
@@ -504,7 +469,7 @@ fn record_attempt(
             next_at,
             code,
             error.map(error_text),
-            body.as_deref().map(excerpt),
+            body.map(excerpt),
             elapsed,
             now
         ])?;
@@ -521,7 +486,7 @@ fn record_attempt(
         outcome,
         code,
         error.map(error_text),
-        body.as_deref().map(excerpt),
+        body.map(excerpt),
         elapsed
     ])?;
     Ok(())

@@ -372,7 +372,7 @@ impl Store {
 }
 
 #[cfg(test)]
-mod contract;
+pub(crate) mod contract;
 
 #[cfg(test)]
 mod tests {

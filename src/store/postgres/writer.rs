@@ -14,7 +14,8 @@ use tokio_postgres::Transaction;
 
 use super::{Claims, Counters, PgError, Pool, WAKE_CHANNEL};
 use crate::outbox::{
-    Accepted, AttemptRecord, NewEvent, Payload, endpoint_of, error_text, excerpt, now_ms,
+    Accepted, AttemptRecord, NewEvent, Payload, RecordColumns, endpoint_of, error_text, excerpt,
+    now_ms,
 };
 
 /// The most events one transaction takes before it commits (bounds commit latency).
@@ -480,7 +481,7 @@ async fn record(
                 later.push(i);
             }
         }
-        let mut c = RecordColumns::default();
+        let mut c = RecordBatch::default();
         for &i in &round {
             c.push(records[i].0, records[i].1);
         }
@@ -535,7 +536,7 @@ async fn record(
 
 /// Attempt records column by column, for one array update.
 #[derive(Default)]
-struct RecordColumns<'a> {
+struct RecordBatch<'a> {
     id: Vec<&'a str>,
     status: Vec<&'static str>,
     next_at: Vec<Option<i64>>,
@@ -546,62 +547,25 @@ struct RecordColumns<'a> {
     outcome: Vec<&'static str>,
 }
 
-impl<'a> RecordColumns<'a> {
+impl<'a> RecordBatch<'a> {
     fn push(&mut self, id: &'a str, record: &'a AttemptRecord) {
-        let (outcome, status, next_at, code, error, body, elapsed) = match record {
-            AttemptRecord::Delivered {
-                status_code,
-                note,
-                excerpt,
-                elapsed_ms,
-            } => (
-                "delivered",
-                "delivered",
-                None,
-                Some(*status_code),
-                note.as_deref(),
-                excerpt,
-                elapsed_ms,
-            ),
-            AttemptRecord::Retry {
-                next_attempt_at,
-                status_code,
-                error,
-                excerpt,
-                elapsed_ms,
-            } => (
-                "retry",
-                "pending",
-                Some(*next_attempt_at),
-                *status_code,
-                Some(error.as_str()),
-                excerpt,
-                elapsed_ms,
-            ),
-            AttemptRecord::Dead {
-                status_code,
-                error,
-                excerpt,
-                elapsed_ms,
-            } => (
-                "dead",
-                "dead",
-                None,
-                *status_code,
-                Some(error.as_str()),
-                excerpt,
-                elapsed_ms,
-            ),
-        };
+        let RecordColumns {
+            outcome,
+            status,
+            next_attempt_at: next_at,
+            status_code: code,
+            error,
+            excerpt: body,
+            elapsed_ms: elapsed,
+        } = record.columns();
         self.id.push(id);
         self.outcome.push(outcome);
-        self.status.push(status);
+        self.status.push(status.as_str());
         self.next_at.push(next_at);
         self.code.push(code.map(i32::from));
         self.error.push(error.map(|e| error_text(e).into_owned()));
-        self.excerpt.push(body.as_deref().map(excerpt));
-        self.elapsed
-            .push(i64::try_from(*elapsed).unwrap_or(i64::MAX));
+        self.excerpt.push(body.map(excerpt));
+        self.elapsed.push(elapsed);
     }
 }
 
