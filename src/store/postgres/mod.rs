@@ -30,7 +30,7 @@ use crate::outbox::{
 };
 
 use claims::Claims;
-use writer::Request;
+use writer::{Lane, Request};
 
 /// The pool type of this store.
 pub(crate) type Pool = deadpool_postgres::Pool;
@@ -169,7 +169,10 @@ struct Inner {
     /// The URL without its password, for logs.
     described: String,
     pool: Pool,
+    /// The writer of posts and the fleet's settings (COMMITs flushed before answering).
     writer: mpsc::UnboundedSender<Request>,
+    /// The writer of attempt records (see [`Lane::Records`]).
+    records: mpsc::UnboundedSender<Request>,
     claims: Arc<Claims>,
     counters: Arc<Counters>,
     wake: Arc<Notify>,
@@ -234,17 +237,21 @@ impl PgStore {
             .try_get(0)?;
         let (paused_tx, paused) = watch::channel(paused_now);
         let (tx, rx) = mpsc::unbounded_channel();
+        let (records_tx, records_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let claims = Arc::new(Claims::default());
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        tokio::spawn(writer::run(
-            pool.clone(),
-            rx,
-            Arc::clone(&counters),
-            Arc::clone(&claims),
-            Arc::clone(&wake),
-        ));
+        for (lane, rx) in [(Lane::Flushed, rx), (Lane::Records, records_rx)] {
+            tokio::spawn(writer::run(
+                pool.clone(),
+                lane,
+                rx,
+                Arc::clone(&counters),
+                Arc::clone(&claims),
+                Arc::clone(&wake),
+            ));
+        }
         tokio::spawn(listen(
             config,
             pool.clone(),
@@ -270,6 +277,7 @@ impl PgStore {
                 described: super::redact(url),
                 pool,
                 writer: tx,
+                records: records_tx,
                 claims,
                 counters,
                 wake,
@@ -282,11 +290,16 @@ impl PgStore {
     }
 
     async fn write<T>(&self, make: impl FnOnce(writer::Reply<T>) -> Request) -> Result<T, PgError> {
+        self.write_on(&self.inner.writer, make).await
+    }
+
+    async fn write_on<T>(
+        &self,
+        writer: &mpsc::UnboundedSender<Request>,
+        make: impl FnOnce(writer::Reply<T>) -> Request,
+    ) -> Result<T, PgError> {
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .writer
-            .send(make(reply))
-            .map_err(|_| PgError::Closed)?;
+        writer.send(make(reply)).map_err(|_| PgError::Closed)?;
         self.inner
             .counters
             .submitted
@@ -339,7 +352,10 @@ impl PgStore {
     /// See [`super::Store::record`].
     pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), PgError> {
         let id = id.to_owned();
-        self.write(|reply| Request::Record(id, record, reply)).await
+        self.write_on(&self.inner.records, |reply| {
+            Request::Record(id, record, reply)
+        })
+        .await
     }
 
     /// See [`super::Store::release`]. The lease is given up in the database too; if that fails
