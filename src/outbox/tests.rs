@@ -927,10 +927,7 @@ fn assert_latest_schema(path: &std::path::Path) {
         )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("indexes");
-    assert_eq!(
-        indexes,
-        ["attempts_delivery", "deliveries_endpoint_due"]
-    );
+    assert_eq!(indexes, ["attempts_delivery", "deliveries_endpoint_due"]);
     assert!(
         !tables.iter().any(|sql| sql.contains("REFERENCES")),
         "an event's deliveries are a range of keys, with no foreign key: {tables:?}"
@@ -1199,7 +1196,10 @@ async fn a_version_7_outbox_keys_each_delivery_by_its_event_and_keeps_its_rows()
     // Duplicates answer with their deliveries in the order stored; a new event comes after
     // the old ones, its deliveries keyed by its own seq.
     let again = outbox
-        .accept(vec![event("first", &["crm"]), event("new", &["crm", "ads"])])
+        .accept(vec![
+            event("first", &["crm"]),
+            event("new", &["crm", "ads"]),
+        ])
         .await
         .expect("accept");
     assert!(again[0].duplicate);
