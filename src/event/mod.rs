@@ -1,7 +1,6 @@
 //! The event model the predicates read: fields in fixed slots, first and last click side by side.
 
 pub mod field;
-mod json_text;
 mod key;
 pub mod strict;
 pub(crate) mod timestamp;
@@ -263,10 +262,8 @@ impl Event {
 
     /// The event in the wire format as JSON text (what the outbox stores and deliveries carry).
     pub fn to_json_string(&self) -> String {
-        // The same bytes as `serde_json::to_string(self)` (tested), written by hand.
-        let mut out = String::with_capacity(768);
-        json_text::write(self, &mut out);
-        out
+        // Writing a map of strings, numbers and booleans to a String cannot fail.
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     /// The click a condition with this attribution reads.
