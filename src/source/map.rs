@@ -97,7 +97,7 @@ impl Source {
                 }
                 Target::OccurredAt => event.occurred_at = Some(value),
                 Target::Field(field) => {
-                    set_field(&mut event, field, &value, &m.from)?;
+                    set_field(&mut event, field, value, &m.from)?;
                     match field.attribution() {
                         Some(Attribution::First) => first_set = true,
                         Some(Attribution::Last) => last_set = true,
@@ -220,32 +220,31 @@ fn read(req: &Request, from: &From) -> Result<Option<String>, SourceError> {
         From::Literal(v) => return Ok(Some(v.clone())),
         From::Request(place, name) => (*place, name.as_str()),
     };
-    let one = |values: Vec<&str>| -> Result<Option<String>, SourceError> {
-        match values.as_slice() {
-            [] => Ok(None),
-            [v] => Ok(Some((*v).to_owned()).filter(|v| !v.is_empty())),
-            _ => Err(SourceError::bad(
+    let one = |values: &mut dyn Iterator<Item = &str>| -> Result<Option<String>, SourceError> {
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => Ok(Some(v.to_owned()).filter(|v| !v.is_empty())),
+            (Some(_), Some(_)) => Err(SourceError::bad(
                 from,
                 "appears more than once; send it once",
             )),
         }
     };
     let value = match place {
-        Place::Query => one(req.query_values(name))?,
-        Place::Form => one(req.form_values(name))?,
+        Place::Query => one(&mut req.query_values(name))?,
+        Place::Form => one(&mut req.form_values(name))?,
         Place::Json => json_value(req, name, from)?,
         Place::Header => {
-            let values: Vec<&str> = req
+            let mut values = req
                 .headers
                 .get_all(name)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            one(values)?
+                .filter_map(|v| v.to_str().ok());
+            one(&mut values)?
         }
-        Place::Param => match one(req.query_values(name))? {
+        Place::Param => match one(&mut req.query_values(name))? {
             Some(v) => Some(v),
-            None => match one(req.form_values(name))? {
+            None => match one(&mut req.form_values(name))? {
                 Some(v) => Some(v),
                 None => json_value(req, name, from)?,
             },
@@ -282,24 +281,26 @@ fn json_value(req: &Request, pointer: &str, from: &From) -> Result<Option<String
 fn set_field(
     event: &mut Event,
     field: FieldRef,
-    value: &str,
+    value: String,
     from: &From,
 ) -> Result<(), SourceError> {
     match field {
-        FieldRef::Click(Attribution::First, c) => event.first_click.set(c, Some(value.to_owned())),
-        FieldRef::Click(Attribution::Last, c) => event.last_click.set(c, Some(value.to_owned())),
-        FieldRef::Text(t) => event.texts[t.slot()] = Some(value.to_owned()),
-        FieldRef::Id(i) => event.ids[i.slot()] = Some(value.to_owned()),
+        FieldRef::Click(Attribution::First, c) => event.first_click.set(c, Some(value)),
+        FieldRef::Click(Attribution::Last, c) => event.last_click.set(c, Some(value)),
+        FieldRef::Text(t) => event.texts[t.slot()] = Some(value),
+        FieldRef::Id(i) => event.ids[i.slot()] = Some(value),
         FieldRef::Flag(f) => {
-            let flag = match value.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "y" | "on" => true,
-                "0" | "false" | "no" | "n" | "off" => false,
-                _ => {
-                    return Err(SourceError::bad(
-                        from,
-                        format!("must be a flag (1/0, true/false, yes/no), found {value:?}"),
-                    ));
-                }
+            let word = value.trim();
+            let is = |names: &[&str]| names.iter().any(|n| n.eq_ignore_ascii_case(word));
+            let flag = if is(&["1", "true", "yes", "y", "on"]) {
+                true
+            } else if is(&["0", "false", "no", "n", "off"]) {
+                false
+            } else {
+                return Err(SourceError::bad(
+                    from,
+                    format!("must be a flag (1/0, true/false, yes/no), found {value:?}"),
+                ));
             };
             event.flags[f.slot()] = Some(flag);
         }
