@@ -62,7 +62,11 @@ fn bench(c: &mut Criterion) {
     let source = &compiled.sources[0];
     let mapped = {
         let req = Request::new("GET", POSTBACK, HeaderMap::new(), Bytes::new());
-        source.map(&req).expect("the postback maps")
+        source
+            .map(&req)
+            .expect("the postback maps")
+            .event()
+            .expect("an event")
     };
     let posted = parse_events(JSON.as_bytes()).expect("the JSON reads");
     // Both ways give the same event, but for the id.
