@@ -262,8 +262,14 @@ impl Event {
 
     /// The event in the wire format as JSON text (what the outbox stores and deliveries carry).
     pub fn to_json_string(&self) -> String {
-        // Writing a map of strings, numbers and booleans to a String cannot fail.
-        serde_json::to_string(self).unwrap_or_default()
+        // Sized for a typical event up front: `to_string` starts at 128 bytes and regrows.
+        let mut out = Vec::with_capacity(768);
+        // Writing a map of strings, numbers and booleans to a Vec cannot fail, and serde_json
+        // writes UTF-8.
+        match serde_json::to_writer(&mut out, self) {
+            Ok(()) => String::from_utf8(out).unwrap_or_default(),
+            Err(_) => String::new(),
+        }
     }
 
     /// The click a condition with this attribution reads.

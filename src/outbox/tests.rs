@@ -927,13 +927,10 @@ fn assert_latest_schema(path: &std::path::Path) {
         )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("indexes");
-    assert_eq!(
-        indexes,
-        [
-            "attempts_delivery",
-            "deliveries_endpoint_due",
-            "deliveries_event"
-        ]
+    assert_eq!(indexes, ["attempts_delivery", "deliveries_endpoint_due"]);
+    assert!(
+        !tables.iter().any(|sql| sql.contains("REFERENCES")),
+        "an event's deliveries are a range of keys, with no foreign key: {tables:?}"
     );
     let fk: i64 = conn
         .query_row("SELECT count(*) FROM pragma_foreign_key_check", [], |r| {
@@ -1008,9 +1005,9 @@ async fn a_version_6_outbox_gets_integer_keys_in_the_order_stored_and_keeps_its_
     assert_eq!(
         deliveries,
         [
-            (1, "d-1".to_owned(), 1),
-            (2, "d-3".to_owned(), 1),
-            (3, "d-2".to_owned(), 2)
+            (65536, "d-1".to_owned(), 1),
+            (65537, "d-3".to_owned(), 1),
+            (2 * 65536, "d-2".to_owned(), 2)
         ]
     );
     // Every column came across.
@@ -1098,14 +1095,16 @@ fn every_query_of_a_delivery_uses_an_index() {
             "SELECT count(*) FROM deliveries WHERE status = 'pending'",
             "deliveries_endpoint_due",
         ),
+        // An event's deliveries (duplicates, pruning): a range of the table's own keys.
         (
-            "SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
+            "SELECT d.id FROM events e JOIN deliveries d
+                 ON d.seq >= e.seq * 65536 AND d.seq < (e.seq + 1) * 65536
              WHERE e.id = ?1 ORDER BY d.seq",
-            "deliveries_event",
+            "SEARCH d USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
         ),
         (
-            "SELECT 1 FROM deliveries d WHERE d.event_seq = ?2",
-            "deliveries_event",
+            "SELECT 1 FROM deliveries d WHERE d.seq >= ?2 * 65536 AND d.seq < (?2 + 1) * 65536",
+            "SEARCH d USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
         ),
         (
             "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'",
@@ -1130,4 +1129,95 @@ fn every_query_of_a_delivery_uses_an_index() {
         let plan = plan(sql);
         assert!(plan.contains(uses), "{sql}: {plan}");
     }
+}
+
+#[tokio::test]
+async fn a_version_7_outbox_keys_each_delivery_by_its_event_and_keeps_its_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in schema::STEPS.iter().chain([
+            &schema::STEP_4,
+            &schema::STEP_5,
+            &schema::STEP_6,
+            &schema::STEP_7,
+        ]) {
+            conn.execute_batch(step).expect("old schema");
+        }
+        // Deliveries of two events stored interleaved (as step 7 allowed), a gap in the keys,
+        // and an event with no delivery.
+        conn.execute_batch(
+            "PRAGMA user_version = 7;
+             INSERT INTO events (seq, id, type, body, received_at, occurred_at) VALUES
+                 (1, 'first', 'conversion', '{\"type\":\"conversion\"}', 1, NULL),
+                 (2, 'second', 'refund', '{\"type\":\"refund\"}', 2, NULL),
+                 (5, 'lonely', 'event3', '{}', 3, NULL);
+             INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
+                 secret_env, timeout_ms, max_attempts, attempts, status, next_attempt_at,
+                 last_status_code, last_error, response_excerpt, last_attempt_ms, created_at,
+                 updated_at, envelope, endpoint)
+             VALUES
+                 (3, 'd-a', 1, 'crm', 'POST', 'https://crm.test/in', '[]', NULL, NULL,
+                     5000, 3, 0, 'pending', 10, NULL, NULL, NULL, NULL, 1, 1, 1,
+                     'https://crm.test:443'),
+                 (4, 'd-b', 2, 'crm', 'POST', 'https://crm.test/in', '[]', x'7b7d', NULL,
+                     5000, 3, 1, 'delivered', 30, 200, NULL, 'ok', 7, 2, 6, 0,
+                     'https://crm.test:443'),
+                 (9, 'd-c', 1, 'ads', 'GET', 'http://ads.test/c', '[]', NULL, NULL,
+                     2000, 3, 3, 'dead', 20, 503, 'HTTP 503', 'busy', 12, 1, 5, 0,
+                     'http://ads.test:80');",
+        )
+        .expect("version 7 rows");
+    }
+    let outbox = Outbox::open(&path).expect("open and migrate");
+    assert_latest_schema(&path);
+    let conn = Connection::open(&path).expect("open");
+    let deliveries: Vec<(i64, String, i64)> = conn
+        .prepare("SELECT seq, id, event_seq FROM deliveries ORDER BY seq")
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("deliveries");
+    assert_eq!(
+        deliveries,
+        [
+            (65536, "d-a".to_owned(), 1),
+            (65537, "d-c".to_owned(), 1),
+            (2 * 65536, "d-b".to_owned(), 2)
+        ]
+    );
+    let dead = outbox.get("d-c").await.expect("get").expect("d-c kept");
+    assert_eq!(
+        (dead.event_id.as_str(), dead.status, dead.attempts),
+        ("first", Status::Dead, 3)
+    );
+    // Duplicates answer with their deliveries in the order stored; a new event comes after
+    // the old ones, its deliveries keyed by its own seq.
+    let again = outbox
+        .accept(vec![
+            event("first", &["crm"]),
+            event("new", &["crm", "ads"]),
+        ])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].deliveries, ["d-a", "d-c"]);
+    let new: Vec<i64> = conn
+        .prepare(
+            "SELECT d.seq FROM deliveries d JOIN events e ON e.seq = d.event_seq
+             WHERE e.id = 'new' ORDER BY d.seq",
+        )
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("new deliveries");
+    assert_eq!(new, [6 * 65536, 6 * 65536 + 1]);
+    // Pruning: the delivered d-b goes, then its event; `first` keeps its pending and dead
+    // deliveries, and `lonely`, received before, goes too.
+    assert_eq!(outbox.prune_delivered(LATER).await.expect("prune"), 1);
+    let events: Vec<String> = conn
+        .prepare("SELECT id FROM events ORDER BY seq")
+        .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+        .expect("events");
+    assert_eq!(events, ["first", "new"]);
 }

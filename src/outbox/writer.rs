@@ -11,10 +11,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Statement, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::payload::Payload;
+use super::schema::FAN_OUT_LIMIT;
 use super::types::{
     AttemptRecord, NewEvent, RecordColumns, Stats, endpoint_of, error_text, excerpt,
 };
@@ -151,14 +152,58 @@ impl Counters {
     }
 }
 
+/// The statements every batch runs, prepared once by the writer thread: a statement-cache
+/// lookup hashes the SQL text, and `BEGIN`/`COMMIT` through `execute_batch` are parsed again
+/// on every batch (measured with callgrind: ~4k and ~3k instructions per event under load).
+pub(crate) struct Statements<'c> {
+    begin: Statement<'c>,
+    commit: Statement<'c>,
+    rollback: Statement<'c>,
+    insert_event: Statement<'c>,
+    insert_delivery: Statement<'c>,
+    existing: Statement<'c>,
+}
+
+impl<'c> Statements<'c> {
+    /// Prepares them on the writer's connection.
+    fn prepare(conn: &'c Connection) -> rusqlite::Result<Statements<'c>> {
+        Ok(Statements {
+            // IMMEDIATE: take the write lock up front (waiting on busy_timeout if another
+            // process holds it) instead of failing with SQLITE_BUSY when a read would upgrade
+            // to a write.
+            begin: conn.prepare("BEGIN IMMEDIATE")?,
+            commit: conn.prepare("COMMIT")?,
+            rollback: conn.prepare("ROLLBACK")?,
+            insert_event: conn.prepare(
+                "INSERT INTO events (id, type, body, received_at, occurred_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+            )?,
+            insert_delivery: conn.prepare(
+                "INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
+                     secret_env, timeout_ms, max_attempts, status, next_attempt_at, created_at,
+                     updated_at, envelope, endpoint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?12, ?12,
+                     ?13, ?14)",
+            )?,
+            // An event's deliveries are the range of keys its own `seq` starts.
+            existing: conn.prepare(
+                "SELECT d.id FROM events e JOIN deliveries d
+                     ON d.seq >= e.seq * 65536 AND d.seq < (e.seq + 1) * 65536
+                 WHERE e.id = ?1 ORDER BY d.seq",
+            )?,
+        })
+    }
+}
+
 /// The writer thread's loop: runs until every sender is dropped, then returns.
 pub(crate) fn run(
-    mut conn: Connection,
+    conn: Connection,
     requests: Receiver<Request>,
     counters: Arc<Counters>,
     claims: Arc<Claims>,
     wake: Arc<Notify>,
 ) {
+    let mut statements: Option<Statements<'_>> = None;
     while let Ok(first) = requests.recv() {
         let started = std::time::Instant::now();
         let mut weight = first.weight();
@@ -175,7 +220,20 @@ pub(crate) fn run(
         counters
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        commit_batch(&mut conn, batch, &counters, &claims, &wake);
+        if statements.is_none() {
+            match Statements::prepare(&conn) {
+                Ok(prepared) => statements = Some(prepared),
+                Err(e) => {
+                    let e = Arc::new(e);
+                    counters.set_health(Some(e.to_string()));
+                    batch.into_iter().for_each(|request| request.fail(&e));
+                    continue;
+                }
+            }
+        }
+        if let Some(statements) = statements.as_mut() {
+            commit_batch(&conn, statements, batch, &counters, &claims, &wake);
+        }
         let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         counters.busy_micros.fetch_add(busy, Ordering::Relaxed);
     }
@@ -188,7 +246,8 @@ pub(crate) fn run(
 /// request in its own savepoint, so that the failure undoes only that request. Savepoints cost
 /// a statement pair and a sub-journal per request, which the common case does without.
 fn commit_batch(
-    conn: &mut Connection,
+    conn: &Connection,
+    statements: &mut Statements<'_>,
     mut batch: Vec<Request>,
     counters: &Counters,
     claims: &Claims,
@@ -199,6 +258,7 @@ fn commit_batch(
     let mut stored_events = 0u64;
     let result = match run_batch(
         conn,
+        statements,
         &mut batch,
         Isolation::Straight,
         now,
@@ -206,6 +266,7 @@ fn commit_batch(
     ) {
         Ok(false) => run_batch(
             conn,
+            statements,
             &mut batch,
             Isolation::Savepoints,
             now,
@@ -264,29 +325,46 @@ enum Isolation {
 
 /// Runs every request of the batch in one transaction, each keeping its own result. Returns
 /// whether it committed: `false` when, run [`Isolation::Straight`], a request failed in a way
-/// that may have left writes behind, and the transaction was rolled back.
+/// that may have left writes behind, and the transaction was rolled back. A transaction that
+/// could not commit is rolled back before the error returns.
 fn run_batch(
-    conn: &mut Connection,
+    conn: &Connection,
+    statements: &mut Statements<'_>,
     batch: &mut [Request],
     isolation: Isolation,
     now: i64,
     stored: &mut u64,
 ) -> Result<bool, rusqlite::Error> {
-    // IMMEDIATE: take the write lock up front (waiting on busy_timeout if another process
-    // holds it) instead of failing with SQLITE_BUSY when a read would upgrade to a write.
-    let mut tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    statements.begin.execute([])?;
+    let result = run_open_batch(conn, statements, batch, isolation, now, stored);
+    if !matches!(result, Ok(true)) && !conn.is_autocommit() {
+        // What dropping a rusqlite `Transaction` does; its own failure changes nothing more.
+        drop(statements.rollback.execute([]));
+    }
+    result
+}
+
+/// The part of [`run_batch`] inside the open transaction: the requests, then COMMIT, or
+/// `Ok(false)` to have the caller roll back.
+fn run_open_batch(
+    conn: &Connection,
+    statements: &mut Statements<'_>,
+    batch: &mut [Request],
+    isolation: Isolation,
+    now: i64,
+    stored: &mut u64,
+) -> Result<bool, rusqlite::Error> {
     *stored = 0;
     for request in batch.iter_mut() {
         match isolation {
-            Isolation::Savepoints => request.apply_in_savepoint(&mut tx, now, stored),
-            Isolation::Straight => request.apply(&tx, now, stored),
+            Isolation::Savepoints => request.apply_in_savepoint(conn, statements, now, stored),
+            Isolation::Straight => request.apply(conn, statements, now, stored),
         }
     }
     if isolation == Isolation::Straight && !batch.iter().all(Request::left_clean) {
-        tx.rollback()?;
         return Ok(false);
     }
-    tx.commit()?;
+    statements.commit.execute([])?;
     Ok(true)
 }
 
@@ -316,9 +394,17 @@ impl Request {
     }
 
     /// Runs the request in the open transaction and keeps its result.
-    fn apply(&mut self, conn: &Connection, now: i64, stored: &mut u64) {
+    fn apply(
+        &mut self,
+        conn: &Connection,
+        statements: &mut Statements<'_>,
+        now: i64,
+        stored: &mut u64,
+    ) {
         match self {
-            Request::Accept(events, r) => r.result = Some(accept(conn, events, now, stored)),
+            Request::Accept(events, r) => {
+                r.result = Some(accept(conn, statements, events, now, stored));
+            }
             Request::Record(id, record, r) => {
                 r.result = Some(record_attempt(conn, id, record, now));
             }
@@ -330,20 +416,27 @@ impl Request {
 
     /// Runs the request in its own savepoint: released on success, rolled back when the
     /// request failed.
-    fn apply_in_savepoint(&mut self, tx: &mut Transaction<'_>, now: i64, stored: &mut u64) {
+    fn apply_in_savepoint(
+        &mut self,
+        conn: &Connection,
+        statements: &mut Statements<'_>,
+        now: i64,
+        stored: &mut u64,
+    ) {
         let before = *stored;
-        let sp = match tx.savepoint() {
-            Ok(sp) => sp,
-            Err(e) => return self.failed_with(e.into()),
-        };
-        self.apply(&sp, now, stored);
+        if let Err(e) = conn.execute_batch("SAVEPOINT request") {
+            return self.failed_with(e.into());
+        }
+        self.apply(conn, statements, now, stored);
         if !self.left_clean() {
-            // Dropping the savepoint rolls it back.
             *stored = before;
+            // The request's own error is the one it answers with.
+            drop(conn.execute_batch("ROLLBACK TO request; RELEASE request"));
             return;
         }
-        if let Err(e) = sp.commit() {
+        if let Err(e) = conn.execute_batch("RELEASE request") {
             *stored = before;
+            drop(conn.execute_batch("ROLLBACK TO request; RELEASE request"));
             self.failed_with(e.into());
         }
     }
@@ -355,29 +448,24 @@ impl Request {
 }
 
 /// Stores new events and their deliveries; an id already stored is a duplicate.
+///
+/// A delivery's `seq` is its event's `seq` times [`FAN_OUT_LIMIT`] plus its place in the
+/// fan-out (see the schema's step 8).
 fn accept(
     conn: &Connection,
+    statements: &mut Statements<'_>,
     events: &[NewEvent],
     now: i64,
     stored: &mut u64,
 ) -> Result<Vec<Accepted>, OutboxError> {
-    let mut insert_event = conn.prepare_cached(
-        "INSERT INTO events (id, type, body, received_at, occurred_at) VALUES (?1, ?2, ?3, ?4, ?5)
-         ON CONFLICT (id) DO NOTHING",
-    )?;
-    let mut insert_delivery = conn.prepare_cached(
-        "INSERT INTO deliveries (id, event_seq, webhook, method, url, headers, body, secret_env,
-             timeout_ms, max_attempts, status, next_attempt_at, created_at, updated_at,
-             envelope, endpoint)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, 'pending', ?11, ?11, ?11, ?12, ?13)",
-    )?;
-    let mut existing = conn.prepare_cached(
-        "SELECT d.id FROM events e JOIN deliveries d ON d.event_seq = e.seq
-         WHERE e.id = ?1 ORDER BY d.seq",
-    )?;
     let mut answers = Vec::with_capacity(events.len());
     for event in events {
-        let inserted = insert_event.execute(params![
+        if i64::try_from(event.deliveries.len()).map_or(true, |n| n > FAN_OUT_LIMIT) {
+            return Err(OutboxError::OutOfRange {
+                field: "deliveries per event",
+            });
+        }
+        let inserted = statements.insert_event.execute(params![
             event.id,
             event.kind,
             event.body,
@@ -385,7 +473,8 @@ fn accept(
             event.occurred_at
         ])?;
         if inserted == 0 {
-            let ids = existing
+            let ids = statements
+                .existing
                 .query_map([&event.id], |r| r.get::<_, String>(0))?
                 .collect::<Result<Vec<_>, _>>()?;
             answers.push(Accepted {
@@ -396,15 +485,19 @@ fn accept(
             continue;
         }
         *stored += 1;
-        let seq = conn.last_insert_rowid();
+        let event_seq = conn.last_insert_rowid();
+        let first = event_seq
+            .checked_mul(FAN_OUT_LIMIT)
+            .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
         let mut ids = Vec::with_capacity(event.deliveries.len());
-        for d in &event.deliveries {
-            let id = d.id.clone();
+        for (n, d) in (0i64..).zip(&event.deliveries) {
             // Most webhooks set no header: skip the encoder for them.
             let headers = if d.headers.is_empty() {
-                "[]".to_owned()
+                std::borrow::Cow::Borrowed("[]")
             } else {
-                serde_json::to_string(&d.headers).map_err(OutboxError::Headers)?
+                serde_json::to_string(&d.headers)
+                    .map_err(OutboxError::Headers)?
+                    .into()
             };
             let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
                 field: "timeout_ms",
@@ -414,9 +507,10 @@ fn accept(
                 Payload::Bytes(bytes) => (Some(bytes.as_slice()), false),
                 Payload::Envelope => (None, true),
             };
-            insert_delivery.execute(params![
-                id,
-                seq,
+            statements.insert_delivery.execute(params![
+                first + n,
+                d.id,
+                event_seq,
                 d.webhook,
                 d.method,
                 d.url,
@@ -429,7 +523,7 @@ fn accept(
                 envelope,
                 endpoint_of(&d.url),
             ])?;
-            ids.push(id);
+            ids.push(d.id.clone());
         }
         answers.push(Accepted {
             id: event.id.clone(),
@@ -536,7 +630,8 @@ fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
         .execute([before])?;
     conn.prepare_cached(
         "DELETE FROM events WHERE received_at < ?1
-         AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.event_seq = events.seq)",
+         AND NOT EXISTS (SELECT 1 FROM deliveries d
+             WHERE d.seq >= events.seq * 65536 AND d.seq < (events.seq + 1) * 65536)",
     )?
     .execute([before])?;
     Ok(removed)

@@ -163,23 +163,27 @@ rm -rf "$DIR"
         Ok(self.url(name))
     }
 
+    /// A server of the caller's own (to stop and start again), or `None` with a printed line
+    /// when PostgreSQL is not installed, unless [`REQUIRE_VAR`] is set.
+    pub fn own() -> Option<ScratchPostgres> {
+        match ScratchPostgres::start(false) {
+            Ok(server) => Some(server),
+            Err(ScratchError::NotInstalled) if std::env::var_os(REQUIRE_VAR).is_none() => {
+                eprintln!(
+                    "skipping the PostgreSQL tests: {} (set {REQUIRE_VAR}=1 to fail instead)",
+                    ScratchError::NotInstalled
+                );
+                None
+            }
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     /// A server shared by every caller in this process (started on first use), or `None`
     /// with a printed line when PostgreSQL is not installed, unless [`REQUIRE_VAR`] is set.
     pub fn shared() -> Option<&'static ScratchPostgres> {
         static SHARED: std::sync::OnceLock<Option<ScratchPostgres>> = std::sync::OnceLock::new();
-        SHARED
-            .get_or_init(|| match ScratchPostgres::start(false) {
-                Ok(server) => Some(server),
-                Err(ScratchError::NotInstalled) if std::env::var_os(REQUIRE_VAR).is_none() => {
-                    eprintln!(
-                        "skipping the PostgreSQL tests: {} (set {REQUIRE_VAR}=1 to fail instead)",
-                        ScratchError::NotInstalled
-                    );
-                    None
-                }
-                Err(e) => panic!("{e}"),
-            })
-            .as_ref()
+        SHARED.get_or_init(ScratchPostgres::own).as_ref()
     }
 
     /// A fresh database on the [`ScratchPostgres::shared`] server, with a unique name.

@@ -257,3 +257,95 @@ async fn a_fleet_loses_no_acknowledged_event_when_a_member_is_killed() {
     )
     .await;
 }
+
+/// A member whose database is down when it starts: it starts anyway, reports not ready and
+/// answers posts with 503 (nothing acknowledged, nothing stored); once the database is up it is
+/// ready and delivers without a restart. When the database stops mid-run, posts get 503 again
+/// until it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_waits_for_its_database_and_rides_out_an_outage() {
+    let Some(server) = ScratchPostgres::own() else {
+        return;
+    };
+    let store = server.create_database("whc_outage").expect("database");
+    server.stop().expect("stop the database");
+
+    let receiver = Target::start().await;
+    let rules = tempfile::TempDir::new().unwrap();
+    std::fs::write(
+        rules.path().join("outage.whc"),
+        format!(
+            "webhook crm {{\n    on conversion\n    post \"{}\"\n}}\n",
+            receiver.url("/crm?t=[transaction]")
+        ),
+    )
+    .unwrap();
+    let data = tempfile::TempDir::new().unwrap();
+    let member = Member::start(rules.path(), data.path(), &store).await;
+    let http = Http::new();
+    let events = format!("{}/v1/events", member.events);
+    let readyz = format!("{}/readyz", member.admin);
+    let post = |id: &str| http.post_json(&events, conversion(id).to_string());
+
+    let not_ready = http.get(&readyz).await;
+    assert_eq!(not_ready.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        not_ready.json()["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("PostgreSQL")),
+        "{}",
+        not_ready.text()
+    );
+    let healthz = http.get(&format!("{}/healthz", member.admin)).await;
+    assert_eq!(healthz.status, StatusCode::SERVICE_UNAVAILABLE);
+    let refused = post("before-the-database").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+
+    server.resume().expect("start the database");
+    wait_until_async(
+        "the member to be ready",
+        || http.get(&readyz),
+        |a| a.status == StatusCode::OK,
+    )
+    .await;
+    let accepted = post("with-the-database").await;
+    assert_eq!(accepted.status, StatusCode::ACCEPTED, "{}", accepted.text());
+    receiver.wait_for(1).await;
+
+    // Mid-run: the database stops; posts are refused, then taken again once it is back.
+    server.stop().expect("stop the database again");
+    let refused = post("during-the-outage").await;
+    assert_eq!(
+        refused.status,
+        StatusCode::SERVICE_UNAVAILABLE,
+        "{}",
+        refused.text()
+    );
+    server.resume().expect("start the database again");
+    wait_until_async(
+        "a post to be taken after the outage",
+        || post("after-the-outage"),
+        |a| a.status == StatusCode::ACCEPTED,
+    )
+    .await;
+
+    let requests = receiver.wait_for(2).await;
+    let delivered: BTreeSet<&str> = requests.iter().map(|q| q.query()).collect();
+    assert_eq!(
+        delivered,
+        BTreeSet::from(["t=txn-with-the-database", "t=txn-after-the-outage"]),
+        "only acknowledged events are delivered"
+    );
+    let pending = format!("{}/v1/deliveries", member.admin);
+    let log = http.get(&pending).await.json();
+    assert_eq!(
+        log["deliveries"].as_array().map(Vec::len),
+        Some(2),
+        "nothing of a refused post was stored: {log}"
+    );
+}

@@ -30,7 +30,7 @@ use crate::outbox::{
 };
 
 use claims::Claims;
-use writer::Request;
+use writer::{Lane, Request};
 
 /// The pool type of this store.
 pub(crate) type Pool = deadpool_postgres::Pool;
@@ -60,7 +60,7 @@ pub enum PgError {
     Db(#[from] tokio_postgres::Error),
     /// No connection could be had from the pool (the database is unreachable, or every
     /// connection is busy past the timeout).
-    #[error("PostgreSQL unreachable: {0}")]
+    #[error("PostgreSQL unreachable: {}", describe_pool(.0))]
     Pool(#[from] deadpool_postgres::PoolError),
     /// The batch this request was part of did not commit: nothing of it was stored.
     #[error("commit failed: {0}")]
@@ -93,9 +93,32 @@ pub enum PgError {
     /// The writer task is gone.
     #[error("the store's writer has stopped")]
     Closed,
+    /// The database has not been reached (and migrated) since this sidecar started; it is
+    /// tried again every second.
+    #[error("PostgreSQL not reached since start ({0}); trying again every second")]
+    NotReady(String),
 }
 
 impl PgError {
+    /// Whether the database could not be reached (refused, timed out, shutting down or
+    /// starting up), which waiting resolves, as opposed to a wrong password, a missing
+    /// database or a schema too new, which it does not.
+    fn is_unreachable(&self) -> bool {
+        let server_away = |e: &tokio_postgres::Error| match e.as_db_error() {
+            None => true,
+            Some(db) => {
+                let code = db.code().code();
+                code.starts_with("08") || code.starts_with("57P") || code == "53300"
+            }
+        };
+        match self {
+            PgError::Db(e) => server_away(e),
+            PgError::Pool(deadpool_postgres::PoolError::Backend(e)) => server_away(e),
+            PgError::Pool(deadpool_postgres::PoolError::Timeout(_)) => true,
+            _ => false,
+        }
+    }
+
     /// Whether PostgreSQL aborted the transaction for a deadlock or a serialization failure,
     /// which running it again resolves.
     fn is_conflict(&self) -> bool {
@@ -119,6 +142,15 @@ fn describe(e: &tokio_postgres::Error) -> String {
             Some(source) => format!("{e}: {source}"),
             None => e.to_string(),
         },
+    }
+}
+
+/// A pool error with the driver's reason when it has one ("error connecting to server: Connection
+/// refused").
+fn describe_pool(e: &deadpool_postgres::PoolError) -> String {
+    match e {
+        deadpool_postgres::PoolError::Backend(e) => describe(e),
+        other => other.to_string(),
     }
 }
 
@@ -159,6 +191,33 @@ impl Counters {
     }
 }
 
+/// Whether the database was reached and migrated since start, and if not, why.
+#[derive(Debug, Default)]
+struct Setup {
+    ready: std::sync::atomic::AtomicBool,
+    failure: std::sync::Mutex<String>,
+}
+
+impl Setup {
+    fn check(&self) -> Result<(), PgError> {
+        if self.ready.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let failure = self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        Err(PgError::NotReady(failure.clone()))
+    }
+
+    fn failed(&self, e: &PgError) {
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = e.to_string();
+    }
+}
+
 /// A handle on the PostgreSQL store; cheap to clone.
 #[derive(Clone)]
 pub struct PgStore {
@@ -169,7 +228,10 @@ struct Inner {
     /// The URL without its password, for logs.
     described: String,
     pool: Pool,
+    /// The writer of posts and the fleet's settings (COMMITs flushed before answering).
     writer: mpsc::UnboundedSender<Request>,
+    /// The writer of attempt records (see [`Lane::Records`]).
+    records: mpsc::UnboundedSender<Request>,
     claims: Arc<Claims>,
     counters: Arc<Counters>,
     wake: Arc<Notify>,
@@ -177,6 +239,7 @@ struct Inner {
     /// This sidecar's name on its leases: unique per process start.
     owner: String,
     lease_ms: i64,
+    setup: Arc<Setup>,
     /// Stops the listener and the lease renewer when the last handle goes.
     stop: CancellationToken,
 }
@@ -222,36 +285,57 @@ impl PgStore {
             .create_timeout(Some(CONNECT_TIMEOUT))
             .build()
             .map_err(|e| PgError::BadRow(format!("cannot build the connection pool: {e}")))?;
-        {
-            let mut client = pool.get().await?;
-            schema::migrate(&mut client).await?;
-        }
-        let paused_now: bool = pool
-            .get()
-            .await?
-            .query_one("SELECT paused FROM whc_fleet", &[])
-            .await?
-            .try_get(0)?;
-        let (paused_tx, paused) = watch::channel(paused_now);
+        // Unreachable at start: the sidecar starts anyway, answers 503 and reports not ready
+        // until the database is reached; anything else (a wrong password, no such database, a
+        // schema too new) is refused now.
+        let setup = Arc::new(Setup::default());
+        let paused_now = match set_up(&pool).await {
+            Ok(paused) => Some(paused),
+            Err(e) if e.is_unreachable() => {
+                tracing::warn!(err = %e, "PostgreSQL is unreachable; starting anyway, trying again every second");
+                setup.failed(&e);
+                None
+            }
+            Err(e) => return Err(e),
+        };
+        // Not yet known while unreachable: the listener reads it once it is reached, before
+        // any claim can be made.
+        let (paused_tx, paused) = watch::channel(paused_now.unwrap_or(false));
         let (tx, rx) = mpsc::unbounded_channel();
+        let (records_tx, records_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let claims = Arc::new(Claims::default());
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        tokio::spawn(writer::run(
-            pool.clone(),
-            rx,
-            Arc::clone(&counters),
-            Arc::clone(&claims),
-            Arc::clone(&wake),
-        ));
-        tokio::spawn(listen(
-            config,
-            pool.clone(),
-            Arc::clone(&wake),
-            paused_tx,
-            stop.clone(),
-        ));
+        for (lane, rx) in [(Lane::Flushed, rx), (Lane::Records, records_rx)] {
+            tokio::spawn(writer::run(
+                pool.clone(),
+                lane,
+                rx,
+                Arc::clone(&counters),
+                Arc::clone(&claims),
+                Arc::clone(&wake),
+            ));
+        }
+        if paused_now.is_some() {
+            setup.ready.store(true, Ordering::Release);
+            tokio::spawn(listen(
+                config,
+                pool.clone(),
+                Arc::clone(&wake),
+                paused_tx,
+                stop.clone(),
+            ));
+        } else {
+            tokio::spawn(set_up_later(
+                config,
+                pool.clone(),
+                Arc::clone(&setup),
+                Arc::clone(&wake),
+                paused_tx,
+                stop.clone(),
+            ));
+        }
         let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX).max(1);
         let owner = format!(
             "{}:{}",
@@ -270,23 +354,36 @@ impl PgStore {
                 described: super::redact(url),
                 pool,
                 writer: tx,
+                records: records_tx,
                 claims,
                 counters,
                 wake,
                 paused,
                 owner,
                 lease_ms,
+                setup,
                 stop,
             }),
         })
     }
 
+    /// `Ok` once the database was reached and migrated.
+    fn usable(&self) -> Result<(), PgError> {
+        self.inner.setup.check()
+    }
+
     async fn write<T>(&self, make: impl FnOnce(writer::Reply<T>) -> Request) -> Result<T, PgError> {
+        self.write_on(&self.inner.writer, make).await
+    }
+
+    async fn write_on<T>(
+        &self,
+        writer: &mpsc::UnboundedSender<Request>,
+        make: impl FnOnce(writer::Reply<T>) -> Request,
+    ) -> Result<T, PgError> {
+        self.usable()?;
         let (reply, answer) = oneshot::channel();
-        self.inner
-            .writer
-            .send(make(reply))
-            .map_err(|_| PgError::Closed)?;
+        writer.send(make(reply)).map_err(|_| PgError::Closed)?;
         self.inner
             .counters
             .submitted
@@ -309,6 +406,7 @@ impl PgStore {
         limit: usize,
         per_endpoint: usize,
     ) -> Result<Vec<Delivery>, PgError> {
+        self.usable()?;
         if limit == 0 {
             return Ok(Vec::new());
         }
@@ -327,6 +425,7 @@ impl PgStore {
 
     /// See [`super::Store::next_due_at`].
     pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, PgError> {
+        self.usable()?;
         let i = &self.inner;
         claims::next_due_at(&i.pool, &i.claims, &i.owner, per_endpoint).await
     }
@@ -339,7 +438,10 @@ impl PgStore {
     /// See [`super::Store::record`].
     pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), PgError> {
         let id = id.to_owned();
-        self.write(|reply| Request::Record(id, record, reply)).await
+        self.write_on(&self.inner.records, |reply| {
+            Request::Record(id, record, reply)
+        })
+        .await
     }
 
     /// See [`super::Store::release`]. The lease is given up in the database too; if that fails
@@ -365,11 +467,13 @@ impl PgStore {
 
     /// See [`super::Store::list`].
     pub async fn list(&self, filter: DeliveryFilter) -> Result<Vec<Delivery>, PgError> {
+        self.usable()?;
         query::list(&self.inner.pool, &filter).await
     }
 
     /// See [`super::Store::get`].
     pub async fn get(&self, id: &str) -> Result<Option<Delivery>, PgError> {
+        self.usable()?;
         query::get(&self.inner.pool, id).await
     }
 
@@ -378,6 +482,7 @@ impl PgStore {
         &self,
         since_ms: i64,
     ) -> Result<std::collections::HashMap<String, crate::outbox::WebhookCounts>, PgError> {
+        self.usable()?;
         query::webhook_counts(&self.inner.pool, since_ms).await
     }
 
@@ -390,21 +495,25 @@ impl PgStore {
 
     /// See [`super::Store::attempts`].
     pub async fn attempts(&self, id: &str) -> Result<Vec<crate::outbox::Attempt>, PgError> {
+        self.usable()?;
         query::attempts(&self.inner.pool, id).await
     }
 
     /// See [`super::Store::event_json`].
     pub async fn event_json(&self, id: &str) -> Result<Option<String>, PgError> {
+        self.usable()?;
         query::event_json(&self.inner.pool, id).await
     }
 
     /// See [`super::Store::queue_depth`].
     pub async fn queue_depth(&self) -> Result<u64, PgError> {
+        self.usable()?;
         query::queue_depth(&self.inner.pool).await
     }
 
     /// See [`super::Store::counts_by_status`].
     pub async fn counts_by_status(&self) -> Result<StatusCounts, PgError> {
+        self.usable()?;
         query::counts(&self.inner.pool).await
     }
 
@@ -415,11 +524,15 @@ impl PgStore {
 
     /// See [`super::Store::check_reads`].
     pub async fn check_reads(&self) -> Result<(), PgError> {
+        self.usable()?;
         query::touch(&self.inner.pool).await
     }
 
     /// See [`super::Store::last_write_failure`].
     pub fn last_write_failure(&self) -> Option<String> {
+        if let Err(e) = self.usable() {
+            return Some(e.to_string());
+        }
         self.inner.counters.health()
     }
 
@@ -442,6 +555,48 @@ impl PgStore {
     pub fn paused(&self) -> watch::Receiver<bool> {
         self.inner.paused.clone()
     }
+}
+
+/// Migrates the database and reads the fleet's pause flag.
+async fn set_up(pool: &Pool) -> Result<bool, PgError> {
+    let mut client = pool.get().await?;
+    schema::migrate(&mut client).await?;
+    Ok(client
+        .query_one("SELECT paused FROM whc_fleet", &[])
+        .await?
+        .try_get(0)?)
+}
+
+/// Tries [`set_up`] every second until it succeeds; then sets the fleet's pause flag, marks
+/// the store ready (so no claim is made before the flag is known) and starts listening.
+async fn set_up_later(
+    config: tokio_postgres::Config,
+    pool: Pool,
+    setup: Arc<Setup>,
+    wake: Arc<Notify>,
+    paused: watch::Sender<bool>,
+    stop: CancellationToken,
+) {
+    let now_paused = loop {
+        tokio::select! {
+            () = tokio::time::sleep(RELISTEN) => {}
+            () = stop.cancelled() => return,
+        }
+        match set_up(&pool).await {
+            Ok(now_paused) => break now_paused,
+            Err(e) => {
+                if !e.is_unreachable() {
+                    tracing::error!(err = %e, "PostgreSQL reached, but the store cannot be set up; trying again");
+                }
+                setup.failed(&e);
+            }
+        }
+    };
+    paused.send_replace(now_paused);
+    setup.ready.store(true, Ordering::Release);
+    tracing::info!("PostgreSQL reached; the store is ready");
+    wake.notify_one();
+    listen(config, pool, wake, paused, stop).await;
 }
 
 /// Listens on [`WAKE_CHANNEL`] on a connection of its own, reconnecting when it drops: wakes
