@@ -74,6 +74,13 @@ fn bench(c: &mut Criterion) {
     same.id.clone_from(&mapped.id);
     assert_eq!(mapped.to_json(), same.to_json());
 
+    let json_post = || parse_events(black_box(JSON.as_bytes())).unwrap();
+    let get_postback = || {
+        let req = Request::new("GET", black_box(POSTBACK), HeaderMap::new(), Bytes::new());
+        source.authorise(&req, &env, tokens_match).unwrap();
+        source.map(&req).unwrap()
+    };
+
     // `WHC_COUNT=json|postback:N` runs one way N times and exits, for an instruction count
     // that a shared machine cannot disturb: `valgrind --tool=callgrind` with N and with 0.
     if let Ok(count) = std::env::var("WHC_COUNT") {
@@ -81,26 +88,16 @@ fn bench(c: &mut Criterion) {
         let n: usize = n.parse().expect("a count");
         for _ in 0..n {
             if way == "json" {
-                black_box(parse_events(black_box(JSON.as_bytes())).unwrap());
+                black_box(json_post());
             } else {
-                let req = Request::new("GET", black_box(POSTBACK), HeaderMap::new(), Bytes::new());
-                source.authorise(&req, &env, tokens_match).unwrap();
-                black_box(source.map(&req).unwrap());
+                black_box(get_postback());
             }
         }
         std::process::exit(0);
     }
     let mut group = c.benchmark_group("event_in");
-    group.bench_function("json_post", |b| {
-        b.iter(|| parse_events(black_box(JSON.as_bytes())).unwrap())
-    });
-    group.bench_function("get_postback", |b| {
-        b.iter(|| {
-            let req = Request::new("GET", black_box(POSTBACK), HeaderMap::new(), Bytes::new());
-            source.authorise(&req, &env, tokens_match).unwrap();
-            source.map(&req).unwrap()
-        })
-    });
+    group.bench_function("json_post", |b| b.iter(json_post));
+    group.bench_function("get_postback", |b| b.iter(get_postback));
     group.finish();
 }
 

@@ -119,8 +119,8 @@ impl Source {
             }
         }
         let kind = match self.kind(req, &event)? {
-            (Outcome::Event(kind), _) => kind,
-            (Outcome::Ignore, (key, value)) => return Ok(Mapped::Ignored(Ignored { key, value })),
+            Ok(kind) => kind,
+            Err(ignored) => return Ok(Mapped::Ignored(ignored)),
         };
         event.kind = kind;
         event.set_number(NumberField::EventNumber, kind.event_number().map(f64::from));
@@ -132,47 +132,44 @@ impl Source {
         Ok(Mapped::Event(Box::new(event)))
     }
 
-    /// What the type and status say, with the key and value that decided (for an ignore).
+    /// The event the type and status say, or the request ignored (naming the key and value
+    /// that decided; built only then, not on every postback).
     fn kind(
         &self,
         req: &Request,
         event: &Event,
-    ) -> Result<(Outcome, (String, String)), SourceError> {
+    ) -> Result<Result<EventKind, Ignored>, SourceError> {
         let rule = &self.kind;
-        let decided = |map: &KindMap, value: Option<String>| {
-            (map.from.key().to_owned(), value.unwrap_or_default())
+        let settle = |map: &KindMap, outcome: Outcome, value: Option<String>| match outcome {
+            Outcome::Event(kind) => Ok(kind),
+            Outcome::Ignore => Err(Ignored {
+                key: map.from.key().to_owned(),
+                value: value.unwrap_or_default(),
+            }),
         };
         if let Some(kind) = rule
             .negative_revenue
             .filter(|_| event.number(NumberField::Revenue).is_some_and(|r| r < 0.0))
         {
-            return Ok((Outcome::Event(kind), Default::default()));
+            return Ok(Ok(kind));
         }
         if let Some(status) = &rule.status
             && let Some(value) = read(req, &status.from)?
         {
-            return Ok((lookup(status, &value)?, decided(status, Some(value))));
+            return Ok(settle(status, lookup(status, &value)?, Some(value)));
         }
-        match &rule.type_ {
-            None => match &rule.status {
-                Some(status) => status
-                    .default
-                    .map(|outcome| (outcome, decided(status, None)))
-                    .ok_or_else(|| {
-                        SourceError::bad(&status.from, "is required: it decides the event type")
-                    }),
-                None => Ok((Outcome::Event(EventKind::Conversion), Default::default())),
-            },
-            Some(type_) => match read(req, &type_.from)? {
-                Some(value) => Ok((lookup(type_, &value)?, decided(type_, Some(value)))),
-                None => type_
-                    .default
-                    .map(|outcome| (outcome, decided(type_, None)))
-                    .ok_or_else(|| {
-                        SourceError::bad(&type_.from, "is required: it decides the event type")
-                    }),
-            },
-        }
+        let (map, value) = match (&rule.type_, &rule.status) {
+            (None, None) => return Ok(Ok(EventKind::Conversion)),
+            (None, Some(status)) => (status, None),
+            (Some(type_), _) => (type_, read(req, &type_.from)?),
+        };
+        let outcome = match &value {
+            Some(v) => lookup(map, v)?,
+            None => map.default.ok_or_else(|| {
+                SourceError::bad(&map.from, "is required: it decides the event type")
+            })?,
+        };
+        Ok(settle(map, outcome, value))
     }
 
     fn hash_id(&self, parts: &[HashPart], event: &Event) -> String {

@@ -56,7 +56,8 @@ impl Checker<'_> {
         let mut route: Option<(Vec<crate::lang::ast::Method>, String, Span)> = None;
         let mut secret = None;
         let mut kind = KindRule::default();
-        let mut kind_maps: Vec<Span> = Vec::new();
+        // The last `type`/`status` map, where an error about both points.
+        let mut last_kind_map: Option<Span> = None;
         let mut fields: Vec<Mapping> = Vec::new();
         let mut id = None;
         let mut seen: Vec<(String, Span)> = Vec::new();
@@ -163,7 +164,7 @@ impl Checker<'_> {
                                 ok = false;
                                 continue;
                             };
-                            kind_maps.push(map.as_ref().map_or(from.span, |m| m.span));
+                            last_kind_map = Some(map.as_ref().map_or(from.span, |m| m.span));
                             if target.node == "type" {
                                 kind.type_ = Some(m);
                             } else {
@@ -238,7 +239,7 @@ impl Checker<'_> {
             )
             .help = Some("add `secret query \"token\" = env(\"NAME\")` and put `token=...` in the postback URL".into());
         }
-        if ok && !kind_maps.is_empty() && kind.negative_revenue.is_none() {
+        if let Some(span) = last_kind_map.filter(|_| ok && kind.negative_revenue.is_none()) {
             let maps = kind.type_.iter().chain(&kind.status);
             let mut outcomes = maps
                 .clone()
@@ -247,7 +248,6 @@ impl Checker<'_> {
                 .clone()
                 .any(|m| m.entries.is_empty() && m.default.is_none());
             if !own_names && outcomes.all(|o| *o == Outcome::Ignore) {
-                let span = kind_maps[kind_maps.len() - 1];
                 self.error(
                     Code::EmptyValueMap,
                     span,
