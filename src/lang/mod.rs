@@ -13,6 +13,7 @@ pub mod headers;
 mod parallel;
 pub mod parse;
 pub mod predicate;
+mod quick;
 pub mod reach;
 pub mod url;
 pub mod webhook;
