@@ -66,16 +66,44 @@ const PIECE_BYTES: usize = 32 * 1024;
 /// one of them parses; when one does not, parse the whole text with [`parse_file`], which
 /// words the errors.
 pub fn pieces(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
     let mut pieces = Vec::with_capacity(text.len() / PIECE_BYTES + 1);
     let mut start = 0;
-    for cut in webhook_starts(text) {
-        if cut - start >= PIECE_BYTES {
-            pieces.push(start..cut);
-            start = cut;
-        }
+    // Each cut is looked for from the line a piece's size away, not by finding every block.
+    while start + PIECE_BYTES < bytes.len() {
+        let mut line = memchr::memrchr(b'\n', &bytes[..start + PIECE_BYTES]).map_or(0, |n| n + 1);
+        let cut = loop {
+            if line >= bytes.len() {
+                break None;
+            }
+            if let Some(at) = block_start(bytes, line)
+                && at - start >= PIECE_BYTES
+            {
+                break Some(at);
+            }
+            line = memchr::memchr(b'\n', &bytes[line..]).map_or(bytes.len(), |n| line + n + 1);
+        };
+        let Some(cut) = cut else { break };
+        pieces.push(start..cut);
+        start = cut;
     }
     pieces.push(start..text.len());
     pieces
+}
+
+/// Where the word `webhook` or `source` starts when the line at `line` starts with it after
+/// spaces and tabs.
+fn block_start(bytes: &[u8], line: usize) -> Option<usize> {
+    let at = line
+        + bytes[line..]
+            .iter()
+            .take_while(|&&c| matches!(c, b' ' | b'\t' | b'\r'))
+            .count();
+    let word = &bytes[at..];
+    let rest = word
+        .strip_prefix(b"webhook")
+        .or_else(|| word.strip_prefix(b"source"))?;
+    matches!(rest.first(), Some(b' ' | b'\t' | b'"' | b'{')).then_some(at)
 }
 
 /// Parses one piece of a file's text (see [`pieces`]), with spans in the whole text;
@@ -1148,6 +1176,25 @@ mod tests {
             quick * 2 > all,
             "the quick parser took {quick} of {all} texts"
         );
+    }
+
+    /// A file is cut at the first block that starts a piece's size or more after the last cut.
+    #[test]
+    fn pieces_are_cut_at_the_first_block_a_pieces_size_on() {
+        for (name, text) in rule_texts() {
+            let mut expected = Vec::new();
+            let mut start = 0;
+            for cut in webhook_starts(&text) {
+                if cut - start >= PIECE_BYTES {
+                    expected.push(start..cut);
+                    start = cut;
+                }
+            }
+            expected.push(start..text.len());
+            assert_eq!(pieces(&text), expected, "{name}");
+        }
+        let text = big_rules::webhooks(0..1000);
+        assert!(pieces(&text).len() > 5);
     }
 
     /// The generated 10,000-webhook set, every clause of it, is read by the quick parser.
