@@ -139,8 +139,9 @@ impl ProxyConfig {
     }
 }
 
-/// Everything `whc serve` needs to know.
-#[derive(Debug, Clone)]
+/// Everything `whc serve` needs to know. Its `Debug` output names whether a token is set but
+/// never shows one, and shows a store URL without its password.
+#[derive(Clone)]
 pub struct ServeConfig {
     /// The rules directory (or files).
     pub rules: Vec<PathBuf>,
@@ -186,6 +187,65 @@ pub struct ServeConfig {
     pub admin_max_connections: usize,
     /// PEM files of CA certificates trusted beside the Mozilla roots.
     pub ca_certs: Vec<PathBuf>,
+}
+
+/// How `Debug` shows a token: whether one is set, never its text.
+fn secret(token: &Option<String>) -> &'static str {
+    match token {
+        Some(_) => "Some(<redacted>)",
+        None => "None",
+    }
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ServeConfig {
+            rules,
+            listen,
+            admin_listen,
+            data,
+            store,
+            store_options,
+            proxy,
+            retry,
+            ingest_token,
+            admin_token,
+            max_body,
+            retention,
+            limits,
+            grace,
+            debounce,
+            paused,
+            header_read_timeout,
+            idle_timeout,
+            max_connections,
+            admin_max_connections,
+            ca_certs,
+        } = self;
+        f.debug_struct("ServeConfig")
+            .field("rules", rules)
+            .field("listen", listen)
+            .field("admin_listen", admin_listen)
+            .field("data", data)
+            .field("store", &store.as_deref().map(crate::store::redact))
+            .field("store_options", store_options)
+            .field("proxy", proxy)
+            .field("retry", retry)
+            .field("ingest_token", &format_args!("{}", secret(ingest_token)))
+            .field("admin_token", &format_args!("{}", secret(admin_token)))
+            .field("max_body", max_body)
+            .field("retention", retention)
+            .field("limits", limits)
+            .field("grace", grace)
+            .field("debounce", debounce)
+            .field("paused", paused)
+            .field("header_read_timeout", header_read_timeout)
+            .field("idle_timeout", idle_timeout)
+            .field("max_connections", max_connections)
+            .field("admin_max_connections", admin_max_connections)
+            .field("ca_certs", ca_certs)
+            .finish()
+    }
 }
 
 impl ServeConfig {
@@ -281,5 +341,19 @@ mod tests {
             Intercept::parse("POST /x source="),
             Err(InterceptError::Source("source=".into()))
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token_or_a_store_password() {
+        let mut config = ServeConfig::new(PathBuf::from("rules"));
+        config.ingest_token = Some("ingest-s3cret".into());
+        config.admin_token = Some("admin-s3cret".into());
+        config.store = Some("postgres://whc:db-s3cret@db:5432/whc".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("ingest_token: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("postgres://whc:***@db:5432/whc"), "{shown}");
+        config.admin_token = None;
+        assert!(format!("{config:?}").contains("admin_token: None"));
     }
 }
