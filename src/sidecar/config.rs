@@ -25,6 +25,8 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 7;
 pub const DEFAULT_GRACE_SECONDS: u64 = 10;
 /// How long a client has to send a request's headers by default.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's body may take to arrive, from the end of its headers, by default.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection with no request in flight stays open by default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections the events listener serves at once by default.
@@ -179,6 +181,9 @@ pub struct ServeConfig {
     /// How long a client has to send a request's headers, from connecting (or from the first
     /// byte after an answer), on both listeners.
     pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive once its headers are read, on both
+    /// listeners (the proxy's forwarded bodies over `max_body` excepted); later, 408.
+    pub body_read_timeout: Duration,
     /// How long a connection with no request in flight stays open, on both listeners.
     pub idle_timeout: Duration,
     /// Connections the events listener serves at once; more wait.
@@ -217,6 +222,7 @@ impl fmt::Debug for ServeConfig {
             debounce,
             paused,
             header_read_timeout,
+            body_read_timeout,
             idle_timeout,
             max_connections,
             admin_max_connections,
@@ -240,6 +246,7 @@ impl fmt::Debug for ServeConfig {
             .field("debounce", debounce)
             .field("paused", paused)
             .field("header_read_timeout", header_read_timeout)
+            .field("body_read_timeout", body_read_timeout)
             .field("idle_timeout", idle_timeout)
             .field("max_connections", max_connections)
             .field("admin_max_connections", admin_max_connections)
@@ -269,6 +276,7 @@ impl ServeConfig {
             debounce: super::DEFAULT_DEBOUNCE,
             paused: false,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
