@@ -5,11 +5,41 @@ const CODES: &str = "AD AE AF AG AI AL AM AO AQ AR AS AT AU AW AX AZ BA BB BD BE
 
 /// Whether `code` (any case) is an assigned ISO 3166-1 alpha-2 code.
 pub fn is_iso_alpha2(code: &str) -> bool {
-    code.len() == 2 && CODES.split(' ').any(|c| c.eq_ignore_ascii_case(code))
+    code.len() == 2 && holds(CODES, code)
+}
+
+/// Whether `codes` (sorted codes of one length, one space between them) holds `code`, in any
+/// case: a binary search, as a rule set checks a code per `country` or `currency` value.
+pub(crate) fn holds(codes: &str, code: &str) -> bool {
+    let code = code.to_ascii_uppercase();
+    let step = code.len() + 1;
+    let (mut low, mut high) = (0, codes.len().div_ceil(step));
+    while low < high {
+        let middle = (low + high) / 2;
+        let Some(at) = codes.get(middle * step..middle * step + code.len()) else {
+            return false;
+        };
+        match at.cmp(code.as_str()) {
+            std::cmp::Ordering::Less => low = middle + 1,
+            std::cmp::Ordering::Greater => high = middle,
+            std::cmp::Ordering::Equal => return true,
+        }
+    }
+    false
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finds_every_listed_code() {
+        for code in super::CODES.split(' ') {
+            assert!(super::is_iso_alpha2(code), "{code}");
+            assert!(super::is_iso_alpha2(&code.to_ascii_lowercase()), "{code}");
+        }
+        let codes: Vec<&str> = super::CODES.split(' ').collect();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "the list is sorted");
+    }
+
     #[test]
     fn knows_codes() {
         assert!(super::is_iso_alpha2("US"));

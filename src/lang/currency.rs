@@ -5,11 +5,21 @@ const CODES: &str = "AED AFN ALL AMD ANG AOA ARS AUD AWG AZN BAM BBD BDT BGN BHD
 
 /// Whether `code` (any case) is an ISO 4217 alphabetic currency code.
 pub fn is_iso_4217(code: &str) -> bool {
-    code.len() == 3 && CODES.split(' ').any(|c| c.eq_ignore_ascii_case(code))
+    code.len() == 3 && crate::lang::country::holds(CODES, code)
 }
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn finds_every_listed_code() {
+        for code in super::CODES.split(' ') {
+            assert!(super::is_iso_4217(code), "{code}");
+            assert!(super::is_iso_4217(&code.to_ascii_lowercase()), "{code}");
+        }
+        let codes: Vec<&str> = super::CODES.split(' ').collect();
+        assert!(codes.windows(2).all(|w| w[0] < w[1]), "the list is sorted");
+    }
+
     #[test]
     fn knows_codes() {
         assert!(super::is_iso_4217("USD"));

@@ -86,23 +86,128 @@ pub fn parse_piece(text: &str, piece: Range<usize>) -> Option<File> {
 
 /// Byte offsets of lines that start (after indentation) with the word `webhook` or `source`.
 fn webhook_starts(text: &str) -> Vec<usize> {
+    let bytes = text.as_bytes();
     let mut starts = Vec::new();
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let trimmed = line.trim_start();
-        if let Some(rest) = trimmed
-            .strip_prefix("webhook")
-            .or_else(|| trimmed.strip_prefix("source"))
-            && rest.starts_with([' ', '\t', '"', '{'])
+    let mut line = 0;
+    while line < bytes.len() {
+        let end = bytes[line..]
+            .iter()
+            .position(|&b| b == b'\n')
+            .map_or(bytes.len(), |n| line + n + 1);
+        let words = text[line..end].trim_start();
+        let indent = end - line - words.len();
+        let word = words.as_bytes();
+        if let Some(rest) = word
+            .strip_prefix(b"webhook")
+            .or_else(|| word.strip_prefix(b"source"))
+            && matches!(rest.first(), Some(b' ' | b'\t' | b'"' | b'{'))
         {
-            starts.push(offset + (line.len() - trimmed.len()));
+            starts.push(line + indent);
         }
-        offset += line.len();
+        line = end;
     }
     starts
 }
 
+/// The deepest a condition may nest, counting each `(` and each `not` in front of a condition.
+/// The parser and every later phase go one call deeper per level, so without a limit a
+/// hostile file (100,000 `(` or `not`) would overflow the stack instead of getting an error.
+pub const MAX_NESTING: usize = 64;
+
+/// The first `(` or `not` in the text that nests a condition deeper than [`MAX_NESTING`],
+/// outside strings and comments. Braces and `when` start a condition afresh, so parentheses
+/// left open by a broken clause do not add up over a file.
+fn too_deep(text: &str) -> Option<Range<usize>> {
+    let bytes = text.as_bytes();
+    // Fewer `(` and `not` in the whole text than the limit: nothing nests that deep (the
+    // usual case, found without going through the text word by word).
+    if bytes.iter().filter(|&&b| b == b'(').count() + text.matches("not").count() <= MAX_NESTING {
+        return None;
+    }
+    let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
+    // The prefix `not`s in front of each open parenthesis; `outer` is the depth they and the
+    // parentheses make, `nots` the prefix `not`s since.
+    let mut open: Vec<usize> = Vec::new();
+    let (mut outer, mut nots) = (0, 0);
+    // Whether a `not` here negates a condition (rather than being part of `is not set`).
+    let mut prefix = false;
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        let start = i;
+        i += 1;
+        match b {
+            b' ' | b'\t' | b'\r' | b'\n' => continue,
+            b'#' => {
+                i = bytes[i..]
+                    .iter()
+                    .position(|&c| c == b'\n')
+                    .map_or(bytes.len(), |n| i + n);
+                continue;
+            }
+            b'"' => {
+                while let Some(&c) = bytes.get(i) {
+                    i += if c == b'\\' { 2 } else { 1 };
+                    if c == b'"' || c == b'\n' {
+                        break;
+                    }
+                }
+                (nots, prefix) = (0, false);
+            }
+            b'(' => {
+                open.push(nots);
+                outer += 1 + nots;
+                (nots, prefix) = (0, true);
+                if outer > MAX_NESTING {
+                    return Some(start..i);
+                }
+            }
+            b')' => {
+                if let Some(n) = open.pop() {
+                    outer -= 1 + n;
+                }
+                (nots, prefix) = (0, false);
+            }
+            b'{' | b'}' => {
+                open.clear();
+                (outer, nots, prefix) = (0, 0, false);
+            }
+            _ if is_word(b) => {
+                while bytes.get(i).is_some_and(|&c| is_word(c)) {
+                    i += 1;
+                }
+                match &bytes[start..i] {
+                    b"not" if prefix => {
+                        nots += 1;
+                        if outer + nots > MAX_NESTING {
+                            return Some(start..i);
+                        }
+                    }
+                    b"when" => {
+                        open.clear();
+                        (outer, nots, prefix) = (0, 0, true);
+                    }
+                    b"and" | b"or" => (nots, prefix) = (0, true),
+                    _ => (nots, prefix) = (0, false),
+                }
+            }
+            _ => (nots, prefix) = (0, false),
+        }
+    }
+    None
+}
+
 fn parse_chunk(text: &str, offset: usize) -> Result<File, SyntaxError> {
+    if let Some(at) = too_deep(text) {
+        return Err(SyntaxError {
+            span: Span::new(at.start + offset, at.end + offset),
+            message: format!(
+                "this condition nests more than {MAX_NESTING} deep (parentheses and `not`); \
+                 split it into simpler conditions"
+            ),
+            label: "too deep",
+            expected: Vec::new(),
+        });
+    }
     let mut pairs =
         RuleParser::parse(Rule::file, text).map_err(|e| syntax_error(&e, text, offset))?;
     let file = pairs.next().expect("the file rule always yields one pair");
@@ -534,7 +639,7 @@ fn parse_literal(pair: Pair<Rule>, offset: usize) -> Spanned<Literal> {
 fn phrase(rule: Rule) -> &'static str {
     match rule {
         Rule::EOI => "the end of the file",
-        Rule::WHITESPACE | Rule::COMMENT => "a space",
+        Rule::WHITESPACE | Rule::COMMENT | Rule::comment_text => "a space",
         Rule::file | Rule::webhook | Rule::kw_webhook => "`webhook`",
         Rule::source | Rule::kw_source => "`source`",
         Rule::webhook_name => "a name",

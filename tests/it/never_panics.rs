@@ -233,3 +233,51 @@ proptest! {
         }
     }
 }
+
+/// A webhook whose condition is `open` `depth` times, a comparison, then `close` as often.
+fn nested(open: &str, close: &str, depth: usize) -> String {
+    format!(
+        "webhook w {{\n    on conversion\n    when {}revenue > 1{}\n    post \"https://x.test/\"\n}}\n",
+        open.repeat(depth),
+        close.repeat(depth)
+    )
+}
+
+#[test]
+fn a_condition_nested_past_the_limit_is_an_error_not_a_stack_overflow() {
+    // Before the limit, 100,000 `not`s overflowed the stack (an abort, not even a panic).
+    for (open, close) in [("(", ")"), ("not ", ""), ("not (", ")"), ("(not ", ")")] {
+        let text = nested(open, close, 100_000);
+        compile_and_use(&text);
+        let sources = vec![Arc::new(SourceFile::new("deep.whc", text.as_str()))];
+        let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
+        let messages: Vec<String> = compiled
+            .diagnostics
+            .iter()
+            .map(|d| d.message.clone())
+            .collect();
+        assert_eq!(messages.len(), 1, "{open}: {messages:?}");
+        assert!(
+            messages[0].contains("nests more than 64 deep"),
+            "{open}: {messages:?}"
+        );
+        assert!(compiled.webhooks.is_empty(), "{open}");
+    }
+}
+
+#[test]
+fn a_condition_nested_to_the_limit_compiles() {
+    for (open, close) in [("(", ")"), ("not ", ""), ("(not ", ")")] {
+        let depth = if open == "(not " { 32 } else { 64 };
+        let text = nested(open, close, depth);
+        compile_and_use(&text);
+        let sources = vec![Arc::new(SourceFile::new("deep.whc", text.as_str()))];
+        let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
+        assert_eq!(
+            compiled.webhooks.len(),
+            1,
+            "{open}: {:?}",
+            compiled.diagnostics
+        );
+    }
+}
