@@ -11,13 +11,13 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{Connection, Statement, ToSql, params};
+use rusqlite::{Connection, Statement, params};
 use tokio::sync::{Notify, oneshot};
 
 use super::payload::Payload;
 use super::schema::FAN_OUT_LIMIT;
 use super::types::{
-    AttemptRecord, NewDelivery, NewEvent, RecordColumns, Stats, endpoint_of, error_text, excerpt,
+    AttemptRecord, NewEvent, RecordColumns, Stats, endpoint_of, error_text, excerpt,
 };
 use super::{Accepted, Claims, OutboxError, now_ms};
 
@@ -160,54 +160,8 @@ pub(crate) struct Statements<'c> {
     commit: Statement<'c>,
     rollback: Statement<'c>,
     insert_event: Statement<'c>,
-    /// `insert_deliveries[k]` inserts k + 1 deliveries in one statement, prepared when first
-    /// needed: one execution per event instead of one per delivery.
-    insert_deliveries: [Option<Statement<'c>>; ROWS_PER_INSERT],
+    insert_delivery: Statement<'c>,
     existing: Statement<'c>,
-    conn: &'c Connection,
-}
-
-/// The most deliveries one insert statement takes; an event with more uses several.
-const ROWS_PER_INSERT: usize = 4;
-
-/// The columns of a delivery insert, one row's worth of `?`s each.
-const DELIVERY_COLUMNS: &str = "seq, id, event_seq, webhook, method, url, headers, body, \
-    secret_env, timeout_ms, max_attempts, status, next_attempt_at, created_at, updated_at, \
-    envelope, endpoint";
-
-/// The parameters of one delivery row in [`DELIVERY_COLUMNS`] (`now` binds three columns).
-const PARAMS_PER_ROW: usize = 14;
-
-/// The SQL inserting `rows` deliveries, row r binding `?(14r + 1)` to `?(14r + 14)`.
-fn insert_deliveries_sql(rows: usize) -> String {
-    let values: Vec<String> = (0..rows)
-        .map(|r| {
-            let p = |i: usize| format!("?{}", r * PARAMS_PER_ROW + i);
-            format!(
-                "({}, {}, {}, {}, {}, {}, {}, {}, {}, {}, {}, 'pending', {}, {}, {}, {}, {})",
-                p(1),
-                p(2),
-                p(3),
-                p(4),
-                p(5),
-                p(6),
-                p(7),
-                p(8),
-                p(9),
-                p(10),
-                p(11),
-                p(12),
-                p(12),
-                p(12),
-                p(13),
-                p(14)
-            )
-        })
-        .collect();
-    format!(
-        "INSERT INTO deliveries ({DELIVERY_COLUMNS}) VALUES {}",
-        values.join(", ")
-    )
 }
 
 impl<'c> Statements<'c> {
@@ -224,26 +178,20 @@ impl<'c> Statements<'c> {
                 "INSERT INTO events (id, type, body, received_at, occurred_at)
                  VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
             )?,
-            insert_deliveries: Default::default(),
+            insert_delivery: conn.prepare(
+                "INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
+                     secret_env, timeout_ms, max_attempts, status, next_attempt_at, created_at,
+                     updated_at, envelope, endpoint)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?12, ?12,
+                     ?13, ?14)",
+            )?,
             // An event's deliveries are the range of keys its own `seq` starts.
             existing: conn.prepare(
                 "SELECT d.id FROM events e JOIN deliveries d
                      ON d.seq >= e.seq * 65536 AND d.seq < (e.seq + 1) * 65536
                  WHERE e.id = ?1 ORDER BY d.seq",
             )?,
-            conn,
         })
-    }
-
-    /// The statement inserting `rows` (1 to [`ROWS_PER_INSERT`]) deliveries.
-    fn insert_deliveries(&mut self, rows: usize) -> rusqlite::Result<&mut Statement<'c>> {
-        let rows = rows.clamp(1, ROWS_PER_INSERT);
-        let slot = &mut self.insert_deliveries[rows - 1];
-        let statement = match slot.take() {
-            Some(statement) => statement,
-            None => self.conn.prepare(&insert_deliveries_sql(rows))?,
-        };
-        Ok(slot.insert(statement))
     }
 }
 
@@ -541,36 +489,42 @@ fn accept(
         let first = event_seq
             .checked_mul(FAN_OUT_LIMIT)
             .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
-        let mut rows = Vec::with_capacity(event.deliveries.len());
+        let mut ids = Vec::with_capacity(event.deliveries.len());
         for (n, d) in (0i64..).zip(&event.deliveries) {
-            rows.push(DeliveryRow::of(d, first + n)?);
+            // Most webhooks set no header: skip the encoder for them.
+            let headers = if d.headers.is_empty() {
+                std::borrow::Cow::Borrowed("[]")
+            } else {
+                serde_json::to_string(&d.headers)
+                    .map_err(OutboxError::Headers)?
+                    .into()
+            };
+            let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
+                field: "timeout_ms",
+            })?;
+            let (body, envelope) = match &d.body {
+                Payload::Empty => (None, false),
+                Payload::Bytes(bytes) => (Some(bytes.as_slice()), false),
+                Payload::Envelope => (None, true),
+            };
+            statements.insert_delivery.execute(params![
+                first + n,
+                d.id,
+                event_seq,
+                d.webhook,
+                d.method,
+                d.url,
+                headers,
+                body,
+                d.secret_env,
+                timeout_ms,
+                d.max_attempts,
+                now,
+                envelope,
+                endpoint_of(&d.url),
+            ])?;
+            ids.push(d.id.clone());
         }
-        for chunk in rows.chunks(ROWS_PER_INSERT) {
-            let mut values: Vec<&dyn ToSql> = Vec::with_capacity(chunk.len() * PARAMS_PER_ROW);
-            for row in chunk {
-                let d = row.delivery;
-                values.extend_from_slice(&[
-                    &row.seq,
-                    &d.id,
-                    &event_seq,
-                    &d.webhook,
-                    &d.method,
-                    &d.url,
-                    &row.headers,
-                    &row.body,
-                    &d.secret_env,
-                    &row.timeout_ms,
-                    &d.max_attempts,
-                    &now,
-                    &row.envelope,
-                    &row.endpoint,
-                ]);
-            }
-            statements
-                .insert_deliveries(chunk.len())?
-                .execute(values.as_slice())?;
-        }
-        let ids = event.deliveries.iter().map(|d| d.id.clone()).collect();
         answers.push(Accepted {
             id: event.id.clone(),
             duplicate: false,
@@ -578,46 +532,6 @@ fn accept(
         });
     }
     Ok(answers)
-}
-
-/// The values of one delivery's insert that are not the [`NewDelivery`]'s own fields.
-struct DeliveryRow<'a> {
-    delivery: &'a NewDelivery,
-    seq: i64,
-    headers: std::borrow::Cow<'static, str>,
-    body: Option<&'a [u8]>,
-    envelope: bool,
-    timeout_ms: i64,
-    endpoint: String,
-}
-
-impl<'a> DeliveryRow<'a> {
-    fn of(d: &'a NewDelivery, seq: i64) -> Result<DeliveryRow<'a>, OutboxError> {
-        // Most webhooks set no header: skip the encoder for them.
-        let headers = if d.headers.is_empty() {
-            std::borrow::Cow::Borrowed("[]")
-        } else {
-            serde_json::to_string(&d.headers)
-                .map_err(OutboxError::Headers)?
-                .into()
-        };
-        let (body, envelope) = match &d.body {
-            Payload::Empty => (None, false),
-            Payload::Bytes(bytes) => (Some(bytes.as_slice()), false),
-            Payload::Envelope => (None, true),
-        };
-        Ok(DeliveryRow {
-            delivery: d,
-            seq,
-            headers,
-            body,
-            envelope,
-            timeout_ms: i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
-                field: "timeout_ms",
-            })?,
-            endpoint: endpoint_of(&d.url),
-        })
-    }
 }
 
 /// Records one attempt on a pending delivery.
