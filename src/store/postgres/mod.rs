@@ -236,6 +236,8 @@ struct Inner {
     counters: Arc<Counters>,
     wake: Arc<Notify>,
     paused: watch::Receiver<bool>,
+    /// Sets `paused` as soon as this sidecar changed the flag (the notification comes later).
+    set_paused: watch::Sender<bool>,
     /// This sidecar's name on its leases: unique per process start.
     owner: String,
     lease_ms: i64,
@@ -301,6 +303,7 @@ impl PgStore {
         // Not yet known while unreachable: the listener reads it once it is reached, before
         // any claim can be made.
         let (paused_tx, paused) = watch::channel(paused_now.unwrap_or(false));
+        let set_paused = paused_tx.clone();
         let (tx, rx) = mpsc::unbounded_channel();
         let (records_tx, records_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
@@ -359,6 +362,7 @@ impl PgStore {
                 counters,
                 wake,
                 paused,
+                set_paused,
                 owner,
                 lease_ms,
                 setup,
@@ -548,7 +552,13 @@ impl PgStore {
 
     /// Sets the fleet's pause flag; true when it changed. Every sidecar hears of it.
     pub async fn set_paused(&self, paused: bool) -> Result<bool, PgError> {
-        self.write(|reply| Request::SetPaused(paused, reply)).await
+        let changed = self
+            .write(|reply| Request::SetPaused(paused, reply))
+            .await?;
+        self.inner
+            .set_paused
+            .send_if_modified(|p| std::mem::replace(p, paused) != paused);
+        Ok(changed)
     }
 
     /// The fleet's pause flag as this sidecar last heard it.
