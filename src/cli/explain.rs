@@ -8,6 +8,7 @@ use clap::Args;
 use crate::engine::explain::{Explanation, explain};
 use crate::event::Event;
 use crate::lang::Webhook;
+use crate::source::Mapped;
 
 use super::output::paint;
 use super::{Format, default_rules};
@@ -50,9 +51,30 @@ pub fn run(args: ExplainArgs, color: bool) -> Result<ExitCode, String> {
                 .find(|s| s.name == *name)
                 .ok_or_else(|| no_source(name, &loaded.compiled.sources))?;
             let request = read_request(&args.event)?;
-            let event = source
+            let mapped = source
                 .map(&request)
                 .map_err(|e| format!("source `{name}` refuses the request: {e}"))?;
+            let event = match mapped {
+                Mapped::Event(event) => *event,
+                Mapped::Ignored(ignored) => {
+                    if args.format == Format::Human {
+                        println!(
+                            "source {name} ignores the request: {}. The tracker gets 200; nothing is stored and no webhook fires.",
+                            ignored.reason()
+                        );
+                    } else {
+                        let out = serde_json::json!({
+                            "source": name,
+                            "ignored": { "key": ignored.key, "value": ignored.value },
+                        });
+                        println!(
+                            "{}",
+                            serde_json::to_string_pretty(&out).map_err(|e| e.to_string())?
+                        );
+                    }
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
             if args.format == Format::Human {
                 println!(
                     "source {name} maps the request to:\n{}\n",

@@ -1,4 +1,5 @@
-//! RFC 3339 timestamps (`2026-11-27T10:15:00Z`), checked by hand: whc keeps the text as sent.
+//! RFC 3339 timestamps (`2026-11-27T10:15:00Z`), checked by hand: whc keeps the text as sent,
+//! and Unix times (as trackers' postbacks send them) written as one.
 
 /// Whether `text` is an RFC 3339 `date-time`: `YYYY-MM-DDTHH:MM:SS[.frac](Z|±HH:MM)`.
 ///
@@ -54,9 +55,79 @@ pub fn is_rfc3339(text: &str) -> bool {
     }
 }
 
+/// A Unix time as trackers send it, in seconds (9 or 10 digits, `1764238500`) or milliseconds
+/// (12 or 13 digits, `1764238500123`), as an RFC 3339 UTC timestamp:
+/// `2025-11-27T10:15:00Z`, `2025-11-27T10:15:00.123Z`. `None` for any other text, so that a
+/// count or a date without separators is never read as a time by accident.
+pub fn from_unix_text(text: &str) -> Option<String> {
+    if !text.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let number: i64 = text.parse().ok()?;
+    let (seconds, millis) = match text.len() {
+        9 | 10 => (number, None),
+        12 | 13 => (number / 1000, Some(number % 1000)),
+        _ => return None,
+    };
+    let (days, in_day) = (seconds.div_euclid(86_400), seconds.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let clock = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}",
+        in_day / 3600,
+        in_day / 60 % 60,
+        in_day % 60
+    );
+    Some(match millis {
+        None => format!("{clock}Z"),
+        Some(ms) => format!("{clock}.{ms:03}Z"),
+    })
+}
+
+/// The date `days` after 1970-01-01 (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::is_rfc3339;
+    use super::{from_unix_text, is_rfc3339};
+
+    #[test]
+    fn unix_times_become_rfc3339() {
+        let cases = [
+            ("1764238500", "2025-11-27T10:15:00Z"),
+            ("1764238500123", "2025-11-27T10:15:00.123Z"),
+            ("946684800", "2000-01-01T00:00:00Z"),
+            ("951782400", "2000-02-29T00:00:00Z"),
+            ("4102444799", "2099-12-31T23:59:59Z"),
+            ("100000000000", "1973-03-03T09:46:40.000Z"),
+        ];
+        for (unix, rfc) in cases {
+            assert_eq!(from_unix_text(unix).as_deref(), Some(rfc), "{unix}");
+            assert!(is_rfc3339(rfc), "{rfc}");
+        }
+        for not_a_time in [
+            "",
+            "12345678",
+            "20261127",
+            "17642385001",
+            "-1764238500",
+            "1764238500.5",
+            " 1764238500",
+            "99999999999999",
+        ] {
+            assert_eq!(from_unix_text(not_a_time), None, "{not_a_time}");
+        }
+    }
 
     #[test]
     fn accepts_rfc3339_date_times() {

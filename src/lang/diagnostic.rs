@@ -265,6 +265,9 @@ pub const RENDER_WIDTH: usize = 100;
 /// miette's graphical report of a diagnostic, [`RENDER_WIDTH`] columns wide, with or without
 /// colour: the one renderer of `whc check`, the other commands and the sidecar.
 pub fn render_report(diagnostic: &Diagnostic, color: bool) -> Result<String, fmt::Error> {
+    if touches_long_line(diagnostic) {
+        return Err(fmt::Error);
+    }
     let theme = if color {
         GraphicalTheme::unicode()
     } else {
@@ -277,14 +280,43 @@ pub fn render_report(diagnostic: &Diagnostic, color: bool) -> Result<String, fmt
     Ok(out)
 }
 
-/// [`render_report`], or `file:line:column: message` on the rare report miette cannot draw.
+/// The longest line miette is given to draw: it panics on a highlight past column 65,535
+/// (a width it formats as a `u16`), and a line that long is unreadable drawn anyway.
+const LONGEST_DRAWN_LINE: usize = 10_000;
+
+/// Whether a label of the diagnostic, or of a related one, is on a line (or next to one, as
+/// the report shows a line of context each side) longer than [`LONGEST_DRAWN_LINE`].
+fn touches_long_line(diagnostic: &Diagnostic) -> bool {
+    let source = &diagnostic.source;
+    let starts = source.line_starts();
+    let line_len = |line: usize| -> usize {
+        let start = starts[line];
+        let end = starts.get(line + 1).copied().unwrap_or(source.text.len());
+        end - start
+    };
+    let near_long_line = |label: &Label| {
+        let (first, _) = source.line_column(label.span.start);
+        let (last, _) = source.line_column(label.span.end);
+        // `line_column` counts lines from 1; `starts` from 0.
+        let lines = first.saturating_sub(2)..last.min(starts.len());
+        lines.into_iter().any(|l| line_len(l) > LONGEST_DRAWN_LINE)
+    };
+    diagnostic.labels.iter().any(near_long_line) || diagnostic.related.iter().any(touches_long_line)
+}
+
+/// [`render_report`], or `file:line:column: message` on the rare report miette cannot draw
+/// (a label on a line longer than 10,000 characters).
 pub fn render(diagnostic: &Diagnostic, color: bool) -> String {
     render_report(diagnostic, color).unwrap_or_else(|_| {
         let (line, column) = diagnostic.line_column();
-        format!(
+        let mut flat = format!(
             "{}:{line}:{column}: {}\n",
             diagnostic.source.name, diagnostic.message
-        )
+        );
+        if let Some(help) = &diagnostic.help {
+            flat.push_str(&format!("  help: {help}\n"));
+        }
+        flat
     })
 }
 
@@ -312,6 +344,40 @@ pub fn suggestion<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>)
 
 #[cfg(test)]
 pub(crate) mod tests {
+    #[test]
+    fn a_label_on_a_very_long_line_is_reported_flat_not_drawn() {
+        let long = format!(
+            "when utm_source equals \"{}\" and revenu > 2",
+            "a".repeat(70_000)
+        );
+        let text = format!("webhook w {{\n    on conversion\n    {long}\n}}\n");
+        let at = text.find("revenu").unwrap();
+        let source = Arc::new(SourceFile::new("long.whc", text));
+        let d = Diagnostic::new(
+            Code::UnknownField,
+            &source,
+            Span::new(at, at + 6),
+            "here",
+            "unknown field",
+        );
+        assert!(render_report(&d, false).is_err());
+        assert_eq!(render(&d, false), "long.whc:3:70035: unknown field\n");
+        // Next to the long line, too (the report draws a line of context each side).
+        let after = source.text.rfind('}').unwrap();
+        let d = Diagnostic::new(
+            Code::Syntax,
+            &source,
+            Span::new(after, after + 1),
+            "here",
+            "x",
+        );
+        assert!(render_report(&d, false).is_err());
+        // A short line far from it is drawn as usual.
+        let on = source.text.find("on").unwrap();
+        let d = Diagnostic::new(Code::Syntax, &source, Span::new(on, on + 2), "here", "x");
+        assert!(render_report(&d, false).is_ok());
+    }
+
     use std::cell::Cell;
 
     use super::*;

@@ -20,6 +20,8 @@ pub struct Metrics {
     pub events_duplicate: AtomicU64,
     /// Valid events the store failed to take (answered 503, nothing stored).
     pub events_unstored: AtomicU64,
+    /// Postbacks a source's value map ignores (`-> ignore`: answered 200, nothing stored).
+    pub events_ignored: AtomicU64,
     /// Intercepted proxy bodies that were not valid events (forwarded anyway).
     pub proxy_invalid: AtomicU64,
     /// Requests forwarded to the upstream.
@@ -102,6 +104,7 @@ impl Metrics {
                 ("{result=\"rejected\"}", get(&self.events_rejected)),
                 ("{result=\"duplicate\"}", get(&self.events_duplicate)),
                 ("{result=\"unstored\"}", get(&self.events_unstored)),
+                ("{result=\"ignored\"}", get(&self.events_ignored)),
             ],
         );
         counter(

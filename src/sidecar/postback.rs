@@ -8,7 +8,7 @@ use hyper::{Request, Response, StatusCode, header};
 use serde_json::json;
 
 use crate::engine::RuleSet;
-use crate::source::{self, Source, SourceError};
+use crate::source::{self, Mapped, Source, SourceError};
 
 use super::State;
 use super::body::{BodyError, read_limited};
@@ -51,7 +51,15 @@ pub async fn handle(
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let request = source::Request::new(parts.method.as_str(), path_and_query, parts.headers, body);
     let event = match map(source, &request, state) {
-        Ok(event) => event,
+        Ok(Mapped::Event(event)) => *event,
+        Ok(Mapped::Ignored(ignored)) => {
+            Metrics::bump(&state.metrics.events_ignored);
+            tracing::debug!(source = %source.name, reason = %ignored.reason(), "postback ignored");
+            return json(
+                StatusCode::OK,
+                &json!({ "ok": true, "ignored": true, "reason": ignored.reason() }),
+            );
+        }
         Err(err) => {
             Metrics::bump(&state.metrics.events_rejected);
             return refused(&err);
@@ -87,11 +95,7 @@ pub async fn handle(
     }
 }
 
-fn map(
-    source: &Source,
-    request: &source::Request,
-    state: &State,
-) -> Result<crate::event::Event, SourceError> {
+fn map(source: &Source, request: &source::Request, state: &State) -> Result<Mapped, SourceError> {
     source.authorise(request, &*state.env, tokens_match)?;
     source.map(request)
 }

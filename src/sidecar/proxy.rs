@@ -234,7 +234,12 @@ fn map_with_source(
         return None;
     }
     match source.map(&request) {
-        Ok(event) => Some(event),
+        Ok(crate::source::Mapped::Event(event)) => Some(*event),
+        Ok(crate::source::Mapped::Ignored(ignored)) => {
+            Metrics::bump(&state.metrics.events_ignored);
+            tracing::debug!(source = name, reason = %ignored.reason(), "intercepted request ignored by its source; forwarded only");
+            None
+        }
         Err(err) => {
             Metrics::bump(&state.metrics.proxy_invalid);
             tracing::warn!(source = name, %err, "intercepted request does not map to an event; forwarded only");

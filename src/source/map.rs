@@ -4,12 +4,12 @@
 use serde_json::Value as Json;
 use sha2::{Digest, Sha256};
 
-use crate::event::timestamp::is_rfc3339;
+use crate::event::timestamp::{from_unix_text, is_rfc3339};
 use crate::event::{Attribution, Event, EventKind, FieldRef, NumberField};
 use crate::lang::Env;
 use crate::lang::ast::Place;
 
-use super::{From, HashPart, IdRule, KindMap, Request, Source, Target};
+use super::{From, HashPart, IdRule, Ignored, KindMap, Mapped, Outcome, Request, Source, Target};
 
 /// Why a request was refused: the key at fault and what is wrong with it.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,8 +75,9 @@ impl Source {
         }
     }
 
-    /// Maps a request to one event (the secret is checked apart, by [`Source::authorise`]).
-    pub fn map(&self, req: &Request) -> Result<Event, SourceError> {
+    /// Maps a request to one event, or to nothing when its type or status is one the source
+    /// ignores (the secret is checked apart, by [`Source::authorise`]).
+    pub fn map(&self, req: &Request) -> Result<Mapped, SourceError> {
         let mut event = Event::new(EventKind::Conversion);
         let mut first_set = false;
         let mut last_set = false;
@@ -87,17 +88,20 @@ impl Source {
             match m.target {
                 Target::Transaction => event.transaction = Some(value),
                 Target::Visitor => event.visitor = Some(value),
-                Target::OccurredAt if !is_rfc3339(&value) => {
-                    return Err(SourceError::bad(
-                        &m.from,
-                        format!(
-                            "must be an RFC 3339 timestamp such as \"2026-11-27T10:15:00Z\", found {value:?}"
-                        ),
-                    ));
-                }
-                Target::OccurredAt => event.occurred_at = Some(value),
+                Target::OccurredAt if is_rfc3339(&value) => event.occurred_at = Some(value),
+                Target::OccurredAt => match from_unix_text(&value) {
+                    Some(time) => event.occurred_at = Some(time),
+                    None => {
+                        return Err(SourceError::bad(
+                            &m.from,
+                            format!(
+                                "must be an RFC 3339 timestamp such as \"2026-11-27T10:15:00Z\" or a Unix time in seconds or milliseconds, found {value:?}"
+                            ),
+                        ));
+                    }
+                },
                 Target::Field(field) => {
-                    set_field(&mut event, field, &value, &m.from)?;
+                    set_field(&mut event, field, value, &m.from)?;
                     match field.attribution() {
                         Some(Attribution::First) => first_set = true,
                         Some(Attribution::Last) => last_set = true,
@@ -114,7 +118,10 @@ impl Source {
                 event.first_click = event.last_click.clone();
             }
         }
-        let kind = self.kind(req, &event)?;
+        let kind = match self.kind(req, &event)? {
+            Ok(kind) => kind,
+            Err(ignored) => return Ok(Mapped::Ignored(ignored)),
+        };
         event.kind = kind;
         event.set_number(NumberField::EventNumber, kind.event_number().map(f64::from));
         event.id = match &self.id {
@@ -122,36 +129,47 @@ impl Source {
             IdRule::From(from) => read(req, from)?,
             IdRule::Hash(parts) => Some(self.hash_id(parts, &event)),
         };
-        Ok(event)
+        Ok(Mapped::Event(Box::new(event)))
     }
 
-    fn kind(&self, req: &Request, event: &Event) -> Result<EventKind, SourceError> {
+    /// The event the type and status say, or the request ignored (naming the key and value
+    /// that decided; built only then, not on every postback).
+    fn kind(
+        &self,
+        req: &Request,
+        event: &Event,
+    ) -> Result<Result<EventKind, Ignored>, SourceError> {
         let rule = &self.kind;
+        let settle = |map: &KindMap, outcome: Outcome, value: Option<String>| match outcome {
+            Outcome::Event(kind) => Ok(kind),
+            Outcome::Ignore => Err(Ignored {
+                key: map.from.key().to_owned(),
+                value: value.unwrap_or_default(),
+            }),
+        };
         if let Some(kind) = rule
             .negative_revenue
             .filter(|_| event.number(NumberField::Revenue).is_some_and(|r| r < 0.0))
         {
-            return Ok(kind);
+            return Ok(Ok(kind));
         }
         if let Some(status) = &rule.status
             && let Some(value) = read(req, &status.from)?
         {
-            return lookup(status, &value);
+            return Ok(settle(status, lookup(status, &value)?, Some(value)));
         }
-        match &rule.type_ {
-            None => match &rule.status {
-                Some(status) => status.default.ok_or_else(|| {
-                    SourceError::bad(&status.from, "is required: it decides the event type")
-                }),
-                None => Ok(EventKind::Conversion),
-            },
-            Some(type_) => match read(req, &type_.from)? {
-                Some(value) => lookup(type_, &value),
-                None => type_.default.ok_or_else(|| {
-                    SourceError::bad(&type_.from, "is required: it decides the event type")
-                }),
-            },
-        }
+        let (map, value) = match (&rule.type_, &rule.status) {
+            (None, None) => return Ok(Ok(EventKind::Conversion)),
+            (None, Some(status)) => (status, None),
+            (Some(type_), _) => (type_, read(req, &type_.from)?),
+        };
+        let outcome = match &value {
+            Some(v) => lookup(map, v)?,
+            None => map.default.ok_or_else(|| {
+                SourceError::bad(&map.from, "is required: it decides the event type")
+            })?,
+        };
+        Ok(settle(map, outcome, value))
     }
 
     fn hash_id(&self, parts: &[HashPart], event: &Event) -> String {
@@ -174,10 +192,10 @@ impl Source {
     }
 }
 
-/// The event a type or status value means.
-fn lookup(map: &KindMap, value: &str) -> Result<EventKind, SourceError> {
+/// What a type or status value means.
+fn lookup(map: &KindMap, value: &str) -> Result<Outcome, SourceError> {
     let found = if map.entries.is_empty() {
-        whc_kind(value)
+        whc_kind(value).map(Outcome::Event)
     } else {
         map.entries
             .iter()
@@ -220,32 +238,31 @@ fn read(req: &Request, from: &From) -> Result<Option<String>, SourceError> {
         From::Literal(v) => return Ok(Some(v.clone())),
         From::Request(place, name) => (*place, name.as_str()),
     };
-    let one = |values: Vec<&str>| -> Result<Option<String>, SourceError> {
-        match values.as_slice() {
-            [] => Ok(None),
-            [v] => Ok(Some((*v).to_owned()).filter(|v| !v.is_empty())),
-            _ => Err(SourceError::bad(
+    let one = |values: &mut dyn Iterator<Item = &str>| -> Result<Option<String>, SourceError> {
+        match (values.next(), values.next()) {
+            (None, _) => Ok(None),
+            (Some(v), None) => Ok(Some(v.to_owned()).filter(|v| !v.is_empty())),
+            (Some(_), Some(_)) => Err(SourceError::bad(
                 from,
                 "appears more than once; send it once",
             )),
         }
     };
     let value = match place {
-        Place::Query => one(req.query_values(name))?,
-        Place::Form => one(req.form_values(name))?,
+        Place::Query => one(&mut req.query_values(name))?,
+        Place::Form => one(&mut req.form_values(name))?,
         Place::Json => json_value(req, name, from)?,
         Place::Header => {
-            let values: Vec<&str> = req
+            let mut values = req
                 .headers
                 .get_all(name)
                 .iter()
-                .filter_map(|v| v.to_str().ok())
-                .collect();
-            one(values)?
+                .filter_map(|v| v.to_str().ok());
+            one(&mut values)?
         }
-        Place::Param => match one(req.query_values(name))? {
+        Place::Param => match one(&mut req.query_values(name))? {
             Some(v) => Some(v),
-            None => match one(req.form_values(name))? {
+            None => match one(&mut req.form_values(name))? {
                 Some(v) => Some(v),
                 None => json_value(req, name, from)?,
             },
@@ -282,24 +299,26 @@ fn json_value(req: &Request, pointer: &str, from: &From) -> Result<Option<String
 fn set_field(
     event: &mut Event,
     field: FieldRef,
-    value: &str,
+    value: String,
     from: &From,
 ) -> Result<(), SourceError> {
     match field {
-        FieldRef::Click(Attribution::First, c) => event.first_click.set(c, Some(value.to_owned())),
-        FieldRef::Click(Attribution::Last, c) => event.last_click.set(c, Some(value.to_owned())),
-        FieldRef::Text(t) => event.texts[t.slot()] = Some(value.to_owned()),
-        FieldRef::Id(i) => event.ids[i.slot()] = Some(value.to_owned()),
+        FieldRef::Click(Attribution::First, c) => event.first_click.set(c, Some(value)),
+        FieldRef::Click(Attribution::Last, c) => event.last_click.set(c, Some(value)),
+        FieldRef::Text(t) => event.texts[t.slot()] = Some(value),
+        FieldRef::Id(i) => event.ids[i.slot()] = Some(value),
         FieldRef::Flag(f) => {
-            let flag = match value.trim().to_ascii_lowercase().as_str() {
-                "1" | "true" | "yes" | "y" | "on" => true,
-                "0" | "false" | "no" | "n" | "off" => false,
-                _ => {
-                    return Err(SourceError::bad(
-                        from,
-                        format!("must be a flag (1/0, true/false, yes/no), found {value:?}"),
-                    ));
-                }
+            let word = value.trim();
+            let is = |names: &[&str]| names.iter().any(|n| n.eq_ignore_ascii_case(word));
+            let flag = if is(&["1", "true", "yes", "y", "on"]) {
+                true
+            } else if is(&["0", "false", "no", "n", "off"]) {
+                false
+            } else {
+                return Err(SourceError::bad(
+                    from,
+                    format!("must be a flag (1/0, true/false, yes/no), found {value:?}"),
+                ));
             };
             event.flags[f.slot()] = Some(flag);
         }

@@ -11,7 +11,7 @@ pub mod request;
 pub use map::SourceError;
 pub use request::Request;
 
-use crate::event::{EventKind, FieldRef};
+use crate::event::{Event, EventKind, FieldRef};
 use crate::lang::ast::{Method, Place, Span};
 
 /// One compiled `source` block.
@@ -116,15 +116,60 @@ pub struct Mapping {
     pub from: From,
 }
 
-/// A value map for the type or the status: the text sent, and the event it means.
+/// What a type or status value means: an event, or nothing to store (`-> ignore`, for a
+/// tracker's `pending` or `hold` that a later postback settles).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Outcome {
+    /// Store this event and fan it out.
+    Event(EventKind),
+    /// Answer the tracker that all is well, and store nothing.
+    Ignore,
+}
+
+/// A value map for the type or the status: the text sent, and what it means.
 #[derive(Debug, Clone, PartialEq)]
 pub struct KindMap {
     /// Where the value is read.
     pub from: From,
-    /// Each value and its event; empty means whc's own names (`conversion`, `event3`).
-    pub entries: Vec<(String, EventKind)>,
-    /// The event for a value not in the map (`else`), or for no value at all.
-    pub default: Option<EventKind>,
+    /// Each value and its outcome; empty means whc's own names (`conversion`, `event3`).
+    pub entries: Vec<(String, Outcome)>,
+    /// The outcome for a value not in the map (`else`), or for no value at all.
+    pub default: Option<Outcome>,
+}
+
+/// What a request on a source's route became.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Mapped {
+    /// An event to store and fan out.
+    Event(Box<Event>),
+    /// A request the source's value map says to ignore.
+    Ignored(Ignored),
+}
+
+/// A request a source ignores: which parameter said so, with which value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ignored {
+    /// The parameter, form field, JSON pointer or header read.
+    pub key: String,
+    /// The value it had (empty when the map's `else` applied to a request without it).
+    pub value: String,
+}
+
+impl Ignored {
+    /// The reason, for the tracker's answer and the logs: `status "pending" is ignored`.
+    pub fn reason(&self) -> String {
+        format!("{} {:?} is ignored by the source", self.key, self.value)
+    }
+}
+
+impl Mapped {
+    /// The event, when the request made one.
+    pub fn event(self) -> Option<Event> {
+        match self {
+            Mapped::Event(event) => Some(*event),
+            Mapped::Ignored(_) => None,
+        }
+    }
 }
 
 /// How a source decides the event type.

@@ -1,7 +1,6 @@
 //! Crash: the real binary killed with SIGKILL mid-stream loses no acknowledged event.
 
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -9,7 +8,7 @@ use std::time::Duration;
 
 use hyper::{Method, StatusCode};
 
-use crate::support::{Http, Reply, Target, conversion, wait_until, webhook};
+use crate::support::{Http, Reply, Target, conversion, listening_urls, wait_until, webhook};
 
 /// The binary running as a child; killed if the test fails half-way.
 struct Serve {
@@ -38,22 +37,10 @@ impl Serve {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start whc serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("reader thread")
-        .expect("read the first line");
-        let (events, admin) = line
-            .trim()
-            .strip_prefix("whc serve: events on ")
-            .and_then(|rest| rest.split_once(", admin on "))
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        let (events, admin) = listening_urls(&mut child).await;
         Serve {
-            events: events.to_owned(),
-            admin: admin.to_owned(),
+            events,
+            admin,
             child: Some(child),
         }
     }

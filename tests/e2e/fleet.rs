@@ -3,7 +3,6 @@
 //! is delivered by the survivors; the duplicates are only those the lease take-over explains.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -12,7 +11,9 @@ use std::time::Duration;
 use hyper::{Method, StatusCode};
 use whc::store::scratch::ScratchPostgres;
 
-use crate::support::{Http, Reply, Target, conversion, wait_until, wait_until_async};
+use crate::support::{
+    Http, Reply, Target, conversion, listening_urls, wait_until, wait_until_async,
+};
 
 /// The lease the sidecars hold claims with: short, so the take-over comes quickly.
 const LEASE: &str = "2s";
@@ -42,22 +43,10 @@ impl Member {
             .stderr(Stdio::inherit())
             .spawn()
             .expect("start whc serve");
-        let stdout = child.stdout.take().expect("stdout");
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("reader thread")
-        .expect("read the first line");
-        let (events, admin) = line
-            .trim()
-            .strip_prefix("whc serve: events on ")
-            .and_then(|rest| rest.split_once(", admin on "))
-            .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+        let (events, admin) = listening_urls(&mut child).await;
         Member {
-            events: events.to_owned(),
-            admin: admin.to_owned(),
+            events,
+            admin,
             child: Some(child),
         }
     }

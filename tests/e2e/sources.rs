@@ -24,11 +24,13 @@ source tracker {{
     last.externalId = param "gclid"
     isFromGoogleAds = param "gads"
     utm_source = json "/click/source"
+    occurredAt = param "ts"
+    status = param "st" {{ "approved" -> conversion, "pending" -> ignore, "hold" -> ignore }}
 }}
 
 webhook network {{
     on conversion, refund, event 2
-    post "{}?click=[last.externalId]&cid=[clickId]&amount=[revenue]&cur=[currency]&e=[event]&g=[isFromGoogleAds]&s=[utm_source]"
+    post "{}?click=[last.externalId]&cid=[clickId]&amount=[revenue]&cur=[currency]&e=[event]&g=[isFromGoogleAds]&s=[utm_source]&t=[timestamp]"
 }}
 "#,
         target.url("/pb")
@@ -168,5 +170,59 @@ async fn bad_postbacks_name_the_parameter_and_store_nothing() {
     let elsewhere = http.get(&sidecar.events_url("/in/other")).await;
     assert_eq!(elsewhere.status, StatusCode::NOT_FOUND);
     assert!(sidecar.deliveries("").await.is_empty());
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_ignored_status_is_answered_200_and_stores_nothing_until_it_settles() {
+    let target = Target::start().await;
+    let sidecar = start(&target).await;
+    let http = Http::new();
+    let pending =
+        http.get(&sidecar.events_url(
+            "/in/tracker?token=s3cret&et=sale&st=pending&txid=P1&cid=C9&ts=1764238500",
+        ))
+        .await;
+    assert_eq!(pending.status, StatusCode::OK, "{}", pending.text());
+    assert_eq!(pending.json()["ignored"], true, "{}", pending.text());
+    assert!(
+        pending.json()["reason"]
+            .as_str()
+            .unwrap()
+            .contains("\"pending\""),
+        "{}",
+        pending.text()
+    );
+    assert!(sidecar.deliveries("").await.is_empty());
+    assert!(
+        sidecar
+            .metrics()
+            .await
+            .contains("whc_events_total{result=\"ignored\"} 1")
+    );
+
+    // The tracker settles it: the same conversion, approved, fires once. Its Unix time is
+    // written as RFC 3339.
+    let approved = http
+        .get(&sidecar.events_url(
+            "/in/tracker?token=s3cret&et=sale&st=approved&txid=P1&cid=C9&ts=1764238500",
+        ))
+        .await;
+    assert_eq!(approved.status, StatusCode::OK, "{}", approved.text());
+    assert_eq!(approved.json()["duplicate"], false, "{}", approved.text());
+    let got = target.wait_for(1).await;
+    assert!(
+        got[0].query().contains("t=2025-11-27T10%3A15%3A00Z"),
+        "{}",
+        got[0].query()
+    );
+
+    // A time that is neither RFC 3339 nor a Unix time is refused, naming the parameter.
+    let bad = http
+        .get(&sidecar.events_url("/in/tracker?token=s3cret&et=sale&txid=P2&ts=27.11.2025"))
+        .await;
+    assert_eq!(bad.status, StatusCode::BAD_REQUEST, "{}", bad.text());
+    assert_eq!(bad.json()["key"], "ts", "{}", bad.text());
+    assert_eq!(sidecar.deliveries("").await.len(), 1);
     sidecar.shutdown().await;
 }

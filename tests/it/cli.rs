@@ -666,6 +666,7 @@ source t {
     secret query "k" = env("K")
     id = query "txid"
     revenue = query "sum"
+    status = query "st" { "ok" -> conversion, "pending" -> ignore }
 }
 webhook w {
     on conversion
@@ -676,10 +677,16 @@ webhook w {
         (
             "rules/in.cases.json",
             r#"{"cases": [
-                {"name": "maps", "source": "t", "request": {"url": "/in/t?txid=1&sum=5"},
+                {"name": "maps", "source": "t", "request": {"url": "/in/t?txid=1&sum=5&st=ok"},
                  "mapped": {"revenue": 6}, "fires": ["w"]},
-                {"name": "refuses", "source": "t", "request": {"url": "/in/t?sum=x"},
+                {"name": "refuses", "source": "t", "request": {"url": "/in/t?sum=x&st=ok"},
                  "refused": "sum", "fires": []},
+                {"name": "ignores", "source": "t", "request": {"url": "/in/t?sum=1&st=pending"},
+                 "ignored": "st", "fires": []},
+                {"name": "ignored, not mapped", "source": "t",
+                 "request": {"url": "/in/t?sum=1&st=pending"}, "fires": ["w"]},
+                {"name": "mapped, not ignored", "source": "t",
+                 "request": {"url": "/in/t?sum=1&st=ok"}, "ignored": "st", "fires": ["w"]},
                 {"name": "unknown source", "source": "s", "request": {"url": "/in/t"}, "fires": []}
             ]}"#,
         ),
@@ -687,10 +694,18 @@ webhook w {
     let out = whc(dir.path(), &["cases", "--format", "json"]);
     assert_exit(&out, 1);
     let report = json(&out);
-    assert_eq!(report["passed"], 1, "{report}");
-    assert_eq!(report["failed"], 2, "{report}");
+    assert_eq!(report["passed"], 2, "{report}");
+    assert_eq!(report["failed"], 4, "{report}");
     let text = report.to_string();
     assert!(text.contains("there is no source `s`"), "{text}");
+    assert!(
+        text.contains(r#"the source ignored the request: st \"pending\" is ignored"#),
+        "{text}"
+    );
+    assert!(
+        text.contains("expected the source to ignore the request naming `st`"),
+        "{text}"
+    );
 }
 
 #[test]
@@ -703,6 +718,7 @@ source voluum {
     secret query "k" = env("K")
     id = query "txid"
     type = query "et" { "sale" -> conversion, "lead" -> event 2 }
+    status = query "st" { "hold" -> ignore }
     last.externalId = query "externalid"
 }
 webhook net {
@@ -732,4 +748,20 @@ webhook net {
     assert_exit(&out, 2);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("query parameter \"et\""), "{err}");
+    let out = whc(
+        dir.path(),
+        &[
+            "explain",
+            "--source",
+            "voluum",
+            "/in/voluum?et=lead&st=hold",
+        ],
+    );
+    assert_exit(&out, 0);
+    let text = stdout(&out);
+    assert!(
+        text.contains("source voluum ignores the request: st \"hold\" is ignored"),
+        "{text}"
+    );
+    assert!(!text.contains("net:"), "{text}");
 }

@@ -3,13 +3,13 @@
 //!
 //! A cases file is `{"cases": [CASE, ...]}`; a case is
 //! `{"name", "event" | "event_file" | "source" + "request", "fires", "would_fire"?, "urls"?,
-//! "mapped"?, "refused"?, "description"?}`.
+//! "mapped"?, "refused"?, "ignored"?, "description"?}`.
 //! `fires` is the exact set of webhooks that send for the event; `would_fire` the exact set of
 //! `disabled` webhooks whose conditions hold (default: none); `urls` the exact rendered URL of
 //! some of them (the `[delivery]` token renders as `DELIVERY-ID`). A case with `source` and
 //! `request` (`{"method"?, "url", "headers"?, "body"?}`) maps the raw request with that source
 //! first; `mapped` is a part of the event it must make, `refused` the parameter a refusal must
-//! name.
+//! name, `ignored` the parameter whose value the source ignores (`"pending" -> ignore`).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -25,7 +25,7 @@ use crate::engine::explain::{Explanation, explain};
 use crate::event::Event;
 use crate::lang::Webhook;
 use crate::lang::diagnostic::did_you_mean;
-use crate::source::{Source, SourceError};
+use crate::source::{Mapped, Source, SourceError};
 
 use super::output::paint;
 use super::{Format, default_rules};
@@ -110,6 +110,8 @@ struct CaseSpec {
     mapped: Option<Value>,
     #[serde(default)]
     refused: Option<String>,
+    #[serde(default)]
+    ignored: Option<String>,
 }
 
 /// A raw request as a tracker sends it, for a case that goes through a source.
@@ -321,8 +323,8 @@ fn read_event(case: &CaseSpec, base: &Path) -> Result<Event, String> {
     }
 }
 
-/// What a case's request became: an event, or the source's refusal.
-fn map_request(case: &CaseSpec, sources: &[Source]) -> Result<Result<Event, SourceError>, String> {
+/// What a case's request became: an event, nothing (ignored), or the source's refusal.
+fn map_request(case: &CaseSpec, sources: &[Source]) -> Result<Result<Mapped, SourceError>, String> {
     let (Some(name), Some(raw)) = (&case.source, &case.request) else {
         return Err("a case through a source gives both `source` and `request`".into());
     };
@@ -391,16 +393,28 @@ fn run_case(case: CaseSpec, base: &Path, webhooks: &[Webhook], sources: &[Source
         elapsed: Duration::ZERO,
     };
     let read = if case.source.is_some() || case.request.is_some() {
-        map_request(&case, sources).map(|mapped| match (mapped, &case.refused) {
-            (Ok(event), None) => Some(event),
-            (Ok(_), Some(key)) => {
+        map_request(&case, sources).map(|mapped| match (mapped, &case.refused, &case.ignored) {
+            (Ok(Mapped::Event(event)), None, None) => Some(*event),
+            (Ok(Mapped::Event(_)), refused, ignored) => {
+                let (what, key) = match (refused, ignored) {
+                    (Some(key), _) => ("refuse", key),
+                    (None, key) => ("ignore", key.as_ref().expect("one of them")),
+                };
                 result.failures.push(format!(
-                    "expected the source to refuse the request naming `{key}`, but it mapped it"
+                    "expected the source to {what} the request naming `{key}`, but it mapped it"
                 ));
                 None
             }
-            (Err(refusal), Some(key)) if refusal.key == *key => None,
-            (Err(refusal), _) => {
+            (Ok(Mapped::Ignored(ignored)), _, Some(key)) if ignored.key == *key => None,
+            (Ok(Mapped::Ignored(ignored)), _, _) => {
+                result.failures.push(format!(
+                    "the source ignored the request: {}",
+                    ignored.reason()
+                ));
+                None
+            }
+            (Err(refusal), Some(key), _) if refusal.key == *key => None,
+            (Err(refusal), _, _) => {
                 result
                     .failures
                     .push(format!("the source refused the request: {refusal}"));

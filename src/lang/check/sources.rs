@@ -5,12 +5,15 @@ use std::sync::Arc;
 
 use crate::event::{Attribution, EventKind, Field, FieldRef, NumberField};
 use crate::lang::ast::{
-    Literal, MapEntry, Place, SourceClause, SourceDecl, Span, Spanned, ValueFrom, ValueSource,
+    EventSpec, Literal, MapEntry, Place, SourceClause, SourceDecl, Span, Spanned, ValueFrom,
+    ValueSource,
 };
 use crate::lang::codes::Code;
 use crate::lang::diagnostic::{Diagnostic, SourceFile, suggestion};
 use crate::lang::webhook::Env;
-use crate::source::{From, HashPart, IdRule, KindMap, KindRule, Mapping, Secret, Source, Target};
+use crate::source::{
+    From, HashPart, IdRule, KindMap, KindRule, Mapping, Outcome, Secret, Source, Target,
+};
 
 use super::{Checker, Regexes};
 
@@ -53,6 +56,8 @@ impl Checker<'_> {
         let mut route: Option<(Vec<crate::lang::ast::Method>, String, Span)> = None;
         let mut secret = None;
         let mut kind = KindRule::default();
+        // The last `type`/`status` map, where an error about both points.
+        let mut last_kind_map: Option<Span> = None;
         let mut fields: Vec<Mapping> = Vec::new();
         let mut id = None;
         let mut seen: Vec<(String, Span)> = Vec::new();
@@ -159,6 +164,7 @@ impl Checker<'_> {
                                 ok = false;
                                 continue;
                             };
+                            last_kind_map = Some(map.as_ref().map_or(from.span, |m| m.span));
                             if target.node == "type" {
                                 kind.type_ = Some(m);
                             } else {
@@ -232,6 +238,25 @@ impl Checker<'_> {
                 format!("source `{}` accepts requests from anyone", decl.name.node),
             )
             .help = Some("add `secret query \"token\" = env(\"NAME\")` and put `token=...` in the postback URL".into());
+        }
+        if let Some(span) = last_kind_map.filter(|_| ok && kind.negative_revenue.is_none()) {
+            let maps = kind.type_.iter().chain(&kind.status);
+            let mut outcomes = maps
+                .clone()
+                .flat_map(|m| m.entries.iter().map(|(_, o)| o).chain(&m.default));
+            let own_names = maps
+                .clone()
+                .any(|m| m.entries.is_empty() && m.default.is_none());
+            if !own_names && outcomes.all(|o| *o == Outcome::Ignore) {
+                self.error(
+                    Code::EmptyValueMap,
+                    span,
+                    "ignores every value",
+                    format!("source `{}` cannot produce any event: its `type` and `status` maps ignore every value", decl.name.node),
+                )
+                .help = Some("map at least one value to an event: `{ \"sale\" -> conversion, \"pending\" -> ignore }`".into());
+                ok = false;
+            }
         }
         let id = match id {
             Some(id) => id,
@@ -317,7 +342,7 @@ impl Checker<'_> {
             return Some(KindMap {
                 from: From::Literal(s.value.clone()),
                 entries: Vec::new(),
-                default: Some(kind),
+                default: Some(Outcome::Event(kind)),
             });
         }
         let from_compiled = self.plain_from(target, from)?;
@@ -336,7 +361,13 @@ impl Checker<'_> {
                 return None;
             }
             for entry in &map.node {
-                let Some(kind) = self.one_event(&entry.event) else {
+                let ignore =
+                    matches!(&entry.event.node, EventSpec::Named(name) if name == "ignore");
+                let kind = if ignore {
+                    Outcome::Ignore
+                } else if let Some(kind) = self.one_event(&entry.event) {
+                    Outcome::Event(kind)
+                } else {
                     ok = false;
                     continue;
                 };
@@ -354,7 +385,7 @@ impl Checker<'_> {
                     Some(v)
                         if entries
                             .iter()
-                            .any(|(e, _): &(String, EventKind)| *e == v.value) =>
+                            .any(|(e, _): &(String, Outcome)| *e == v.value) =>
                     {
                         self.error(
                             Code::RepeatedClause,

@@ -62,6 +62,10 @@ impl Claimed {
         true
     }
 
+    fn on(&self, endpoint: &str) -> usize {
+        self.per_endpoint.get(endpoint).copied().unwrap_or(0)
+    }
+
     /// The ids held, for renewing their leases.
     pub(crate) fn ids(&self) -> Vec<String> {
         self.endpoint_of.keys().cloned().collect()
@@ -69,40 +73,30 @@ impl Claimed {
 }
 
 /// The endpoints with pending deliveries, each found by one seek in the due index (a loose
-/// index scan): the cost grows with the endpoints, not with a dead endpoint's backlog. Then
-/// how many this sidecar holds on each (`$1` endpoints, `$2` counts). Starts a `WITH
-/// RECURSIVE` list.
-const PENDING_ENDPOINTS: &str = "WITH RECURSIVE pending(endpoint) AS (
-         (SELECT endpoint FROM whc_deliveries WHERE status = 'pending'
-          ORDER BY endpoint LIMIT 1)
-         UNION ALL
-         SELECT (SELECT endpoint FROM whc_deliveries
-                 WHERE status = 'pending' AND endpoint > pending.endpoint
-                 ORDER BY endpoint LIMIT 1)
-         FROM pending WHERE pending.endpoint IS NOT NULL
-     ),
-     endpoints AS (
-         SELECT p.endpoint, coalesce(h.held, 0) AS held
-         FROM pending p LEFT JOIN unnest($1::text[], $2::int8[]) AS h(endpoint, held)
-             ON h.endpoint = p.endpoint
-         WHERE p.endpoint IS NOT NULL
-     )";
-
-/// The endpoints this sidecar holds claims on, and how many, as two arrays.
-fn held(claims: &Claims) -> (Vec<String>, Vec<i64>) {
-    claims
-        .lock()
-        .per_endpoint
-        .iter()
-        .map(|(e, n)| (e.clone(), i64::try_from(*n).unwrap_or(i64::MAX)))
-        .unzip()
+/// index scan): the cost grows with the endpoints, not with a dead endpoint's backlog.
+async fn pending_endpoints(client: &tokio_postgres::Client) -> Result<Vec<String>, PgError> {
+    let rows = client
+        .query(
+            "WITH RECURSIVE e(endpoint) AS (
+                 (SELECT endpoint FROM whc_deliveries WHERE status = 'pending'
+                  ORDER BY endpoint LIMIT 1)
+                 UNION ALL
+                 SELECT (SELECT endpoint FROM whc_deliveries
+                         WHERE status = 'pending' AND endpoint > e.endpoint
+                         ORDER BY endpoint LIMIT 1)
+                 FROM e WHERE e.endpoint IS NOT NULL
+             )
+             SELECT endpoint FROM e WHERE endpoint IS NOT NULL",
+            &[],
+        )
+        .await?;
+    rows.iter()
+        .map(|r| r.try_get(0).map_err(PgError::from))
+        .collect()
 }
 
 /// Claims up to `limit` deliveries due at `due_by` for `owner` until `now + lease_ms`, at most
 /// `per_endpoint` held by this sidecar on each endpoint.
-///
-/// One round trip: the statement finds the endpoints, picks and leases their due deliveries
-/// and reads them back with their events; BEGIN and COMMIT are sent with it (pipelined).
 pub(crate) async fn claim(
     pool: &Pool,
     claims: &Claims,
@@ -112,22 +106,32 @@ pub(crate) async fn claim(
     limit: usize,
     per_endpoint: usize,
 ) -> Result<Vec<Delivery>, PgError> {
-    let client = pool.get().await?;
-    let (names, counts) = held(claims);
+    let mut client = pool.get().await?;
+    let endpoints = pending_endpoints(&client).await?;
+    let (names, rooms): (Vec<String>, Vec<i64>) = {
+        let held = claims.lock();
+        endpoints
+            .into_iter()
+            .filter_map(|e| {
+                let room = per_endpoint.saturating_sub(held.on(&e)).min(limit);
+                (room > 0).then(|| (e, i64::try_from(room).unwrap_or(i64::MAX)))
+            })
+            .unzip()
+    };
+    if names.is_empty() {
+        return Ok(Vec::new());
+    }
     let now = now_ms();
     let until = now.saturating_add(lease_ms);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-    let per_endpoint = i64::try_from(per_endpoint).unwrap_or(i64::MAX);
     let sql = format!(
-        "{PENDING_ENDPOINTS},
-         picked AS (
-             SELECT c.id FROM endpoints e
+        "WITH picked AS (
+             SELECT c.id FROM unnest($1::text[], $2::int8[]) AS e(endpoint, room)
              CROSS JOIN LATERAL (
                  SELECT id, next_attempt_at FROM whc_deliveries
                  WHERE status = 'pending' AND endpoint = e.endpoint
                    AND next_attempt_at <= $3 AND claimed_until <= $4
-                 ORDER BY next_attempt_at, id
-                 LIMIT greatest(0, least($5, $8 - e.held))
+                 ORDER BY next_attempt_at, id LIMIT e.room
                  FOR UPDATE SKIP LOCKED
              ) c
              ORDER BY c.next_attempt_at, c.id LIMIT $5
@@ -140,28 +144,14 @@ pub(crate) async fn claim(
          SELECT {COLUMNS}, d.endpoint FROM claimed d LEFT JOIN whc_events e ON e.id = d.event_id
          ORDER BY d.next_attempt_at, d.id"
     );
-    let statement = client.prepare_cached(&sql).await?;
-    let params: [&(dyn ToSql + Sync); 8] = [
-        &names,
-        &counts,
-        &due_by,
-        &now,
-        &limit,
-        &owner,
-        &until,
-        &per_endpoint,
-    ];
     // A claim is cheap to lose (its lease runs out and another sidecar takes it): it does not
-    // wait for the WAL flush. A failed statement aborts the transaction, and the COMMIT sent
-    // behind it rolls back.
-    let (began, rows, committed) = tokio::join!(
-        client.batch_execute("BEGIN; SET LOCAL synchronous_commit = off"),
-        client.query(&statement, &params),
-        client.batch_execute("COMMIT"),
-    );
-    began?;
-    let rows = rows?;
-    committed?;
+    // wait for the WAL flush.
+    let tx = client.transaction().await?;
+    tx.batch_execute("SET LOCAL synchronous_commit = off")
+        .await?;
+    let params: [&(dyn ToSql + Sync); 7] = [&names, &rooms, &due_by, &now, &limit, &owner, &until];
+    let rows = tx.query(&tx.prepare_cached(&sql).await?, &params).await?;
+    tx.commit().await?;
     let mut held = claims.lock();
     let mut out = Vec::with_capacity(rows.len());
     for row in &rows {
@@ -181,26 +171,29 @@ pub(crate) async fn next_due_at(
     per_endpoint: usize,
 ) -> Result<Option<i64>, PgError> {
     let client = pool.get().await?;
-    let (names, counts) = held(claims);
-    let per_endpoint = i64::try_from(per_endpoint).unwrap_or(i64::MAX);
-    let statement = client
-        .prepare_cached(&format!(
-            "{PENDING_ENDPOINTS}
-             SELECT min(greatest(c.next_attempt_at, c.claimed_until))
-             FROM endpoints e
+    let endpoints = pending_endpoints(&client).await?;
+    let (names, looks): (Vec<String>, Vec<i64>) = {
+        let held = claims.lock();
+        endpoints
+            .into_iter()
+            .filter(|e| held.on(e) < per_endpoint)
+            .map(|e| (e, LOOK_PAST))
+            .unzip()
+    };
+    if names.is_empty() {
+        return Ok(None);
+    }
+    let row = client
+        .query_one(
+            "SELECT min(greatest(c.next_attempt_at, c.claimed_until))
+             FROM unnest($1::text[], $2::int8[]) AS e(endpoint, look)
              CROSS JOIN LATERAL (
                  SELECT next_attempt_at, claimed_until FROM whc_deliveries
                  WHERE status = 'pending' AND endpoint = e.endpoint
                    AND claimed_by IS DISTINCT FROM $3
-                 ORDER BY next_attempt_at, id LIMIT $4
-             ) c
-             WHERE e.held < $5"
-        ))
-        .await?;
-    let row = client
-        .query_one(
-            &statement,
-            &[&names, &counts, &owner, &LOOK_PAST, &per_endpoint],
+                 ORDER BY next_attempt_at, id LIMIT e.look
+             ) c",
+            &[&names, &looks, &owner],
         )
         .await?;
     Ok(row.try_get(0)?)
@@ -209,13 +202,13 @@ pub(crate) async fn next_due_at(
 /// Gives up this sidecar's lease on a delivery.
 pub(crate) async fn release(pool: &Pool, owner: &str, id: &str) -> Result<(), PgError> {
     let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
+    client
+        .execute(
             "UPDATE whc_deliveries SET claimed_by = NULL, claimed_until = 0
              WHERE id = $1 AND claimed_by = $2",
+            &[&id, &owner],
         )
         .await?;
-    client.execute(&statement, &[&id, &owner]).await?;
     Ok(())
 }
 
@@ -231,12 +224,12 @@ pub(crate) async fn renew(
     }
     let client = pool.get().await?;
     let until = now_ms().saturating_add(lease_ms);
-    let statement = client
-        .prepare_cached(
+    client
+        .execute(
             "UPDATE whc_deliveries SET claimed_until = $3
              WHERE id = ANY($1) AND claimed_by = $2 AND status = 'pending'",
+            &[&ids, &owner, &until],
         )
         .await?;
-    client.execute(&statement, &[&ids, &owner, &until]).await?;
     Ok(())
 }

@@ -30,7 +30,7 @@ use crate::outbox::{
 };
 
 use claims::Claims;
-use writer::{Lane, Request};
+use writer::Request;
 
 /// The pool type of this store.
 pub(crate) type Pool = deadpool_postgres::Pool;
@@ -228,10 +228,7 @@ struct Inner {
     /// The URL without its password, for logs.
     described: String,
     pool: Pool,
-    /// The writer of posts and the fleet's settings (COMMITs flushed before answering).
     writer: mpsc::UnboundedSender<Request>,
-    /// The writer of attempt records (see [`Lane::Records`]).
-    records: mpsc::UnboundedSender<Request>,
     claims: Arc<Claims>,
     counters: Arc<Counters>,
     wake: Arc<Notify>,
@@ -305,21 +302,17 @@ impl PgStore {
         let (paused_tx, paused) = watch::channel(paused_now.unwrap_or(false));
         let set_paused = paused_tx.clone();
         let (tx, rx) = mpsc::unbounded_channel();
-        let (records_tx, records_rx) = mpsc::unbounded_channel();
         let counters = Arc::new(Counters::default());
         let claims = Arc::new(Claims::default());
         let wake = Arc::new(Notify::new());
         let stop = CancellationToken::new();
-        for (lane, rx) in [(Lane::Flushed, rx), (Lane::Records, records_rx)] {
-            tokio::spawn(writer::run(
-                pool.clone(),
-                lane,
-                rx,
-                Arc::clone(&counters),
-                Arc::clone(&claims),
-                Arc::clone(&wake),
-            ));
-        }
+        tokio::spawn(writer::run(
+            pool.clone(),
+            rx,
+            Arc::clone(&counters),
+            Arc::clone(&claims),
+            Arc::clone(&wake),
+        ));
         if paused_now.is_some() {
             setup.ready.store(true, Ordering::Release);
             tokio::spawn(listen(
@@ -357,7 +350,6 @@ impl PgStore {
                 described: super::redact(url),
                 pool,
                 writer: tx,
-                records: records_tx,
                 claims,
                 counters,
                 wake,
@@ -442,10 +434,7 @@ impl PgStore {
     /// See [`super::Store::record`].
     pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), PgError> {
         let id = id.to_owned();
-        self.write_on(&self.inner.records, |reply| {
-            Request::Record(id, record, reply)
-        })
-        .await
+        self.write(|reply| Request::Record(id, record, reply)).await
     }
 
     /// See [`super::Store::release`]. The lease is given up in the database too; if that fails

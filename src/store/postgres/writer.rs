@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_postgres::types::ToSql;
+use tokio_postgres::Transaction;
 
 use super::{Claims, Counters, PgError, Pool, WAKE_CHANNEL};
 use crate::outbox::{
@@ -67,22 +67,9 @@ impl Request {
     }
 }
 
-/// Which of a sidecar's two writers: both group-commit, but only a post's COMMIT must be on
-/// disk before its answer.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(crate) enum Lane {
-    /// Posts and the fleet's settings: each COMMIT waits for its WAL flush.
-    Flushed,
-    /// Attempt records, with `synchronous_commit = off`: a record lost in a database crash
-    /// leaves its delivery pending, and it is sent again when its lease runs out, as after a
-    /// lost claim (at least once either way). Records no longer wait behind posts' flushes.
-    Records,
-}
-
 /// The writer task: runs until every sender is dropped.
 pub(crate) async fn run(
     pool: Pool,
-    lane: Lane,
     mut requests: mpsc::UnboundedReceiver<Request>,
     counters: Arc<Counters>,
     claims: Arc<Claims>,
@@ -104,7 +91,7 @@ pub(crate) async fn run(
         counters
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        commit_batch(&pool, lane, batch, &counters, &claims, &wake).await;
+        commit_batch(&pool, batch, &counters, &claims, &wake).await;
         let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         counters.busy_micros.fetch_add(busy, Ordering::Relaxed);
     }
@@ -125,7 +112,6 @@ struct Results {
 /// Runs one batch in one transaction (again after a deadlock) and answers after COMMIT.
 async fn commit_batch(
     pool: &Pool,
-    lane: Lane,
     batch: Vec<Request>,
     counters: &Counters,
     claims: &Claims,
@@ -134,7 +120,7 @@ async fn commit_batch(
     let wakes = batch.iter().any(Request::may_make_due);
     let mut tries = 0;
     let outcome = loop {
-        match run_batch(pool, lane, &batch, wakes).await {
+        match run_batch(pool, &batch, wakes).await {
             Err(e) if e.is_conflict() && tries < CONFLICT_RETRIES => tries += 1,
             other => break other,
         }
@@ -200,93 +186,25 @@ fn answer(batch: Vec<Request>, results: Results, claims: &Claims) {
     }
 }
 
-/// Stores events and their new events' deliveries in one statement; returns the ids stored
-/// (an id already stored, or earlier in the arrays, is left out, and so are its deliveries).
-const ACCEPT: &str = "WITH e AS (
-         INSERT INTO whc_events (id, type, body, occurred_at, received_at)
-         SELECT id, type, body, occurred_at, $5
-         FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
-             AS e(id, type, body, occurred_at)
-         ON CONFLICT (id) DO NOTHING
-         RETURNING id
-     ),
-     d AS (
-         INSERT INTO whc_deliveries (id, event_id, webhook, method, url, endpoint, headers,
-             body, envelope, secret_env, timeout_ms, max_attempts, attempts, status,
-             next_attempt_at, created_at, updated_at)
-         SELECT d.id, d.event_id, d.webhook, d.method, d.url, d.endpoint, d.headers, d.body,
-             d.envelope, d.secret_env, d.timeout_ms, d.max_attempts, 0, 'pending', $5, $5, $5
-         FROM unnest($6::text[], $7::text[], $8::text[], $9::text[], $10::text[],
-             $11::text[], $12::text[], $13::bytea[], $14::bool[], $15::text[], $16::int8[],
-             $17::int4[])
-             AS d(id, event_id, webhook, method, url, endpoint, headers, body, envelope,
-                  secret_env, timeout_ms, max_attempts)
-         JOIN e ON e.id = d.event_id
-     )
-     SELECT id FROM e";
-
-/// Records a round of attempts (at most one per delivery): the delivery's new state and, for
-/// those still pending, a row of its history; returns the deliveries updated.
-const RECORD: &str = "WITH r AS (
-         SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[],
-             $5::text[], $6::text[], $7::int8[], $9::text[])
-             AS r(id, status, next_at, code, error, excerpt, elapsed, outcome)
-     ),
-     u AS (
-         UPDATE whc_deliveries d SET attempts = d.attempts + 1, status = r.status,
-             next_attempt_at = coalesce(r.next_at, d.next_attempt_at),
-             last_status_code = r.code, last_error = r.error,
-             response_excerpt = r.excerpt, last_attempt_ms = r.elapsed,
-             updated_at = $8, claimed_by = NULL, claimed_until = 0
-         FROM r WHERE d.id = r.id AND d.status = 'pending'
-         RETURNING d.id
-     ),
-     a AS (
-         INSERT INTO whc_attempts (delivery_id, at, outcome, status_code, error,
-             excerpt, elapsed_ms)
-         SELECT r.id, $8, r.outcome, r.code, r.error, r.excerpt, r.elapsed
-         FROM r JOIN u ON u.id = r.id
-     )
-     SELECT id FROM u";
-
-/// The statement that opens a batch's transaction, with the wake-up every listening sidecar
-/// hears at COMMIT (not before, and not at all if it rolls back).
-fn begin(lane: Lane, wakes: bool) -> String {
-    let mut sql = String::from("BEGIN");
-    if lane == Lane::Records {
-        sql.push_str("; SET LOCAL synchronous_commit = off");
-    }
-    if wakes {
-        sql.push_str("; NOTIFY ");
-        sql.push_str(WAKE_CHANNEL);
-    }
-    sql
-}
-
 /// Runs the batch in one transaction and commits it.
-///
-/// The common batch (posts, or one round of attempt records) is one round trip: BEGIN, the
-/// statement and COMMIT are sent together (tokio-postgres pipelines requests polled at once)
-/// and read back in order. A failed statement aborts the transaction, so the COMMIT behind it
-/// rolls back; its error is what the batch answers. Anything else (replays, pruning, the
-/// probe, the pause flag, a delivery recorded twice) runs after, one statement at a time.
-async fn run_batch(
-    pool: &Pool,
-    lane: Lane,
-    batch: &[Request],
-    wakes: bool,
-) -> Result<Results, PgError> {
-    let client = pool.get().await?;
+async fn run_batch(pool: &Pool, batch: &[Request], wakes: bool) -> Result<Results, PgError> {
+    let mut client = pool.get().await?;
+    let tx = client.transaction().await?;
     let now = now_ms();
     let mut results = Results::default();
 
-    let requests: Vec<&[NewEvent]> = batch
+    let accepts: Vec<&[NewEvent]> = batch
         .iter()
         .filter_map(|r| match r {
             Request::Accept(events, _) => Some(events.as_slice()),
             _ => None,
         })
         .collect();
+    if !accepts.is_empty() {
+        let (answers, stored) = accept(&tx, &accepts, now).await?;
+        results.accepts = answers;
+        results.events = stored;
+    }
     let records: Vec<(&str, &AttemptRecord)> = batch
         .iter()
         .filter_map(|r| match r {
@@ -294,119 +212,14 @@ async fn run_batch(
             _ => None,
         })
         .collect();
-    let events = NewEvents::of(&requests)?;
-    let mut rounds = record_rounds(&records).into_iter();
-    let first_round = rounds.next().unwrap_or_default();
-    let others = batch
-        .iter()
-        .any(|r| !matches!(r, Request::Accept(..) | Request::Record(..)));
-    let pipelined_commit = !others && rounds.len() == 0;
-
-    let accept_statement = match events.ids.is_empty() {
-        true => None,
-        false => Some(client.prepare_cached(ACCEPT).await?),
-    };
-    let record_statement = match first_round.is_empty() {
-        true => None,
-        false => Some(client.prepare_cached(RECORD).await?),
-    };
-    let round = RecordBatch::of(&records, &first_round);
-    let begin = begin(lane, wakes);
-    let (began, inserted, recorded, committed) = tokio::join!(
-        client.batch_execute(&begin),
-        async {
-            match &accept_statement {
-                Some(s) => Some(client.query(s, &events.params(&now)).await),
-                None => None,
-            }
-        },
-        async {
-            match &record_statement {
-                Some(s) => Some(client.query(s, &round.params(&now)).await),
-                None => None,
-            }
-        },
-        async {
-            match pipelined_commit {
-                true => Some(client.batch_execute("COMMIT").await),
-                false => None,
-            }
-        },
-    );
-    let opened = async {
-        began?;
-        let inserted: HashSet<String> = match inserted {
-            Some(rows) => ids_of(&rows?)?,
-            None => HashSet::new(),
-        };
-        if let Some(rows) = recorded {
-            let updated = ids_of(&rows?)?;
-            round.answer(&first_round, &updated, &mut results.records);
-        }
-        Ok::<_, PgError>(inserted)
+    if !records.is_empty() {
+        results.records = record(&tx, &records, now).await?;
     }
-    .await;
-    if let Some(committed) = committed {
-        // Sent behind the statements: it committed only if they all succeeded.
-        let inserted = opened?;
-        committed?;
-        results.events = inserted.len() as u64;
-        results.accepts = answers(&client, &requests, &events, &inserted).await;
-        return Ok(results);
-    }
-    let rest = async {
-        let inserted = opened?;
-        for later in rounds {
-            let round = RecordBatch::of(&records, &later);
-            let statement = client.prepare_cached(RECORD).await?;
-            let updated = ids_of(&client.query(&statement, &round.params(&now)).await?)?;
-            round.answer(&later, &updated, &mut results.records);
-        }
-        let changed_pause = others_in(&client, batch, now, &mut results).await?;
-        if changed_pause {
-            client
-                .execute("SELECT pg_notify($1, 'paused')", &[&WAKE_CHANNEL])
-                .await?;
-        }
-        client.batch_execute("COMMIT").await?;
-        Ok::<_, PgError>(inserted)
-    }
-    .await;
-    let inserted = match rest {
-        Ok(inserted) => inserted,
-        Err(e) => {
-            // Leaves the pooled connection out of the failed transaction (if it still works).
-            let _ = client.batch_execute("ROLLBACK").await;
-            return Err(e);
-        }
-    };
-    // The records' answers are in round order; put them back in request order.
-    results.records = in_request_order(&records, results.records);
-    results.events = inserted.len() as u64;
-    results.accepts = answers(&client, &requests, &events, &inserted).await;
-    Ok(results)
-}
-
-/// The first column of every row, as strings.
-fn ids_of(rows: &[tokio_postgres::Row]) -> Result<HashSet<String>, PgError> {
-    rows.iter()
-        .map(|row| row.try_get::<_, String>(0).map_err(PgError::from))
-        .collect()
-}
-
-/// Runs the batch's requests other than posts and records, in order, inside its transaction;
-/// true when the fleet's pause flag changed.
-async fn others_in(
-    client: &deadpool_postgres::Client,
-    batch: &[Request],
-    now: i64,
-    results: &mut Results,
-) -> Result<bool, PgError> {
     let mut paused_changes = false;
     for request in batch {
         match request {
             Request::Replay(id, _) => {
-                let n = client
+                let n = tx
                     .execute(
                         "UPDATE whc_deliveries SET status = 'pending', attempts = 0,
                              next_attempt_at = $2, updated_at = $2, claimed_by = NULL,
@@ -417,9 +230,9 @@ async fn others_in(
                     .await?;
                 results.replays.push(n > 0);
             }
-            Request::Prune(before, _) => results.prunes.push(prune(client, *before).await?),
+            Request::Prune(before, _) => results.prunes.push(prune(&tx, *before).await?),
             Request::ReplayDead(webhook, _) => {
-                let n = client
+                let n = tx
                     .execute(
                         "UPDATE whc_deliveries SET status = 'pending', attempts = 0,
                              next_attempt_at = $2, updated_at = $2, claimed_by = NULL,
@@ -433,17 +246,16 @@ async fn others_in(
                     .push(usize::try_from(n).unwrap_or(usize::MAX));
             }
             Request::Probe(_) => {
-                client
-                    .batch_execute(
-                        "INSERT INTO whc_events (id, type, body, received_at)
-                             VALUES ('whc:readiness-probe', 'probe', '{}', 0)
-                             ON CONFLICT (id) DO NOTHING;
-                         DELETE FROM whc_events WHERE id = 'whc:readiness-probe';",
-                    )
-                    .await?;
+                tx.batch_execute(
+                    "INSERT INTO whc_events (id, type, body, received_at)
+                         VALUES ('whc:readiness-probe', 'probe', '{}', 0)
+                         ON CONFLICT (id) DO NOTHING;
+                     DELETE FROM whc_events WHERE id = 'whc:readiness-probe';",
+                )
+                .await?;
             }
             Request::SetPaused(paused, _) => {
-                let n = client
+                let n = tx
                     .execute(
                         "UPDATE whc_fleet SET paused = $1 WHERE paused <> $1",
                         &[paused],
@@ -455,117 +267,130 @@ async fn others_in(
             Request::Accept(..) | Request::Record(..) => {}
         }
     }
-    Ok(paused_changes)
-}
-
-/// The events of a batch's posts, column by column, each id once (its first occurrence), in id
-/// order: two sidecars inserting overlapping batches lock the ids in the same order and wait
-/// for each other instead of deadlocking. Their deliveries ride along; the statement keeps
-/// those of the events it stored.
-struct NewEvents<'a> {
-    first: HashMap<&'a str, &'a NewEvent>,
-    ids: Vec<&'a str>,
-    kinds: Vec<&'a str>,
-    bodies: Vec<&'a str>,
-    occurred: Vec<Option<&'a str>>,
-    deliveries: DeliveryColumns<'a>,
-}
-
-impl<'a> NewEvents<'a> {
-    fn of(requests: &[&'a [NewEvent]]) -> Result<NewEvents<'a>, PgError> {
-        let mut first: HashMap<&str, &NewEvent> = HashMap::new();
-        for event in requests.iter().flat_map(|r| r.iter()) {
-            first.entry(event.id.as_str()).or_insert(event);
-        }
-        let mut ids: Vec<&str> = first.keys().copied().collect();
-        ids.sort_unstable();
-        let mut columns = NewEvents {
-            ids: Vec::with_capacity(ids.len()),
-            kinds: Vec::with_capacity(ids.len()),
-            bodies: Vec::with_capacity(ids.len()),
-            occurred: Vec::with_capacity(ids.len()),
-            deliveries: DeliveryColumns::default(),
-            first: HashMap::new(),
-        };
-        for id in ids {
-            let e = first[id];
-            columns.ids.push(id);
-            columns.kinds.push(e.kind.as_str());
-            columns.bodies.push(e.body.as_str());
-            columns.occurred.push(e.occurred_at.as_deref());
-            columns.deliveries.push_event(e)?;
-        }
-        columns.first = first;
-        Ok(columns)
+    // Delivered to every listening sidecar at COMMIT, not before.
+    if wakes {
+        tx.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL])
+            .await?;
     }
-
-    fn params<'p>(&'p self, now: &'p i64) -> [&'p (dyn ToSql + Sync); 17] {
-        let d = &self.deliveries;
-        [
-            &self.ids,
-            &self.kinds,
-            &self.bodies,
-            &self.occurred,
-            now,
-            &d.id,
-            &d.event_id,
-            &d.webhook,
-            &d.method,
-            &d.url,
-            &d.endpoint,
-            &d.headers,
-            &d.body,
-            &d.envelope,
-            &d.secret_env,
-            &d.timeout_ms,
-            &d.max_attempts,
-        ]
+    if paused_changes {
+        tx.execute("SELECT pg_notify($1, 'paused')", &[&WAKE_CHANNEL])
+            .await?;
     }
+    tx.commit().await?;
+    Ok(results)
 }
 
-/// Each post's answer once its batch committed: a new event's deliveries are its own; a
-/// duplicate within the batch gets the first occurrence's; one stored before gets the delivery
-/// ids stored then, read after the COMMIT (so ids another sidecar committed meanwhile are
-/// seen). If that read fails, the posts with such duplicates fail (their senders post again and
-/// get the same duplicates); the others keep their answers.
-async fn answers(
-    client: &deadpool_postgres::Client,
+/// Stores the events of every accept request of the batch: one insert of the events (an id
+/// already stored, or seen earlier in the batch, is a duplicate), one of the new events'
+/// deliveries, one read of the duplicates' delivery ids. Returns each request's answer and
+/// how many events were new.
+async fn accept(
+    tx: &Transaction<'_>,
     requests: &[&[NewEvent]],
-    events: &NewEvents<'_>,
-    inserted: &HashSet<String>,
-) -> Vec<Result<Vec<Accepted>, PgError>> {
-    let stored_before: Vec<&str> = events
-        .ids
+    now: i64,
+) -> Result<(Vec<Result<Vec<Accepted>, PgError>>, u64), PgError> {
+    // The first occurrence of an id in the batch is the one stored.
+    let mut first: HashMap<&str, &NewEvent> = HashMap::new();
+    for event in requests.iter().flat_map(|r| r.iter()) {
+        first.entry(event.id.as_str()).or_insert(event);
+    }
+    // In id order: two sidecars inserting overlapping batches lock the ids in the same order
+    // and wait for each other instead of deadlocking.
+    let mut ids: Vec<&str> = first.keys().copied().collect();
+    ids.sort_unstable();
+    let (mut kinds, mut bodies, mut occurred) = (Vec::new(), Vec::new(), Vec::new());
+    for id in &ids {
+        let e = first[id];
+        kinds.push(e.kind.as_str());
+        bodies.push(e.body.as_str());
+        occurred.push(e.occurred_at.as_deref());
+    }
+    let inserted: HashSet<String> = tx
+        .query(
+            "INSERT INTO whc_events (id, type, body, occurred_at, received_at)
+             SELECT id, type, body, occurred_at, $5
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
+                 AS e(id, type, body, occurred_at)
+             ON CONFLICT (id) DO NOTHING
+             RETURNING id",
+            &[&ids, &kinds, &bodies, &occurred, &now],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get::<_, String>(0))
+        .collect::<Result<_, _>>()?;
+
+    let mut d = DeliveryColumns::default();
+    for id in &ids {
+        if inserted.contains(*id) {
+            d.push_event(first[id])?;
+        }
+    }
+    if !d.id.is_empty() {
+        tx.execute(
+            "INSERT INTO whc_deliveries (id, event_id, webhook, method, url, endpoint, headers,
+                 body, envelope, secret_env, timeout_ms, max_attempts, attempts, status,
+                 next_attempt_at, created_at, updated_at)
+             SELECT id, event_id, webhook, method, url, endpoint, headers, body, envelope,
+                 secret_env, timeout_ms, max_attempts, 0, 'pending', $13, $13, $13
+             FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[],
+                 $6::text[], $7::text[], $8::bytea[], $9::bool[], $10::text[], $11::int8[],
+                 $12::int4[])
+                 AS d(id, event_id, webhook, method, url, endpoint, headers, body, envelope,
+                      secret_env, timeout_ms, max_attempts)",
+            &[
+                &d.id,
+                &d.event_id,
+                &d.webhook,
+                &d.method,
+                &d.url,
+                &d.endpoint,
+                &d.headers,
+                &d.body,
+                &d.envelope,
+                &d.secret_env,
+                &d.timeout_ms,
+                &d.max_attempts,
+                &now,
+            ],
+        )
+        .await?;
+    }
+    // Duplicates of events stored before: their delivery ids, as first stored.
+    let stored_before: Vec<&str> = ids
         .iter()
         .copied()
         .filter(|id| !inserted.contains(*id))
         .collect();
     let mut existing: HashMap<String, Vec<String>> = HashMap::new();
-    let mut read_failed: Option<Arc<PgError>> = None;
     if !stored_before.is_empty() {
-        match existing_deliveries(client, &stored_before).await {
-            Ok(found) => existing = found,
-            Err(e) => read_failed = Some(Arc::new(e)),
+        for row in tx
+            .query(
+                "SELECT event_id, id FROM whc_deliveries WHERE event_id = ANY($1)
+                 ORDER BY created_at, id",
+                &[&stored_before],
+            )
+            .await?
+        {
+            existing
+                .entry(row.try_get(0)?)
+                .or_default()
+                .push(row.try_get(1)?);
         }
     }
+
     let mut seen: HashSet<&str> = HashSet::new();
     let mut answers = Vec::with_capacity(requests.len());
-    for request in requests {
-        let mut answer = Vec::with_capacity(request.len());
-        let mut failed = false;
-        for event in request.iter() {
+    for events in requests {
+        let mut answer = Vec::with_capacity(events.len());
+        for event in events.iter() {
             let id = event.id.as_str();
             let new_here = inserted.contains(id) && seen.insert(id);
             let deliveries = if new_here {
                 event.deliveries.iter().map(|d| d.id.clone()).collect()
             } else if inserted.contains(id) {
-                events.first[id]
-                    .deliveries
-                    .iter()
-                    .map(|d| d.id.clone())
-                    .collect()
+                first[id].deliveries.iter().map(|d| d.id.clone()).collect()
             } else {
-                failed |= read_failed.is_some();
                 existing.get(id).cloned().unwrap_or_default()
             };
             answer.push(Accepted {
@@ -574,33 +399,9 @@ async fn answers(
                 deliveries,
             });
         }
-        answers.push(match (&read_failed, failed) {
-            (Some(e), true) => Err(PgError::Commit(Arc::clone(e))),
-            _ => Ok(answer),
-        });
+        answers.push(Ok(answer));
     }
-    answers
-}
-
-/// The delivery ids of events stored before, as first stored.
-async fn existing_deliveries(
-    client: &deadpool_postgres::Client,
-    ids: &[&str],
-) -> Result<HashMap<String, Vec<String>>, PgError> {
-    let mut existing: HashMap<String, Vec<String>> = HashMap::new();
-    let statement = client
-        .prepare_cached(
-            "SELECT event_id, id FROM whc_deliveries WHERE event_id = ANY($1)
-             ORDER BY created_at, id",
-        )
-        .await?;
-    for row in client.query(&statement, &[&ids]).await? {
-        existing
-            .entry(row.try_get(0)?)
-            .or_default()
-            .push(row.try_get(1)?);
-    }
-    Ok(existing)
+    Ok((answers, inserted.len() as u64))
 }
 
 /// The new deliveries of a batch, column by column, for one array insert.
@@ -660,10 +461,14 @@ impl<'a> DeliveryColumns<'a> {
     }
 }
 
-/// Splits a batch's records into rounds of one record per delivery (indexes into `records`):
-/// a delivery recorded twice in one batch gets its second record in a later round.
-fn record_rounds(records: &[(&str, &AttemptRecord)]) -> Vec<Vec<usize>> {
-    let mut rounds = Vec::new();
+/// Records attempts with one array update per round; a delivery recorded twice in one batch
+/// gets its second record in a later round. A delivery no longer pending is `NotPending`.
+async fn record(
+    tx: &Transaction<'_>,
+    records: &[(&str, &AttemptRecord)],
+    now: i64,
+) -> Result<Vec<Result<(), PgError>>, PgError> {
+    let mut results: Vec<Option<Result<(), PgError>>> = (0..records.len()).map(|_| None).collect();
     let mut left: Vec<usize> = (0..records.len()).collect();
     while !left.is_empty() {
         let mut round = Vec::new();
@@ -676,27 +481,57 @@ fn record_rounds(records: &[(&str, &AttemptRecord)]) -> Vec<Vec<usize>> {
                 later.push(i);
             }
         }
-        rounds.push(round);
+        let mut c = RecordBatch::default();
+        for &i in &round {
+            c.push(records[i].0, records[i].1);
+        }
+        // The delivery's new state and, for those still pending, a row of its history.
+        let updated: HashSet<String> = tx
+            .query(
+                "WITH r AS (
+                     SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[],
+                         $5::text[], $6::text[], $7::int8[], $9::text[])
+                         AS r(id, status, next_at, code, error, excerpt, elapsed, outcome)
+                 ),
+                 u AS (
+                     UPDATE whc_deliveries d SET attempts = d.attempts + 1, status = r.status,
+                         next_attempt_at = coalesce(r.next_at, d.next_attempt_at),
+                         last_status_code = r.code, last_error = r.error,
+                         response_excerpt = r.excerpt, last_attempt_ms = r.elapsed,
+                         updated_at = $8, claimed_by = NULL, claimed_until = 0
+                     FROM r WHERE d.id = r.id AND d.status = 'pending'
+                     RETURNING d.id
+                 ),
+                 a AS (
+                     INSERT INTO whc_attempts (delivery_id, at, outcome, status_code, error,
+                         excerpt, elapsed_ms)
+                     SELECT r.id, $8, r.outcome, r.code, r.error, r.excerpt, r.elapsed
+                     FROM r JOIN u ON u.id = r.id
+                 )
+                 SELECT id FROM u",
+                &[
+                    &c.id, &c.status, &c.next_at, &c.code, &c.error, &c.excerpt, &c.elapsed, &now,
+                    &c.outcome,
+                ],
+            )
+            .await?
+            .iter()
+            .map(|row| row.try_get::<_, String>(0))
+            .collect::<Result<_, _>>()?;
+        for &i in &round {
+            let id = records[i].0;
+            results[i] = Some(if updated.contains(id) {
+                Ok(())
+            } else {
+                Err(PgError::NotPending(id.to_owned()))
+            });
+        }
         left = later;
     }
-    rounds
-}
-
-/// Puts the records' results, produced round by round as `(index, result)`, back in the order
-/// of the requests.
-fn in_request_order(
-    records: &[(&str, &AttemptRecord)],
-    by_round: Vec<Result<(), PgError>>,
-) -> Vec<Result<(), PgError>> {
-    let order: Vec<usize> = record_rounds(records).into_iter().flatten().collect();
-    let mut results: Vec<Option<Result<(), PgError>>> = (0..records.len()).map(|_| None).collect();
-    for (i, result) in order.into_iter().zip(by_round) {
-        results[i] = Some(result);
-    }
-    results
+    Ok(results
         .into_iter()
         .map(|r| r.unwrap_or(Err(PgError::Closed)))
-        .collect()
+        .collect())
 }
 
 /// Attempt records column by column, for one array update.
@@ -713,15 +548,6 @@ struct RecordBatch<'a> {
 }
 
 impl<'a> RecordBatch<'a> {
-    /// The records of one round (indexes into `records`).
-    fn of(records: &[(&'a str, &'a AttemptRecord)], round: &[usize]) -> RecordBatch<'a> {
-        let mut batch = RecordBatch::default();
-        for &i in round {
-            batch.push(records[i].0, records[i].1);
-        }
-        batch
-    }
-
     fn push(&mut self, id: &'a str, record: &'a AttemptRecord) {
         let RecordColumns {
             outcome,
@@ -741,43 +567,12 @@ impl<'a> RecordBatch<'a> {
         self.excerpt.push(body.map(excerpt));
         self.elapsed.push(elapsed);
     }
-
-    fn params<'p>(&'p self, now: &'p i64) -> [&'p (dyn ToSql + Sync); 9] {
-        [
-            &self.id,
-            &self.status,
-            &self.next_at,
-            &self.code,
-            &self.error,
-            &self.excerpt,
-            &self.elapsed,
-            now,
-            &self.outcome,
-        ]
-    }
-
-    /// Each record's result, in round order: `NotPending` for a delivery the update left
-    /// alone (unknown, delivered or dead).
-    fn answer(
-        &self,
-        round: &[usize],
-        updated: &HashSet<String>,
-        results: &mut Vec<Result<(), PgError>>,
-    ) {
-        for id in self.id.iter().take(round.len()) {
-            results.push(if updated.contains(*id) {
-                Ok(())
-            } else {
-                Err(PgError::NotPending((*id).to_owned()))
-            });
-        }
-    }
 }
 
 /// Deletes delivered rows last updated before `before`, then events left without deliveries;
 /// only while holding the fleet's pruning lock, so one sidecar prunes at a time (the others
 /// answer 0 and try at their next tick).
-async fn prune(tx: &deadpool_postgres::Client, before: i64) -> Result<usize, PgError> {
+async fn prune(tx: &Transaction<'_>, before: i64) -> Result<usize, PgError> {
     let locked: bool = tx
         .query_one("SELECT pg_try_advisory_xact_lock($1)", &[&PRUNE_LOCK])
         .await?

@@ -26,6 +26,26 @@ use whc::sidecar::{Running, ServeConfig};
 
 pub use target::{Reply, Target, Wire};
 
+/// The events and admin addresses a `whc serve` child prints on its first line
+/// (`whc serve: events on URL, admin on URL`); its stdout must be piped.
+pub async fn listening_urls(child: &mut std::process::Child) -> (String, String) {
+    use std::io::{BufRead, BufReader};
+    let stdout = child.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("reader thread")
+    .expect("read the first line");
+    let (events, admin) = line
+        .trim()
+        .strip_prefix("whc serve: events on ")
+        .and_then(|rest| rest.split_once(", admin on "))
+        .unwrap_or_else(|| panic!("unexpected first line: {line:?}"));
+    (events.to_owned(), admin.to_owned())
+}
+
 /// How long anything may take to happen before a test fails; generous for loaded machines.
 pub const PATIENCE: Duration = Duration::from_secs(30);
 
