@@ -1223,7 +1223,7 @@ async fn a_version_7_outbox_keys_each_delivery_by_its_event_and_keeps_its_rows()
 }
 
 #[tokio::test]
-async fn an_event_with_more_deliveries_than_one_insert_takes_keeps_them_in_order() {
+async fn an_event_with_nine_deliveries_keeps_their_order_and_its_duplicate_answers_them() {
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = open(&dir);
     let webhooks = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
