@@ -1221,3 +1221,38 @@ async fn a_version_7_outbox_keys_each_delivery_by_its_event_and_keeps_its_rows()
         .expect("events");
     assert_eq!(events, ["first", "new"]);
 }
+
+#[tokio::test]
+async fn an_event_with_nine_deliveries_keeps_their_order_and_its_duplicate_answers_them() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let webhooks = ["a", "b", "c", "d", "e", "f", "g", "h", "i"];
+    let accepted = outbox
+        .accept(vec![event("many", &webhooks), event("one", &["z"])])
+        .await
+        .expect("accept");
+    assert_eq!(accepted[0].deliveries.len(), webhooks.len());
+    let conn = Connection::open(outbox.path()).expect("open");
+    let stored: Vec<(i64, String, String)> = conn
+        .prepare(
+            "SELECT d.seq - e.seq * 65536, d.id, d.webhook FROM deliveries d
+             JOIN events e ON e.seq = d.event_seq WHERE e.id = 'many' ORDER BY d.seq",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+                .collect()
+        })
+        .expect("deliveries");
+    let expected: Vec<(i64, String, String)> = (0i64..)
+        .zip(accepted[0].deliveries.iter().zip(webhooks))
+        .map(|(n, (id, w))| (n, id.clone(), w.to_owned()))
+        .collect();
+    assert_eq!(stored, expected);
+    let again = outbox
+        .accept(vec![event("many", &["a"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].deliveries, accepted[0].deliveries);
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 10);
+}
