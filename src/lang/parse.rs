@@ -244,6 +244,26 @@ fn parse_chunk(text: &str, offset: usize) -> Result<File, SyntaxError> {
     parse_with_grammar(text, offset)
 }
 
+/// Where the hand-written parser gives a tree for `text`, whether it is the grammar's tree,
+/// spans included; for the fuzzer, which holds the two parsers to each other on any text.
+/// `Ok(false)`: the hand-written parser leaves the text to the grammar.
+#[doc(hidden)]
+pub fn quick_parse_agrees(text: &str) -> Result<bool, String> {
+    let Some(quick) = super::quick::parse(text, 0) else {
+        return Ok(false);
+    };
+    match parse_with_grammar(text, 0) {
+        Ok(grammar) if grammar == quick => Ok(true),
+        Ok(grammar) => Err(format!(
+            "the trees differ:\nquick:   {quick:?}\ngrammar: {grammar:?}"
+        )),
+        Err(e) => Err(format!(
+            "the quick parser read a text the grammar refuses: {}",
+            e.message
+        )),
+    }
+}
+
 /// Parses with the grammar alone (what [`parse_chunk`] falls back on).
 fn parse_with_grammar(text: &str, offset: usize) -> Result<File, SyntaxError> {
     let mut pairs =

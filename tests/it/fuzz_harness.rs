@@ -32,13 +32,17 @@ pub const TARGETS: [(&str, Harness); 4] = [
 
 // === rules_roundtrip ===
 
-/// Arbitrary text through the parser, checker and formatter. The formatter never panics; what
-/// it formats it formats to a fixed point; and a file that checks without errors means the same
-/// once formatted.
+/// Arbitrary text through the parser, checker and formatter. The hand-written parser, where it
+/// reads a text, gives the grammar's tree; the formatter never panics; what it formats it
+/// formats to a fixed point; and a file that checks without errors means the same once
+/// formatted.
 pub fn rules_roundtrip(data: &[u8]) {
     let Ok(text) = std::str::from_utf8(data) else {
         return;
     };
+    if let Err(e) = whc::lang::parse::quick_parse_agrees(text) {
+        panic!("{e}\n---\n{text}");
+    }
     let compiled = compile(text);
     let formatted = format_source(text);
     let Ok(once) = formatted else {
