@@ -125,7 +125,11 @@ struct Comment<'a> {
 fn is_token(pair: &Pair<Rule>) -> bool {
     matches!(
         pair.as_rule(),
-        Rule::string | Rule::unknown_clause | Rule::event_numbered | Rule::field_ref
+        Rule::string
+            | Rule::unknown_clause
+            | Rule::unknown_source_clause
+            | Rule::event_numbered
+            | Rule::field_ref
     ) || pair.clone().into_inner().next().is_none()
 }
 
@@ -621,6 +625,19 @@ mod tests {
             fmt(text),
             "webhook \"my hook\" {\n    on refund\n    frobnicate   the thing\n}\n"
         );
+    }
+
+    /// Found by fuzzing: a `#` inside an unknown source clause's rest (here in a URL) was taken
+    /// for a trailing comment and written again after the clause, once more on every run.
+    #[test]
+    fn an_unknown_source_clause_is_kept_whole_with_its_hash_signs() {
+        let text = "source s {\n  post \"https://x/#frag\" rest # note\n}\n";
+        let once = fmt(text);
+        assert_eq!(
+            once,
+            "source s {\n    post \"https://x/#frag\" rest # note\n}\n"
+        );
+        assert_eq!(fmt(&once), once);
     }
 
     #[test]
