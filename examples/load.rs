@@ -55,6 +55,10 @@
 //! sidecars on that one database, each with its own runtime, and spreads the connections over
 //! them: a fleet on one machine.
 //!
+//! `--rate R` offers R events per second in all (each connection paced) instead of as many as
+//! the server takes: with `--skip-paused`, whether the sidecar ingests and delivers at that
+//! rate (deliveries per second during the load keep pace, and the queue drains at once).
+//!
 //! `--rounds N` repeats the runs N times and ends with the median and range of the durable/bare
 //! and durable/sqlite ratios: on a shared machine a single round can be off by a third.
 //!
@@ -142,6 +146,11 @@ struct Args {
     /// Sidecars sharing the store (PostgreSQL only); the load is spread over them.
     #[arg(long, default_value_t = 1)]
     sidecars: usize,
+    /// Offer this many events per second in all (spread over the connections) instead of as
+    /// many as the server takes: with the delivering run, whether the sidecar keeps up with a
+    /// given rate (its deliveries per second match, and the queue is empty soon after).
+    #[arg(long)]
+    rate: Option<f64>,
     /// Repeat the runs this many times, alternating the servers, and end with the spread of
     /// the durable/bare ratio: on a shared machine one round can mislead.
     #[arg(long, default_value_t = 1)]
@@ -908,6 +917,11 @@ fn drive(args: &Args, addrs: &[SocketAddr], run: &'static str) -> std::io::Resul
     let connections = args.concurrency.max(1);
     let duration = Duration::from_secs(args.duration);
     // Every connection connects, then all start together.
+    // With --rate, each connection sends one request every `interval`.
+    let interval = args
+        .rate
+        .filter(|r| *r > 0.0)
+        .map(|r| Duration::from_secs_f64(connections as f64 / r));
     let barrier = Arc::new(Barrier::new(connections));
     let started = Arc::new(std::sync::OnceLock::<Instant>::new());
     let mut handles = Vec::new();
@@ -935,7 +949,7 @@ fn drive(args: &Args, addrs: &[SocketAddr], run: &'static str) -> std::io::Resul
                                 Arc::clone(&bodies),
                                 Arc::clone(&barrier),
                                 Arc::clone(&started),
-                                duration,
+                                Pace { duration, interval },
                             ));
                         }
                         let mut tallies = Vec::new();
@@ -976,7 +990,14 @@ fn drive(args: &Args, addrs: &[SocketAddr], run: &'static str) -> std::io::Resul
     Ok(result)
 }
 
-/// One keep-alive connection sending requests back to back until the deadline.
+/// How long a connection sends, and how often (`None`: back to back).
+#[derive(Debug, Clone, Copy)]
+struct Pace {
+    duration: Duration,
+    interval: Option<Duration>,
+}
+
+/// One keep-alive connection sending requests back to back (or paced) until the deadline.
 async fn connection(
     addr: SocketAddr,
     first: u64,
@@ -984,8 +1005,9 @@ async fn connection(
     bodies: Arc<Bodies>,
     barrier: Arc<Barrier>,
     started: Arc<std::sync::OnceLock<Instant>>,
-    duration: Duration,
+    pace: Pace,
 ) -> Tally {
+    let Pace { duration, interval } = pace;
     let mut tally = Tally {
         latencies: Vec::with_capacity(64 * 1024),
         ..Tally::default()
@@ -997,7 +1019,16 @@ async fn connection(
     let host = header::HeaderValue::from_str(&addr.to_string()).expect("host header");
     let mut buf = BytesMut::with_capacity(64 * 1024);
     let mut n = first;
+    // Paced connections start spread over one interval, not all at once.
+    let mut next_send = interval.map(|i| start + i.mul_f64(first as f64 / stride.max(1) as f64));
     while Instant::now() < deadline {
+        if let (Some(at), Some(every)) = (next_send.as_mut(), interval) {
+            tokio::time::sleep_until((*at).into()).await;
+            *at += every;
+            if Instant::now() >= deadline {
+                break;
+            }
+        }
         let Some(s) = sender.as_mut() else {
             tally.errors += 1;
             tokio::time::sleep(Duration::from_millis(10)).await;

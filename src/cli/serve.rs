@@ -11,9 +11,9 @@ use clap::{Args, ValueEnum};
 use crate::deliver::{Limits, RetryPolicy, format_duration, parse_duration};
 use crate::lang::ProcessEnv;
 use crate::sidecar::config::{
-    DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_DATA, DEFAULT_GRACE_SECONDS,
-    DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN, DEFAULT_MAX_BODY,
-    DEFAULT_MAX_CONNECTIONS, DEFAULT_RETENTION_DAYS, DEFAULT_UPSTREAM_TIMEOUT,
+    DEFAULT_ADMIN_LISTEN, DEFAULT_ADMIN_MAX_CONNECTIONS, DEFAULT_BODY_READ_TIMEOUT, DEFAULT_DATA,
+    DEFAULT_GRACE_SECONDS, DEFAULT_HEADER_READ_TIMEOUT, DEFAULT_IDLE_TIMEOUT, DEFAULT_LISTEN,
+    DEFAULT_MAX_BODY, DEFAULT_MAX_CONNECTIONS, DEFAULT_RETENTION_DAYS, DEFAULT_UPSTREAM_TIMEOUT,
 };
 use crate::sidecar::{self, Intercept, ProxyConfig, ServeConfig};
 
@@ -110,6 +110,10 @@ pub struct ServeArgs {
     /// or from the first byte after an answer) before the connection is closed.
     #[arg(long, default_value_t = Wait(DEFAULT_HEADER_READ_TIMEOUT))]
     header_read_timeout: Wait,
+    /// On both listeners, how long a request's body may take to arrive once its headers are
+    /// read; a slower one is answered 408 and its connection closed.
+    #[arg(long, default_value_t = Wait(DEFAULT_BODY_READ_TIMEOUT))]
+    body_read_timeout: Wait,
     /// On both listeners, how long a connection with no request in flight stays open.
     #[arg(long, default_value_t = Wait(DEFAULT_IDLE_TIMEOUT))]
     idle_timeout: Wait,
@@ -157,6 +161,7 @@ impl ServeArgs {
         config.grace = Duration::from_secs(self.grace_seconds);
         config.paused = self.paused;
         config.header_read_timeout = self.header_read_timeout.0;
+        config.body_read_timeout = self.body_read_timeout.0;
         config.idle_timeout = self.idle_timeout.0;
         config.max_connections = self.max_connections.max(1);
         config.admin_max_connections = self.admin_max_connections.max(1);

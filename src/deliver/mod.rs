@@ -25,7 +25,7 @@ mod trust;
 pub use crate::lang::headers::RESERVED_HEADERS;
 pub use client::{Client, Connector, MAX_URL_LEN, OutgoingRequest, Protocols, pooled};
 pub use headers::{AttemptHeaders, TEST_HEADER, USER_AGENT, is_reserved, masked, unix_now};
-pub use limits::{Limits, SlotPermit, Slots, endpoint_of};
+pub use limits::{Limits, SlotPermit, Slots, Windows, endpoint_of};
 pub use outcome::{Attempt, Outcome, Response, SendError, Verdict, classify};
 pub use prepare::{Draft, MASK, PrepareError, Prepared, Purpose, prepare};
 pub use read::{BodyEnd, EXCERPT_LIMIT};

@@ -332,9 +332,15 @@ async fn replay_dead(state: &State, name: &str) -> Response<Body> {
 /// `explain` for the posted event against the rules being served: every webhook's verdict,
 /// each condition with the value it read, the rendered URL. Nothing is stored or sent.
 async fn try_event(state: &State, req: Request<Incoming>) -> Response<Body> {
-    let body = match read_limited(req.into_body(), state.config.max_body).await {
+    let body = match read_limited(
+        req.into_body(),
+        state.config.max_body,
+        state.config.body_read_timeout,
+    )
+    .await
+    {
         Ok(body) => body,
-        Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+        Err(err) => return error(err.status(), err.to_string()),
     };
     let Ok(text) = std::str::from_utf8(&body) else {
         return error(StatusCode::BAD_REQUEST, "the event is not UTF-8 text");

@@ -45,7 +45,13 @@ async fn post_events(state: &State, req: Request<Incoming>) -> Response<Body> {
             "missing or wrong `Authorization: Bearer` token",
         );
     }
-    let body = match read_limited(req.into_body(), state.config.max_body).await {
+    let body = match read_limited(
+        req.into_body(),
+        state.config.max_body,
+        state.config.body_read_timeout,
+    )
+    .await
+    {
         Ok(body) => body,
         Err(err) => {
             Metrics::bump(&state.metrics.events_rejected);
@@ -73,11 +79,7 @@ async fn post_events(state: &State, req: Request<Incoming>) -> Response<Body> {
 }
 
 fn body_error(err: BodyError) -> Response<Body> {
-    let status = match err {
-        BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        BodyError::Read(_) => StatusCode::BAD_REQUEST,
-    };
-    error(status, err.to_string())
+    error(err.status(), err.to_string())
 }
 
 /// The 202 answer: the rules' hash and, per event, its id and what it fired. Written straight

@@ -1,12 +1,15 @@
-//! Reading a request's body within a limit: whole, or, when longer, passed on unread.
+//! Reading a request's body within a size limit and a deadline: whole, or, when longer, passed
+//! on unread.
 
 use std::collections::VecDeque;
 use std::error::Error;
 use std::pin::Pin;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use hyper::StatusCode;
 use hyper::body::{Body, Frame, SizeHint};
 
 /// Why a body could not be read.
@@ -21,17 +24,36 @@ pub enum BodyError {
     /// The connection failed or the client stopped sending.
     #[error("cannot read the body: {0}")]
     Read(Box<dyn Error + Send + Sync>),
+    /// The body did not arrive within the deadline (answer 408); a client trickling a body
+    /// holds a connection no longer than that.
+    #[error("the body did not arrive within {} s", .within.as_secs_f64())]
+    Slow {
+        /// The deadline, from the end of the headers.
+        within: Duration,
+    },
 }
 
-/// Reads a whole body (such as hyper's `Incoming`) of at most `limit` bytes. A body announced
-/// or found to be longer fails with [`BodyError::TooLarge`], having read no more than the
-/// limit and the chunk that crossed it.
-pub async fn read_limited<B>(body: B, limit: usize) -> Result<Bytes, BodyError>
+impl BodyError {
+    /// The status a request whose body failed this way is answered with.
+    pub fn status(&self) -> StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::Read(_) => StatusCode::BAD_REQUEST,
+            BodyError::Slow { .. } => StatusCode::REQUEST_TIMEOUT,
+        }
+    }
+}
+
+/// Reads a whole body (such as hyper's `Incoming`) of at most `limit` bytes within `within`. A
+/// body announced or found to be longer fails with [`BodyError::TooLarge`], having read no more
+/// than the limit and the chunk that crossed it; one still arriving after `within` fails with
+/// [`BodyError::Slow`].
+pub async fn read_limited<B>(body: B, limit: usize, within: Duration) -> Result<Bytes, BodyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
-    match read_bounded(body, limit).await? {
+    match read_bounded(body, limit, within).await? {
         Bounded::Whole(bytes) => Ok(bytes),
         Bounded::Over(_) => Err(BodyError::TooLarge { limit }),
     }
@@ -47,18 +69,27 @@ pub enum Bounded<B> {
     Over(Prefixed<B>),
 }
 
-/// Reads a body of at most `limit` bytes whole; a longer one comes back unconsumed as
-/// [`Bounded::Over`], holding no more than about `limit` bytes. Trailers are dropped.
-pub async fn read_bounded<B>(mut body: B, limit: usize) -> Result<Bounded<B>, BodyError>
+/// Reads a body of at most `limit` bytes whole within `within`; a longer one comes back
+/// unconsumed as [`Bounded::Over`], holding no more than about `limit` bytes. Trailers are
+/// dropped.
+pub async fn read_bounded<B>(
+    mut body: B,
+    limit: usize,
+    within: Duration,
+) -> Result<Bounded<B>, BodyError>
 where
     B: Body<Data = Bytes> + Unpin,
     B::Error: Into<Box<dyn Error + Send + Sync>>,
 {
+    let deadline = tokio::time::Instant::now() + within;
     let mut read: VecDeque<Bytes> = VecDeque::new();
     let mut len = 0usize;
     let mut over = body.size_hint().lower() > limit as u64;
     while !over {
-        let Some(frame) = body.frame().await else {
+        let frame = tokio::time::timeout_at(deadline, body.frame())
+            .await
+            .map_err(|_| BodyError::Slow { within })?;
+        let Some(frame) = frame else {
             break;
         };
         let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
@@ -128,9 +159,12 @@ mod tests {
 
     use super::*;
 
+    /// A deadline no test here reaches but the slow one.
+    const WITHIN: Duration = Duration::from_secs(60);
+
     #[tokio::test]
     async fn body_within_limit_is_read_whole() {
-        let bytes = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10)
+        let bytes = read_limited(Full::new(Bytes::from_static(b"0123456789")), 10, WITHIN)
             .await
             .expect("at the limit");
         assert_eq!(&bytes[..], b"0123456789");
@@ -138,7 +172,7 @@ mod tests {
 
     #[tokio::test]
     async fn announced_body_over_limit_is_too_large() {
-        let e = read_limited(Full::new(Bytes::from_static(b"0123456789A")), 10)
+        let e = read_limited(Full::new(Bytes::from_static(b"0123456789A")), 10, WITHIN)
             .await
             .expect_err("over");
         assert!(matches!(e, BodyError::TooLarge { limit: 10 }), "{e}");
@@ -152,14 +186,14 @@ mod tests {
                 .map(|_| Bytes::from_static(b"0123456789"))
                 .collect(),
         );
-        let e = read_limited(body, 55).await.expect_err("over");
+        let e = read_limited(body, 55, WITHIN).await.expect_err("over");
         assert!(matches!(e, BodyError::TooLarge { limit: 55 }), "{e}");
     }
 
     #[tokio::test]
     async fn a_bounded_read_under_the_limit_is_whole() {
         let body = Chunked((0..5).map(|_| Bytes::from_static(b"0123456789")).collect());
-        match read_bounded(body, 50).await.expect("readable") {
+        match read_bounded(body, 50, WITHIN).await.expect("readable") {
             Bounded::Whole(bytes) => assert_eq!(bytes, "0123456789".repeat(5)),
             Bounded::Over(_) => panic!("50 bytes fit a limit of 50"),
         }
@@ -171,7 +205,9 @@ mod tests {
             .map(|i| Bytes::from(vec![b'a' + i % 26; 10]))
             .collect();
         let sent: Vec<u8> = chunks.iter().flatten().copied().collect();
-        let Bounded::Over(prefixed) = read_bounded(Chunked(chunks), 55).await.expect("readable")
+        let Bounded::Over(prefixed) = read_bounded(Chunked(chunks), 55, WITHIN)
+            .await
+            .expect("readable")
         else {
             panic!("1000 bytes are over 55");
         };
@@ -185,13 +221,27 @@ mod tests {
     #[tokio::test]
     async fn a_bounded_read_of_an_announced_long_body_reads_nothing() {
         let body = Full::new(Bytes::from(vec![b'x'; 100]));
-        let Bounded::Over(prefixed) = read_bounded(body, 10).await.expect("readable") else {
+        let Bounded::Over(prefixed) = read_bounded(body, 10, WITHIN).await.expect("readable")
+        else {
             panic!("100 bytes are over 10");
         };
         assert!(prefixed.read.is_empty());
         assert_eq!(prefixed.size_hint().exact(), Some(100));
         let forwarded = prefixed.collect().await.expect("infallible").to_bytes();
         assert_eq!(forwarded.len(), 100);
+    }
+
+    #[tokio::test]
+    async fn a_body_that_stops_arriving_is_slow_after_the_deadline() {
+        // Two chunks, then nothing for ever.
+        let body = Stalling((0..2).map(|_| Bytes::from_static(b"01234")).collect());
+        let within = Duration::from_millis(50);
+        let e = read_limited(body, 100, within).await.expect_err("stalled");
+        assert!(
+            matches!(e, BodyError::Slow { within: w } if w == within),
+            "{e}"
+        );
+        assert_eq!(e.status(), StatusCode::REQUEST_TIMEOUT);
     }
 
     /// A body sent in chunks without a length, like a chunked HTTP/1.1 post.
@@ -206,6 +256,24 @@ mod tests {
             _: &mut Context<'_>,
         ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
             Poll::Ready(self.0.pop_front().map(|b| Ok(Frame::data(b))))
+        }
+    }
+
+    /// A body whose chunks arrive, then nothing more: its client stopped sending.
+    struct Stalling(VecDeque<Bytes>);
+
+    impl Body for Stalling {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            match self.0.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None => Poll::Pending,
+            }
         }
     }
 }

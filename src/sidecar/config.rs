@@ -25,6 +25,8 @@ pub const DEFAULT_RETENTION_DAYS: u64 = 7;
 pub const DEFAULT_GRACE_SECONDS: u64 = 10;
 /// How long a client has to send a request's headers by default.
 pub const DEFAULT_HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a request's body may take to arrive, from the end of its headers, by default.
+pub const DEFAULT_BODY_READ_TIMEOUT: Duration = Duration::from_secs(30);
 /// How long a connection with no request in flight stays open by default.
 pub const DEFAULT_IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 /// Connections the events listener serves at once by default.
@@ -139,8 +141,9 @@ impl ProxyConfig {
     }
 }
 
-/// Everything `whc serve` needs to know.
-#[derive(Debug, Clone)]
+/// Everything `whc serve` needs to know. Its `Debug` output names whether a token is set but
+/// never shows one, and shows a store URL without its password.
+#[derive(Clone)]
 pub struct ServeConfig {
     /// The rules directory (or files).
     pub rules: Vec<PathBuf>,
@@ -178,6 +181,9 @@ pub struct ServeConfig {
     /// How long a client has to send a request's headers, from connecting (or from the first
     /// byte after an answer), on both listeners.
     pub header_read_timeout: Duration,
+    /// How long a request's body may take to arrive once its headers are read, on both
+    /// listeners (the proxy's forwarded bodies over `max_body` excepted); later, 408.
+    pub body_read_timeout: Duration,
     /// How long a connection with no request in flight stays open, on both listeners.
     pub idle_timeout: Duration,
     /// Connections the events listener serves at once; more wait.
@@ -186,6 +192,67 @@ pub struct ServeConfig {
     pub admin_max_connections: usize,
     /// PEM files of CA certificates trusted beside the Mozilla roots.
     pub ca_certs: Vec<PathBuf>,
+}
+
+/// How `Debug` shows a token: whether one is set, never its text.
+fn secret(token: &Option<String>) -> &'static str {
+    match token {
+        Some(_) => "Some(<redacted>)",
+        None => "None",
+    }
+}
+
+impl fmt::Debug for ServeConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ServeConfig {
+            rules,
+            listen,
+            admin_listen,
+            data,
+            store,
+            store_options,
+            proxy,
+            retry,
+            ingest_token,
+            admin_token,
+            max_body,
+            retention,
+            limits,
+            grace,
+            debounce,
+            paused,
+            header_read_timeout,
+            body_read_timeout,
+            idle_timeout,
+            max_connections,
+            admin_max_connections,
+            ca_certs,
+        } = self;
+        f.debug_struct("ServeConfig")
+            .field("rules", rules)
+            .field("listen", listen)
+            .field("admin_listen", admin_listen)
+            .field("data", data)
+            .field("store", &store.as_deref().map(crate::store::redact))
+            .field("store_options", store_options)
+            .field("proxy", proxy)
+            .field("retry", retry)
+            .field("ingest_token", &format_args!("{}", secret(ingest_token)))
+            .field("admin_token", &format_args!("{}", secret(admin_token)))
+            .field("max_body", max_body)
+            .field("retention", retention)
+            .field("limits", limits)
+            .field("grace", grace)
+            .field("debounce", debounce)
+            .field("paused", paused)
+            .field("header_read_timeout", header_read_timeout)
+            .field("body_read_timeout", body_read_timeout)
+            .field("idle_timeout", idle_timeout)
+            .field("max_connections", max_connections)
+            .field("admin_max_connections", admin_max_connections)
+            .field("ca_certs", ca_certs)
+            .finish()
+    }
 }
 
 impl ServeConfig {
@@ -209,6 +276,7 @@ impl ServeConfig {
             debounce: super::DEFAULT_DEBOUNCE,
             paused: false,
             header_read_timeout: DEFAULT_HEADER_READ_TIMEOUT,
+            body_read_timeout: DEFAULT_BODY_READ_TIMEOUT,
             idle_timeout: DEFAULT_IDLE_TIMEOUT,
             max_connections: DEFAULT_MAX_CONNECTIONS,
             admin_max_connections: DEFAULT_ADMIN_MAX_CONNECTIONS,
@@ -281,5 +349,19 @@ mod tests {
             Intercept::parse("POST /x source="),
             Err(InterceptError::Source("source=".into()))
         );
+    }
+
+    #[test]
+    fn debug_output_never_shows_a_token_or_a_store_password() {
+        let mut config = ServeConfig::new(PathBuf::from("rules"));
+        config.ingest_token = Some("ingest-s3cret".into());
+        config.admin_token = Some("admin-s3cret".into());
+        config.store = Some("postgres://whc:db-s3cret@db:5432/whc".into());
+        let shown = format!("{config:?}");
+        assert!(!shown.contains("s3cret"), "{shown}");
+        assert!(shown.contains("ingest_token: Some(<redacted>)"), "{shown}");
+        assert!(shown.contains("postgres://whc:***@db:5432/whc"), "{shown}");
+        config.admin_token = None;
+        assert!(format!("{config:?}").contains("admin_token: None"));
     }
 }

@@ -8,7 +8,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::deliver::{
-    Client, Draft, Limits, Progress, RetryPolicy, Slots, prepare, record_for, stored_body,
+    Client, Draft, Limits, Progress, RetryPolicy, Slots, Windows, prepare, record_for, stored_body,
     unsendable,
 };
 use crate::lang::Env;
@@ -35,6 +35,7 @@ pub struct Dispatcher {
     env: Arc<dyn Env + Send + Sync>,
     metrics: Arc<Metrics>,
     slots: Slots,
+    windows: Windows,
     gate: DeliveryGate,
 }
 
@@ -56,6 +57,7 @@ impl Dispatcher {
             env,
             metrics,
             slots: Slots::new(limits),
+            windows: Windows::new(limits),
             gate,
         }
     }
@@ -75,10 +77,14 @@ impl Dispatcher {
                 continue;
             }
             let limits = self.slots.limits();
-            let per_endpoint = limits.claimed_per_endpoint();
+            let per_endpoint = self.windows.bound();
             let room = limits.claimed.saturating_sub(tasks.len());
             if room > 0 {
-                match self.outbox.due(now_ms(), room.min(512), per_endpoint).await {
+                match self
+                    .outbox
+                    .due(now_ms(), room.min(512), per_endpoint.clone())
+                    .await
+                {
                     Ok(batch) => {
                         for delivery in batch {
                             let this = Arc::clone(&self);
@@ -125,6 +131,7 @@ impl Dispatcher {
     }
 
     async fn attempt(&self, delivery: Delivery, cancel: CancellationToken) {
+        let asked = std::time::Instant::now();
         let permit = tokio::select! {
             permit = self.slots.acquire(&delivery.url) => permit,
             () = cancel.cancelled() => None,
@@ -133,10 +140,16 @@ impl Dispatcher {
             self.outbox.release(&delivery.id).await;
             return;
         };
+        let waited = asked.elapsed();
         let record = self.send(&delivery).await;
         // The endpoint is done with: free its slots now, not after the record commits, so the
         // next attempt to it does not wait on the store.
         drop(permit);
+        self.windows.observe(
+            &delivery.url,
+            matches!(record, AttemptRecord::Delivered { .. }),
+            waited,
+        );
         match &record {
             AttemptRecord::Delivered { .. } => Metrics::bump(&self.metrics.deliveries_delivered),
             AttemptRecord::Retry { .. } => Metrics::bump(&self.metrics.deliveries_retried),

@@ -11,7 +11,7 @@ use crate::engine::RuleSet;
 use crate::source::{self, Mapped, Source, SourceError};
 
 use super::State;
-use super::body::{BodyError, read_limited};
+use super::body::read_limited;
 use super::guard::tokens_match;
 use super::http::{Body, error, json};
 use super::ingest::{IngestFailure, Input};
@@ -37,15 +37,12 @@ pub async fn handle(
         return res;
     }
     let (parts, body) = req.into_parts();
-    let body = match read_limited(body, state.config.max_body).await {
+    let body = match read_limited(body, state.config.max_body, state.config.body_read_timeout).await
+    {
         Ok(body) => body,
         Err(err) => {
             Metrics::bump(&state.metrics.events_rejected);
-            let status = match err {
-                BodyError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-                BodyError::Read(_) => StatusCode::BAD_REQUEST,
-            };
-            return error(status, err.to_string());
+            return error(err.status(), err.to_string());
         }
     };
     let path_and_query = parts.uri.path_and_query().map_or("/", |p| p.as_str());

@@ -123,7 +123,7 @@ pub async fn forward(
     // An intercepted body is read whole, so it can be both forwarded and matched. One over
     // the event size limit is still forwarded, streaming, but not matched.
     let (body, events_body) = if intercepted {
-        match read_bounded(body, state.config.max_body).await {
+        match read_bounded(body, state.config.max_body, state.config.body_read_timeout).await {
             Ok(Bounded::Whole(bytes)) => (
                 Full::new(bytes.clone())
                     .map_err(|never| match never {})
@@ -138,8 +138,8 @@ pub async fn forward(
                 );
                 (body.boxed(), None)
             }
-            // The client stopped sending: there is nothing whole to forward.
-            Err(err) => return error(StatusCode::BAD_REQUEST, err.to_string()),
+            // The client stopped sending, or sends too slowly: there is nothing whole to forward.
+            Err(err) => return error(err.status(), err.to_string()),
         }
     } else {
         (body.boxed(), None)

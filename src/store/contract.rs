@@ -107,6 +107,7 @@ contract!(postgres => super::Harness::postgres();
     fleet_one_sidecar_prunes_at_a_time,
     fleet_pause_is_heard_by_every_sidecar,
     fleet_the_log_is_the_whole_fleets,
+    a_wider_window_claims_more_of_its_endpoint,
 );
 
 /// An event with one delivery per webhook, to `https://example.test/<webhook>`.
@@ -867,5 +868,85 @@ async fn postgres_recovers_when_the_database_comes_back() {
     );
     assert_eq!(store.last_write_failure(), None);
     store.check_writes().await.expect("writes");
+    assert_eq!(store.queue_depth().await.expect("depth"), 2);
+}
+
+/// PostgreSQL takes the dispatcher's wider windows: an endpoint that keeps up may hold more
+/// claims than the base, the others still the base. (The SQLite outbox applies the base.)
+async fn a_wider_window_claims_more_of_its_endpoint(h: Harness) {
+    let store = h.open().await;
+    let fast: Vec<NewEvent> = (0..10)
+        .map(|i| event_to(&format!("fast-{i}"), &["http://fast.test/hook"]))
+        .collect();
+    let slow: Vec<NewEvent> = (0..10)
+        .map(|i| event_to(&format!("slow-{i}"), &["http://slow.test/hook"]))
+        .collect();
+    store.accept(fast).await.expect("accept");
+    store.accept(slow).await.expect("accept");
+    let bound = crate::store::ClaimBound::new(
+        2,
+        std::collections::HashMap::from([("http://fast.test".to_owned(), 5)]),
+    );
+    let first = store.due(LATER, 100, bound.clone()).await.expect("due");
+    let on = |host: &str| first.iter().filter(|d| d.url.contains(host)).count();
+    assert_eq!((on("fast.test"), on("slow.test")), (5, 2));
+    assert!(
+        store
+            .due(LATER, 100, bound.clone())
+            .await
+            .expect("due")
+            .is_empty()
+    );
+    assert_eq!(store.next_due_at(bound.clone()).await.expect("next"), None);
+    // Back to the base, the fast endpoint holds more than its bound: nothing more of it.
+    assert!(store.due(LATER, 100, 2).await.expect("due").is_empty());
+}
+
+/// On PostgreSQL a delivery stops counting on its endpoint once its attempt's record is handed
+/// in, not when it commits: a record the database could not take (stopped) keeps the delivery
+/// claimed, but lets the endpoint take its next claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_an_attempted_delivery_frees_its_endpoints_claim_before_its_record_commits() {
+    let server = match super::scratch::ScratchPostgres::start(false) {
+        Ok(server) => server,
+        Err(super::scratch::ScratchError::NotInstalled)
+            if std::env::var_os(super::scratch::REQUIRE_VAR).is_none() =>
+        {
+            return;
+        }
+        Err(e) => panic!("{e}"),
+    };
+    let url = server.create_database("attempted").expect("database");
+    let store = Store::open(&StoreLocation::Postgres(url), StoreOptions::default())
+        .await
+        .expect("open");
+    let events: Vec<NewEvent> = (0..3)
+        .map(|i| event_to(&format!("e{i}"), &["http://one.test/hook"]))
+        .collect();
+    store.accept(events).await.expect("accept");
+    let claimed = store.due(LATER, 10, 2).await.expect("due");
+    assert_eq!(claimed.len(), 2);
+    assert!(store.due(LATER, 10, 2).await.expect("due").is_empty());
+    server.stop().expect("stop the server");
+    let failed = store.record(&claimed[0].id, delivered()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    server.resume().expect("start the server again");
+    let mut next = Vec::new();
+    for _ in 0..500 {
+        if let Ok(d) = store.due(LATER, 10, 2).await {
+            next = d;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(next.len(), 1, "the endpoint took its next claim");
+    assert!(
+        claimed.iter().all(|c| c.id != next[0].id),
+        "the attempted delivery stays claimed until its record commits"
+    );
+    store
+        .record(&claimed[0].id, delivered())
+        .await
+        .expect("recorded once the database is back");
     assert_eq!(store.queue_depth().await.expect("depth"), 2);
 }

@@ -18,6 +18,46 @@ use crate::outbox::{
     Stats, StatusCounts, WebhookCounts,
 };
 
+/// How many deliveries this sidecar may hold claimed per endpoint (scheme, host and port): a
+/// base for every endpoint, and wider windows for endpoints that keep up (the dispatcher
+/// widens them; see `deliver::Windows`). The SQLite outbox applies the base alone.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClaimBound {
+    base: usize,
+    wider: HashMap<String, usize>,
+}
+
+impl ClaimBound {
+    /// `base` claims on every endpoint, and `wider` ones (never fewer than `base`) on those
+    /// named.
+    pub fn new(base: usize, wider: HashMap<String, usize>) -> ClaimBound {
+        ClaimBound { base, wider }
+    }
+
+    /// The bound of every endpoint not widened.
+    pub fn base(&self) -> usize {
+        self.base
+    }
+
+    /// The bound on `endpoint`.
+    pub fn on(&self, endpoint: &str) -> usize {
+        self.wider
+            .get(endpoint)
+            .copied()
+            .unwrap_or(self.base)
+            .max(self.base)
+    }
+}
+
+impl From<usize> for ClaimBound {
+    fn from(base: usize) -> ClaimBound {
+        ClaimBound {
+            base,
+            wider: HashMap::new(),
+        }
+    }
+}
+
 /// Where the queue lives, as `whc serve --store` (or `WHC_STORE`) names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StoreLocation {
@@ -169,24 +209,31 @@ impl Store {
     }
 
     /// Claims up to `limit` deliveries due at `now_ms`, oldest due first, at most
-    /// `per_endpoint` claimed by this sidecar per endpoint at any time.
+    /// `per_endpoint` (a number, or a [`ClaimBound`] with wider windows) claimed by this
+    /// sidecar per endpoint at any time. On PostgreSQL a delivery counts there until its
+    /// attempt's record is handed in; on SQLite until it commits, and windows are not widened.
     pub async fn due(
         &self,
         now_ms: i64,
         limit: usize,
-        per_endpoint: usize,
+        per_endpoint: impl Into<ClaimBound>,
     ) -> Result<Vec<Delivery>, StoreError> {
+        let bound = per_endpoint.into();
         match self {
-            Store::Sqlite(o) => Ok(o.due(now_ms, limit, per_endpoint).await?),
-            Store::Postgres(p) => Ok(p.due(now_ms, limit, per_endpoint).await?),
+            Store::Sqlite(o) => Ok(o.due(now_ms, limit, bound.base()).await?),
+            Store::Postgres(p) => Ok(p.due(now_ms, limit, &bound).await?),
         }
     }
 
     /// When the next delivery [`Store::due`] could claim is due (unix ms), if any.
-    pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, StoreError> {
+    pub async fn next_due_at(
+        &self,
+        per_endpoint: impl Into<ClaimBound>,
+    ) -> Result<Option<i64>, StoreError> {
+        let bound = per_endpoint.into();
         match self {
-            Store::Sqlite(o) => Ok(o.next_due_at(per_endpoint).await?),
-            Store::Postgres(p) => Ok(p.next_due_at(per_endpoint).await?),
+            Store::Sqlite(o) => Ok(o.next_due_at(bound.base()).await?),
+            Store::Postgres(p) => Ok(p.next_due_at(&bound).await?),
         }
     }
 

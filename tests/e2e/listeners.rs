@@ -91,6 +91,46 @@ async fn a_slowloris_connection_is_closed_after_the_header_read_timeout() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_trickles_is_answered_408_after_the_body_read_timeout() {
+    let sidecar = Sidecar::builder()
+        .config(|c| {
+            c.body_read_timeout = SHORT;
+            c.header_read_timeout = PATIENCE * 2;
+            c.idle_timeout = PATIENCE * 2;
+        })
+        .start()
+        .await;
+    for url in [
+        sidecar.events_url("/v1/events"),
+        sidecar.admin_url("/v1/explain"),
+    ] {
+        let path = url.splitn(4, '/').nth(3).map(|p| format!("/{p}")).unwrap();
+        let mut slow = connect(&url).await;
+        // Whole headers announcing 100 bytes, then 10 of them, then nothing.
+        slow.write_all(
+            format!(
+                "POST {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Length: 100\r\n\r\n{{\"type\": "
+            )
+            .as_bytes(),
+        )
+        .await
+        .unwrap();
+        let start = Instant::now();
+        let status = tokio::time::timeout(PATIENCE, read_answer(&mut slow))
+            .await
+            .unwrap_or_else(|_| panic!("no answer after {PATIENCE:?}: {url}"));
+        assert!(status.contains(" 408 "), "{url}: {status}");
+        assert!(start.elapsed() >= SHORT / 2, "answered too early: {url}");
+        closed_by_server(&mut slow).await;
+    }
+    // Nothing was stored, and others are still served.
+    let deliveries = sidecar.http.get(&sidecar.admin_url("/v1/deliveries")).await;
+    assert_eq!(deliveries.status, StatusCode::OK);
+    assert_eq!(deliveries.json()["deliveries"], serde_json::json!([]));
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_keep_alive_connection_is_closed_after_the_idle_timeout() {
     let sidecar = Sidecar::builder()
         .config(|c| {

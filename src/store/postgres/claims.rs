@@ -13,6 +13,7 @@ use tokio_postgres::types::ToSql;
 use super::query::{COLUMNS, delivery};
 use super::{PgError, Pool};
 use crate::outbox::{Delivery, now_ms};
+use crate::store::ClaimBound;
 
 /// How many deliveries past its own claims [`next_due_at`] looks at on each endpoint: those
 /// claimed by other sidecars are skipped, and if more than this many are, the answer is later
@@ -33,9 +34,14 @@ impl Claims {
 }
 
 /// The claimed deliveries and how many each endpoint holds.
+///
+/// A delivery counts on its endpoint from its claim until its attempt is over (its record is
+/// handed in): the bound is on what waits for the endpoint or is on its wire, not on what
+/// waits for the database. Its lease is held (and renewed) until the record commits.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
-    endpoint_of: HashMap<String, String>,
+    /// Each claim's endpoint, and whether it still counts there.
+    endpoint_of: HashMap<String, (String, bool)>,
     per_endpoint: HashMap<String, usize>,
 }
 
@@ -45,19 +51,39 @@ impl Claimed {
             return;
         }
         *self.per_endpoint.entry(endpoint.clone()).or_default() += 1;
-        self.endpoint_of.insert(id, endpoint);
+        self.endpoint_of.insert(id, (endpoint, true));
+    }
+
+    fn uncount(per_endpoint: &mut HashMap<String, usize>, endpoint: &str) {
+        if let Some(n) = per_endpoint.get_mut(endpoint) {
+            *n -= 1;
+            if *n == 0 {
+                per_endpoint.remove(endpoint);
+            }
+        }
+    }
+
+    /// The delivery's attempt is over and its record on its way: it no longer counts on its
+    /// endpoint, but stays claimed (and leased) until the record commits. True when it
+    /// counted until now.
+    pub(crate) fn attempted(&mut self, id: &str) -> bool {
+        match self.endpoint_of.get_mut(id) {
+            Some((endpoint, counted)) if *counted => {
+                *counted = false;
+                Self::uncount(&mut self.per_endpoint, endpoint);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Drops a claim, if there is one; true when there was.
     pub(crate) fn remove(&mut self, id: &str) -> bool {
-        let Some(endpoint) = self.endpoint_of.remove(id) else {
+        let Some((endpoint, counted)) = self.endpoint_of.remove(id) else {
             return false;
         };
-        if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
-            *n -= 1;
-            if *n == 0 {
-                self.per_endpoint.remove(&endpoint);
-            }
+        if counted {
+            Self::uncount(&mut self.per_endpoint, &endpoint);
         }
         true
     }
@@ -74,9 +100,11 @@ impl Claimed {
 
 /// The endpoints with pending deliveries, each found by one seek in the due index (a loose
 /// index scan): the cost grows with the endpoints, not with a dead endpoint's backlog.
-async fn pending_endpoints(client: &tokio_postgres::Client) -> Result<Vec<String>, PgError> {
-    let rows = client
-        .query(
+async fn pending_endpoints(
+    client: &deadpool_postgres::ClientWrapper,
+) -> Result<Vec<String>, PgError> {
+    let statement = client
+        .prepare_cached(
             "WITH RECURSIVE e(endpoint) AS (
                  (SELECT endpoint FROM whc_deliveries WHERE status = 'pending'
                   ORDER BY endpoint LIMIT 1)
@@ -87,9 +115,9 @@ async fn pending_endpoints(client: &tokio_postgres::Client) -> Result<Vec<String
                  FROM e WHERE e.endpoint IS NOT NULL
              )
              SELECT endpoint FROM e WHERE endpoint IS NOT NULL",
-            &[],
         )
         .await?;
+    let rows = client.query(&statement, &[]).await?;
     rows.iter()
         .map(|r| r.try_get(0).map_err(PgError::from))
         .collect()
@@ -104,7 +132,7 @@ pub(crate) async fn claim(
     lease_ms: i64,
     due_by: i64,
     limit: usize,
-    per_endpoint: usize,
+    per_endpoint: &ClaimBound,
 ) -> Result<Vec<Delivery>, PgError> {
     let mut client = pool.get().await?;
     let endpoints = pending_endpoints(&client).await?;
@@ -113,7 +141,7 @@ pub(crate) async fn claim(
         endpoints
             .into_iter()
             .filter_map(|e| {
-                let room = per_endpoint.saturating_sub(held.on(&e)).min(limit);
+                let room = per_endpoint.on(&e).saturating_sub(held.on(&e)).min(limit);
                 (room > 0).then(|| (e, i64::try_from(room).unwrap_or(i64::MAX)))
             })
             .unzip()
@@ -168,7 +196,7 @@ pub(crate) async fn next_due_at(
     pool: &Pool,
     claims: &Claims,
     owner: &str,
-    per_endpoint: usize,
+    per_endpoint: &ClaimBound,
 ) -> Result<Option<i64>, PgError> {
     let client = pool.get().await?;
     let endpoints = pending_endpoints(&client).await?;
@@ -176,15 +204,15 @@ pub(crate) async fn next_due_at(
         let held = claims.lock();
         endpoints
             .into_iter()
-            .filter(|e| held.on(e) < per_endpoint)
+            .filter(|e| held.on(e) < per_endpoint.on(e))
             .map(|e| (e, LOOK_PAST))
             .unzip()
     };
     if names.is_empty() {
         return Ok(None);
     }
-    let row = client
-        .query_one(
+    let statement = client
+        .prepare_cached(
             "SELECT min(greatest(c.next_attempt_at, c.claimed_until))
              FROM unnest($1::text[], $2::int8[]) AS e(endpoint, look)
              CROSS JOIN LATERAL (
@@ -193,8 +221,10 @@ pub(crate) async fn next_due_at(
                    AND claimed_by IS DISTINCT FROM $3
                  ORDER BY next_attempt_at, id LIMIT e.look
              ) c",
-            &[&names, &looks, &owner],
         )
+        .await?;
+    let row = client
+        .query_one(&statement, &[&names, &looks, &owner])
         .await?;
     Ok(row.try_get(0)?)
 }

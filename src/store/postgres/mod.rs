@@ -400,7 +400,7 @@ impl PgStore {
         &self,
         now_ms: i64,
         limit: usize,
-        per_endpoint: usize,
+        per_endpoint: &super::ClaimBound,
     ) -> Result<Vec<Delivery>, PgError> {
         self.usable()?;
         if limit == 0 {
@@ -420,7 +420,10 @@ impl PgStore {
     }
 
     /// See [`super::Store::next_due_at`].
-    pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, PgError> {
+    pub async fn next_due_at(
+        &self,
+        per_endpoint: &super::ClaimBound,
+    ) -> Result<Option<i64>, PgError> {
         self.usable()?;
         let i = &self.inner;
         claims::next_due_at(&i.pool, &i.claims, &i.owner, per_endpoint).await
@@ -433,6 +436,10 @@ impl PgStore {
 
     /// See [`super::Store::record`].
     pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), PgError> {
+        // The attempt is over: its endpoint may take another claim now, not after the COMMIT.
+        if self.inner.claims.lock().attempted(id) {
+            self.inner.wake.notify_one();
+        }
         let id = id.to_owned();
         self.write(|reply| Request::Record(id, record, reply)).await
     }

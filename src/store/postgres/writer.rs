@@ -9,8 +9,8 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
+use deadpool_postgres::Transaction;
 use tokio::sync::{Notify, mpsc, oneshot};
-use tokio_postgres::Transaction;
 
 use super::{Claims, Counters, PgError, Pool, WAKE_CHANNEL};
 use crate::outbox::{
@@ -269,8 +269,7 @@ async fn run_batch(pool: &Pool, batch: &[Request], wakes: bool) -> Result<Result
     }
     // Delivered to every listening sidecar at COMMIT, not before.
     if wakes {
-        tx.execute("SELECT pg_notify($1, '')", &[&WAKE_CHANNEL])
-            .await?;
+        tx.batch_execute(&format!("NOTIFY {WAKE_CHANNEL}")).await?;
     }
     if paused_changes {
         tx.execute("SELECT pg_notify($1, 'paused')", &[&WAKE_CHANNEL])
@@ -305,16 +304,18 @@ async fn accept(
         bodies.push(e.body.as_str());
         occurred.push(e.occurred_at.as_deref());
     }
-    let inserted: HashSet<String> = tx
-        .query(
+    let insert_events = tx
+        .prepare_cached(
             "INSERT INTO whc_events (id, type, body, occurred_at, received_at)
              SELECT id, type, body, occurred_at, $5
              FROM unnest($1::text[], $2::text[], $3::text[], $4::text[])
                  AS e(id, type, body, occurred_at)
              ON CONFLICT (id) DO NOTHING
              RETURNING id",
-            &[&ids, &kinds, &bodies, &occurred, &now],
         )
+        .await?;
+    let inserted: HashSet<String> = tx
+        .query(&insert_events, &[&ids, &kinds, &bodies, &occurred, &now])
         .await?
         .iter()
         .map(|row| row.try_get::<_, String>(0))
@@ -327,8 +328,9 @@ async fn accept(
         }
     }
     if !d.id.is_empty() {
-        tx.execute(
-            "INSERT INTO whc_deliveries (id, event_id, webhook, method, url, endpoint, headers,
+        let insert_deliveries = tx
+            .prepare_cached(
+                "INSERT INTO whc_deliveries (id, event_id, webhook, method, url, endpoint, headers,
                  body, envelope, secret_env, timeout_ms, max_attempts, attempts, status,
                  next_attempt_at, created_at, updated_at)
              SELECT id, event_id, webhook, method, url, endpoint, headers, body, envelope,
@@ -338,6 +340,10 @@ async fn accept(
                  $12::int4[])
                  AS d(id, event_id, webhook, method, url, endpoint, headers, body, envelope,
                       secret_env, timeout_ms, max_attempts)",
+            )
+            .await?;
+        tx.execute(
+            &insert_deliveries,
             &[
                 &d.id,
                 &d.event_id,
@@ -486,8 +492,8 @@ async fn record(
             c.push(records[i].0, records[i].1);
         }
         // The delivery's new state and, for those still pending, a row of its history.
-        let updated: HashSet<String> = tx
-            .query(
+        let statement = tx
+            .prepare_cached(
                 "WITH r AS (
                      SELECT * FROM unnest($1::text[], $2::text[], $3::int8[], $4::int4[],
                          $5::text[], $6::text[], $7::int8[], $9::text[])
@@ -509,6 +515,11 @@ async fn record(
                      FROM r JOIN u ON u.id = r.id
                  )
                  SELECT id FROM u",
+            )
+            .await?;
+        let updated: HashSet<String> = tx
+            .query(
+                &statement,
                 &[
                     &c.id, &c.status, &c.next_at, &c.code, &c.error, &c.excerpt, &c.elapsed, &now,
                     &c.outcome,
