@@ -13,6 +13,7 @@ pub mod headers;
 mod parallel;
 pub mod parse;
 pub mod predicate;
+mod quick;
 pub mod reach;
 pub mod url;
 pub mod webhook;
@@ -76,33 +77,40 @@ impl Compiled {
 /// ```
 pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
     let mut out = Compiled::default();
+    let mut parsed = parse_files(files);
+    // Names first (unique across the directory), so that the syntax trees can go to the
+    // threads that check them, and be dropped there.
     let mut seen: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
-    let parsed = parse_files(files);
+    let duplicates: Vec<Vec<Diagnostic>> = files
+        .iter()
+        .zip(&parsed)
+        .map(|(source, (file, _))| duplicate_webhooks(&mut seen, source, &file.webhooks))
+        .collect();
     // Each file's webhooks checked in groups, the groups spread over the cores.
     let mut groups = Vec::new();
-    for (f, (file, _)) in parsed.iter().enumerate() {
-        for start in (0..file.webhooks.len()).step_by(CHECK_GROUP) {
-            groups.push((f, start..file.webhooks.len().min(start + CHECK_GROUP)));
+    for (f, (file, _)) in parsed.iter_mut().enumerate() {
+        let mut decls = std::mem::take(&mut file.webhooks).into_iter();
+        loop {
+            let group: Vec<ast::WebhookDecl> = decls.by_ref().take(CHECK_GROUP).collect();
+            if group.is_empty() {
+                break;
+            }
+            groups.push((f, group));
         }
     }
     let regexes = check::Regexes::default();
     let mut source_names: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
     let mut routes: HashMap<String, (Arc<SourceFile>, Span)> = HashMap::new();
-    let mut checked = parallel::map(&groups, |(f, range)| {
+    let mut checked = parallel::map_owned(groups, |(f, decls)| {
         let mut diagnostics = Vec::new();
-        let webhooks = check::check_webhooks(
-            &files[*f],
-            &parsed[*f].0.webhooks[range.clone()],
-            env,
-            &regexes,
-            &mut diagnostics,
-        );
-        (webhooks, diagnostics)
+        let webhooks = check::check_webhooks(&files[f], &decls, env, &regexes, &mut diagnostics);
+        (f, webhooks, diagnostics)
     })
     .into_iter()
-    .zip(&groups)
     .peekable();
-    for (f, (source, (file, syntax_errors))) in files.iter().zip(parsed).enumerate() {
+    for (f, ((source, (file, syntax_errors)), mut duplicates)) in
+        files.iter().zip(parsed).zip(duplicates).enumerate()
+    {
         for e in syntax_errors {
             let mut d = Diagnostic::new(Code::Syntax, source, e.span, e.label, e.message);
             if e.expected.len() > 1 {
@@ -110,37 +118,8 @@ pub fn compile(files: &[Arc<SourceFile>], env: &dyn Env) -> Compiled {
             }
             out.diagnostics.push(d);
         }
-        for decl in &file.webhooks {
-            let name = &decl.name;
-            if let Some((first_src, first_span)) = seen.get(&name.node) {
-                let mut d = Diagnostic::new(
-                    Code::DuplicateWebhook,
-                    source,
-                    name.span,
-                    "defined again here",
-                    format!("there are two webhooks named `{}`", name.node),
-                )
-                .with_help("webhook names are unique across the rules directory; rename one");
-                if Arc::ptr_eq(first_src, source) {
-                    d = d.with_label(*first_span, "first defined here");
-                } else {
-                    let mut first = Diagnostic::new(
-                        Code::DuplicateWebhook,
-                        first_src,
-                        *first_span,
-                        "first defined here",
-                        format!("`{}` is first defined in {}", name.node, first_src.name),
-                    );
-                    first.severity = Severity::Advice;
-                    d = d.with_related(first);
-                }
-                out.diagnostics.push(d);
-            } else {
-                seen.insert(name.node.clone(), (Arc::clone(source), name.span));
-            }
-        }
-        while let Some(((webhooks, mut diagnostics), _)) = checked.next_if(|(_, (of, _))| *of == f)
-        {
+        out.diagnostics.append(&mut duplicates);
+        while let Some((_, webhooks, mut diagnostics)) = checked.next_if(|(of, ..)| *of == f) {
             out.webhooks.extend(webhooks);
             out.diagnostics.append(&mut diagnostics);
         }
@@ -220,6 +199,46 @@ fn parse_files(files: &[Arc<SourceFile>]) -> Vec<(ast::File, Vec<parse::SyntaxEr
             None => reparsed.next().expect("one parse per broken file"),
         })
         .collect()
+}
+
+/// The diagnostics for webhooks of one file named like one before them in the directory; the
+/// names not seen before are recorded.
+fn duplicate_webhooks(
+    seen: &mut HashMap<String, (Arc<SourceFile>, Span)>,
+    source: &Arc<SourceFile>,
+    decls: &[ast::WebhookDecl],
+) -> Vec<Diagnostic> {
+    let mut diagnostics = Vec::new();
+    for decl in decls {
+        let name = &decl.name;
+        if let Some((first_src, first_span)) = seen.get(&name.node) {
+            let mut d = Diagnostic::new(
+                Code::DuplicateWebhook,
+                source,
+                name.span,
+                "defined again here",
+                format!("there are two webhooks named `{}`", name.node),
+            )
+            .with_help("webhook names are unique across the rules directory; rename one");
+            if Arc::ptr_eq(first_src, source) {
+                d = d.with_label(*first_span, "first defined here");
+            } else {
+                let mut first = Diagnostic::new(
+                    Code::DuplicateWebhook,
+                    first_src,
+                    *first_span,
+                    "first defined here",
+                    format!("`{}` is first defined in {}", name.node, first_src.name),
+                );
+                first.severity = Severity::Advice;
+                d = d.with_related(first);
+            }
+            diagnostics.push(d);
+        } else {
+            seen.insert(name.node.clone(), (Arc::clone(source), name.span));
+        }
+    }
+    diagnostics
 }
 
 /// Reports a name (or route) already taken in the rules directory; records it when it is new.

@@ -2,6 +2,7 @@
 //! over the machine's cores, with results in the order of the pieces.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Mutex, PoisonError};
 
 /// The most threads one compilation uses, the calling one included: the sidecar's reload
 /// shares the machine with ingest and delivery, and a rule set of 10,000 webhooks is done in
@@ -57,9 +58,23 @@ pub fn map<T: Sync, R: Send>(items: &[T], f: impl Fn(&T) -> R + Sync) -> Vec<R> 
     done.into_iter().map(|(_, r)| r).collect()
 }
 
+/// [`map`] over owned items: each is moved into `f`, so what `f` does not return is dropped on
+/// the thread that handled it rather than by the caller afterwards.
+pub fn map_owned<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let slots: Vec<Mutex<Option<T>>> = items.into_iter().map(|t| Mutex::new(Some(t))).collect();
+    map(&slots, |slot| {
+        let item = slot
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take()
+            .expect("each item is taken once");
+        f(item)
+    })
+}
+
 #[cfg(test)]
 mod tests {
-    use super::map;
+    use super::{map, map_owned};
 
     #[test]
     fn results_come_back_in_the_order_of_the_items() {
@@ -73,6 +88,11 @@ mod tests {
         assert_eq!(squares, items.iter().map(|n| n * n).collect::<Vec<_>>());
         assert!(map(&[] as &[u8], |b| *b).is_empty());
         assert_eq!(map(&[3], |n| n + 1), [4]);
+        let words: Vec<String> = (0..100).map(|n| n.to_string()).collect();
+        assert_eq!(
+            map_owned(words.clone(), |w| w.len()),
+            words.iter().map(String::len).collect::<Vec<_>>()
+        );
     }
 
     #[test]

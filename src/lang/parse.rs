@@ -66,16 +66,44 @@ const PIECE_BYTES: usize = 32 * 1024;
 /// one of them parses; when one does not, parse the whole text with [`parse_file`], which
 /// words the errors.
 pub fn pieces(text: &str) -> Vec<Range<usize>> {
+    let bytes = text.as_bytes();
     let mut pieces = Vec::with_capacity(text.len() / PIECE_BYTES + 1);
     let mut start = 0;
-    for cut in webhook_starts(text) {
-        if cut - start >= PIECE_BYTES {
-            pieces.push(start..cut);
-            start = cut;
-        }
+    // Each cut is looked for from the line a piece's size away, not by finding every block.
+    while start + PIECE_BYTES < bytes.len() {
+        let mut line = memchr::memrchr(b'\n', &bytes[..start + PIECE_BYTES]).map_or(0, |n| n + 1);
+        let cut = loop {
+            if line >= bytes.len() {
+                break None;
+            }
+            if let Some(at) = block_start(bytes, line)
+                && at - start >= PIECE_BYTES
+            {
+                break Some(at);
+            }
+            line = memchr::memchr(b'\n', &bytes[line..]).map_or(bytes.len(), |n| line + n + 1);
+        };
+        let Some(cut) = cut else { break };
+        pieces.push(start..cut);
+        start = cut;
     }
     pieces.push(start..text.len());
     pieces
+}
+
+/// Where the word `webhook` or `source` starts when the line at `line` starts with it after
+/// spaces and tabs.
+fn block_start(bytes: &[u8], line: usize) -> Option<usize> {
+    let at = line
+        + bytes[line..]
+            .iter()
+            .take_while(|&&c| matches!(c, b' ' | b'\t' | b'\r'))
+            .count();
+    let word = &bytes[at..];
+    let rest = word
+        .strip_prefix(b"webhook")
+        .or_else(|| word.strip_prefix(b"source"))?;
+    matches!(rest.first(), Some(b' ' | b'\t' | b'"' | b'{')).then_some(at)
 }
 
 /// Parses one piece of a file's text (see [`pieces`]), with spans in the whole text;
@@ -208,6 +236,16 @@ fn parse_chunk(text: &str, offset: usize) -> Result<File, SyntaxError> {
             expected: Vec::new(),
         });
     }
+    // The usual shapes of webhooks, a tenth of the grammar's cost; the grammar for the rest
+    // (sources, unknown clauses, every syntax error).
+    if let Some(file) = super::quick::parse(text, offset) {
+        return Ok(file);
+    }
+    parse_with_grammar(text, offset)
+}
+
+/// Parses with the grammar alone (what [`parse_chunk`] falls back on).
+fn parse_with_grammar(text: &str, offset: usize) -> Result<File, SyntaxError> {
     let mut pairs =
         RuleParser::parse(Rule::file, text).map_err(|e| syntax_error(&e, text, offset))?;
     let file = pairs.next().expect("the file rule always yields one pair");
@@ -920,6 +958,11 @@ fn unclosed_brace(text: &str) -> Option<usize> {
     open.pop()
 }
 
+/// The generated rule set of `examples/big_rules`, for the tests.
+#[cfg(test)]
+#[path = "../../examples/big_rules/text.rs"]
+mod big_rules;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1054,5 +1097,111 @@ mod tests {
         assert_eq!(errors.len(), 2, "{errors:#?}");
         let names: Vec<_> = file.webhooks.iter().map(|w| w.name.node.as_str()).collect();
         assert_eq!(names, ["a", "c"]);
+    }
+
+    /// Every rule text in the repository (fixtures, example and shipped rules, the fuzz
+    /// corpus), with its name.
+    fn rule_texts() -> Vec<(String, String)> {
+        fn walk(dir: &std::path::Path, any: bool, out: &mut Vec<(String, String)>) {
+            let Ok(entries) = std::fs::read_dir(dir) else {
+                return;
+            };
+            let mut paths: Vec<_> = entries.filter_map(|e| Some(e.ok()?.path())).collect();
+            paths.sort();
+            for path in paths {
+                if path.is_dir() {
+                    walk(&path, any, out);
+                } else if any || path.extension().is_some_and(|e| e == "whc") {
+                    let bytes = std::fs::read(&path).expect("readable");
+                    let text = String::from_utf8_lossy(&bytes).into_owned();
+                    out.push((path.display().to_string(), text));
+                }
+            }
+        }
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let mut texts = Vec::new();
+        for dir in ["tests", "rules", "examples", "docs"] {
+            walk(&root.join(dir), false, &mut texts);
+        }
+        walk(&root.join("fuzz/corpus/rules_roundtrip"), true, &mut texts);
+        texts.push(("big_rules".into(), big_rules::webhooks(0..2000)));
+        texts
+    }
+
+    /// The same text written differently: other spaces, comments, line breaks.
+    fn variants(text: &str) -> Vec<String> {
+        vec![
+            text.to_owned(),
+            text.replace(' ', "  "),
+            text.replace(' ', "\t"),
+            text.replace('\n', "\r\n"),
+            text.replace('\n', " # note\n"),
+            text.replace('\n', "\n\n# note\n"),
+            text.replace(", ", ","),
+            text.replace(" ", "\n"),
+        ]
+    }
+
+    /// Where the quick parser gives a tree, it is the grammar's tree, spans and all: on every
+    /// rule text in the repository, written in several ways, whole and in the chunks a
+    /// broken file is parsed in.
+    #[test]
+    fn the_quick_parser_gives_the_grammars_tree() {
+        let (mut quick, mut all) = (0, 0);
+        for (name, text) in rule_texts() {
+            for text in variants(&text) {
+                let starts = webhook_starts(&text);
+                let whole = std::iter::once(0..text.len());
+                let chunks = whole.chain(starts.windows(2).map(|w| w[0]..w[1]));
+                for chunk in chunks {
+                    let part = &text[chunk.clone()];
+                    all += 1;
+                    let Some(tree) = super::super::quick::parse(part, chunk.start) else {
+                        continue;
+                    };
+                    quick += 1;
+                    match parse_with_grammar(part, chunk.start) {
+                        Ok(grammar) => {
+                            for (q, g) in tree.webhooks.iter().zip(&grammar.webhooks) {
+                                assert_eq!(q, g, "{name} {chunk:?}:\n{part}");
+                            }
+                            assert_eq!(tree, grammar, "{name} {chunk:?}");
+                        }
+                        Err(e) => panic!("{name} {chunk:?}: the grammar refuses it: {e:?}\n{part}"),
+                    }
+                }
+            }
+        }
+        assert!(
+            quick * 2 > all,
+            "the quick parser took {quick} of {all} texts"
+        );
+    }
+
+    /// A file is cut at the first block that starts a piece's size or more after the last cut.
+    #[test]
+    fn pieces_are_cut_at_the_first_block_a_pieces_size_on() {
+        for (name, text) in rule_texts() {
+            let mut expected = Vec::new();
+            let mut start = 0;
+            for cut in webhook_starts(&text) {
+                if cut - start >= PIECE_BYTES {
+                    expected.push(start..cut);
+                    start = cut;
+                }
+            }
+            expected.push(start..text.len());
+            assert_eq!(pieces(&text), expected, "{name}");
+        }
+        let text = big_rules::webhooks(0..1000);
+        assert!(pieces(&text).len() > 5);
+    }
+
+    /// The generated 10,000-webhook set, every clause of it, is read by the quick parser.
+    #[test]
+    fn the_quick_parser_reads_the_generated_rule_set() {
+        let text = big_rules::webhooks(0..1000);
+        let file = super::super::quick::parse(&text, 0).expect("the quick parser reads it");
+        assert_eq!(file.webhooks.len(), 1000);
     }
 }

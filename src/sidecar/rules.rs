@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock, PoisonError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use arc_swap::ArcSwap;
@@ -99,19 +99,25 @@ struct ReloadState {
     reloads_ok: u64,
     reloads_failed: u64,
     watch: WatchState,
-    /// The served set's webhooks as the admin API lists them, built once per set.
+    /// The served set's webhooks as the admin API lists them, rendered once per set.
     listing: Arc<Listing>,
 }
 
-/// The webhooks of one rule set as `GET /v1/rules` lists them, as JSON: rendered when the set
-/// is loaded, so a request copies it instead of walking every webhook.
+/// The webhooks of one rule set as `GET /v1/rules` lists them, as JSON: rendered by the first
+/// request for the set (not while loading it, where it would add a tenth to the load), so
+/// each request after it copies it instead of walking every webhook.
 #[derive(Debug, Default)]
 struct Listing {
-    json: Option<Box<RawValue>>,
+    json: OnceLock<Option<Box<RawValue>>>,
 }
 
 impl Listing {
-    fn of(rules: &RuleSet) -> Listing {
+    /// The listing of `rules`, the set this listing belongs to.
+    fn json(&self, rules: &RuleSet) -> Option<&RawValue> {
+        self.json.get_or_init(|| Listing::render(rules)).as_deref()
+    }
+
+    fn render(rules: &RuleSet) -> Option<Box<RawValue>> {
         // Straight from the webhooks, one entry at a time, with no list of entries in between.
         struct Entries<'a>(&'a RuleSet);
         impl serde::Serialize for Entries<'_> {
@@ -119,8 +125,13 @@ impl Listing {
                 s.collect_seq(self.0.webhooks().iter().map(webhook_status))
             }
         }
-        let json = serde_json::value::to_raw_value(&Entries(rules)).ok();
-        Listing { json }
+        serde_json::value::to_raw_value(&Entries(rules)).ok()
+    }
+
+    /// Whether the listing has been rendered.
+    #[cfg(test)]
+    fn rendered(&self) -> bool {
+        self.json.get().is_some()
     }
 }
 
@@ -243,7 +254,6 @@ impl LiveRules {
         let compiled = compile(load::read(&paths)?, &paths, &*env);
         super::memory::give_back(); // the syntax trees, and the set itself on an error
         let (rules, inputs) = compiled?;
-        let listing = Arc::new(Listing::of(&rules));
         tracing::info!(
             webhooks = rules.webhooks().len(),
             files = rules.files.len(),
@@ -256,7 +266,6 @@ impl LiveRules {
             rules: ArcSwap::from_pointee(rules),
             state: Mutex::new(ReloadState {
                 version: 1,
-                listing,
                 ..ReloadState::default()
             }),
             reloading: Mutex::new(inputs),
@@ -298,15 +307,12 @@ impl LiveRules {
         match compiled {
             Ok(compiled) => {
                 let unchanged = compiled.is_none();
-                let listing = compiled
-                    .as_ref()
-                    .map(|(rules, _)| Arc::new(Listing::of(rules)));
                 // Swap and bump under the state lock so a status never pairs a set with
-                // another set's version.
+                // another set's version (or listing).
                 let mut state = self.state();
-                if let (Some((rules, read)), Some(listing)) = (compiled, listing) {
+                if let Some((rules, read)) = compiled {
                     self.rules.store(Arc::new(rules));
-                    state.listing = listing;
+                    state.listing = Arc::default();
                     *inputs = read;
                 }
                 state.version += 1;
@@ -377,7 +383,7 @@ impl LiveRules {
             files: &rules.files,
             loaded_at: rfc3339(rules.loaded_at),
             loaded_at_ms: unix_ms(rules.loaded_at),
-            webhooks: state.listing.json.as_deref().unwrap_or(&empty),
+            webhooks: state.listing.json(&rules).unwrap_or(&empty),
             last_error: state.last_error.as_deref(),
             last_error_at: state.last_error_at.map(rfc3339),
             reloads_ok: state.reloads_ok,
@@ -515,15 +521,46 @@ mod tests {
         assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
         let rules = RuleSet::new(compiled.webhooks, &sources);
         let before = LINE_INDEXES_BUILT.with(std::cell::Cell::get);
-        let listing = Listing::of(&rules);
+        let listing = Listing::default();
+        let json = listing.json(&rules).expect("rendered");
         assert_eq!(LINE_INDEXES_BUILT.with(std::cell::Cell::get) - before, 1);
-        let json: serde_json::Value =
-            serde_json::from_str(listing.json.as_ref().expect("rendered").get()).expect("JSON");
+        let json: serde_json::Value = serde_json::from_str(json.get()).expect("JSON");
         let entries = json.as_array().expect("a list");
         assert_eq!(entries.len(), 2000);
         for (i, w) in entries.iter().enumerate() {
             assert_eq!(w["line"], 5 * i + 2, "{w}");
         }
+    }
+
+    /// Loading (or reloading) a set does not render its listing: the first `GET /v1/rules`
+    /// does, once, and lists the set it is served with.
+    #[test]
+    fn the_listing_is_rendered_by_the_first_request_not_by_the_load() {
+        let dir = tempfile::tempdir().expect("a temporary folder");
+        let write = |n: usize| {
+            let text: String = (0..n)
+                .map(|i| {
+                    format!("webhook w{i} {{\n  on conversion\n  post \"https://x.test/{i}\"\n}}\n")
+                })
+                .collect();
+            std::fs::write(dir.path().join("a.whc"), text).expect("written");
+        };
+        write(3);
+        let env: Arc<dyn Env + Send + Sync> = Arc::new(HashMap::<String, String>::new());
+        let live = LiveRules::load(vec![dir.path().to_owned()], env).expect("loads");
+        let listed = |live: &LiveRules| {
+            let status: serde_json::Value =
+                serde_json::from_str(&live.status_json()).expect("JSON");
+            status["webhooks"].as_array().expect("a list").len()
+        };
+        assert!(!live.state().listing.rendered(), "rendered by the load");
+        assert_eq!(listed(&live), 3);
+        assert!(live.state().listing.rendered());
+        write(5);
+        live.reload().expect("reloads");
+        assert!(!live.state().listing.rendered(), "rendered by the reload");
+        assert_eq!(listed(&live), 5);
+        assert_eq!(live.status().webhooks.len(), 5);
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! ```text
 //! cargo run --release --example big_rules -- [--webhooks 10000] [--files 10] [--reloads 100]
 //! cargo run --release --example big_rules -- --write-to DIR   # only the rule files
+//! cargo run --release --example big_rules -- --load-from DIR    # one LiveRules::load of DIR
 //! ```
 //!
 //! What one run does:
@@ -36,6 +37,8 @@ use std::time::{Duration, Instant};
 
 use clap::Parser;
 
+mod text;
+
 use whc::sidecar::LiveRules;
 
 /// Large rule sets: check, load, reload, memory and the admin API with 10,000 webhooks.
@@ -59,12 +62,15 @@ struct Args {
     /// Only write the rule files into this folder (for a profiler), and stop.
     #[arg(long)]
     write_to: Option<std::path::PathBuf>,
+    /// Only load the rules in this folder once with `LiveRules::load` (for a profiler), and stop.
+    #[arg(long)]
+    load_from: Option<std::path::PathBuf>,
 }
 
 /// Set in the environment of the child processes: run as the `whc` command line.
 const AS_WHC: &str = "BIG_RULES_AS_WHC";
 /// The variable one webhook in seven signs with.
-const SECRET: &str = "BIG_RULES_SECRET";
+const SECRET: &str = text::SECRET;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     if std::env::var_os(AS_WHC).is_some() {
@@ -80,6 +86,21 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "{} webhooks, {bytes} bytes in {}",
             args.webhooks,
             dir.display()
+        );
+        return Ok(());
+    }
+    let env: Arc<dyn whc::lang::Env + Send + Sync> = Arc::new(std::collections::HashMap::from([(
+        SECRET.to_owned(),
+        "s3cr3t".to_owned(),
+    )]));
+    if let Some(dir) = &args.load_from {
+        let start = Instant::now();
+        let live = LiveRules::load(vec![dir.clone()], env).map_err(|e| e.rendered())?;
+        let took = start.elapsed();
+        println!(
+            "LiveRules::load           {:.1} ms, {} webhooks",
+            took.as_secs_f64() * 1e3,
+            live.current().webhooks().len()
         );
         return Ok(());
     }
@@ -111,10 +132,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("whc check                 {}", spread(&mut check));
 
     // Load and reload in this process.
-    let env: Arc<dyn whc::lang::Env + Send + Sync> = Arc::new(std::collections::HashMap::from([(
-        SECRET.to_owned(),
-        "s3cr3t".to_owned(),
-    )]));
     let mut load = Vec::new();
     let mut live = None;
     for _ in 0..args.samples {
@@ -212,70 +229,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
 /// Writes the rule files; returns their total size in bytes.
 fn generate(dir: &Path, webhooks: usize, files: usize) -> std::io::Result<usize> {
-    const SOURCES: [&str; 6] = ["facebook", "google", "tiktok", "bing", "newsletter", "x"];
-    const COUNTRIES: [&str; 8] = ["US", "CA", "GB", "DE", "FR", "AT", "CH", "NL"];
-    const DEVICES: [&str; 3] = ["mobile", "tablet", "desktop"];
     std::fs::create_dir_all(dir)?;
     let files = files.max(1);
     let per_file = webhooks.div_ceil(files);
     let mut total = 0;
     for f in 0..files {
-        let mut text = String::with_capacity(per_file * 400);
-        for i in f * per_file..((f + 1) * per_file).min(webhooks) {
-            let on = match i % 4 {
-                0 => "conversion".to_owned(),
-                1 => "conversion, refund".to_owned(),
-                2 => format!("event {}", 1 + i % 10),
-                _ => "refund".to_owned(),
-            };
-            text.push_str(&format!(
-                "# generated webhook {i}\nwebhook w{i:05} {{\n    on {on}\n"
-            ));
-            text.push_str(&format!(
-                "    when first.utm_source equals \"{}{}\"\n",
-                SOURCES[i % SOURCES.len()],
-                i % 50
-            ));
-            match i % 3 {
-                0 => text.push_str(&format!("    when revenue greater than {}\n", i % 500)),
-                1 => text.push_str(&format!(
-                    "    when last.country in [\"{}\", \"{}\"]\n",
-                    COUNTRIES[i % 8],
-                    COUNTRIES[(i + 3) % 8]
-                )),
-                _ => text.push_str(&format!(
-                    "    when utm_campaign starts with \"camp{}\" or deviceType equals \"{}\"\n",
-                    i % 31,
-                    DEVICES[i % 3]
-                )),
-            }
-            if i % 5 == 0 {
-                text.push_str(&format!(
-                    "    when utm_content matches \"^ad-{}[0-9]*$\"\n",
-                    i % 13
-                ));
-            }
-            if i % 4 == 1 {
-                text.push_str("    when isFromGoogleAds and qualityScore at least 40\n");
-            }
-            text.push_str(&format!(
-                "    post \"https://hooks{}.example.com/t/{i}?amount=[revenue]&txn=[transaction]&src=[first.utm_source]\"\n",
-                i % 20
-            ));
-            text.push_str(&format!(
-                "    header \"X-Team\" = \"team{}\"\n    timeout {}s\n    retries {}\n",
-                i % 7,
-                1 + i % 5,
-                i % 9
-            ));
-            if i % 7 == 0 {
-                text.push_str(&format!("    secret env(\"{SECRET}\")\n"));
-            }
-            if i % 50 == 49 {
-                text.push_str("    disabled\n");
-            }
-            text.push_str("}\n\n");
-        }
+        let text = text::webhooks(f * per_file..((f + 1) * per_file).min(webhooks));
         total += text.len();
         std::fs::write(dir.join(format!("team{f:02}.whc")), text)?;
     }
