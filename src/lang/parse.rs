@@ -149,7 +149,8 @@ fn too_deep(text: &str) -> Option<Range<usize>> {
     let bytes = text.as_bytes();
     // Fewer `(` and `not` in the whole text than the limit: nothing nests that deep (the
     // usual case, found without going through the text word by word).
-    if bytes.iter().filter(|&&b| b == b'(').count() + text.matches("not").count() <= MAX_NESTING {
+    let parens = memchr::memchr_iter(b'(', bytes).count();
+    if parens + memchr::memmem::find_iter(bytes, b"not").count() <= MAX_NESTING {
         return None;
     }
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
