@@ -26,7 +26,11 @@ pub fn parse(text: &str, offset: usize) -> Option<File> {
         pos: 0,
         offset,
     };
-    let mut file = File::default();
+    // About one webhook per 300 bytes: one allocation for the list, not one per doubling.
+    let mut file = File {
+        webhooks: Vec::with_capacity(text.len() / 300 + 1),
+        sources: Vec::new(),
+    };
     loop {
         p.skip();
         if p.pos == p.b.len() {
@@ -174,7 +178,7 @@ impl<'a> Parser<'a> {
         if !self.eat(b'{') {
             return None;
         }
-        let mut clauses = Vec::new();
+        let mut clauses = Vec::with_capacity(8); // most webhooks have a handful of clauses
         loop {
             self.skip();
             if self.eat(b'}') {
