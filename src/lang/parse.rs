@@ -237,7 +237,7 @@ fn parse_chunk(text: &str, offset: usize) -> Result<File, SyntaxError> {
             expected: Vec::new(),
         });
     }
-    // The usual shapes of webhooks, a tenth of the grammar's cost; the grammar for the rest
+    // The usual shapes of webhooks, a sixth of the grammar's cost; the grammar for the rest
     // (sources, unknown clauses, every syntax error).
     if let Some(file) = super::quick::parse(text, offset) {
         return Ok(file);
