@@ -159,6 +159,14 @@ struct Args {
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
+    // The sidecars' warnings and errors (a claim or a record that fails) on stderr, as
+    // `whc serve` logs them; `WHC_LOG` (e.g. `whc=debug`) changes the level.
+    let filter = tracing_subscriber::EnvFilter::try_from_env("WHC_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let threads = args.server_threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())

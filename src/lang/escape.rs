@@ -7,6 +7,9 @@ pub const ESCAPES: [(char, char); 4] = [('"', '"'), ('\\', '\\'), ('n', '\n'), (
 /// Decodes the inside of a string literal (between its quotes); the flag says whether it held
 /// any escape, so that spans into the value can no longer be mapped to the source.
 pub fn unescape(raw: &str) -> (String, bool) {
+    if memchr::memchr(b'\\', raw.as_bytes()).is_none() {
+        return (raw.to_owned(), false); // most strings: one copy
+    }
     let mut value = String::with_capacity(raw.len());
     let mut escaped = false;
     let mut chars = raw.chars();

@@ -335,7 +335,13 @@ fn validate(url: &str) -> Result<(), InvalidUrl> {
     if !(lower.starts_with("http://") || lower.starts_with("https://")) {
         return Err(InvalidUrl::Scheme);
     }
-    if url.chars().any(|c| c.is_whitespace() || c.is_control()) {
+    let spaced = if url.is_ascii() {
+        // The same test byte by byte: ASCII's spaces and controls are the bytes up to ` `, and DEL.
+        url.bytes().any(|b| b <= b' ' || b == 0x7f)
+    } else {
+        url.chars().any(|c| c.is_whitespace() || c.is_control())
+    };
+    if spaced {
         return Err(InvalidUrl::Whitespace);
     }
     let mut probe = String::with_capacity(url.len());

@@ -149,11 +149,11 @@ impl Claims {
     }
 }
 
-/// The claimed deliveries and how many each endpoint holds.
+/// The claimed deliveries and how many each endpoint (by its `endpoint_key`) holds.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
-    endpoint_of: HashMap<String, String>,
-    per_endpoint: HashMap<String, usize>,
+    endpoint_of: HashMap<String, i64>,
+    per_endpoint: HashMap<i64, usize>,
 }
 
 impl Claimed {
@@ -161,11 +161,11 @@ impl Claimed {
         self.endpoint_of.contains_key(id)
     }
 
-    fn insert(&mut self, id: String, endpoint: String) {
+    fn insert(&mut self, id: String, endpoint: i64) {
         if self.endpoint_of.contains_key(&id) {
             return;
         }
-        *self.per_endpoint.entry(endpoint.clone()).or_default() += 1;
+        *self.per_endpoint.entry(endpoint).or_default() += 1;
         self.endpoint_of.insert(id, endpoint);
     }
 
@@ -183,8 +183,8 @@ impl Claimed {
     }
 
     /// How many deliveries to `endpoint` are claimed.
-    fn on(&self, endpoint: &str) -> usize {
-        self.per_endpoint.get(endpoint).copied().unwrap_or(0)
+    fn on(&self, endpoint: i64) -> usize {
+        self.per_endpoint.get(&endpoint).copied().unwrap_or(0)
     }
 }
 
@@ -277,21 +277,21 @@ impl Outbox {
             // Ids first (from the index alone), whole rows only for the ones not yet claimed:
             // with thousands claimed, re-reading their bodies on every pass dominated the cost.
             let mut claims = inner.claims.lock();
-            let mut fresh: Vec<(i64, String, String)> = Vec::new();
+            let mut fresh: Vec<(i64, String, i64)> = Vec::new();
             for endpoint in query::pending_endpoints(conn)? {
-                let held = claims.on(&endpoint);
+                let held = claims.on(endpoint);
                 let room = per_endpoint.saturating_sub(held).min(limit);
                 if room == 0 {
                     continue;
                 }
                 // At most `held` of these are claimed, so they hold the `room` oldest unclaimed.
-                let oldest = query::oldest_on(conn, &endpoint, held.saturating_add(room))?;
+                let oldest = query::oldest_on(conn, endpoint, held.saturating_add(room))?;
                 let due = oldest
                     .into_iter()
                     .take_while(|(_, at)| *at <= now_ms)
                     .filter(|(id, _)| !claims.contains(id))
                     .take(room)
-                    .map(|(id, at)| (at, id, endpoint.clone()));
+                    .map(|(id, at)| (at, id, endpoint));
                 fresh.extend(due);
             }
             fresh.sort_unstable();
@@ -316,11 +316,11 @@ impl Outbox {
             let claims = inner.claims.lock();
             let mut next: Option<i64> = None;
             for endpoint in query::pending_endpoints(conn)? {
-                let held = claims.on(&endpoint);
+                let held = claims.on(endpoint);
                 if held >= per_endpoint {
                     continue;
                 }
-                let first = query::oldest_on(conn, &endpoint, held + 1)?
+                let first = query::oldest_on(conn, endpoint, held + 1)?
                     .into_iter()
                     .find(|(id, _)| !claims.contains(id))
                     .map(|(_, at)| at);

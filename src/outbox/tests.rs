@@ -927,7 +927,10 @@ fn assert_latest_schema(path: &std::path::Path) {
         )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("indexes");
-    assert_eq!(indexes, ["attempts_delivery", "deliveries_endpoint_due"]);
+    assert_eq!(
+        indexes,
+        ["attempts_delivery", "deliveries_dead", "deliveries_pending"]
+    );
     assert!(
         !tables.iter().any(|sql| sql.contains("REFERENCES")),
         "an event's deliveries are a range of keys, with no foreign key: {tables:?}"
@@ -1081,19 +1084,28 @@ fn every_query_of_a_delivery_uses_an_index() {
             .join("; ")
     };
     for (sql, uses) in [
+        // The dispatcher's endpoints, an endpoint's oldest, the queue: the pending only.
         (
-            "SELECT endpoint FROM deliveries WHERE status = 'pending' AND endpoint > ?1
-             ORDER BY endpoint LIMIT 1",
-            "deliveries_endpoint_due",
+            "SELECT endpoint_key FROM deliveries WHERE status = 'pending' AND endpoint_key > ?2
+             ORDER BY endpoint_key LIMIT 1",
+            "USING COVERING INDEX deliveries_pending (endpoint_key>?)",
         ),
         (
             "SELECT id, next_attempt_at FROM deliveries WHERE status = 'pending'
-             AND endpoint = ?1 ORDER BY next_attempt_at, seq LIMIT ?2",
-            "deliveries_endpoint_due",
+             AND endpoint_key = ?2 ORDER BY next_attempt_at, seq LIMIT ?2",
+            "USING INDEX deliveries_pending (endpoint_key=?)",
         ),
         (
             "SELECT count(*) FROM deliveries WHERE status = 'pending'",
-            "deliveries_endpoint_due",
+            "USING COVERING INDEX deliveries_pending",
+        ),
+        (
+            "SELECT count(*) FROM deliveries WHERE status = 'dead'",
+            "USING COVERING INDEX deliveries_dead",
+        ),
+        (
+            "SELECT id FROM deliveries WHERE status = 'dead' AND webhook = ?1",
+            "USING INDEX deliveries_dead (webhook=?)",
         ),
         // An event's deliveries (duplicates, pruning): a range of the table's own keys.
         (
@@ -1255,4 +1267,87 @@ async fn an_event_with_nine_deliveries_keeps_their_order_and_its_duplicate_answe
     assert!(again[0].duplicate);
     assert_eq!(again[0].deliveries, accepted[0].deliveries);
     assert_eq!(outbox.queue_depth().await.expect("depth"), 10);
+}
+
+#[tokio::test]
+async fn a_version_8_outbox_keys_each_endpoint_by_an_integer_and_keeps_its_queue() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in schema::STEPS.iter().chain([
+            &schema::STEP_4,
+            &schema::STEP_5,
+            &schema::STEP_6,
+            &schema::STEP_7,
+            &schema::STEP_8,
+        ]) {
+            conn.execute_batch(step).expect("old schema");
+        }
+        // Two pending deliveries on one endpoint and one on another, a delivered one and a
+        // dead one.
+        conn.execute_batch(
+            "PRAGMA user_version = 8;
+             INSERT INTO events (seq, id, type, body, received_at, occurred_at) VALUES
+                 (1, 'first', 'conversion', '{\"type\":\"conversion\"}', 1, NULL),
+                 (2, 'second', 'refund', '{\"type\":\"refund\"}', 2, NULL);
+             INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
+                 secret_env, timeout_ms, max_attempts, attempts, status, next_attempt_at,
+                 last_status_code, last_error, response_excerpt, last_attempt_ms, created_at,
+                 updated_at, envelope, endpoint)
+             VALUES
+                 (65536, 'd-a', 1, 'crm', 'POST', 'https://crm.test/in', '[]', NULL, NULL,
+                     5000, 3, 0, 'pending', 10, NULL, NULL, NULL, NULL, 1, 1, 1,
+                     'https://crm.test'),
+                 (65537, 'd-b', 1, 'ads', 'GET', 'http://ads.test/c', '[]', NULL, NULL,
+                     2000, 3, 3, 'dead', 20, 503, 'HTTP 503', 'busy', 12, 1, 5, 0,
+                     'http://ads.test'),
+                 (131072, 'd-c', 2, 'crm', 'POST', 'https://crm.test/in', '[]', x'7b7d', NULL,
+                     5000, 3, 1, 'pending', 30, 503, 'HTTP 503', NULL, 7, 2, 6, 0,
+                     'https://crm.test'),
+                 (131073, 'd-d', 2, 'ads', 'GET', 'http://ads.test/c', '[]', NULL, NULL,
+                     2000, 3, 0, 'pending', 40, NULL, NULL, NULL, NULL, 2, 2, 0,
+                     'http://ads.test'),
+                 (131074, 'd-e', 2, 'log', 'GET', 'http://log.test/', '[]', NULL, NULL,
+                     2000, 3, 1, 'delivered', 40, 200, NULL, 'ok', 3, 2, 4, 0,
+                     'http://log.test');",
+        )
+        .expect("version 8 rows");
+    }
+    let outbox = Outbox::open(&path).expect("open and migrate");
+    assert_latest_schema(&path);
+    let conn = Connection::open(&path).expect("open");
+    let keys: Vec<(String, i64)> = conn
+        .prepare("SELECT endpoint, endpoint_key FROM deliveries ORDER BY seq")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .expect("keys");
+    for (endpoint, key) in &keys {
+        assert_eq!(*key, types::endpoint_key(endpoint), "{endpoint}");
+    }
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 3);
+    let counts = outbox.counts_by_status().await.expect("counts");
+    assert_eq!((counts.pending, counts.delivered, counts.dead), (3, 1, 1));
+    // Still one claim per endpoint at most: crm's older delivery and ads's one.
+    let due = outbox.due(LATER, 10, 1).await.expect("due");
+    let ids: Vec<&str> = due.iter().map(|d| d.id.as_str()).collect();
+    assert_eq!(ids, ["d-a", "d-d"]);
+    assert_eq!(outbox.next_due_at(1).await.expect("next"), None);
+    assert_eq!(outbox.next_due_at(2).await.expect("next"), Some(30));
+    // The dead one is found by its webhook and put back in the queue.
+    assert_eq!(outbox.replay_dead("ads").await.expect("replay"), 1);
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 4);
+    // New deliveries on an old endpoint share its claims.
+    outbox
+        .accept(vec![event_to("third", &["https://crm.test/other"])])
+        .await
+        .expect("accept");
+    let more = outbox.due(LATER, 10, 2).await.expect("due");
+    let urls: Vec<&str> = more.iter().map(|d| d.url.as_str()).collect();
+    assert_eq!(
+        urls.iter()
+            .filter(|u| u.starts_with("https://crm.test"))
+            .count(),
+        1,
+        "{urls:?}"
+    );
 }

@@ -17,7 +17,7 @@ use tokio::sync::{Notify, oneshot};
 use super::payload::Payload;
 use super::schema::FAN_OUT_LIMIT;
 use super::types::{
-    AttemptRecord, NewEvent, RecordColumns, Stats, endpoint_of, error_text, excerpt,
+    AttemptRecord, NewEvent, RecordColumns, Stats, endpoint_key, endpoint_of, error_text, excerpt,
 };
 use super::{Accepted, Claims, OutboxError, now_ms};
 
@@ -181,9 +181,9 @@ impl<'c> Statements<'c> {
             insert_delivery: conn.prepare(
                 "INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
                      secret_env, timeout_ms, max_attempts, status, next_attempt_at, created_at,
-                     updated_at, envelope, endpoint)
+                     updated_at, envelope, endpoint, endpoint_key)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?12, ?12,
-                     ?13, ?14)",
+                     ?13, ?14, ?15)",
             )?,
             // An event's deliveries are the range of keys its own `seq` starts.
             existing: conn.prepare(
@@ -507,6 +507,8 @@ fn accept(
                 Payload::Bytes(bytes) => (Some(bytes.as_slice()), false),
                 Payload::Envelope => (None, true),
             };
+            let endpoint = endpoint_of(&d.url);
+            let key = endpoint_key(&endpoint);
             statements.insert_delivery.execute(params![
                 first + n,
                 d.id,
@@ -521,7 +523,8 @@ fn accept(
                 d.max_attempts,
                 now,
                 envelope,
-                endpoint_of(&d.url),
+                endpoint,
+                key,
             ])?;
             ids.push(d.id.clone());
         }

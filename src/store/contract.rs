@@ -84,6 +84,7 @@ contract!(sqlite => Some(super::Harness::sqlite());
     changed_wakes_after_accept,
     health_checks_pass_on_a_working_store,
     concurrent_accepts_are_all_stored,
+    a_drain_with_records_in_flight_leaves_nothing_behind,
 );
 
 contract!(postgres => super::Harness::postgres();
@@ -99,6 +100,7 @@ contract!(postgres => super::Harness::postgres();
     changed_wakes_after_accept,
     health_checks_pass_on_a_working_store,
     concurrent_accepts_are_all_stored,
+    a_drain_with_records_in_flight_leaves_nothing_behind,
     fleet_event_ids_are_unique_across_sidecars,
     fleet_claimers_never_share_a_delivery,
     fleet_a_lease_that_runs_out_is_taken_over,
@@ -949,4 +951,59 @@ async fn postgres_an_attempted_delivery_frees_its_endpoints_claim_before_its_rec
         .await
         .expect("recorded once the database is back");
     assert_eq!(store.queue_depth().await.expect("depth"), 2);
+}
+
+/// The dispatcher's way of draining, under a tight bound: claims while earlier attempts'
+/// records are still being stored, each record in its own task, a tenth of the attempts
+/// retried at once, and new events accepted meanwhile. Every delivery ends delivered: nothing
+/// is left pending with no claim in flight (a claim count that leaks would stall an endpoint
+/// for good).
+async fn a_drain_with_records_in_flight_leaves_nothing_behind(h: Harness) {
+    let store = h.open().await;
+    let batch_of = |from: usize| -> Vec<NewEvent> {
+        (from..from + 100)
+            .map(|i| event_to(&format!("e{i}"), &[&format!("https://t{}.test/x", i % 2)]))
+            .collect()
+    };
+    store.accept(batch_of(0)).await.expect("accept");
+    let mut accepted = 100;
+    let mut records = tokio::task::JoinSet::new();
+    let mut attempts = 0usize;
+    loop {
+        let batch = store.due(LATER, 64, 4).await.expect("due");
+        if batch.is_empty() {
+            if records.is_empty() {
+                break;
+            }
+            records.join_next().await.expect("a record").expect("join");
+            continue;
+        }
+        if accepted < 500 {
+            store.accept(batch_of(accepted)).await.expect("accept");
+            accepted += 100;
+        }
+        for d in batch {
+            attempts += 1;
+            let record = if attempts.is_multiple_of(10) {
+                AttemptRecord::Retry {
+                    next_attempt_at: 0,
+                    status_code: Some(503),
+                    error: "HTTP 503".into(),
+                    excerpt: None,
+                    elapsed_ms: 1,
+                }
+            } else {
+                delivered()
+            };
+            let store = store.clone();
+            records.spawn(async move { store.record(&d.id, record).await.expect("record") });
+        }
+    }
+    assert_eq!(
+        store.queue_depth().await.expect("depth"),
+        0,
+        "deliveries left pending with no claim in flight"
+    );
+    let counts = store.counts_by_status().await.expect("counts");
+    assert_eq!((counts.delivered, counts.dead), (500, 0));
 }

@@ -2,6 +2,8 @@
 //!
 //! * Writes go through one writer task per sidecar that commits everything queued in one
 //!   transaction ([`writer`]); an answer means COMMIT returned (`synchronous_commit = on`).
+//!   Attempt records have a writer of their own that does not wait for the WAL flush (a lost
+//!   record is a resend after the lease, like a lost claim).
 //! * Event ids are the primary key of `whc_events`: a duplicate is one fleet-wide.
 //! * Deliveries are claimed with `FOR UPDATE SKIP LOCKED` and a lease ([`claims`]); a sidecar
 //!   renews its leases while it holds them, and one that dies loses them when they run out.
@@ -229,6 +231,8 @@ struct Inner {
     described: String,
     pool: Pool,
     writer: mpsc::UnboundedSender<Request>,
+    /// The attempt records' writer (commits without waiting for the WAL flush).
+    records: mpsc::UnboundedSender<Request>,
     claims: Arc<Claims>,
     counters: Arc<Counters>,
     wake: Arc<Notify>,
@@ -312,6 +316,18 @@ impl PgStore {
             Arc::clone(&counters),
             Arc::clone(&claims),
             Arc::clone(&wake),
+            writer::Durable::Flushed,
+        ));
+        // Attempt records on a writer of their own: they do not wait behind the posts' WAL
+        // flush, nor the posts behind them.
+        let (records_tx, records_rx) = mpsc::unbounded_channel();
+        tokio::spawn(writer::run(
+            pool.clone(),
+            records_rx,
+            Arc::new(Counters::default()),
+            Arc::clone(&claims),
+            Arc::clone(&wake),
+            writer::Durable::Unflushed,
         ));
         if paused_now.is_some() {
             setup.ready.store(true, Ordering::Release);
@@ -350,6 +366,7 @@ impl PgStore {
                 described: super::redact(url),
                 pool,
                 writer: tx,
+                records: records_tx,
                 claims,
                 counters,
                 wake,
@@ -441,7 +458,10 @@ impl PgStore {
             self.inner.wake.notify_one();
         }
         let id = id.to_owned();
-        self.write(|reply| Request::Record(id, record, reply)).await
+        self.write_on(&self.inner.records, |reply| {
+            Request::Record(id, record, reply)
+        })
+        .await
     }
 
     /// See [`super::Store::release`]. The lease is given up in the database too; if that fails

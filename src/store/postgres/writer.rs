@@ -67,6 +67,18 @@ impl Request {
     }
 }
 
+/// Whether a writer's commits wait for the WAL flush.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Durable {
+    /// `synchronous_commit = on`: an answer means the COMMIT is on disk (posts, replays,
+    /// pruning, the pause flag).
+    Flushed,
+    /// `synchronous_commit = off` for attempt records: a record lost to a crash of the
+    /// database (its last few hundred milliseconds) costs a resend once the lease runs out,
+    /// as a lost claim does, and the receiver drops it by its `Idempotency-Key`.
+    Unflushed,
+}
+
 /// The writer task: runs until every sender is dropped.
 pub(crate) async fn run(
     pool: Pool,
@@ -74,6 +86,7 @@ pub(crate) async fn run(
     counters: Arc<Counters>,
     claims: Arc<Claims>,
     wake: Arc<Notify>,
+    durable: Durable,
 ) {
     while let Some(first) = requests.recv().await {
         let started = std::time::Instant::now();
@@ -91,7 +104,7 @@ pub(crate) async fn run(
         counters
             .requests
             .fetch_add(batch.len() as u64, Ordering::Relaxed);
-        commit_batch(&pool, batch, &counters, &claims, &wake).await;
+        commit_batch(&pool, batch, &counters, &claims, &wake, durable).await;
         let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         counters.busy_micros.fetch_add(busy, Ordering::Relaxed);
     }
@@ -116,11 +129,12 @@ async fn commit_batch(
     counters: &Counters,
     claims: &Claims,
     wake: &Notify,
+    durable: Durable,
 ) {
     let wakes = batch.iter().any(Request::may_make_due);
     let mut tries = 0;
     let outcome = loop {
-        match run_batch(pool, &batch, wakes).await {
+        match run_batch(pool, &batch, wakes, durable).await {
             Err(e) if e.is_conflict() && tries < CONFLICT_RETRIES => tries += 1,
             other => break other,
         }
@@ -187,9 +201,18 @@ fn answer(batch: Vec<Request>, results: Results, claims: &Claims) {
 }
 
 /// Runs the batch in one transaction and commits it.
-async fn run_batch(pool: &Pool, batch: &[Request], wakes: bool) -> Result<Results, PgError> {
+async fn run_batch(
+    pool: &Pool,
+    batch: &[Request],
+    wakes: bool,
+    durable: Durable,
+) -> Result<Results, PgError> {
     let mut client = pool.get().await?;
     let tx = client.transaction().await?;
+    if durable == Durable::Unflushed {
+        tx.batch_execute("SET LOCAL synchronous_commit = off")
+            .await?;
+    }
     let now = now_ms();
     let mut results = Results::default();
 
