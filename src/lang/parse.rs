@@ -142,17 +142,41 @@ fn webhook_starts(text: &str) -> Vec<usize> {
 /// hostile file (100,000 `(` or `not`) would overflow the stack instead of getting an error.
 pub const MAX_NESTING: usize = 64;
 
-/// The first `(` or `not` in the text that nests a condition deeper than [`MAX_NESTING`],
+/// The most comparisons one condition may join with `and` and `or`. Each `and` or `or` makes
+/// the condition's tree one level deeper (`a or b or c` is `(a or b) or c`), so, like
+/// [`MAX_NESTING`], this bounds how deep the parser and every later phase go: 20,000 `or`s
+/// overflowed the stack. A list of values is one comparison: `utm_source in ["a", "b", ...]`.
+pub const MAX_JOINED: usize = 256;
+
+/// How a condition is too big for the parser and the phases after it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TooBig {
+    /// Nested deeper than [`MAX_NESTING`].
+    Deep,
+    /// Joins more than [`MAX_JOINED`] comparisons.
+    Long,
+}
+
+/// The first `(` or `not` in the text that nests a condition deeper than [`MAX_NESTING`], or
+/// the first `and`/`or` that joins more than [`MAX_JOINED`] comparisons in one condition,
 /// outside strings and comments. Braces and `when` start a condition afresh, so parentheses
 /// left open by a broken clause do not add up over a file.
-fn too_deep(text: &str) -> Option<Range<usize>> {
+fn too_deep(text: &str) -> Option<(Range<usize>, TooBig)> {
     let bytes = text.as_bytes();
-    // Fewer `(` and `not` in the whole text than the limit: nothing nests that deep (the
-    // usual case, found without going through the text word by word).
+    // Fewer `(` and `not` in the whole text than the limit, and fewer `and` and `or` (counted
+    // inside longer words too): no condition is that big (the usual case, found without going
+    // through the text word by word).
     let parens = memchr::memchr_iter(b'(', bytes).count();
-    if parens + memchr::memmem::find_iter(bytes, b"not").count() <= MAX_NESTING {
+    let nesting = parens + memchr::memmem::find_iter(bytes, b"not").count();
+    let joins = || {
+        memchr::memmem::find_iter(bytes, b"or").count()
+            + memchr::memmem::find_iter(bytes, b"and").count()
+    };
+    if nesting <= MAX_NESTING && joins() < MAX_JOINED {
         return None;
     }
+    // The `and`s and `or`s of the condition being read.
+    let mut joined = 0;
     let is_word = |b: u8| b.is_ascii_alphanumeric() || b == b'_' || b == b'-';
     // The prefix `not`s in front of each open parenthesis; `outer` is the depth they and the
     // parentheses make, `nots` the prefix `not`s since.
@@ -187,7 +211,7 @@ fn too_deep(text: &str) -> Option<Range<usize>> {
                 outer += 1 + nots;
                 (nots, prefix) = (0, true);
                 if outer > MAX_NESTING {
-                    return Some(start..i);
+                    return Some((start..i, TooBig::Deep));
                 }
             }
             b')' => {
@@ -198,7 +222,7 @@ fn too_deep(text: &str) -> Option<Range<usize>> {
             }
             b'{' | b'}' => {
                 open.clear();
-                (outer, nots, prefix) = (0, 0, false);
+                (outer, nots, prefix, joined) = (0, 0, false, 0);
             }
             _ if is_word(b) => {
                 while bytes.get(i).is_some_and(|&c| is_word(c)) {
@@ -208,14 +232,20 @@ fn too_deep(text: &str) -> Option<Range<usize>> {
                     b"not" if prefix => {
                         nots += 1;
                         if outer + nots > MAX_NESTING {
-                            return Some(start..i);
+                            return Some((start..i, TooBig::Deep));
                         }
                     }
                     b"when" => {
                         open.clear();
-                        (outer, nots, prefix) = (0, 0, true);
+                        (outer, nots, prefix, joined) = (0, 0, true, 0);
                     }
-                    b"and" | b"or" => (nots, prefix) = (0, true),
+                    b"and" | b"or" => {
+                        (nots, prefix) = (0, true);
+                        joined += 1;
+                        if joined >= MAX_JOINED {
+                            return Some((start..i, TooBig::Long));
+                        }
+                    }
                     _ => (nots, prefix) = (0, false),
                 }
             }
@@ -226,14 +256,28 @@ fn too_deep(text: &str) -> Option<Range<usize>> {
 }
 
 fn parse_chunk(text: &str, offset: usize) -> Result<File, SyntaxError> {
-    if let Some(at) = too_deep(text) {
+    if let Some((at, why)) = too_deep(text) {
+        let (message, label) = match why {
+            TooBig::Deep => (
+                format!(
+                    "this condition nests more than {MAX_NESTING} deep (parentheses and `not`); \
+                     split it into simpler conditions"
+                ),
+                "too deep",
+            ),
+            TooBig::Long => (
+                format!(
+                    "this condition joins more than {MAX_JOINED} comparisons with `and` and `or`; \
+                     compare with a list (`field in [\"a\", \"b\"]`) or split it into simpler \
+                     conditions"
+                ),
+                "too long",
+            ),
+        };
         return Err(SyntaxError {
             span: Span::new(at.start + offset, at.end + offset),
-            message: format!(
-                "this condition nests more than {MAX_NESTING} deep (parentheses and `not`); \
-                 split it into simpler conditions"
-            ),
-            label: "too deep",
+            message,
+            label,
             expected: Vec::new(),
         });
     }

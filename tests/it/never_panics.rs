@@ -265,6 +265,70 @@ fn a_condition_nested_past_the_limit_is_an_error_not_a_stack_overflow() {
     }
 }
 
+/// A webhook whose condition joins `count` comparisons with `joiner`, inside `depth` parentheses.
+fn joined(joiner: &str, count: usize, depth: usize) -> String {
+    let comparisons: Vec<String> = (0..count)
+        .map(|i| format!("utm_campaign equals \"c{i}\""))
+        .collect();
+    format!(
+        "webhook w {{\n    on conversion\n    when {}{}{}\n    post \"https://x.test/\"\n}}\n",
+        "(".repeat(depth),
+        comparisons.join(&format!(" {joiner} ")),
+        ")".repeat(depth)
+    )
+}
+
+#[test]
+fn a_condition_joined_past_the_limit_is_an_error_not_a_stack_overflow() {
+    // Before the limit, 20,000 `or`s overflowed the stack (an abort, not even a panic).
+    for joiner in ["or", "and"] {
+        for count in [257, 20_000] {
+            let text = joined(joiner, count, 0);
+            compile_and_use(&text);
+            let sources = vec![Arc::new(SourceFile::new("long.whc", text.as_str()))];
+            let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
+            let messages: Vec<String> = compiled
+                .diagnostics
+                .iter()
+                .map(|d| d.message.clone())
+                .collect();
+            assert_eq!(messages.len(), 1, "{joiner} {count}: {messages:?}");
+            assert!(
+                messages[0].contains("joins more than 256 comparisons"),
+                "{joiner} {count}: {messages:?}"
+            );
+            assert!(compiled.webhooks.is_empty(), "{joiner} {count}");
+        }
+    }
+}
+
+#[test]
+fn a_condition_joined_to_the_limit_compiles_and_runs_on_a_small_stack() {
+    // The sidecar matches events on tokio's workers, whose stacks are 2 MiB.
+    let run = || {
+        for joiner in ["or", "and"] {
+            let text = joined(joiner, 256, 60);
+            compile_and_use(&text);
+            let sources = vec![Arc::new(SourceFile::new("long.whc", text.as_str()))];
+            let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
+            assert_eq!(
+                compiled.webhooks.len(),
+                1,
+                "{joiner}: {:?}",
+                compiled.diagnostics
+            );
+            let formatted = whc::lang::format::format_source(&text).expect("formats");
+            assert!(formatted.contains("c255"), "{joiner}");
+        }
+    };
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(run)
+        .expect("a thread")
+        .join()
+        .expect("no overflow, no panic");
+}
+
 #[test]
 fn a_condition_nested_to_the_limit_compiles() {
     for (open, close) in [("(", ")"), ("not ", ""), ("(not ", ")")] {
