@@ -3,8 +3,9 @@
 //! * Writes (accept, record, replay, prune) go to one writer thread that commits everything
 //!   queued in one transaction and one fsync, then answers; an answer means "committed".
 //! * Reads use a small pool of read-only connections on tokio's blocking threads.
-//! * [`Outbox::due`] *claims* what it returns, at most so many per endpoint: a claimed delivery
-//!   is not returned again until its attempt is recorded (or [`Outbox::release`]d). Claims live in memory, so after a
+//! * [`Outbox::due`] *claims* what it returns, at most so many per endpoint (counted until the
+//!   attempt's record is handed in): a claimed delivery is not returned again until its
+//!   attempt's record commits (or it is [`Outbox::release`]d). Claims live in memory, so after a
 //!   restart every pending delivery is due again: nothing stays stuck "in flight".
 //!   One dispatcher task is expected to call `due`; several would still not share a delivery.
 
@@ -23,6 +24,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::Connection;
 use tokio::sync::{Notify, oneshot};
 
+use crate::store::ClaimBound;
+
 pub use payload::{Payload, StoredBody, StoredEvent};
 pub use types::{
     Accepted, Attempt, AttemptRecord, Delivery, DeliveryFilter, ERROR_LIMIT, EXCERPT_LIMIT,
@@ -30,6 +33,7 @@ pub use types::{
     WebhookCounts, endpoint_of, new_delivery_id,
 };
 
+use types::endpoint_key;
 /// Shared with the PostgreSQL store, which caps stored texts the same way.
 pub(crate) use types::{error_text, excerpt};
 use writer::{Counters, Reply, Request};
@@ -150,10 +154,25 @@ impl Claims {
 }
 
 /// The claimed deliveries and how many each endpoint (by its `endpoint_key`) holds.
+///
+/// A delivery counts on its endpoint's bound from its claim until its attempt is over (its
+/// record is handed in): the bound is on what waits for the endpoint or is on its wire, not on
+/// what waits for the writer. It stays claimed, never handed out again, until the record
+/// commits.
 #[derive(Debug, Default)]
 pub(crate) struct Claimed {
-    endpoint_of: HashMap<String, i64>,
-    per_endpoint: HashMap<i64, usize>,
+    /// Each claim's endpoint, and whether it still counts there.
+    endpoint_of: HashMap<String, (i64, bool)>,
+    per_endpoint: HashMap<i64, Held>,
+}
+
+/// One endpoint's claims.
+#[derive(Debug, Default, Clone, Copy)]
+struct Held {
+    /// Those counting on its bound: not attempted yet, or on the wire.
+    counted: usize,
+    /// All of them, those whose record is on its way to the writer included.
+    all: usize,
 }
 
 impl Claimed {
@@ -165,26 +184,78 @@ impl Claimed {
         if self.endpoint_of.contains_key(&id) {
             return;
         }
-        *self.per_endpoint.entry(endpoint).or_default() += 1;
-        self.endpoint_of.insert(id, endpoint);
+        let held = self.per_endpoint.entry(endpoint).or_default();
+        held.counted += 1;
+        held.all += 1;
+        self.endpoint_of.insert(id, (endpoint, true));
+    }
+
+    /// The delivery's attempt is over and its record on its way: it no longer counts on its
+    /// endpoint, but stays claimed until the record commits. True when it counted until now.
+    fn attempted(&mut self, id: &str) -> bool {
+        match self.endpoint_of.get_mut(id) {
+            Some((endpoint, counted)) if *counted => {
+                *counted = false;
+                if let Some(held) = self.per_endpoint.get_mut(endpoint) {
+                    held.counted = held.counted.saturating_sub(1);
+                }
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Drops a claim, if there is one.
     pub(crate) fn remove(&mut self, id: &str) {
-        let Some(endpoint) = self.endpoint_of.remove(id) else {
+        let Some((endpoint, counted)) = self.endpoint_of.remove(id) else {
             return;
         };
-        if let Some(n) = self.per_endpoint.get_mut(&endpoint) {
-            *n -= 1;
-            if *n == 0 {
+        if let Some(held) = self.per_endpoint.get_mut(&endpoint) {
+            if counted {
+                held.counted = held.counted.saturating_sub(1);
+            }
+            held.all = held.all.saturating_sub(1);
+            if held.all == 0 {
                 self.per_endpoint.remove(&endpoint);
             }
         }
     }
 
-    /// How many deliveries to `endpoint` are claimed.
+    /// How many deliveries to `endpoint` count on its bound.
     fn on(&self, endpoint: i64) -> usize {
-        self.per_endpoint.get(&endpoint).copied().unwrap_or(0)
+        self.per_endpoint.get(&endpoint).map_or(0, |h| h.counted)
+    }
+
+    /// How many deliveries to `endpoint` are claimed, counted or not.
+    fn all_on(&self, endpoint: i64) -> usize {
+        self.per_endpoint.get(&endpoint).map_or(0, |h| h.all)
+    }
+}
+
+/// A [`ClaimBound`] keyed as the outbox groups endpoints (`endpoint_key`).
+struct KeyedBound {
+    base: usize,
+    wider: HashMap<i64, usize>,
+}
+
+impl KeyedBound {
+    fn new(bound: &ClaimBound) -> KeyedBound {
+        KeyedBound {
+            base: bound.base(),
+            wider: bound
+                .widened()
+                .map(|(endpoint, n)| (endpoint_key(endpoint), n))
+                .collect(),
+        }
+    }
+
+    /// The bound on the endpoint keyed `endpoint`.
+    fn on(&self, endpoint: i64) -> usize {
+        self.wider
+            .get(&endpoint)
+            .copied()
+            .unwrap_or(self.base)
+            .max(self.base)
     }
 }
 
@@ -257,8 +328,10 @@ impl Outbox {
     }
 
     /// Claims and returns up to `limit` pending deliveries due at `now_ms`, oldest due first,
-    /// with at most `per_endpoint` claimed per endpoint (scheme://host:port) at any time,
-    /// those claimed before included.
+    /// with at most `per_endpoint` (a number, or a [`ClaimBound`] with wider windows for some
+    /// endpoints) counting per endpoint (scheme://host:port) at any time, those claimed before
+    /// included. A claimed delivery counts there until its attempt's record is handed in
+    /// ([`Outbox::record`]), not until it commits.
     ///
     /// The per-endpoint bound is what keeps a dead endpoint's backlog from holding every claim:
     /// past its share, its deliveries stay in the store and the others' are claimed. A claimed
@@ -269,8 +342,9 @@ impl Outbox {
         &self,
         now_ms: i64,
         limit: usize,
-        per_endpoint: usize,
+        per_endpoint: impl Into<ClaimBound>,
     ) -> Result<Vec<Delivery>, OutboxError> {
+        let bound = KeyedBound::new(&per_endpoint.into());
         self.read(move |conn, inner| {
             // Held across the queries: a claim is only dropped (after its record committed)
             // before this snapshot or after this filter, never in between.
@@ -279,13 +353,16 @@ impl Outbox {
             let mut claims = inner.claims.lock();
             let mut fresh: Vec<(i64, String, i64)> = Vec::new();
             for endpoint in query::pending_endpoints(conn)? {
-                let held = claims.on(endpoint);
-                let room = per_endpoint.saturating_sub(held).min(limit);
+                let room = bound
+                    .on(endpoint)
+                    .saturating_sub(claims.on(endpoint))
+                    .min(limit);
                 if room == 0 {
                     continue;
                 }
-                // At most `held` of these are claimed, so they hold the `room` oldest unclaimed.
-                let oldest = query::oldest_on(conn, endpoint, held.saturating_add(room))?;
+                // At most `all` of these are claimed, so they hold the `room` oldest unclaimed.
+                let all = claims.all_on(endpoint);
+                let oldest = query::oldest_on(conn, endpoint, all.saturating_add(room))?;
                 let due = oldest
                     .into_iter()
                     .take_while(|(_, at)| *at <= now_ms)
@@ -309,18 +386,22 @@ impl Outbox {
     }
 
     /// When the next pending delivery [`Outbox::due`] could claim is due (unix ms; may be in
-    /// the past), if any: unclaimed, and on an endpoint holding fewer than `per_endpoint`
-    /// claims.
-    pub async fn next_due_at(&self, per_endpoint: usize) -> Result<Option<i64>, OutboxError> {
+    /// the past), if any: unclaimed, and on an endpoint with fewer than `per_endpoint` claims
+    /// counting on it (see [`Outbox::due`]).
+    pub async fn next_due_at(
+        &self,
+        per_endpoint: impl Into<ClaimBound>,
+    ) -> Result<Option<i64>, OutboxError> {
+        let bound = KeyedBound::new(&per_endpoint.into());
         self.read(move |conn, inner| {
             let claims = inner.claims.lock();
             let mut next: Option<i64> = None;
             for endpoint in query::pending_endpoints(conn)? {
-                let held = claims.on(endpoint);
-                if held >= per_endpoint {
+                if claims.on(endpoint) >= bound.on(endpoint) {
                     continue;
                 }
-                let first = query::oldest_on(conn, endpoint, held + 1)?
+                let all = claims.all_on(endpoint);
+                let first = query::oldest_on(conn, endpoint, all.saturating_add(1))?
                     .into_iter()
                     .find(|(id, _)| !claims.contains(id))
                     .map(|(_, at)| at);
@@ -343,8 +424,16 @@ impl Outbox {
 
     /// Records one attempt's outcome and releases the claim on the delivery once committed.
     ///
+    /// From the call on, the delivery no longer counts on its endpoint's bound (its attempt is
+    /// over), and [`Outbox::changed`] wakes: its endpoint may take its next claim. It stays
+    /// claimed until the record commits, so it is not handed out again meanwhile, nor after a
+    /// record that failed to commit.
+    ///
     /// Fails with [`OutboxError::NotPending`] when the delivery is unknown, delivered or dead.
     pub async fn record(&self, id: &str, record: AttemptRecord) -> Result<(), OutboxError> {
+        if self.inner.claims.lock().attempted(id) {
+            self.inner.wake.notify_one();
+        }
         let id = id.to_owned();
         self.write(|reply| Request::Record(id, record, reply)).await
     }

@@ -683,6 +683,108 @@ async fn a_record_that_fails_to_commit_keeps_its_claim() {
 }
 
 #[tokio::test]
+async fn an_attempted_delivery_frees_its_endpoints_claim_before_its_record_commits() {
+    // The bound is on what waits for the endpoint or is on its wire: a delivery whose record
+    // is handed in no longer counts, but stays claimed until the record commits.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let events: Vec<NewEvent> = (0..3)
+        .map(|i| event_to(&format!("e{i}"), &["http://one.test/hook"]))
+        .collect();
+    outbox.accept(events).await.expect("accept");
+    let claimed = outbox.due(LATER, 10, 2).await.expect("due");
+    assert_eq!(claimed.len(), 2);
+    assert!(outbox.due(LATER, 10, 2).await.expect("due").is_empty());
+    assert_eq!(outbox.next_due_at(2).await.expect("next"), None);
+    // The accept's wake, taken.
+    outbox.changed().await;
+    let operator = Connection::open(outbox.path()).expect("open");
+    operator
+        .execute_batch(
+            "CREATE TRIGGER full BEFORE UPDATE ON deliveries
+             BEGIN SELECT RAISE(ABORT, 'disk full'); END;",
+        )
+        .expect("trigger");
+    let delivered = AttemptRecord::Delivered {
+        status_code: 200,
+        excerpt: None,
+        elapsed_ms: 3,
+        note: None,
+    };
+    let failed = outbox.record(&claimed[0].id, delivered.clone()).await;
+    assert!(failed.is_err(), "{failed:?}");
+    // The handed-in record woke the dispatcher's wait.
+    tokio::time::timeout(std::time::Duration::from_secs(5), outbox.changed())
+        .await
+        .expect("woken");
+    assert!(outbox.next_due_at(2).await.expect("next").is_some());
+    let next = outbox.due(LATER, 10, 2).await.expect("due");
+    assert_eq!(next.len(), 1, "the endpoint took its next claim");
+    assert!(
+        claimed.iter().all(|c| c.id != next[0].id),
+        "the attempted delivery stays claimed until its record commits"
+    );
+    // Two count now (the second claim and the third), the attempted one does not.
+    assert!(outbox.due(LATER, 10, 2).await.expect("due").is_empty());
+    operator.execute_batch("DROP TRIGGER full").expect("drop");
+    outbox
+        .record(&claimed[0].id, delivered)
+        .await
+        .expect("recorded once the store takes writes");
+    assert!(outbox.due(LATER, 10, 2).await.expect("due").is_empty());
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 2);
+}
+
+#[tokio::test]
+async fn a_wider_window_on_an_endpoint_with_attempted_claims_still_finds_its_oldest() {
+    // Claims whose records are on their way are still pending in the file, among the oldest:
+    // the next claims look past them.
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let events: Vec<NewEvent> = (0..10)
+        .map(|i| event_to(&format!("e{i}"), &["http://one.test/hook"]))
+        .collect();
+    outbox.accept(events).await.expect("accept");
+    let first = outbox.due(LATER, 10, 3).await.expect("due");
+    assert_eq!(first.len(), 3);
+    let blocker = Connection::open(outbox.path()).expect("open blocker");
+    blocker.execute_batch("BEGIN IMMEDIATE").expect("lock");
+    let delivered = AttemptRecord::Delivered {
+        status_code: 200,
+        excerpt: None,
+        elapsed_ms: 3,
+        note: None,
+    };
+    // Handed in, waiting for the write lock: none of the three counts any more.
+    let records: Vec<_> = first
+        .iter()
+        .map(|d| {
+            let outbox = outbox.clone();
+            let id = d.id.clone();
+            let record = delivered.clone();
+            tokio::spawn(async move { outbox.record(&id, record).await })
+        })
+        .collect();
+    let wider = ClaimBound::new(3, HashMap::from([("http://one.test".to_owned(), 5)]));
+    let mut next = Vec::new();
+    for _ in 0..500 {
+        next.extend(outbox.due(LATER, 10, wider.clone()).await.expect("due"));
+        if next.len() >= 5 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(2)).await;
+    }
+    assert_eq!(next.len(), 5, "five more claimed while three records wait");
+    let ids: HashSet<&str> = first.iter().chain(&next).map(|d| d.id.as_str()).collect();
+    assert_eq!(ids.len(), 8, "no delivery handed out twice");
+    blocker.execute_batch("COMMIT").expect("unlock");
+    for record in records {
+        record.await.expect("join").expect("recorded");
+    }
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 7);
+}
+
+#[tokio::test]
 async fn claims_are_bounded_per_endpoint_so_a_backlog_cannot_starve_another() {
     let dir = tempfile::tempdir().expect("tempdir");
     let outbox = open(&dir);

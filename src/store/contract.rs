@@ -85,6 +85,7 @@ contract!(sqlite => Some(super::Harness::sqlite());
     health_checks_pass_on_a_working_store,
     concurrent_accepts_are_all_stored,
     a_drain_with_records_in_flight_leaves_nothing_behind,
+    a_wider_window_claims_more_of_its_endpoint,
 );
 
 contract!(postgres => super::Harness::postgres();
@@ -873,8 +874,8 @@ async fn postgres_recovers_when_the_database_comes_back() {
     assert_eq!(store.queue_depth().await.expect("depth"), 2);
 }
 
-/// PostgreSQL takes the dispatcher's wider windows: an endpoint that keeps up may hold more
-/// claims than the base, the others still the base. (The SQLite outbox applies the base.)
+/// The store takes the dispatcher's wider windows: an endpoint that keeps up may hold more
+/// claims than the base, the others still the base.
 async fn a_wider_window_claims_more_of_its_endpoint(h: Harness) {
     let store = h.open().await;
     let fast: Vec<NewEvent> = (0..10)

@@ -20,7 +20,7 @@ use crate::outbox::{
 
 /// How many deliveries this sidecar may hold claimed per endpoint (scheme, host and port): a
 /// base for every endpoint, and wider windows for endpoints that keep up (the dispatcher
-/// widens them; see `deliver::Windows`). The SQLite outbox applies the base alone.
+/// widens them; see `deliver::Windows`). Both stores take the wider windows.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClaimBound {
     base: usize,
@@ -37,6 +37,11 @@ impl ClaimBound {
     /// The bound of every endpoint not widened.
     pub fn base(&self) -> usize {
         self.base
+    }
+
+    /// The widened endpoints and their windows (each may be below the base, which wins).
+    pub fn widened(&self) -> impl Iterator<Item = (&str, usize)> {
+        self.wider.iter().map(|(e, n)| (e.as_str(), *n))
     }
 
     /// The bound on `endpoint`.
@@ -210,8 +215,8 @@ impl Store {
 
     /// Claims up to `limit` deliveries due at `now_ms`, oldest due first, at most
     /// `per_endpoint` (a number, or a [`ClaimBound`] with wider windows) claimed by this
-    /// sidecar per endpoint at any time. On PostgreSQL a delivery counts there until its
-    /// attempt's record is handed in; on SQLite until it commits, and windows are not widened.
+    /// sidecar per endpoint at any time. A delivery counts there until its attempt's record is
+    /// handed in ([`Store::record`]), and stays claimed until that record commits.
     pub async fn due(
         &self,
         now_ms: i64,
@@ -220,7 +225,7 @@ impl Store {
     ) -> Result<Vec<Delivery>, StoreError> {
         let bound = per_endpoint.into();
         match self {
-            Store::Sqlite(o) => Ok(o.due(now_ms, limit, bound.base()).await?),
+            Store::Sqlite(o) => Ok(o.due(now_ms, limit, bound).await?),
             Store::Postgres(p) => Ok(p.due(now_ms, limit, &bound).await?),
         }
     }
@@ -232,7 +237,7 @@ impl Store {
     ) -> Result<Option<i64>, StoreError> {
         let bound = per_endpoint.into();
         match self {
-            Store::Sqlite(o) => Ok(o.next_due_at(bound.base()).await?),
+            Store::Sqlite(o) => Ok(o.next_due_at(bound).await?),
             Store::Postgres(p) => Ok(p.next_due_at(&bound).await?),
         }
     }
