@@ -833,14 +833,8 @@ async fn fleet_the_log_is_the_whole_fleets(h: Harness) {
 /// so; once it is back, the same handle works again, without being reopened.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_recovers_when_the_database_comes_back() {
-    let server = match super::scratch::ScratchPostgres::start(false) {
-        Ok(server) => server,
-        Err(super::scratch::ScratchError::NotInstalled)
-            if std::env::var_os(super::scratch::REQUIRE_VAR).is_none() =>
-        {
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(server) = super::scratch::ScratchPostgres::own() else {
+        return;
     };
     let url = server.create_database("outage").expect("database");
     let store = Store::open(&StoreLocation::Postgres(url), StoreOptions::default())
@@ -910,14 +904,8 @@ async fn a_wider_window_claims_more_of_its_endpoint(h: Harness) {
 /// claimed, but lets the endpoint take its next claim.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn postgres_an_attempted_delivery_frees_its_endpoints_claim_before_its_record_commits() {
-    let server = match super::scratch::ScratchPostgres::start(false) {
-        Ok(server) => server,
-        Err(super::scratch::ScratchError::NotInstalled)
-            if std::env::var_os(super::scratch::REQUIRE_VAR).is_none() =>
-        {
-            return;
-        }
-        Err(e) => panic!("{e}"),
+    let Some(server) = super::scratch::ScratchPostgres::own() else {
+        return;
     };
     let url = server.create_database("attempted").expect("database");
     let store = Store::open(&StoreLocation::Postgres(url), StoreOptions::default())

@@ -243,19 +243,25 @@ fn nested(open: &str, close: &str, depth: usize) -> String {
     )
 }
 
+/// `text` compiled as one file, with its diagnostics' messages.
+fn compile_messages(text: &str) -> (lang::Compiled, Vec<String>) {
+    let sources = vec![Arc::new(SourceFile::new("rules.whc", text))];
+    let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
+    let messages = compiled
+        .diagnostics
+        .iter()
+        .map(|d| d.message.clone())
+        .collect();
+    (compiled, messages)
+}
+
 #[test]
 fn a_condition_nested_past_the_limit_is_an_error_not_a_stack_overflow() {
     // Before the limit, 100,000 `not`s overflowed the stack (an abort, not even a panic).
     for (open, close) in [("(", ")"), ("not ", ""), ("not (", ")"), ("(not ", ")")] {
         let text = nested(open, close, 100_000);
         compile_and_use(&text);
-        let sources = vec![Arc::new(SourceFile::new("deep.whc", text.as_str()))];
-        let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
-        let messages: Vec<String> = compiled
-            .diagnostics
-            .iter()
-            .map(|d| d.message.clone())
-            .collect();
+        let (compiled, messages) = compile_messages(&text);
         assert_eq!(messages.len(), 1, "{open}: {messages:?}");
         assert!(
             messages[0].contains("nests more than 64 deep"),
@@ -285,13 +291,7 @@ fn a_condition_joined_past_the_limit_is_an_error_not_a_stack_overflow() {
         for count in [257, 20_000] {
             let text = joined(joiner, count, 0);
             compile_and_use(&text);
-            let sources = vec![Arc::new(SourceFile::new("long.whc", text.as_str()))];
-            let compiled = lang::compile(&sources, &HashMap::<String, String>::new());
-            let messages: Vec<String> = compiled
-                .diagnostics
-                .iter()
-                .map(|d| d.message.clone())
-                .collect();
+            let (compiled, messages) = compile_messages(&text);
             assert_eq!(messages.len(), 1, "{joiner} {count}: {messages:?}");
             assert!(
                 messages[0].contains("joins more than 256 comparisons"),
