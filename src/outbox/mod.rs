@@ -9,6 +9,7 @@
 //!   restart every pending delivery is due again: nothing stays stuck "in flight".
 //!   One dispatcher task is expected to call `due`; several would still not share a delivery.
 
+mod fanout;
 pub mod payload;
 mod query;
 mod schema;
@@ -117,6 +118,12 @@ pub enum OutboxError {
         /// The I/O error.
         source: std::io::Error,
     },
+    /// Two deliveries of one event have the same id.
+    #[error("delivery id {0} appears twice in one event's deliveries")]
+    DuplicateDelivery(String),
+    /// An event's stored fan-out could not be read back.
+    #[error(transparent)]
+    FanOut(#[from] fanout::BadFanOut),
     /// The writer thread is gone; the outbox accepts no more writes.
     #[error("the outbox writer has stopped")]
     Closed,
@@ -283,6 +290,7 @@ impl Outbox {
             });
         }
         let conn = schema::open_writer(path)?;
+        let marks = schema::fan_out_marks(&conn)?;
         if !marker.exists() {
             std::fs::write(&marker, MARKER_TEXT).map_err(|source| OutboxError::Marker {
                 path: marker.clone(),
@@ -292,6 +300,7 @@ impl Outbox {
         let reader = schema::open_reader(path)?;
         let (tx, rx) = mpsc::channel();
         let counters = Arc::new(Counters::default());
+        counters.set_fan_out_marks(marks);
         let claims = Arc::new(Claims::default());
         let wake = Arc::new(Notify::new());
         let thread = std::thread::Builder::new()
@@ -511,12 +520,20 @@ impl Outbox {
     /// An event's JSON as it was received, if it is still stored.
     pub async fn event_json(&self, id: &str) -> Result<Option<String>, OutboxError> {
         let id = id.to_owned();
-        self.read(move |conn, _| query::event_json(conn, &id)).await
+        self.read_as_is(move |conn, _| query::event_json(conn, &id))
+            .await
     }
 
-    /// How many deliveries are pending (claimed ones included).
+    /// How many deliveries are pending (claimed ones included), those still only in their
+    /// event's fan-out too. Writes nothing: what samples the queue does not expand it.
     pub async fn queue_depth(&self) -> Result<u64, OutboxError> {
-        self.read(|conn, _| query::queue_depth(conn)).await
+        self.read_as_is(|conn, inner| {
+            // Before the rows: a fan-out expanded in between is then counted twice rather
+            // than not at all, until the next sample.
+            let unexpanded = inner.counters.unexpanded_deliveries();
+            Ok(query::queue_depth(conn)? + unexpanded)
+        })
+        .await
     }
 
     /// How many deliveries are in each state.
@@ -532,7 +549,7 @@ impl Outbox {
 
     /// Whether the store can be read, by a read that touches the tables.
     pub async fn check_reads(&self) -> Result<(), OutboxError> {
-        self.read(|conn, _| query::touch(conn)).await
+        self.read_as_is(|conn, _| query::touch(conn)).await
     }
 
     /// Why the latest write the writer ran failed, or `None` if it committed (or none ran):
@@ -562,8 +579,29 @@ impl Outbox {
         answer.await.map_err(|_| OutboxError::Closed)?
     }
 
-    /// Runs a query on a pooled read connection on a blocking thread.
+    /// Writes the delivery rows of every event stored so far whose fan-out has none yet (a
+    /// post stores only its event's row). Every read of deliveries runs this first, so it sees
+    /// at least what was committed before it started; it costs nothing when nothing is left.
+    pub async fn expand_fan_out(&self) -> Result<(), OutboxError> {
+        while self.inner.counters.unexpanded() {
+            self.write(Request::Expand).await?;
+        }
+        Ok(())
+    }
+
+    /// Runs a query of deliveries on a pooled read connection on a blocking thread, after the
+    /// deliveries committed so far have their rows ([`Outbox::expand_fan_out`]).
     async fn read<T, F>(&self, f: F) -> Result<T, OutboxError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection, &Inner) -> Result<T, OutboxError> + Send + 'static,
+    {
+        self.expand_fan_out().await?;
+        self.read_as_is(f).await
+    }
+
+    /// Runs a query on a pooled read connection on a blocking thread, whatever is expanded.
+    async fn read_as_is<T, F>(&self, f: F) -> Result<T, OutboxError>
     where
         T: Send + 'static,
         F: FnOnce(&Connection, &Inner) -> Result<T, OutboxError> + Send + 'static,

@@ -5,7 +5,13 @@
 //! * `events`, keyed by `seq` (an integer in the order stored): `id` TEXT UNIQUE (the
 //!   tracker's id, or a UUID v7 whc made), `type` (`conversion`, `refund`, `event1`..`event10`),
 //!   `body` (the event as JSON in the wire format), `received_at` (ms since the epoch),
-//!   `occurred_at` (the event's `occurredAt`, or NULL).
+//!   `occurred_at` (the event's `occurredAt`, or NULL), `fanout` (BLOB: the requests its
+//!   webhooks rendered, in whc's encoding, see `super::fanout`; NULL when none matched).
+//! * `fanout_expanded`, one row: `through`, the last event `seq` whose fan-out has been
+//!   expanded into `deliveries` rows. A post stores only the event row; `whc serve` writes
+//!   the deliveries of the events after `through` before anything reads deliveries (the
+//!   dispatcher claiming, the admin API and console, metrics). While it is paused and nothing
+//!   reads, new events' deliveries are only in their `fanout`.
 //! * `deliveries`, keyed by `seq` (`event_seq * 65536 + n`, n the delivery's place in its
 //!   event's fan-out from 0: an event's deliveries are one range, in the order stored): `id`
 //!   TEXT UNIQUE (a UUID v7, the delivery's public id), `event_seq` (→ `events.seq`), `webhook`, `method`, `url`,
@@ -31,6 +37,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::OutboxError;
+use super::writer::FanOutMarks;
 use super::types::{endpoint_key, endpoint_of};
 
 /// How long a connection waits for a lock before SQLite reports `SQLITE_BUSY`.
@@ -108,7 +115,28 @@ const MIGRATIONS: &[Migration] = &[
         sql: STEP_9,
         then: Some(backfill_endpoint_keys),
     },
+    // 10: a post writes one row per event (measured with callgrind under ingest-vs-limits.sh's
+    // load: each delivery row cost ~15k instructions of ~138k per event matching 2 webhooks,
+    // inserting into the table, `deliveries_pending` and the `id` index, and binding 15
+    // parameters).
+    // * `events.fanout` holds the requests the event's webhooks rendered (see `fanout`), NULL
+    //   when none matched.
+    // * The writer expands them into `deliveries` rows, in the order stored, before anything
+    //   reads deliveries: the dispatcher before it claims, the admin API before it answers.
+    //   `fanout_expanded.through` is the last event `seq` whose fan-out has rows.
+    // Every event stored before has its deliveries as rows already.
+    Migration::sql(STEP_10),
 ];
+
+/// The SQL of step 10: the events' fan-out, and how far it has been expanded.
+pub(crate) const STEP_10: &str = "
+    ALTER TABLE events ADD COLUMN fanout BLOB;
+    CREATE TABLE fanout_expanded (
+        id      INTEGER PRIMARY KEY CHECK (id = 1),
+        through INTEGER NOT NULL
+    );
+    INSERT INTO fanout_expanded (id, through) SELECT 1, coalesce(max(seq), 0) FROM events;
+";
 
 /// How many deliveries one event can have: a delivery's `seq` is its event's `seq` times this,
 /// plus its place in the event's fan-out.
@@ -438,6 +466,31 @@ fn quick_check(conn: &Connection, path: &std::path::Path) -> Result<(), OutboxEr
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Where the events' fan-out stands in the file: the writer's marks at open (see
+/// [`super::Outbox::expand_fan_out`]). Reads the events after the expanded mark, which is
+/// what a stop left unexpanded. A fan-out that does not decode counts none.
+pub(crate) fn fan_out_marks(conn: &Connection) -> Result<FanOutMarks, OutboxError> {
+    let (fanned, expanded) = conn.query_row(
+        "SELECT coalesce((SELECT max(seq) FROM events), 0), through FROM fanout_expanded",
+        [],
+        |r| Ok((r.get(0)?, r.get(1)?)),
+    )?;
+    let mut unexpanded_deliveries = 0u64;
+    let mut rows = conn.prepare(
+        "SELECT fanout FROM events WHERE seq > ?1 AND fanout IS NOT NULL ORDER BY seq",
+    )?;
+    let mut fanouts = rows.query([expanded])?;
+    while let Some(row) = fanouts.next()? {
+        let bytes = row.get_ref(0)?.as_blob().unwrap_or_default();
+        unexpanded_deliveries += super::fanout::count(bytes).unwrap_or(0);
+    }
+    Ok(FanOutMarks {
+        fanned,
+        expanded,
+        unexpanded_deliveries,
+    })
 }
 
 /// Opens a read-only connection for queries; WAL lets it read while the writer commits.

@@ -1,7 +1,7 @@
 //! Outbox tests against a real SQLite file in a temporary folder.
 
 use super::*;
-use crate::store::contract::{event, event_to};
+use crate::store::contract::{delivered, event, event_to};
 use std::collections::HashSet;
 
 fn open(dir: &tempfile::TempDir) -> Outbox {
@@ -370,6 +370,7 @@ async fn bad_stored_data_is_an_error_not_a_panic() {
         .await
         .expect("accept");
     let id = &accepted[0].deliveries[0];
+    outbox.expand_fan_out().await.expect("expand");
     let conn = Connection::open(outbox.path()).expect("open");
     conn.execute(
         "UPDATE deliveries SET headers = 'not json', attempts = -1 WHERE id = ?1",
@@ -388,6 +389,12 @@ async fn answer_means_committed() {
         .await
         .expect("accept");
     // Another connection sees the rows as soon as the answer arrives: they are committed.
+    // (A post commits its event's row; the delivery rows are written before any read.)
+    assert_eq!(
+        count(outbox.path(), "SELECT count(*) FROM events WHERE id = 'e1'"),
+        1
+    );
+    outbox.expand_fan_out().await.expect("expand");
     let conn = Connection::open(outbox.path()).expect("open");
     let (events, deliveries): (i64, i64) = conn
         .query_row(
@@ -519,18 +526,24 @@ async fn a_failing_request_undoes_only_its_own_writes_in_a_shared_batch() {
         tokio::spawn(async move { outbox.accept(events).await })
     };
     let first = good("ok-1");
-    // The bad request writes its event and first delivery, then fails on the second
-    // delivery, which reuses the first one's id.
-    let mut bad = event("bad", &["crm", "ads"]);
-    bad.deliveries[1].id = bad.deliveries[0].id.clone();
+    // The bad request writes its first event, then fails on its second, whose two
+    // deliveries share one id.
+    let mut twice = event("twice", &["crm", "ads"]);
+    twice.deliveries[1].id = twice.deliveries[0].id.clone();
     let bad = {
         let outbox = outbox.clone();
-        tokio::spawn(async move { outbox.accept(vec![bad]).await })
+        tokio::spawn(async move { outbox.accept(vec![event("bad", &["crm"]), twice]).await })
     };
     let second = good("ok-2");
     parked.release(&outbox, &before, 3).await;
 
-    assert!(bad.await.expect("join").is_err(), "the bad request fails");
+    assert!(
+        matches!(
+            bad.await.expect("join"),
+            Err(OutboxError::DuplicateDelivery(_))
+        ),
+        "the bad request fails"
+    );
     for task in [first, second] {
         let accepted = task.await.expect("join").expect("a good request is stored");
         assert!(!accepted[0].duplicate);
@@ -1008,12 +1021,25 @@ fn assert_latest_schema(path: &std::path::Path) {
     assert_eq!(version, schema::VERSION);
     let tables: Vec<String> = conn
         .prepare(
-            "SELECT sql FROM sqlite_master WHERE type = 'table' AND name != 'attempts'
-             ORDER BY name",
+            "SELECT sql FROM sqlite_master WHERE type = 'table'
+             AND name NOT IN ('attempts', 'fanout_expanded') ORDER BY name",
         )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("tables");
     assert_eq!(tables.len(), 2, "{tables:?}");
+    assert!(
+        tables.iter().any(|sql| sql.contains("fanout BLOB")),
+        "{tables:?}"
+    );
+    let (marks, through): (i64, i64) = conn
+        .query_row(
+            "SELECT count(*), max(through) FROM fanout_expanded",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .expect("fanout_expanded");
+    assert_eq!(marks, 1);
+    assert!(through >= 0);
     for sql in &tables {
         let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(sql.contains("seq INTEGER PRIMARY KEY"), "{sql}");
@@ -1221,6 +1247,18 @@ fn every_query_of_a_delivery_uses_an_index() {
             "SEARCH d USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
         ),
         (
+            "SELECT id FROM deliveries WHERE seq >= ?2 * 65536 AND seq < (?2 + 1) * 65536
+             ORDER BY seq",
+            "SEARCH deliveries USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
+        ),
+        // The events whose fan-out is not expanded yet: those after the mark, by key.
+        (
+            "SELECT seq, received_at, fanout FROM events
+             WHERE seq > (SELECT through FROM fanout_expanded) AND fanout IS NOT NULL
+             ORDER BY seq LIMIT ?2",
+            "SEARCH events USING INTEGER PRIMARY KEY (rowid>?)",
+        ),
+        (
             "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'",
             "sqlite_autoindex_deliveries_1",
         ),
@@ -1318,6 +1356,7 @@ async fn a_version_7_outbox_keys_each_delivery_by_its_event_and_keeps_its_rows()
         .expect("accept");
     assert!(again[0].duplicate);
     assert_eq!(again[0].deliveries, ["d-a", "d-c"]);
+    outbox.expand_fan_out().await.expect("expand");
     let new: Vec<i64> = conn
         .prepare(
             "SELECT d.seq FROM deliveries d JOIN events e ON e.seq = d.event_seq
@@ -1346,6 +1385,7 @@ async fn an_event_with_nine_deliveries_keeps_their_order_and_its_duplicate_answe
         .await
         .expect("accept");
     assert_eq!(accepted[0].deliveries.len(), webhooks.len());
+    outbox.expand_fan_out().await.expect("expand");
     let conn = Connection::open(outbox.path()).expect("open");
     let stored: Vec<(i64, String, String)> = conn
         .prepare(
@@ -1418,6 +1458,15 @@ async fn a_version_8_outbox_keys_each_endpoint_by_an_integer_and_keeps_its_queue
     }
     let outbox = Outbox::open(&path).expect("open and migrate");
     assert_latest_schema(&path);
+    // Step 10: every event stored before has its deliveries as rows already.
+    assert_eq!(count(&path, "SELECT through FROM fanout_expanded"), 2);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM events WHERE fanout IS NOT NULL"
+        ),
+        0
+    );
     let conn = Connection::open(&path).expect("open");
     let keys: Vec<(String, i64)> = conn
         .prepare("SELECT endpoint, endpoint_key FROM deliveries ORDER BY seq")
@@ -1452,4 +1501,271 @@ async fn a_version_8_outbox_keys_each_endpoint_by_an_integer_and_keeps_its_queue
         1,
         "{urls:?}"
     );
+}
+
+/// Counts rows straight from the file, as a person with `sqlite3` would.
+fn count(path: &std::path::Path, sql: &str) -> i64 {
+    Connection::open(path)
+        .expect("open")
+        .query_row(sql, [], |r| r.get(0))
+        .expect("count")
+}
+
+#[tokio::test]
+async fn a_post_stores_one_row_per_event_and_reads_see_its_deliveries_as_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let accepted = outbox
+        .accept(vec![event("e1", &["crm", "ads"]), event("e2", &[])])
+        .await
+        .expect("accept");
+    let path = outbox.path().to_path_buf();
+    // Committed as one row per event: the fan-out in the event's row, no delivery rows yet.
+    assert_eq!(count(&path, "SELECT count(*) FROM deliveries"), 0);
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM events WHERE id = 'e1' AND fanout IS NOT NULL"
+        ),
+        1
+    );
+    assert_eq!(
+        count(
+            &path,
+            "SELECT count(*) FROM events WHERE id = 'e2' AND fanout IS NULL"
+        ),
+        1
+    );
+    // The queue's depth counts them without writing their rows (what samples it every few
+    // seconds must not undo the saving).
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 2);
+    assert_eq!(count(&path, "SELECT count(*) FROM deliveries"), 0);
+    // Any other read of deliveries writes their rows first: the log lists them, newest first.
+    let listed = outbox.list(DeliveryFilter::default()).await.expect("list");
+    let mut ids: Vec<String> = listed.iter().map(|d| d.id.clone()).collect();
+    ids.reverse();
+    assert_eq!(ids, accepted[0].deliveries);
+    assert_eq!(count(&path, "SELECT count(*) FROM deliveries"), 2);
+    assert_eq!(
+        count(&path, "SELECT through FROM fanout_expanded"),
+        count(&path, "SELECT seq FROM events WHERE id = 'e2'")
+    );
+    // Each row is as the post would have written it: keyed by its event, due, created and
+    // updated when the event was received, with every column of the rendered request.
+    let conn = Connection::open(&path).expect("open");
+    let rows: Vec<(i64, i64, i64, i64, i64, String, i64)> = conn
+        .prepare(
+            "SELECT d.seq - e.seq * 65536, d.next_attempt_at - e.received_at,
+                    d.created_at - e.received_at, d.updated_at - e.received_at, d.attempts,
+                    d.status, d.endpoint_key
+             FROM deliveries d JOIN events e ON e.seq = d.event_seq ORDER BY d.seq",
+        )
+        .and_then(|mut s| {
+            s.query_map([], |r| {
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                ))
+            })?
+            .collect()
+        })
+        .expect("rows");
+    let key = endpoint_key("https://example.test");
+    assert_eq!(
+        rows,
+        [
+            (0, 0, 0, 0, 0, "pending".to_owned(), key),
+            (1, 0, 0, 0, 0, "pending".to_owned(), key)
+        ]
+    );
+    let first = outbox
+        .get(&accepted[0].deliveries[0])
+        .await
+        .expect("get")
+        .expect("stored");
+    let sent = event("e1", &["crm"]).deliveries.remove(0);
+    assert_eq!(
+        (
+            first.webhook.as_str(),
+            first.url.as_str(),
+            &first.headers,
+            &first.body,
+            first.secret_env.as_deref(),
+            first.timeout_ms,
+            first.max_attempts
+        ),
+        (
+            "crm",
+            sent.url.as_str(),
+            &sent.headers,
+            &StoredBody::Bytes(b"{}".to_vec()),
+            Some("HOOK_SECRET"),
+            5000,
+            3
+        )
+    );
+}
+
+#[tokio::test]
+async fn a_duplicate_of_an_event_not_expanded_yet_answers_the_same_delivery_ids() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let first = outbox
+        .accept(vec![event("e1", &["crm", "ads", "mail"])])
+        .await
+        .expect("accept");
+    let again = outbox
+        .accept(vec![event("e1", &["other"])])
+        .await
+        .expect("accept again");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].deliveries, first[0].deliveries);
+    assert_eq!(count(outbox.path(), "SELECT count(*) FROM deliveries"), 0);
+    outbox.expand_fan_out().await.expect("expand");
+    let third = outbox
+        .accept(vec![event("e1", &[])])
+        .await
+        .expect("accept a third time");
+    assert_eq!(third[0].deliveries, first[0].deliveries);
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 3);
+}
+
+#[tokio::test]
+async fn deliveries_only_in_their_events_row_are_claimed_after_a_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let accepted = {
+        let outbox = open(&dir);
+        outbox
+            .accept(vec![event("e1", &["crm"]), event("e2", &["ads", "crm"])])
+            .await
+            .expect("accept")
+    };
+    let outbox = open(&dir);
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 3);
+    assert_eq!(count(outbox.path(), "SELECT count(*) FROM deliveries"), 0);
+    let due: Vec<String> = outbox
+        .due(LATER, 10, ANY)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    let stored: Vec<String> = accepted.into_iter().flat_map(|a| a.deliveries).collect();
+    assert_eq!(due, stored);
+}
+
+#[tokio::test]
+async fn pruning_keeps_events_not_expanded_and_a_new_event_never_takes_an_expanded_seq() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("old", &["crm"])])
+        .await
+        .expect("accept");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
+    outbox
+        .record(&due[0].id, delivered())
+        .await
+        .expect("record");
+    // `kept` has a delivery, only in its row: pruning must not take it for an event done.
+    outbox
+        .accept(vec![event("kept", &["ads"])])
+        .await
+        .expect("accept");
+    let pruned = outbox.prune_delivered(LATER).await.expect("prune");
+    assert_eq!(pruned, 1);
+    assert_eq!(count(outbox.path(), "SELECT count(*) FROM events"), 1);
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].event_id, "kept");
+    outbox
+        .record(&due[0].id, delivered())
+        .await
+        .expect("record");
+    assert_eq!(outbox.prune_delivered(LATER).await.expect("prune"), 1);
+    // Every row is gone; SQLite alone would give the next event the first `seq` again,
+    // one the fan-out counts as expanded, and its delivery would never get a row.
+    assert_eq!(count(outbox.path(), "SELECT count(*) FROM events"), 0);
+    let through = count(outbox.path(), "SELECT through FROM fanout_expanded");
+    let new = outbox
+        .accept(vec![event("new", &["crm"])])
+        .await
+        .expect("accept");
+    assert!(count(outbox.path(), "SELECT seq FROM events WHERE id = 'new'") > through);
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(due.len(), 1);
+    assert_eq!(due[0].id, new[0].deliveries[0]);
+    // And after a restart, which starts the writer's count from the file.
+    drop(outbox);
+    let outbox = open(&dir);
+    let again = outbox
+        .accept(vec![event("newer", &["crm"])])
+        .await
+        .expect("accept");
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(due.len(), 2, "the unclaimed one again, and the newer one");
+    assert!(due.iter().any(|d| d.id == again[0].deliveries[0]));
+}
+
+#[tokio::test]
+async fn an_event_whose_fan_out_cannot_become_rows_is_passed_over_and_kept() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let before = outbox
+        .accept(vec![event("before", &["crm"])])
+        .await
+        .expect("accept");
+    outbox
+        .accept(vec![event("damaged", &["crm"])])
+        .await
+        .expect("accept");
+    // `taken` reuses a delivery id of `before`: its rows cannot be stored.
+    let mut taken = event("taken", &["crm", "ads"]);
+    taken.deliveries[1].id = before[0].deliveries[0].clone();
+    outbox.accept(vec![taken]).await.expect("accept");
+    let after = outbox
+        .accept(vec![event("after", &["crm"])])
+        .await
+        .expect("accept");
+    Connection::open(outbox.path())
+        .expect("open")
+        .execute(
+            "UPDATE events SET fanout = x'01ff' WHERE id = 'damaged'",
+            [],
+        )
+        .expect("damage");
+    // Neither stops the queue: the others' deliveries are claimed, nothing of the two is.
+    let due: Vec<String> = outbox
+        .due(LATER, 10, ANY)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|d| d.id)
+        .collect();
+    assert_eq!(
+        due,
+        [
+            before[0].deliveries[0].clone(),
+            after[0].deliveries[0].clone()
+        ]
+    );
+    assert_eq!(count(outbox.path(), "SELECT count(*) FROM deliveries"), 2);
+    // Their rows stay as they were, for a person to look at.
+    assert_eq!(
+        count(
+            outbox.path(),
+            "SELECT count(*) FROM events WHERE id IN ('damaged', 'taken') AND fanout IS NOT NULL"
+        ),
+        2
+    );
+    outbox
+        .accept(vec![event("later", &["crm"])])
+        .await
+        .expect("accept");
+    assert_eq!(outbox.queue_depth().await.expect("depth"), 3);
 }

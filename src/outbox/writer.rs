@@ -8,13 +8,13 @@
 //! shared by everyone who arrived during it.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
 
-use rusqlite::{Connection, Statement, params};
+use rusqlite::{Connection, OptionalExtension, Statement, params};
 use tokio::sync::{Notify, oneshot};
 
-use super::payload::Payload;
+use super::fanout;
 use super::schema::FAN_OUT_LIMIT;
 use super::types::{
     AttemptRecord, NewEvent, RecordColumns, Stats, endpoint_key, endpoint_of, error_text, excerpt,
@@ -23,6 +23,9 @@ use super::{Accepted, Claims, OutboxError, now_ms};
 
 /// The most events one transaction takes before it commits (bounds commit latency).
 const BATCH_EVENTS: usize = 1000;
+
+/// The most events whose fan-out one [`Request::Expand`] writes as delivery rows.
+const EXPAND_EVENTS: i64 = 2000;
 
 /// One write, with the channel its answer goes back on.
 pub(crate) enum Request {
@@ -37,6 +40,9 @@ pub(crate) enum Request {
     /// Write and commit a row that is deleted in the same transaction: whether the store takes
     /// writes now (triggers, a read-only file, a full disk), for the readiness check.
     Probe(Reply<()>),
+    /// Write the deliveries of the oldest events whose fan-out has no rows yet (at most
+    /// [`EXPAND_EVENTS`] of them); answers the last event `seq` expanded through.
+    Expand(Reply<i64>),
 }
 
 /// A write's way back to its caller, and its own result once it ran in the transaction.
@@ -83,6 +89,7 @@ macro_rules! with_reply {
             Request::Replay(_, $r) => $body,
             Request::Prune(_, $r) => $body,
             Request::Probe($r) => $body,
+            Request::Expand($r) => $body,
         }
     };
 }
@@ -93,7 +100,8 @@ impl Request {
         match self {
             Request::Accept(..) | Request::Replay(..) => true,
             Request::Record(_, record, _) => matches!(record, AttemptRecord::Retry { .. }),
-            Request::Prune(..) | Request::Probe(..) => false,
+            // Expanding writes rows its caller reads next; a new event woke the dispatcher.
+            Request::Prune(..) | Request::Probe(..) | Request::Expand(..) => false,
         }
     }
 
@@ -115,9 +123,33 @@ pub(crate) struct Counters {
     events: AtomicU64,
     busy_micros: AtomicU64,
     health: std::sync::Mutex<Option<String>>,
+    /// The last event `seq` committed with a fan-out (or at open, the last stored).
+    fanned: AtomicI64,
+    /// The last event `seq` whose fan-out is committed as delivery rows.
+    expanded: AtomicI64,
+    /// The deliveries committed in events' fan-out and not yet as rows.
+    unexpanded_deliveries: AtomicU64,
 }
 
 impl Counters {
+    /// Starts the fan-out marks from what the file holds at open.
+    pub(crate) fn set_fan_out_marks(&self, marks: FanOutMarks) {
+        self.fanned.store(marks.fanned, Ordering::Release);
+        self.expanded.store(marks.expanded, Ordering::Release);
+        self.unexpanded_deliveries
+            .store(marks.unexpanded_deliveries, Ordering::Release);
+    }
+
+    /// How many committed deliveries are only in their event's fan-out, not rows yet.
+    pub(crate) fn unexpanded_deliveries(&self) -> u64 {
+        self.unexpanded_deliveries.load(Ordering::Acquire)
+    }
+
+    /// Whether a committed event's fan-out may still lack its delivery rows.
+    pub(crate) fn unexpanded(&self) -> bool {
+        self.fanned.load(Ordering::Acquire) > self.expanded.load(Ordering::Acquire)
+    }
+
     /// Counts a request handed to the writer.
     pub(crate) fn submitted(&self) {
         self.submitted.fetch_add(1, Ordering::Relaxed);
@@ -161,7 +193,16 @@ pub(crate) struct Statements<'c> {
     rollback: Statement<'c>,
     insert_event: Statement<'c>,
     insert_delivery: Statement<'c>,
-    existing: Statement<'c>,
+    existing_event: Statement<'c>,
+    existing_deliveries: Statement<'c>,
+    unexpanded: Statement<'c>,
+    last_seq: Statement<'c>,
+    set_expanded: Statement<'c>,
+    drop_rows: Statement<'c>,
+    /// The `seq` the next stored event gets: past every event stored and every `seq` the
+    /// fan-out was expanded through, so that a new event is never taken for an expanded one
+    /// (SQLite would reuse the largest `seq` once pruning deleted the last rows).
+    next_seq: i64,
 }
 
 impl<'c> Statements<'c> {
@@ -175,8 +216,8 @@ impl<'c> Statements<'c> {
             commit: conn.prepare("COMMIT")?,
             rollback: conn.prepare("ROLLBACK")?,
             insert_event: conn.prepare(
-                "INSERT INTO events (id, type, body, received_at, occurred_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO events (seq, id, type, body, received_at, occurred_at, fanout)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
             )?,
             insert_delivery: conn.prepare(
                 "INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
@@ -185,12 +226,31 @@ impl<'c> Statements<'c> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?12, ?12,
                      ?13, ?14, ?15)",
             )?,
-            // An event's deliveries are the range of keys its own `seq` starts.
-            existing: conn.prepare(
-                "SELECT d.id FROM events e JOIN deliveries d
-                     ON d.seq >= e.seq * 65536 AND d.seq < (e.seq + 1) * 65536
-                 WHERE e.id = ?1 ORDER BY d.seq",
+            existing_event: conn.prepare(
+                "SELECT e.seq, e.fanout, e.seq > x.through FROM events e, fanout_expanded x
+                 WHERE e.id = ?1",
             )?,
+            // An event's deliveries are the range of keys its own `seq` starts.
+            existing_deliveries: conn.prepare(
+                "SELECT id FROM deliveries WHERE seq >= ?1 * 65536 AND seq < (?1 + 1) * 65536
+                 ORDER BY seq",
+            )?,
+            unexpanded: conn.prepare(
+                "SELECT seq, received_at, fanout FROM events
+                 WHERE seq > (SELECT through FROM fanout_expanded) AND fanout IS NOT NULL
+                 ORDER BY seq LIMIT ?1",
+            )?,
+            last_seq: conn.prepare(
+                "SELECT max(coalesce((SELECT max(seq) FROM events), 0), through)
+                 FROM fanout_expanded",
+            )?,
+            set_expanded: conn.prepare("UPDATE fanout_expanded SET through = ?1")?,
+            drop_rows: conn.prepare("DELETE FROM deliveries WHERE seq >= ?1 AND seq < ?2")?,
+            next_seq: 0,
+        })
+        .and_then(|mut statements| {
+            statements.next_seq = statements.last_seq.query_row([], |r| r.get::<_, i64>(0))? + 1;
+            Ok(statements)
         })
     }
 }
@@ -255,14 +315,14 @@ fn commit_batch(
 ) {
     let wakes = batch.iter().any(Request::may_make_due);
     let now = now_ms();
-    let mut stored_events = 0u64;
+    let mut effects = Effects::default();
     let result = match run_batch(
         conn,
         statements,
         &mut batch,
         Isolation::Straight,
         now,
-        &mut stored_events,
+        &mut effects,
     ) {
         Ok(false) => run_batch(
             conn,
@@ -270,7 +330,7 @@ fn commit_batch(
             &mut batch,
             Isolation::Savepoints,
             now,
-            &mut stored_events,
+            &mut effects,
         )
         .map(|_| ()),
         other => other.map(|_| ()),
@@ -278,7 +338,28 @@ fn commit_batch(
     let failed = match result {
         Ok(()) => {
             counters.commits.fetch_add(1, Ordering::Relaxed);
-            counters.events.fetch_add(stored_events, Ordering::Relaxed);
+            counters.events.fetch_add(effects.events, Ordering::Relaxed);
+            // Published after COMMIT: a reader that sees `fanned` ahead asks for an expansion,
+            // and one that sees `expanded` reaches it finds the rows committed.
+            if effects.fanned > 0 {
+                counters
+                    .unexpanded_deliveries
+                    .fetch_add(effects.fanned_deliveries, Ordering::AcqRel);
+                counters.fanned.fetch_max(effects.fanned, Ordering::AcqRel);
+            }
+            if let Some(through) = effects.expanded {
+                counters.expanded.fetch_max(through, Ordering::AcqRel);
+                // Only this thread changes the count: once every fan-out has rows it is 0,
+                // whatever a damaged fan-out (whose count could not be read) left behind.
+                let left = if through >= counters.fanned.load(Ordering::Acquire) {
+                    0
+                } else {
+                    counters
+                        .unexpanded_deliveries()
+                        .saturating_sub(effects.expanded_deliveries)
+                };
+                counters.unexpanded_deliveries.store(left, Ordering::Release);
+            }
             None
         }
         Err(e) => Some(Arc::new(e)),
@@ -313,6 +394,32 @@ fn commit_batch(
     }
 }
 
+/// Where the events' fan-out stands, as the writer publishes it (see [`Counters`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct FanOutMarks {
+    /// The last event `seq` stored (with a fan-out or not).
+    pub fanned: i64,
+    /// The last event `seq` whose fan-out has rows.
+    pub expanded: i64,
+    /// The deliveries of the events after `expanded`.
+    pub unexpanded_deliveries: u64,
+}
+
+/// What a batch's requests changed that the others learn after COMMIT.
+#[derive(Debug, Default, Clone, Copy)]
+struct Effects {
+    /// New events stored.
+    events: u64,
+    /// The last event `seq` stored with a fan-out, 0 for none.
+    fanned: i64,
+    /// The deliveries in the fan-out stored.
+    fanned_deliveries: u64,
+    /// The deliveries of the fan-out expanded (rows written, or passed over).
+    expanded_deliveries: u64,
+    /// The event `seq` the fan-out is now expanded through, if an expansion ran.
+    expanded: Option<i64>,
+}
+
 /// How the requests of one batch share its transaction.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Isolation {
@@ -333,10 +440,10 @@ fn run_batch(
     batch: &mut [Request],
     isolation: Isolation,
     now: i64,
-    stored: &mut u64,
+    effects: &mut Effects,
 ) -> Result<bool, rusqlite::Error> {
     statements.begin.execute([])?;
-    let result = run_open_batch(conn, statements, batch, isolation, now, stored);
+    let result = run_open_batch(conn, statements, batch, isolation, now, effects);
     if !matches!(result, Ok(true)) && !conn.is_autocommit() {
         // What dropping a rusqlite `Transaction` does; its own failure changes nothing more.
         drop(statements.rollback.execute([]));
@@ -352,13 +459,13 @@ fn run_open_batch(
     batch: &mut [Request],
     isolation: Isolation,
     now: i64,
-    stored: &mut u64,
+    effects: &mut Effects,
 ) -> Result<bool, rusqlite::Error> {
-    *stored = 0;
+    *effects = Effects::default();
     for request in batch.iter_mut() {
         match isolation {
-            Isolation::Savepoints => request.apply_in_savepoint(conn, statements, now, stored),
-            Isolation::Straight => request.apply(conn, statements, now, stored),
+            Isolation::Savepoints => request.apply_in_savepoint(conn, statements, now, effects),
+            Isolation::Straight => request.apply(conn, statements, now, effects),
         }
     }
     if isolation == Isolation::Straight && !batch.iter().all(Request::left_clean) {
@@ -399,11 +506,11 @@ impl Request {
         conn: &Connection,
         statements: &mut Statements<'_>,
         now: i64,
-        stored: &mut u64,
+        effects: &mut Effects,
     ) {
         match self {
             Request::Accept(events, r) => {
-                r.result = Some(accept(conn, statements, events, now, stored));
+                r.result = Some(accept(statements, events, now, effects));
             }
             Request::Record(id, record, r) => {
                 r.result = Some(record_attempt(conn, id, record, now));
@@ -411,6 +518,7 @@ impl Request {
             Request::Replay(id, r) => r.result = Some(replay(conn, id, now)),
             Request::Prune(before, r) => r.result = Some(prune(conn, *before)),
             Request::Probe(r) => r.result = Some(probe(conn)),
+            Request::Expand(r) => r.result = Some(expand(statements, effects)),
         }
     }
 
@@ -421,21 +529,21 @@ impl Request {
         conn: &Connection,
         statements: &mut Statements<'_>,
         now: i64,
-        stored: &mut u64,
+        effects: &mut Effects,
     ) {
-        let before = *stored;
+        let before = *effects;
         if let Err(e) = conn.execute_batch("SAVEPOINT request") {
             return self.failed_with(e.into());
         }
-        self.apply(conn, statements, now, stored);
+        self.apply(conn, statements, now, effects);
         if !self.left_clean() {
-            *stored = before;
+            *effects = before;
             // The request's own error is the one it answers with.
             drop(conn.execute_batch("ROLLBACK TO request; RELEASE request"));
             return;
         }
         if let Err(e) = conn.execute_batch("RELEASE request") {
-            *stored = before;
+            *effects = before;
             drop(conn.execute_batch("ROLLBACK TO request; RELEASE request"));
             self.failed_with(e.into());
         }
@@ -447,16 +555,16 @@ impl Request {
     }
 }
 
-/// Stores new events and their deliveries; an id already stored is a duplicate.
+/// Stores new events, each with its fan-out in its own row (see [`fanout`]); an id already
+/// stored is a duplicate, answered with the delivery ids it got the first time.
 ///
-/// A delivery's `seq` is its event's `seq` times [`FAN_OUT_LIMIT`] plus its place in the
-/// fan-out (see the schema's step 8).
+/// The deliveries get rows of their own later ([`expand`]), keyed by the event's `seq` times
+/// [`FAN_OUT_LIMIT`] plus their place in the fan-out (see the schema's step 8).
 fn accept(
-    conn: &Connection,
     statements: &mut Statements<'_>,
     events: &[NewEvent],
     now: i64,
-    stored: &mut u64,
+    effects: &mut Effects,
 ) -> Result<Vec<Accepted>, OutboxError> {
     let mut answers = Vec::with_capacity(events.len());
     for event in events {
@@ -465,76 +573,184 @@ fn accept(
                 field: "deliveries per event",
             });
         }
+        let seq = statements.next_seq;
+        seq.checked_mul(FAN_OUT_LIMIT)
+            .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
+        let fanout = if event.deliveries.is_empty() {
+            None
+        } else {
+            for (n, d) in event.deliveries.iter().enumerate() {
+                i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
+                    field: "timeout_ms",
+                })?;
+                // Ids are unique by how they are made; this keeps a hand-made event from
+                // stopping the expansion later (what the `id` index refused at once before).
+                if event.deliveries[..n].iter().any(|other| other.id == d.id) {
+                    return Err(OutboxError::DuplicateDelivery(d.id.clone()));
+                }
+            }
+            // Most webhooks set no header: skip the encoder for them.
+            let headers = event
+                .deliveries
+                .iter()
+                .map(|d| {
+                    if d.headers.is_empty() {
+                        Ok(std::borrow::Cow::Borrowed("[]"))
+                    } else {
+                        serde_json::to_string(&d.headers)
+                            .map(std::borrow::Cow::Owned)
+                            .map_err(OutboxError::Headers)
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some(fanout::encode(&event.deliveries, &headers))
+        };
         let inserted = statements.insert_event.execute(params![
+            seq,
             event.id,
             event.kind,
             event.body,
             now,
-            event.occurred_at
+            event.occurred_at,
+            fanout
         ])?;
         if inserted == 0 {
-            let ids = statements
-                .existing
-                .query_map([&event.id], |r| r.get::<_, String>(0))?
-                .collect::<Result<Vec<_>, _>>()?;
             answers.push(Accepted {
                 id: event.id.clone(),
                 duplicate: true,
-                deliveries: ids,
+                deliveries: existing_ids(statements, &event.id)?,
             });
             continue;
         }
-        *stored += 1;
-        let event_seq = conn.last_insert_rowid();
-        let first = event_seq
-            .checked_mul(FAN_OUT_LIMIT)
-            .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
-        let mut ids = Vec::with_capacity(event.deliveries.len());
-        for (n, d) in (0i64..).zip(&event.deliveries) {
-            // Most webhooks set no header: skip the encoder for them.
-            let headers = if d.headers.is_empty() {
-                std::borrow::Cow::Borrowed("[]")
-            } else {
-                serde_json::to_string(&d.headers)
-                    .map_err(OutboxError::Headers)?
-                    .into()
-            };
-            let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
-                field: "timeout_ms",
-            })?;
-            let (body, envelope) = match &d.body {
-                Payload::Empty => (None, false),
-                Payload::Bytes(bytes) => (Some(bytes.as_slice()), false),
-                Payload::Envelope => (None, true),
-            };
-            let endpoint = endpoint_of(&d.url);
-            let key = endpoint_key(&endpoint);
-            statements.insert_delivery.execute(params![
-                first + n,
-                d.id,
-                event_seq,
-                d.webhook,
-                d.method,
-                d.url,
-                headers,
-                body,
-                d.secret_env,
-                timeout_ms,
-                d.max_attempts,
-                now,
-                envelope,
-                endpoint,
-                key,
-            ])?;
-            ids.push(d.id.clone());
+        statements.next_seq = seq + 1;
+        effects.events += 1;
+        if fanout.is_some() {
+            effects.fanned = seq;
+            effects.fanned_deliveries += event.deliveries.len() as u64;
         }
         answers.push(Accepted {
             id: event.id.clone(),
             duplicate: false,
-            deliveries: ids,
+            deliveries: event.deliveries.iter().map(|d| d.id.clone()).collect(),
         });
     }
     Ok(answers)
+}
+
+/// The delivery ids of the stored event `id`: from its rows, or from its fan-out while that
+/// is not expanded yet.
+fn existing_ids(statements: &mut Statements<'_>, id: &str) -> Result<Vec<String>, OutboxError> {
+    let found = statements
+        .existing_event
+        .query_row([id], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, Option<Vec<u8>>>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })
+        .optional()?;
+    match found {
+        None => Ok(Vec::new()),
+        Some((_, Some(fanout), true)) => Ok(fanout::decode(&fanout)?
+            .into_iter()
+            .map(|e| e.id.to_owned())
+            .collect()),
+        Some((seq, _, _)) => Ok(statements
+            .existing_deliveries
+            .query_map([seq], |r| r.get::<_, String>(0))?
+            .collect::<Result<Vec<_>, _>>()?),
+    }
+}
+
+/// Writes the delivery rows of the oldest events whose fan-out has none yet, at most
+/// [`EXPAND_EVENTS`] events, and moves `fanout_expanded.through` past them. Each delivery is
+/// due, created and updated at its event's `received_at`, as if written with it.
+///
+/// An event whose fan-out cannot become rows (its bytes damaged, or a delivery id taken) is
+/// logged and passed over with its row kept as it is, rather than stopping every later
+/// event's deliveries; any other failure fails the request, to be tried again.
+fn expand(statements: &mut Statements<'_>, effects: &mut Effects) -> Result<i64, OutboxError> {
+    let events = statements
+        .unexpanded
+        .query_map([EXPAND_EVENTS], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, Vec<u8>>(2)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    let mut through = None;
+    for (event_seq, received_at, fanout) in &events {
+        through = Some(*event_seq);
+        let first = event_seq
+            .checked_mul(FAN_OUT_LIMIT)
+            .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
+        let entries = match fanout::decode(fanout) {
+            Ok(entries) => entries,
+            Err(e) => {
+                tracing::error!(event_seq, err = %e, "an event's deliveries cannot be read; they are not sent");
+                continue;
+            }
+        };
+        effects.expanded_deliveries += entries.len() as u64;
+        match insert_entries(statements, first, *event_seq, *received_at, &entries) {
+            Ok(()) => {}
+            Err(OutboxError::Sqlite(rusqlite::Error::SqliteFailure(e, message)))
+                if e.code == rusqlite::ErrorCode::ConstraintViolation =>
+            {
+                statements
+                    .drop_rows
+                    .execute([first, first + FAN_OUT_LIMIT])?;
+                tracing::error!(event_seq, err = %message.unwrap_or_default(), "an event's deliveries cannot be stored; they are not sent");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    // A full chunk stops at its last event; a short one covers every event stored.
+    let through = match through {
+        Some(last) if events.len() as i64 == EXPAND_EVENTS => last,
+        _ => statements.last_seq.query_row([], |r| r.get::<_, i64>(0))?,
+    };
+    statements.set_expanded.execute([through])?;
+    effects.expanded = Some(through);
+    Ok(through)
+}
+
+/// Inserts one event's deliveries, keyed from `first`.
+fn insert_entries(
+    statements: &mut Statements<'_>,
+    first: i64,
+    event_seq: i64,
+    received_at: i64,
+    entries: &[fanout::Entry<'_>],
+) -> Result<(), OutboxError> {
+    for (n, d) in (0i64..).zip(entries) {
+        let timeout_ms = i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
+            field: "timeout_ms",
+        })?;
+        let endpoint = endpoint_of(d.url);
+        let key = endpoint_key(&endpoint);
+        statements.insert_delivery.execute(params![
+            first + n,
+            d.id,
+            event_seq,
+            d.webhook,
+            d.method,
+            d.url,
+            d.headers,
+            d.body,
+            d.secret_env,
+            timeout_ms,
+            d.max_attempts,
+            received_at,
+            d.envelope,
+            endpoint,
+            key,
+        ])?;
+    }
+    Ok(())
 }
 
 /// Records one attempt on a pending delivery.
@@ -631,8 +847,10 @@ fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
     let removed = conn
         .prepare_cached("DELETE FROM deliveries WHERE status = 'delivered' AND updated_at < ?1")?
         .execute([before])?;
+    // An event whose fan-out is not expanded yet has no delivery rows but is not done.
     conn.prepare_cached(
         "DELETE FROM events WHERE received_at < ?1
+         AND (fanout IS NULL OR seq <= (SELECT through FROM fanout_expanded))
          AND NOT EXISTS (SELECT 1 FROM deliveries d
              WHERE d.seq >= events.seq * 65536 AND d.seq < (events.seq + 1) * 65536)",
     )?
