@@ -37,8 +37,8 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::OutboxError;
-use super::writer::FanOutMarks;
 use super::types::{endpoint_key, endpoint_of};
+use super::writer::FanOutMarks;
 
 /// How long a connection waits for a lock before SQLite reports `SQLITE_BUSY`.
 ///
@@ -478,9 +478,8 @@ pub(crate) fn fan_out_marks(conn: &Connection) -> Result<FanOutMarks, OutboxErro
         |r| Ok((r.get(0)?, r.get(1)?)),
     )?;
     let mut unexpanded_deliveries = 0u64;
-    let mut rows = conn.prepare(
-        "SELECT fanout FROM events WHERE seq > ?1 AND fanout IS NOT NULL ORDER BY seq",
-    )?;
+    let mut rows = conn
+        .prepare("SELECT fanout FROM events WHERE seq > ?1 AND fanout IS NOT NULL ORDER BY seq")?;
     let mut fanouts = rows.query([expanded])?;
     while let Some(row) = fanouts.next()? {
         let bytes = row.get_ref(0)?.as_blob().unwrap_or_default();

@@ -199,10 +199,6 @@ pub(crate) struct Statements<'c> {
     last_seq: Statement<'c>,
     set_expanded: Statement<'c>,
     drop_rows: Statement<'c>,
-    /// The `seq` the next stored event gets: past every event stored and every `seq` the
-    /// fan-out was expanded through, so that a new event is never taken for an expanded one
-    /// (SQLite would reuse the largest `seq` once pruning deleted the last rows).
-    next_seq: i64,
 }
 
 impl<'c> Statements<'c> {
@@ -216,8 +212,8 @@ impl<'c> Statements<'c> {
             commit: conn.prepare("COMMIT")?,
             rollback: conn.prepare("ROLLBACK")?,
             insert_event: conn.prepare(
-                "INSERT INTO events (seq, id, type, body, received_at, occurred_at, fanout)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO events (id, type, body, received_at, occurred_at, fanout)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
             )?,
             insert_delivery: conn.prepare(
                 "INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
@@ -246,11 +242,6 @@ impl<'c> Statements<'c> {
             )?,
             set_expanded: conn.prepare("UPDATE fanout_expanded SET through = ?1")?,
             drop_rows: conn.prepare("DELETE FROM deliveries WHERE seq >= ?1 AND seq < ?2")?,
-            next_seq: 0,
-        })
-        .and_then(|mut statements| {
-            statements.next_seq = statements.last_seq.query_row([], |r| r.get::<_, i64>(0))? + 1;
-            Ok(statements)
         })
     }
 }
@@ -358,7 +349,9 @@ fn commit_batch(
                         .unexpanded_deliveries()
                         .saturating_sub(effects.expanded_deliveries)
                 };
-                counters.unexpanded_deliveries.store(left, Ordering::Release);
+                counters
+                    .unexpanded_deliveries
+                    .store(left, Ordering::Release);
             }
             None
         }
@@ -510,7 +503,7 @@ impl Request {
     ) {
         match self {
             Request::Accept(events, r) => {
-                r.result = Some(accept(statements, events, now, effects));
+                r.result = Some(accept(conn, statements, events, now, effects));
             }
             Request::Record(id, record, r) => {
                 r.result = Some(record_attempt(conn, id, record, now));
@@ -561,6 +554,7 @@ impl Request {
 /// The deliveries get rows of their own later ([`expand`]), keyed by the event's `seq` times
 /// [`FAN_OUT_LIMIT`] plus their place in the fan-out (see the schema's step 8).
 fn accept(
+    conn: &Connection,
     statements: &mut Statements<'_>,
     events: &[NewEvent],
     now: i64,
@@ -573,9 +567,6 @@ fn accept(
                 field: "deliveries per event",
             });
         }
-        let seq = statements.next_seq;
-        seq.checked_mul(FAN_OUT_LIMIT)
-            .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
         let fanout = if event.deliveries.is_empty() {
             None
         } else {
@@ -606,7 +597,6 @@ fn accept(
             Some(fanout::encode(&event.deliveries, &headers))
         };
         let inserted = statements.insert_event.execute(params![
-            seq,
             event.id,
             event.kind,
             event.body,
@@ -622,7 +612,11 @@ fn accept(
             });
             continue;
         }
-        statements.next_seq = seq + 1;
+        // SQLite gives the next `seq` after the largest stored, and pruning never deletes the
+        // last event: so it is past every `seq` the fan-out was expanded through.
+        let seq = conn.last_insert_rowid();
+        seq.checked_mul(FAN_OUT_LIMIT)
+            .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
         effects.events += 1;
         if fanout.is_some() {
             effects.fanned = seq;
@@ -835,7 +829,7 @@ fn probe(conn: &Connection) -> Result<(), OutboxError> {
 }
 
 /// Deletes delivered rows (and their attempts) last updated before `before`, then events with
-/// no delivery left.
+/// no delivery left, except the last event stored.
 ///
 /// An event pruned this way is forgotten: the same id sent again is no longer a duplicate.
 fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
@@ -847,10 +841,13 @@ fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
     let removed = conn
         .prepare_cached("DELETE FROM deliveries WHERE status = 'delivered' AND updated_at < ?1")?
         .execute([before])?;
-    // An event whose fan-out is not expanded yet has no delivery rows but is not done.
+    // An event whose fan-out is not expanded yet has no delivery rows but is not done. The
+    // last event stays: SQLite would give its `seq` to the next one, which the fan-out's mark
+    // would then count as expanded already.
     conn.prepare_cached(
         "DELETE FROM events WHERE received_at < ?1
          AND (fanout IS NULL OR seq <= (SELECT through FROM fanout_expanded))
+         AND seq < (SELECT max(seq) FROM events)
          AND NOT EXISTS (SELECT 1 FROM deliveries d
              WHERE d.seq >= events.seq * 65536 AND d.seq < (events.seq + 1) * 65536)",
     )?
