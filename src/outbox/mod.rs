@@ -460,8 +460,7 @@ impl Outbox {
     }
 
     /// Deletes delivered deliveries last updated before `before_ms` (unix ms), then the events
-    /// left without deliveries and received before it, except the last event stored (whose
-    /// `seq` SQLite would otherwise give again). Returns the deliveries deleted.
+    /// left without deliveries and received before it. Returns the deliveries deleted.
     ///
     /// A pruned event id is forgotten: sent again, it is no longer a duplicate.
     pub async fn prune_delivered(&self, before_ms: i64) -> Result<usize, OutboxError> {

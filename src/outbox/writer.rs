@@ -332,6 +332,11 @@ fn commit_batch(
             counters.events.fetch_add(effects.events, Ordering::Relaxed);
             // Published after COMMIT: a reader that sees `fanned` ahead asks for an expansion,
             // and one that sees `expanded` reaches it finds the rows committed.
+            // First: a later request of the batch may have stored an event past it.
+            if let Some(last) = effects.lowered {
+                counters.fanned.store(last, Ordering::Release);
+                counters.expanded.store(last, Ordering::Release);
+            }
             if effects.fanned > 0 {
                 counters
                     .unexpanded_deliveries
@@ -411,6 +416,8 @@ struct Effects {
     expanded_deliveries: u64,
     /// The event `seq` the fan-out is now expanded through, if an expansion ran.
     expanded: Option<i64>,
+    /// The mark pruning brought down to the last event left (both marks start again there).
+    lowered: Option<i64>,
 }
 
 /// How the requests of one batch share its transaction.
@@ -509,7 +516,7 @@ impl Request {
                 r.result = Some(record_attempt(conn, id, record, now));
             }
             Request::Replay(id, r) => r.result = Some(replay(conn, id, now)),
-            Request::Prune(before, r) => r.result = Some(prune(conn, *before)),
+            Request::Prune(before, r) => r.result = Some(prune(conn, *before, effects)),
             Request::Probe(r) => r.result = Some(probe(conn)),
             Request::Expand(r) => r.result = Some(expand(statements, effects)),
         }
@@ -612,8 +619,8 @@ fn accept(
             });
             continue;
         }
-        // SQLite gives the next `seq` after the largest stored, and pruning never deletes the
-        // last event: so it is past every `seq` the fan-out was expanded through.
+        // SQLite gives the next `seq` after the largest stored, and pruning brings the mark
+        // down when it deletes the largest: so it is past the mark.
         let seq = conn.last_insert_rowid();
         seq.checked_mul(FAN_OUT_LIMIT)
             .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
@@ -829,10 +836,13 @@ fn probe(conn: &Connection) -> Result<(), OutboxError> {
 }
 
 /// Deletes delivered rows (and their attempts) last updated before `before`, then events with
-/// no delivery left, except the last event stored.
+/// no delivery left.
+///
+/// When the last events go, SQLite gives the next one a `seq` it gave before: the fan-out's
+/// mark comes down to the last event left, so that the new one counts as not expanded.
 ///
 /// An event pruned this way is forgotten: the same id sent again is no longer a duplicate.
-fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
+fn prune(conn: &Connection, before: i64, effects: &mut Effects) -> Result<usize, OutboxError> {
     conn.prepare_cached(
         "DELETE FROM attempts WHERE delivery_id IN
              (SELECT id FROM deliveries WHERE status = 'delivered' AND updated_at < ?1)",
@@ -841,16 +851,23 @@ fn prune(conn: &Connection, before: i64) -> Result<usize, OutboxError> {
     let removed = conn
         .prepare_cached("DELETE FROM deliveries WHERE status = 'delivered' AND updated_at < ?1")?
         .execute([before])?;
-    // An event whose fan-out is not expanded yet has no delivery rows but is not done. The
-    // last event stays: SQLite would give its `seq` to the next one, which the fan-out's mark
-    // would then count as expanded already.
+    // An event whose fan-out is not expanded yet has no delivery rows but is not done.
     conn.prepare_cached(
         "DELETE FROM events WHERE received_at < ?1
          AND (fanout IS NULL OR seq <= (SELECT through FROM fanout_expanded))
-         AND seq < (SELECT max(seq) FROM events)
          AND NOT EXISTS (SELECT 1 FROM deliveries d
              WHERE d.seq >= events.seq * 65536 AND d.seq < (events.seq + 1) * 65536)",
     )?
     .execute([before])?;
+    let (last, through): (i64, i64) = conn
+        .prepare_cached(
+            "SELECT coalesce((SELECT max(seq) FROM events), 0), through FROM fanout_expanded",
+        )?
+        .query_row([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    if last < through {
+        conn.prepare_cached("UPDATE fanout_expanded SET through = ?1")?
+            .execute([last])?;
+        effects.lowered = Some(last);
+    }
     Ok(removed)
 }
