@@ -7,6 +7,8 @@ use hyper::body::Incoming;
 use hyper::{Method, Request, Response, StatusCode};
 use serde_json::json;
 
+use crate::event::write;
+
 use super::State;
 use super::body::{BodyError, read_limited};
 use super::guard::bearer_matches;
@@ -82,36 +84,43 @@ fn body_error(err: BodyError) -> Response<Body> {
     error(err.status(), err.to_string())
 }
 
-/// The 202 answer: the rules' hash and, per event, its id and what it fired. Written straight
-/// from [`Accepted`] (no `serde_json::Value` in between), keys in the order the `Value` had.
+/// The 202 answer: the rules' hash and, per event, its id and what it fired. Written by hand,
+/// byte for byte what serde_json wrote for the `Value` it once was (keys in that `Value`'s
+/// sorted order), in a fraction of the instructions.
 pub fn accepted_body(accepted: &Accepted) -> Vec<u8> {
-    #[derive(serde::Serialize)]
-    struct Answer<'a> {
-        events: Vec<Event<'a>>,
-        rules: &'a str,
+    // Ids, delivery ids and webhook names are short: 128 bytes per event is rarely exceeded.
+    let mut out = String::with_capacity(32 + 128 * accepted.events.len() + accepted.rules.len());
+    out.push_str("{\"events\":[");
+    for (i, event) in accepted.events.iter().enumerate() {
+        out.push_str(if i == 0 { "{" } else { ",{" });
+        out.push_str("\"deliveries\":");
+        string_list(&mut out, &event.deliveries);
+        out.push_str(if event.duplicate {
+            ",\"duplicate\":true,\"id\":"
+        } else {
+            ",\"duplicate\":false,\"id\":"
+        });
+        write::string(&mut out, &event.id);
+        out.push_str(",\"webhooks\":");
+        string_list(&mut out, &event.webhooks);
+        out.push('}');
     }
-    #[derive(serde::Serialize)]
-    struct Event<'a> {
-        deliveries: &'a [String],
-        duplicate: bool,
-        id: &'a str,
-        webhooks: &'a [String],
+    out.push_str("],\"rules\":");
+    write::string(&mut out, &accepted.rules);
+    out.push('}');
+    out.into_bytes()
+}
+
+/// A JSON array of strings.
+fn string_list(out: &mut String, items: &[String]) {
+    out.push('[');
+    for (i, item) in items.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write::string(out, item);
     }
-    let answer = Answer {
-        events: accepted
-            .events
-            .iter()
-            .map(|e| Event {
-                deliveries: &e.deliveries,
-                duplicate: e.duplicate,
-                id: &e.id,
-                webhooks: &e.webhooks,
-            })
-            .collect(),
-        rules: &accepted.rules,
-    };
-    // Strings, booleans and lists of strings always serialise.
-    serde_json::to_vec(&answer).unwrap_or_default()
+    out.push(']');
 }
 
 /// The 400 answer: `{"error": "...", "key": "revenue", "index": 2}` (no `index` for a single
@@ -128,9 +137,41 @@ pub fn invalid_json(invalid: &InvalidEvent) -> serde_json::Value {
 mod tests {
     use super::*;
 
+    use super::super::ingest::AcceptedEvent;
+    use proptest::prelude::*;
+
+    /// The answer as serde_json wrote it before `accepted_body` was written by hand.
+    fn by_serde(accepted: &Accepted) -> Vec<u8> {
+        #[derive(serde::Serialize)]
+        struct Answer<'a> {
+            events: Vec<Event<'a>>,
+            rules: &'a str,
+        }
+        #[derive(serde::Serialize)]
+        struct Event<'a> {
+            deliveries: &'a [String],
+            duplicate: bool,
+            id: &'a str,
+            webhooks: &'a [String],
+        }
+        let answer = Answer {
+            events: accepted
+                .events
+                .iter()
+                .map(|e| Event {
+                    deliveries: &e.deliveries,
+                    duplicate: e.duplicate,
+                    id: &e.id,
+                    webhooks: &e.webhooks,
+                })
+                .collect(),
+            rules: &accepted.rules,
+        };
+        serde_json::to_vec(&answer).unwrap()
+    }
+
     #[test]
     fn the_accepted_answer_is_the_json_it_was() {
-        use super::super::ingest::AcceptedEvent;
         let accepted = Accepted {
             rules: "abc".into(),
             events: vec![AcceptedEvent {
@@ -144,6 +185,37 @@ mod tests {
             "id": "e\"1", "duplicate": false, "webhooks": ["crm"], "deliveries": ["d1"],
         }]});
         assert_eq!(accepted_body(&accepted), old.to_string().into_bytes());
+        assert_eq!(accepted_body(&accepted), by_serde(&accepted));
+    }
+
+    fn awkward() -> impl Strategy<Value = String> {
+        prop_oneof![
+            "[a-z0-9-]{0,40}",
+            r#"["\\\n\x00\x1f\x7f\u{2028}é😀a]{0,20}"#,
+            any::<String>(),
+        ]
+    }
+
+    prop_compose! {
+        fn any_accepted_event()(
+            id in awkward(),
+            duplicate in any::<bool>(),
+            webhooks in proptest::collection::vec(awkward(), 0..4),
+            deliveries in proptest::collection::vec(awkward(), 0..4),
+        ) -> AcceptedEvent {
+            AcceptedEvent { id, duplicate, webhooks, deliveries }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn any_accepted_answer_is_what_serde_wrote(
+            rules in awkward(),
+            events in proptest::collection::vec(any_accepted_event(), 0..4),
+        ) {
+            let accepted = Accepted { rules, events };
+            prop_assert_eq!(accepted_body(&accepted), by_serde(&accepted));
+        }
     }
 
     #[test]
