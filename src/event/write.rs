@@ -12,9 +12,9 @@ use super::{Click, ClickField, Event, EventKind, FlagField, IdField, NumberField
 pub(super) fn event(event: &Event, out: &mut String) {
     // `type` is always there and only `id` comes before it: every later key starts with `,`.
     if let Some(id) = &event.id {
-        out.push_str("{\"id\":");
-        string(out, id);
-        out.push_str(",\"type\":\"");
+        out.push_str("{\"id\":\"");
+        contents(out, id);
+        out.push_str("\",\"type\":\"");
     } else {
         out.push_str("{\"type\":\"");
     }
@@ -28,12 +28,14 @@ pub(super) fn event(event: &Event, out: &mut String) {
         }
     }
     if let Some(v) = &event.transaction {
-        out.push_str(",\"transaction\":");
-        string(out, v);
+        out.push_str(",\"transaction\":\"");
+        contents(out, v);
+        out.push('"');
     }
     if let Some(v) = &event.visitor {
-        out.push_str(",\"visitor\":");
-        string(out, v);
+        out.push_str(",\"visitor\":\"");
+        contents(out, v);
+        out.push('"');
     }
     for field in NumberField::ALL {
         if let Some(v) = event.number(field) {
@@ -55,13 +57,15 @@ pub(super) fn event(event: &Event, out: &mut String) {
     for field in IdField::ALL {
         if let Some(v) = event.id_value(field) {
             out.push_str(id_key(field));
-            string(out, v);
+            contents(out, v);
+            out.push('"');
         }
     }
     for field in TextField::ALL {
         if let Some(v) = event.text(field) {
             out.push_str(text_key(field));
-            string(out, v);
+            contents(out, v);
+            out.push('"');
         }
     }
     out.push_str(",\"firstClick\":{");
@@ -70,10 +74,12 @@ pub(super) fn event(event: &Event, out: &mut String) {
     click(out, &event.last_click);
     out.push('}');
     if let Some(at) = &event.occurred_at {
-        out.push_str(",\"occurredAt\":");
-        string(out, at);
+        out.push_str(",\"occurredAt\":\"");
+        contents(out, at);
+        out.push_str("\"}");
+    } else {
+        out.push('}');
     }
-    out.push('}');
 }
 
 /// The fields of one click that are set, between its braces.
@@ -85,7 +91,8 @@ fn click(out: &mut String, click: &Click) {
             // The key literal starts with the comma that every entry but the first needs.
             out.push_str(if first { &key[1..] } else { key });
             first = false;
-            string(out, v);
+            contents(out, v);
+            out.push('"');
         }
     }
 }
@@ -94,6 +101,12 @@ fn click(out: &mut String, click: &Click) {
 /// `\` with a backslash, the C0 controls as `\b \t \n \f \r` or `\u00XX`, nothing else.
 pub(crate) fn string(out: &mut String, value: &str) {
     out.push('"');
+    contents(out, value);
+    out.push('"');
+}
+
+/// `value` escaped as in [`string`], without the quotes.
+fn contents(out: &mut String, value: &str) {
     let bytes = value.as_bytes();
     // `bytes[copied..]` is still to be written; everything before `from` is checked.
     let mut copied = 0;
@@ -106,7 +119,6 @@ pub(crate) fn string(out: &mut String, value: &str) {
         from = at + 1;
     }
     out.push_str(&value[copied..]);
-    out.push('"');
 }
 
 /// Eight copies of one byte, one per lane of a `u64`.
@@ -133,6 +145,16 @@ fn escapes_in(word: u64) -> u64 {
 fn next_escape(bytes: &[u8], from: usize) -> Option<usize> {
     let len = bytes.len();
     if len < 8 {
+        // Most short values are clean: two overlapping four-byte words say so at once.
+        if len >= 4 && from == 0 {
+            let head = u64::from(word32_at(bytes, 0));
+            let tail = u64::from(word32_at(bytes, len - 4));
+            // 0xff in the upper lanes: flagged by nothing, borrowing from nothing.
+            let upper = u64::MAX << 32;
+            if escapes_in(head | upper) | escapes_in(tail | upper) == 0 {
+                return None;
+            }
+        }
         return bytes[from..]
             .iter()
             .position(|&b| b < 0x20 || b == b'"' || b == b'\\')
@@ -164,6 +186,14 @@ fn word_at(bytes: &[u8], i: usize) -> u64 {
     let mut word = [0; 8];
     word.copy_from_slice(&bytes[i..i + 8]);
     u64::from_le_bytes(word)
+}
+
+/// The four bytes at `i` as a little-endian word.
+#[inline]
+fn word32_at(bytes: &[u8], i: usize) -> u32 {
+    let mut word = [0; 4];
+    word.copy_from_slice(&bytes[i..i + 4]);
+    u32::from_le_bytes(word)
 }
 
 /// The lane of the lowest set high bit.
@@ -199,7 +229,7 @@ fn integer(out: &mut String, value: i64) {
     // 24 bytes hold any i64 (20 at most), so writing cannot fail.
     let _ = CompactFormatter.write_i64(&mut rest, value);
     let written = 24 - rest.len();
-    out.push_str(std::str::from_utf8(&buf[..written]).unwrap_or_default());
+    ascii(out, &buf[..written]);
 }
 
 /// A float, as serde_json's serializer writes one: its formatter's shortest round-trip form for
@@ -214,11 +244,16 @@ fn float(out: &mut String, value: f64) {
     // 40 bytes hold any shortest f64 (24 at most, as in `-2.2250738585072014e-308`).
     let _ = CompactFormatter.write_f64(&mut rest, value);
     let written = 40 - rest.len();
-    out.push_str(std::str::from_utf8(&buf[..written]).unwrap_or_default());
+    ascii(out, &buf[..written]);
 }
 
-// Each key pre-escaped, with the comma before it and the colon after it; the tests check each
-// against the field's `name()`.
+/// A number's digits, signs, point and exponent: ASCII, pushed as they are (no UTF-8 check).
+fn ascii(out: &mut String, digits: &[u8]) {
+    out.extend(digits.iter().map(|&b| char::from(b)));
+}
+
+// Each key pre-escaped, with the comma before it and the colon after it (and the opening quote
+// of a string value); the tests check each against the field's `name()`.
 
 fn number_key(field: NumberField) -> &'static str {
     match field {
@@ -240,29 +275,29 @@ fn flag_key(field: FlagField) -> &'static str {
 
 fn id_key(field: IdField) -> &'static str {
     match field {
-        IdField::LinkId => ",\"linkId\":",
-        IdField::TargetId => ",\"targetId\":",
+        IdField::LinkId => ",\"linkId\":\"",
+        IdField::TargetId => ",\"targetId\":\"",
     }
 }
 
 fn text_key(field: TextField) -> &'static str {
     match field {
-        TextField::Currency => ",\"currency\":",
+        TextField::Currency => ",\"currency\":\"",
     }
 }
 
 fn click_key(field: ClickField) -> &'static str {
     match field {
-        ClickField::UtmSource => ",\"utm_source\":",
-        ClickField::UtmMedium => ",\"utm_medium\":",
-        ClickField::UtmCampaign => ",\"utm_campaign\":",
-        ClickField::UtmContent => ",\"utm_content\":",
-        ClickField::UtmTerm => ",\"utm_term\":",
-        ClickField::Country => ",\"country\":",
-        ClickField::DeviceType => ",\"deviceType\":",
-        ClickField::Referrer => ",\"referrer\":",
-        ClickField::ClickId => ",\"clickId\":",
-        ClickField::ExternalId => ",\"externalId\":",
+        ClickField::UtmSource => ",\"utm_source\":\"",
+        ClickField::UtmMedium => ",\"utm_medium\":\"",
+        ClickField::UtmCampaign => ",\"utm_campaign\":\"",
+        ClickField::UtmContent => ",\"utm_content\":\"",
+        ClickField::UtmTerm => ",\"utm_term\":\"",
+        ClickField::Country => ",\"country\":\"",
+        ClickField::DeviceType => ",\"deviceType\":\"",
+        ClickField::Referrer => ",\"referrer\":\"",
+        ClickField::ClickId => ",\"clickId\":\"",
+        ClickField::ExternalId => ",\"externalId\":\"",
     }
 }
 
@@ -467,13 +502,13 @@ mod tests {
             assert_eq!(flag_key(field), key(field.name()));
         }
         for field in IdField::ALL {
-            assert_eq!(id_key(field), key(field.name()));
+            assert_eq!(id_key(field), key(field.name()) + "\"");
         }
         for field in TextField::ALL {
-            assert_eq!(text_key(field), key(field.name()));
+            assert_eq!(text_key(field), key(field.name()) + "\"");
         }
         for field in ClickField::ALL {
-            assert_eq!(click_key(field), key(field.name()));
+            assert_eq!(click_key(field), key(field.name()) + "\"");
         }
     }
 
