@@ -5,6 +5,7 @@ mod key;
 pub mod strict;
 pub(crate) mod timestamp;
 mod wire;
+pub(crate) mod write;
 
 pub use field::{
     Attribution, ClickField, CodeList, Field, FieldRef, FieldType, FlagField, IdField, NumberField,
@@ -262,14 +263,10 @@ impl Event {
 
     /// The event in the wire format as JSON text (what the outbox stores and deliveries carry).
     pub fn to_json_string(&self) -> String {
-        // Sized for a typical event up front: `to_string` starts at 128 bytes and regrows.
-        let mut out = Vec::with_capacity(768);
-        // Writing a map of strings, numbers and booleans to a Vec cannot fail, and serde_json
-        // writes UTF-8.
-        match serde_json::to_writer(&mut out, self) {
-            Ok(()) => String::from_utf8(out).unwrap_or_default(),
-            Err(_) => String::new(),
-        }
+        // Sized for a typical event up front, so it is not regrown on the way.
+        let mut out = String::with_capacity(768);
+        write::event(self, &mut out);
+        out
     }
 
     /// The click a condition with this attribution reads.

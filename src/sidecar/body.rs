@@ -102,6 +102,10 @@ where
     if over {
         return Ok(Bounded::Over(Prefixed { read, rest: body }));
     }
+    // Usually the whole body came in one chunk: that chunk is the body, no copy needed.
+    if read.len() <= 1 {
+        return Ok(Bounded::Whole(read.pop_front().unwrap_or_default()));
+    }
     let mut whole = BytesMut::with_capacity(len);
     read.iter().for_each(|chunk| whole.extend_from_slice(chunk));
     Ok(Bounded::Whole(whole.freeze()))
@@ -168,6 +172,17 @@ mod tests {
             .await
             .expect("at the limit");
         assert_eq!(&bytes[..], b"0123456789");
+    }
+
+    #[tokio::test]
+    async fn an_empty_body_is_read_whole() {
+        let bytes = read_limited(Full::new(Bytes::new()), 10, WITHIN)
+            .await
+            .expect("empty");
+        assert!(bytes.is_empty());
+        let body = Chunked(VecDeque::from([Bytes::new(), Bytes::new()]));
+        let bytes = read_limited(body, 10, WITHIN).await.expect("empty chunks");
+        assert!(bytes.is_empty());
     }
 
     #[tokio::test]

@@ -30,14 +30,20 @@ pub fn full(bytes: impl Into<Bytes>) -> Body {
         .boxed()
 }
 
+/// `application/json`, checked once: `from_static` outside a const context checks every call.
+static APPLICATION_JSON: header::HeaderValue = header::HeaderValue::from_static("application/json");
+
 /// A JSON answer.
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Response<Body> {
-    let mut res = Response::new(full(value.to_string()));
+    json_text(status, value.to_string())
+}
+
+/// A JSON answer already written out.
+pub fn json_text(status: StatusCode, body: impl Into<Bytes>) -> Response<Body> {
+    let mut res = Response::new(full(body));
     *res.status_mut() = status;
-    res.headers_mut().insert(
-        header::CONTENT_TYPE,
-        header::HeaderValue::from_static("application/json"),
-    );
+    res.headers_mut()
+        .insert(header::CONTENT_TYPE, APPLICATION_JSON.clone());
     res
 }
 
