@@ -371,18 +371,13 @@ pub(super) fn parse_raw(value: Raw<'_>) -> Result<Event, EventError> {
     }
     let first = click(obj.get("firstClick"), "firstClick")?;
     let last = click(obj.get("lastClick"), "lastClick")?;
-    (event.first_click, event.last_click) = both_clicks(first, last);
-    Ok(event)
-}
-
-/// The first and the last click from those sent: a visitor with a single click has that click
-/// as both.
-pub(super) fn both_clicks(first: Option<Click>, last: Option<Click>) -> (Click, Click) {
-    match (first, last) {
+    // A visitor with a single click: that click is both the first and the last.
+    (event.first_click, event.last_click) = match (first, last) {
         (Some(f), Some(l)) => (f, l),
         (Some(one), None) | (None, Some(one)) => (one.clone(), one),
         (None, None) => (Click::default(), Click::default()),
-    }
+    };
+    Ok(event)
 }
 
 /// One click's fields, the ones present only.
