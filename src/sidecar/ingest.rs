@@ -404,6 +404,17 @@ mod same_as_the_doc_path {
         for body in BODIES {
             agree(body.as_bytes()).unwrap();
         }
+        // Not UTF-8: in a string, outside one, after a repeated key.
+        for body in [
+            &b"{\"type\":\"conv\xffersion\"}"[..],
+            b"{\"type\":\"refund\"}\xff",
+            b"\xff",
+            b"[{\"type\":\"refund\",\"a\":1,\"a\":\"\xff\"}]",
+            b"[{\"type\":\"refund\",\"revenue\":\"\xc3\"}]",
+            b"{\"type\":\"refund\",\"k\xe9y\":1}",
+        ] {
+            agree(body).unwrap();
+        }
         // Past the keys a scan checks for repeats, a hash set does.
         let keys: Vec<String> = (0..100).map(|i| format!(r#""k{i}":{i}"#)).collect();
         for tail in [
@@ -652,7 +663,7 @@ mod same_as_the_doc_path {
     }
 
     /// A body: one event, an array of them (now and then with another value), or any value;
-    /// now and then with a byte left out, or one of `{}[],:"\ ` put in.
+    /// now and then with a byte left out, or one of `{}[],:"\ 1` or a byte that is not UTF-8 put in.
     fn body() -> impl Strategy<Value = Vec<u8>> {
         let shape = prop_oneof![
             3 => event(),
@@ -663,7 +674,7 @@ mod same_as_the_doc_path {
         let change = prop_oneof![
             4 => Just(None),
             1 => (any::<usize>(), Just(None)).prop_map(Some),
-            1 => (any::<usize>(), proptest::sample::select(b"{}[],:\"\\ 1".to_vec()).prop_map(Some))
+            1 => (any::<usize>(), proptest::sample::select(b"{}[],:\"\\ 1\xff\xc3".to_vec()).prop_map(Some))
                 .prop_map(Some),
         ];
         (shape, change).prop_map(|(text, change)| {
