@@ -9,6 +9,7 @@
 //! checks and messages for each value are `wire`'s, handed one value at a time.
 //!
 //! [`strict::doc_from_slice`]: super::strict::doc_from_slice
+//! [`Doc`]: super::strict::Doc
 
 use std::borrow::Cow;
 use std::cell::Cell;
@@ -18,8 +19,8 @@ use std::fmt;
 use serde::de::{self, DeserializeSeed, MapAccess, SeqAccess, Visitor};
 use serde_json::Number;
 
-use super::strict::{Doc, Step, StrictJsonError};
-use super::wire::{self, Raw};
+use super::strict::{Step, StrictJsonError};
+use super::wire::{self, Obj, Raw};
 use super::{
     Attribution, Click, ClickField, Event, EventError, EventKind, FlagField, IdField, NumberField,
     TextField,
@@ -204,7 +205,7 @@ impl<'de> Visitor<'de> for Key {
 // === What a value is read as ===
 
 /// What the value at some place is read as: an object or an array it reads itself, anything
-/// else it is handed as a [`Doc`] scalar.
+/// else it is handed as a [`Scalar`].
 trait Place<'de>: Sized {
     type Out;
 
@@ -213,11 +214,11 @@ trait Place<'de>: Sized {
     /// An array where none is wanted: checked for repeated keys, then handed over empty.
     fn array<A: SeqAccess<'de>>(self, at: At<'_>, seq: A) -> Result<Self::Out, A::Error> {
         skip_array(at, seq)?;
-        Ok(self.scalar(Doc::Array(Vec::new())))
+        Ok(self.scalar(Scalar::Array))
     }
 
     /// Any value but an object or an array (or one of those, emptied: see [`AnyValue`]).
-    fn scalar(self, value: Doc<'de>) -> Self::Out;
+    fn scalar(self, value: Scalar<'de>) -> Self::Out;
 }
 
 /// Reads the value at `at` as `place` says.
@@ -243,38 +244,38 @@ impl<'de, P: Place<'de>> Visitor<'de> for Read<'_, P> {
     }
 
     fn visit_bool<E>(self, v: bool) -> Result<P::Out, E> {
-        Ok(self.place.scalar(Doc::Bool(v)))
+        Ok(self.place.scalar(Scalar::Bool(v)))
     }
 
     fn visit_i64<E>(self, v: i64) -> Result<P::Out, E> {
-        Ok(self.place.scalar(Doc::Number(v.into())))
+        Ok(self.place.scalar(Scalar::Number(v.into())))
     }
 
     fn visit_u64<E>(self, v: u64) -> Result<P::Out, E> {
-        Ok(self.place.scalar(Doc::Number(v.into())))
+        Ok(self.place.scalar(Scalar::Number(v.into())))
     }
 
     fn visit_f64<E>(self, v: f64) -> Result<P::Out, E> {
         // As `strict`: a number serde_json parsed is always finite.
         Ok(self
             .place
-            .scalar(Number::from_f64(v).map_or(Doc::Null, Doc::Number)))
+            .scalar(Number::from_f64(v).map_or(Scalar::Null, Scalar::Number)))
     }
 
     fn visit_borrowed_str<E>(self, v: &'de str) -> Result<P::Out, E> {
-        Ok(self.place.scalar(Doc::Text(Cow::Borrowed(v))))
+        Ok(self.place.scalar(Scalar::Text(Cow::Borrowed(v))))
     }
 
     fn visit_str<E>(self, v: &str) -> Result<P::Out, E> {
-        Ok(self.place.scalar(Doc::Text(Cow::Owned(v.to_owned()))))
+        Ok(self.place.scalar(Scalar::Text(Cow::Owned(v.to_owned()))))
     }
 
     fn visit_string<E>(self, v: String) -> Result<P::Out, E> {
-        Ok(self.place.scalar(Doc::Text(Cow::Owned(v))))
+        Ok(self.place.scalar(Scalar::Text(Cow::Owned(v))))
     }
 
     fn visit_unit<E>(self) -> Result<P::Out, E> {
-        Ok(self.place.scalar(Doc::Null))
+        Ok(self.place.scalar(Scalar::Null))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<P::Out, A::Error> {
@@ -301,14 +302,38 @@ fn skip_array<'de, A: SeqAccess<'de>>(at: At<'_>, mut seq: A) -> Result<(), A::E
     Ok(())
 }
 
-/// Any value, as the [`Doc`] the checks of `wire` read, with arrays and objects left empty:
-/// their contents are checked for repeated keys, and no check reads more than their kind.
+/// Any value, as the [`Scalar`] the checks of `wire` read.
 struct AnyValue;
 
-impl<'de> Place<'de> for AnyValue {
-    type Out = Doc<'de>;
+/// One value as the checks of `wire` read it: of an array or an object, only what it is (its
+/// contents were read for repeated keys, and no check reads more).
+enum Scalar<'de> {
+    Null,
+    Bool(bool),
+    Number(Number),
+    Text(Cow<'de, str>),
+    Array,
+    Object,
+}
 
-    fn object<A: MapAccess<'de>>(self, at: At<'_>, mut map: A) -> Result<Doc<'de>, A::Error> {
+impl Scalar<'_> {
+    fn raw(&self) -> Raw<'_> {
+        match self {
+            Scalar::Null => Raw::Null,
+            Scalar::Bool(b) => Raw::Bool(*b),
+            Scalar::Number(n) => Raw::Number(n),
+            Scalar::Text(s) => Raw::Text(s),
+            Scalar::Array => Raw::Array,
+            // Never read as an object: `wire` only names it ("found an object").
+            Scalar::Object => Raw::Object(Obj::Doc(&[])),
+        }
+    }
+}
+
+impl<'de> Place<'de> for AnyValue {
+    type Out = Scalar<'de>;
+
+    fn object<A: MapAccess<'de>>(self, at: At<'_>, mut map: A) -> Result<Scalar<'de>, A::Error> {
         let mut keys = Keys::default();
         while let Some(key) = map.next_key_seed(Key)? {
             if keys.contains(&key) {
@@ -323,10 +348,10 @@ impl<'de> Place<'de> for AnyValue {
             }
             keys.insert(key);
         }
-        Ok(Doc::Object(Vec::new()))
+        Ok(Scalar::Object)
     }
 
-    fn scalar(self, value: Doc<'de>) -> Doc<'de> {
+    fn scalar(self, value: Scalar<'de>) -> Scalar<'de> {
         value
     }
 }
@@ -392,8 +417,8 @@ impl<'de> Place<'de> for Body {
         })
     }
 
-    fn scalar(self, value: Doc<'de>) -> Self::Out {
-        Err(BodyError::NotEvents(Raw::of_doc(&value).describe()))
+    fn scalar(self, value: Scalar<'de>) -> Self::Out {
+        Err(BodyError::NotEvents(value.raw().describe()))
     }
 }
 
@@ -421,25 +446,26 @@ impl Known {
     /// holds these to that order and to the fields' names.
     fn of(key: &str) -> Option<(Known, u32)> {
         use Attribution::{First, Last};
-        let known = match key {
-            "type" => (Known::Type, 0),
-            "eventNumber" => (Known::EventNumber, 1),
-            "id" => (Known::Id, 2),
-            "transaction" => (Known::Transaction, 3),
-            "visitor" => (Known::Visitor, 4),
-            "occurredAt" => (Known::OccurredAt, 5),
-            "revenue" => (Known::Number(NumberField::Revenue), 6),
-            "qualityScore" => (Known::Number(NumberField::QualityScore), 7),
-            "conversionCount" => (Known::Number(NumberField::ConversionCount), 8),
-            "eventCount" => (Known::Number(NumberField::EventCount), 9),
-            "isFromGoogleAds" => (Known::Flag(FlagField::IsFromGoogleAds), 10),
-            "isFromFacebookAds" => (Known::Flag(FlagField::IsFromFacebookAds), 11),
-            "isFromTikTokAds" => (Known::Flag(FlagField::IsFromTikTokAds), 12),
-            "linkId" => (Known::Ident(IdField::LinkId), 13),
-            "targetId" => (Known::Ident(IdField::TargetId), 14),
-            "currency" => (Known::Text(TextField::Currency), 15),
-            "firstClick" => (Known::Click(First), 16),
-            "lastClick" => (Known::Click(Last), 17),
+        // By length first (a jump), then one comparison of text for most keys.
+        let known = match (key.len(), key) {
+            (4, "type") => (Known::Type, 0),
+            (11, "eventNumber") => (Known::EventNumber, 1),
+            (2, "id") => (Known::Id, 2),
+            (11, "transaction") => (Known::Transaction, 3),
+            (7, "visitor") => (Known::Visitor, 4),
+            (10, "occurredAt") => (Known::OccurredAt, 5),
+            (7, "revenue") => (Known::Number(NumberField::Revenue), 6),
+            (12, "qualityScore") => (Known::Number(NumberField::QualityScore), 7),
+            (15, "conversionCount") => (Known::Number(NumberField::ConversionCount), 8),
+            (10, "eventCount") => (Known::Number(NumberField::EventCount), 9),
+            (15, "isFromGoogleAds") => (Known::Flag(FlagField::IsFromGoogleAds), 10),
+            (17, "isFromFacebookAds") => (Known::Flag(FlagField::IsFromFacebookAds), 11),
+            (15, "isFromTikTokAds") => (Known::Flag(FlagField::IsFromTikTokAds), 12),
+            (6, "linkId") => (Known::Ident(IdField::LinkId), 13),
+            (8, "targetId") => (Known::Ident(IdField::TargetId), 14),
+            (8, "currency") => (Known::Text(TextField::Currency), 15),
+            (10, "firstClick") => (Known::Click(First), 16),
+            (9, "lastClick") => (Known::Click(Last), 17),
             _ => return None,
         };
         Some(known)
@@ -486,8 +512,8 @@ struct EventObject<'e> {
 /// An event's keys kept until its end: its kind depends on two of them, the clicks on both.
 #[derive(Default)]
 struct Later<'de> {
-    name: Option<Doc<'de>>,
-    number: Option<Doc<'de>>,
+    name: Option<Scalar<'de>>,
+    number: Option<Scalar<'de>>,
     first: bool,
     last: bool,
 }
@@ -547,8 +573,8 @@ impl<'de> Place<'de> for EventObject<'_> {
             }
         }
         let kind = wire::kind(
-            later.name.as_ref().map(Raw::of_doc),
-            later.number.as_ref().map(Raw::of_doc),
+            later.name.as_ref().map(Scalar::raw),
+            later.number.as_ref().map(Scalar::raw),
         );
         let kind = match (kind, fault.0) {
             (Err(error), _) | (Ok(_), Some((_, error))) => return Ok(Err(error)),
@@ -568,8 +594,8 @@ impl<'de> Place<'de> for EventObject<'_> {
         Ok(Ok(()))
     }
 
-    fn scalar(self, value: Doc<'de>) -> Self::Out {
-        wire::parse_raw(Raw::of_doc(&value)).map(|_| ())
+    fn scalar(self, value: Scalar<'de>) -> Self::Out {
+        wire::parse_raw(value.raw()).map(|_| ())
     }
 }
 
@@ -578,10 +604,10 @@ fn set<'de>(
     event: &mut Event,
     later: &mut Later<'de>,
     key: Known,
-    value: Doc<'de>,
+    value: Scalar<'de>,
 ) -> Result<(), EventError> {
     let name = key.name();
-    let raw = Some(Raw::of_doc(&value));
+    let raw = Some(value.raw());
     match key {
         Known::Type => later.name = Some(value),
         Known::EventNumber => later.number = Some(value),
@@ -615,19 +641,20 @@ struct ClickObject<'c> {
     click: &'c mut Click,
 }
 
-/// The click field named `key`; a test holds this to the fields' names.
+/// The click field named `key` (by length first, as [`Known::of`]); a test holds this to the
+/// fields' names.
 fn click_field(key: &str) -> Option<ClickField> {
-    Some(match key {
-        "utm_source" => ClickField::UtmSource,
-        "utm_medium" => ClickField::UtmMedium,
-        "utm_campaign" => ClickField::UtmCampaign,
-        "utm_content" => ClickField::UtmContent,
-        "utm_term" => ClickField::UtmTerm,
-        "country" => ClickField::Country,
-        "deviceType" => ClickField::DeviceType,
-        "referrer" => ClickField::Referrer,
-        "clickId" => ClickField::ClickId,
-        "externalId" => ClickField::ExternalId,
+    Some(match (key.len(), key) {
+        (10, "utm_source") => ClickField::UtmSource,
+        (10, "utm_medium") => ClickField::UtmMedium,
+        (12, "utm_campaign") => ClickField::UtmCampaign,
+        (11, "utm_content") => ClickField::UtmContent,
+        (8, "utm_term") => ClickField::UtmTerm,
+        (7, "country") => ClickField::Country,
+        (10, "deviceType") => ClickField::DeviceType,
+        (8, "referrer") => ClickField::Referrer,
+        (7, "clickId") => ClickField::ClickId,
+        (10, "externalId") => ClickField::ExternalId,
         _ => return None,
     })
 }
@@ -661,7 +688,7 @@ impl<'de> Place<'de> for ClickObject<'_> {
                 continue;
             };
             seen |= 1 << field.slot();
-            match wire::click_text(Some(Raw::of_doc(&value)), self.key, field) {
+            match wire::click_text(Some(value.raw()), self.key, field) {
                 Ok(text) => click.set(field, text),
                 Err(error) => fault.note(field.slot() as u32, error),
             }
@@ -672,8 +699,8 @@ impl<'de> Place<'de> for ClickObject<'_> {
         })
     }
 
-    fn scalar(self, value: Doc<'de>) -> Self::Out {
-        wire::click(Some(Raw::of_doc(&value)), self.key).map(|click| click.is_some())
+    fn scalar(self, value: Scalar<'de>) -> Self::Out {
+        wire::click(Some(value.raw()), self.key).map(|click| click.is_some())
     }
 }
 

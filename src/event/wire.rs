@@ -87,7 +87,7 @@ impl<'a> Raw<'a> {
         }
     }
 
-    pub(super) fn of_doc(value: &'a Doc<'a>) -> Raw<'a> {
+    fn of_doc(value: &'a Doc<'a>) -> Raw<'a> {
         match value {
             Doc::Null => Raw::Null,
             Doc::Bool(b) => Raw::Bool(*b),
