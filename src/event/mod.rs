@@ -1,5 +1,6 @@
 //! The event model the predicates read: fields in fixed slots, first and last click side by side.
 
+pub mod decode;
 pub mod field;
 mod key;
 pub mod strict;
@@ -13,7 +14,9 @@ pub use field::{
 };
 pub use key::TextKey;
 pub use wire::EventError;
-pub(crate) use wire::{describe, describe_doc};
+pub(crate) use wire::describe;
+#[cfg(test)]
+pub(crate) use wire::describe_doc;
 
 use std::fmt;
 

@@ -51,14 +51,15 @@ pub(crate) fn describe(value: &Json) -> &'static str {
 }
 
 /// What kind of JSON value this is, for error messages ("found a string").
+#[cfg(test)]
 pub(crate) fn describe_doc(value: &Doc<'_>) -> &'static str {
     Raw::of_doc(value).describe()
 }
 
 /// One JSON value as the readers below see it, from a `serde_json::Value` or a [`Doc`]: the
-/// same checks and messages for both.
+/// same checks and messages for both (and for `decode`, which hands them one value at a time).
 #[derive(Clone, Copy)]
-enum Raw<'a> {
+pub(super) enum Raw<'a> {
     Null,
     Bool(bool),
     Number(&'a Number),
@@ -69,7 +70,7 @@ enum Raw<'a> {
 
 /// A JSON object, from a `serde_json::Value` or a [`Doc`].
 #[derive(Clone, Copy)]
-enum Obj<'a> {
+pub(super) enum Obj<'a> {
     Map(&'a Map<String, Json>),
     Doc(&'a [(Cow<'a, str>, Doc<'a>)]),
 }
@@ -97,7 +98,7 @@ impl<'a> Raw<'a> {
         }
     }
 
-    fn describe(self) -> &'static str {
+    pub(super) fn describe(self) -> &'static str {
         match self {
             Raw::Null => "null",
             Raw::Bool(_) => "a boolean",
@@ -123,20 +124,20 @@ impl<'a> Obj<'a> {
 }
 
 /// A text value; `null` counts as not sent.
-fn text(obj: Obj<'_>, key: &str, path: &str) -> Result<Option<String>, EventError> {
-    match obj.get(key) {
+pub(super) fn text(value: Option<Raw<'_>>, key: &str) -> Result<Option<String>, EventError> {
+    match value {
         None | Some(Raw::Null) => Ok(None),
         Some(Raw::Text(s)) => Ok(Some(s.to_owned())),
         Some(other) => Err(EventError::new(
-            path,
+            key,
             format!("expected a string, found {}", other.describe()),
         )),
     }
 }
 
 /// An identifier: a string or an integer, kept as text.
-fn id(obj: Obj<'_>, key: &str) -> Result<Option<String>, EventError> {
-    match obj.get(key) {
+pub(super) fn id(value: Option<Raw<'_>>, key: &str) -> Result<Option<String>, EventError> {
+    match value {
         None | Some(Raw::Null) => Ok(None),
         Some(Raw::Text(s)) => Ok(Some(s.to_owned())),
         Some(Raw::Number(n)) if n.is_i64() || n.is_u64() => Ok(Some(n.to_string())),
@@ -151,15 +152,15 @@ fn id(obj: Obj<'_>, key: &str) -> Result<Option<String>, EventError> {
 }
 /// A number as sent: its value, and whether it was written as an integer.
 #[derive(Debug, Clone, Copy)]
-struct Sent {
-    value: f64,
-    integer: bool,
+pub(super) struct Sent {
+    pub(super) value: f64,
+    pub(super) integer: bool,
 }
 
 /// A number: a JSON number or a numeric string.
-fn number(obj: Obj<'_>, key: &str) -> Result<Option<Sent>, EventError> {
+pub(super) fn number(value: Option<Raw<'_>>, key: &str) -> Result<Option<Sent>, EventError> {
     let bad = |found: &str| EventError::new(key, format!("expected a number, found {found}"));
-    match obj.get(key) {
+    match value {
         None | Some(Raw::Null) => Ok(None),
         Some(Raw::Number(n)) => n
             .as_f64()
@@ -187,8 +188,8 @@ pub(super) const MAX_EXACT: f64 = 9_007_199_254_740_991.0;
 /// A count (`conversionCount`, `eventCount`): a number of things, so a whole number from 0.
 /// `2.0` and `"2"` are 2; `1.5` and `-1` are refused, as is anything past 2^53 - 1, where an
 /// `f64` (what conditions compare) stops holding every whole number.
-fn count(obj: Obj<'_>, key: &str) -> Result<Option<Sent>, EventError> {
-    match number(obj, key)? {
+pub(super) fn count(value: Option<Raw<'_>>, key: &str) -> Result<Option<Sent>, EventError> {
+    match number(value, key)? {
         Some(n) if n.value.fract() != 0.0 || !(0.0..=MAX_EXACT).contains(&n.value) => {
             Err(EventError::new(
                 key,
@@ -203,8 +204,8 @@ fn count(obj: Obj<'_>, key: &str) -> Result<Option<Sent>, EventError> {
 }
 
 /// `occurredAt`: an RFC 3339 timestamp, kept as text.
-fn timestamp(obj: Obj<'_>, key: &str) -> Result<Option<String>, EventError> {
-    match text(obj, key, key)? {
+pub(super) fn timestamp(value: Option<Raw<'_>>, key: &str) -> Result<Option<String>, EventError> {
+    match text(value, key)? {
         Some(at) if !super::timestamp::is_rfc3339(&at) => Err(EventError::new(
             key,
             format!(
@@ -216,9 +217,9 @@ fn timestamp(obj: Obj<'_>, key: &str) -> Result<Option<String>, EventError> {
 }
 
 /// A flag: a JSON boolean, or the strings `"true"`/`"false"`, or `0`/`1`.
-fn flag(obj: Obj<'_>, key: &str) -> Result<Option<bool>, EventError> {
+pub(super) fn flag(value: Option<Raw<'_>>, key: &str) -> Result<Option<bool>, EventError> {
     let bad = |found: &str| EventError::new(key, format!("expected true or false, found {found}"));
-    match obj.get(key) {
+    match value {
         None | Some(Raw::Null) => Ok(None),
         Some(Raw::Bool(b)) => Ok(Some(b)),
         Some(Raw::Text(s)) => match s {
@@ -235,8 +236,9 @@ fn flag(obj: Obj<'_>, key: &str) -> Result<Option<bool>, EventError> {
     }
 }
 
-fn click(obj: Obj<'_>, key: &str) -> Result<Option<Click>, EventError> {
-    let inner = match obj.get(key) {
+/// The click at `key` (`firstClick`, `lastClick`): an object of click fields.
+pub(super) fn click(value: Option<Raw<'_>>, key: &str) -> Result<Option<Click>, EventError> {
+    let inner = match value {
         None | Some(Raw::Null) => return Ok(None),
         Some(Raw::Object(inner)) => inner,
         Some(other) => {
@@ -248,16 +250,27 @@ fn click(obj: Obj<'_>, key: &str) -> Result<Option<Click>, EventError> {
     };
     let mut click = Click::default();
     for field in ClickField::ALL {
-        // The dotted key is only spelled out for an error: this runs for every event.
-        let value = text(inner, field.name(), field.name())
-            .map_err(|e| EventError::new(format!("{key}.{}", e.key), e.message))?;
-        click.set(field, value);
+        click.set(field, click_text(inner.get(field.name()), key, field)?);
     }
     Ok(Some(click))
 }
 
-fn kind(obj: Obj<'_>) -> Result<EventKind, EventError> {
-    let name = match obj.get("type") {
+/// One field of the click at `key`; an error names it dotted (`firstClick.country`).
+pub(super) fn click_text(
+    value: Option<Raw<'_>>,
+    key: &str,
+    field: ClickField,
+) -> Result<Option<String>, EventError> {
+    // The dotted key is only spelled out for an error: this runs for every event.
+    text(value, field.name()).map_err(|e| EventError::new(format!("{key}.{}", e.key), e.message))
+}
+
+/// The event's kind, from its `type` and `eventNumber`.
+pub(super) fn kind(
+    name: Option<Raw<'_>>,
+    number: Option<Raw<'_>>,
+) -> Result<EventKind, EventError> {
+    let name = match name {
         Some(Raw::Text(s)) => s,
         None | Some(Raw::Null) => return Err(EventError::new("type", "is required")),
         Some(other) => {
@@ -267,7 +280,7 @@ fn kind(obj: Obj<'_>) -> Result<EventKind, EventError> {
             ));
         }
     };
-    let number = number(obj, "eventNumber")?.map(|n| n.value);
+    let number = self::number(number, "eventNumber")?.map(|n| n.value);
     let custom = |n: f64| -> Result<EventKind, EventError> {
         if n.fract() == 0.0 && (1.0..=f64::from(EventKind::MAX_CUSTOM)).contains(&n) {
             Ok(EventKind::Custom(n as u8))
@@ -321,23 +334,25 @@ pub(super) fn parse_doc_event(value: &Doc<'_>) -> Result<Event, EventError> {
     parse_raw(Raw::of_doc(value))
 }
 
-fn parse_raw(value: Raw<'_>) -> Result<Event, EventError> {
+/// Parses one event; anything but an object is refused.
+pub(super) fn parse_raw(value: Raw<'_>) -> Result<Event, EventError> {
     let Raw::Object(obj) = value else {
         return Err(EventError::new(
             "",
             format!("expected a JSON object, found {}", value.describe()),
         ));
     };
-    let mut event = Event::new(kind(obj)?);
-    event.id = id(obj, "id")?;
-    event.transaction = id(obj, "transaction")?;
-    event.visitor = id(obj, "visitor")?;
-    event.occurred_at = timestamp(obj, "occurredAt")?;
+    let mut event = Event::new(kind(obj.get("type"), obj.get("eventNumber"))?);
+    event.id = id(obj.get("id"), "id")?;
+    event.transaction = id(obj.get("transaction"), "transaction")?;
+    event.visitor = id(obj.get("visitor"), "visitor")?;
+    event.occurred_at = timestamp(obj.get("occurredAt"), "occurredAt")?;
     for field in NumberField::ALL {
+        let value = obj.get(field.name());
         let sent = match field {
             NumberField::EventNumber => continue, // derived from the type, checked in `kind`
-            NumberField::ConversionCount | NumberField::EventCount => count(obj, field.name())?,
-            NumberField::Revenue | NumberField::QualityScore => number(obj, field.name())?,
+            NumberField::ConversionCount | NumberField::EventCount => count(value, field.name())?,
+            NumberField::Revenue | NumberField::QualityScore => number(value, field.name())?,
         };
         event.set_number_as_sent(
             field,
@@ -346,16 +361,16 @@ fn parse_raw(value: Raw<'_>) -> Result<Event, EventError> {
         );
     }
     for field in FlagField::ALL {
-        event.flags[field.slot()] = flag(obj, field.name())?;
+        event.flags[field.slot()] = flag(obj.get(field.name()), field.name())?;
     }
     for field in IdField::ALL {
-        event.ids[field.slot()] = id(obj, field.name())?;
+        event.ids[field.slot()] = id(obj.get(field.name()), field.name())?;
     }
     for field in TextField::ALL {
-        event.texts[field.slot()] = text(obj, field.name(), field.name())?;
+        event.texts[field.slot()] = text(obj.get(field.name()), field.name())?;
     }
-    let first = click(obj, "firstClick")?;
-    let last = click(obj, "lastClick")?;
+    let first = click(obj.get("firstClick"), "firstClick")?;
+    let last = click(obj.get("lastClick"), "lastClick")?;
     // A visitor with a single click: that click is both the first and the last.
     (event.first_click, event.last_click) = match (first, last) {
         (Some(f), Some(l)) => (f, l),
