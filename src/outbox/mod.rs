@@ -354,7 +354,11 @@ impl Outbox {
         per_endpoint: impl Into<ClaimBound>,
     ) -> Result<Vec<Delivery>, OutboxError> {
         let bound = KeyedBound::new(&per_endpoint.into());
-        self.read(move |conn, inner| {
+        // One chunk of the backlog's fan-out per call, not all of it: the events not expanded
+        // yet are newer than every row, and `next_due_at` brings the dispatcher straight back
+        // for them, so a long paused backlog is claimed while it is written, not after.
+        self.expand_fan_out_once().await?;
+        self.read_as_is(move |conn, inner| {
             // Held across the queries: a claim is only dropped (after its record committed)
             // before this snapshot or after this filter, never in between.
             // Ids first (from the index alone), whole rows only for the ones not yet claimed:
@@ -396,13 +400,18 @@ impl Outbox {
 
     /// When the next pending delivery [`Outbox::due`] could claim is due (unix ms; may be in
     /// the past), if any: unclaimed, and on an endpoint with fewer than `per_endpoint` claims
-    /// counting on it (see [`Outbox::due`]).
+    /// counting on it (see [`Outbox::due`]). Now, while stored events' fan-out is still to be
+    /// written as rows (which `due` does a chunk at a time).
     pub async fn next_due_at(
         &self,
         per_endpoint: impl Into<ClaimBound>,
     ) -> Result<Option<i64>, OutboxError> {
+        if self.inner.counters.unexpanded() {
+            // More fan-out to expand: `due` writes its next chunk.
+            return Ok(Some(now_ms()));
+        }
         let bound = KeyedBound::new(&per_endpoint.into());
-        self.read(move |conn, inner| {
+        self.read_as_is(move |conn, inner| {
             let claims = inner.claims.lock();
             let mut next: Option<i64> = None;
             for endpoint in query::pending_endpoints(conn)? {
@@ -584,6 +593,15 @@ impl Outbox {
     /// at least what was committed before it started; it costs nothing when nothing is left.
     pub async fn expand_fan_out(&self) -> Result<(), OutboxError> {
         while self.inner.counters.unexpanded() {
+            self.write(Request::Expand).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the delivery rows of the oldest events whose fan-out has none yet, one chunk of
+    /// them, if any.
+    async fn expand_fan_out_once(&self) -> Result<(), OutboxError> {
+        if self.inner.counters.unexpanded() {
             self.write(Request::Expand).await?;
         }
         Ok(())

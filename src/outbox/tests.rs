@@ -1770,3 +1770,38 @@ async fn an_event_whose_fan_out_cannot_become_rows_is_passed_over_and_kept() {
         .expect("accept");
     assert_eq!(outbox.queue_depth().await.expect("depth"), 3);
 }
+
+#[tokio::test]
+async fn a_backlog_is_claimed_a_chunk_of_fan_out_at_a_time() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let events: Vec<NewEvent> = (0..2500)
+        .map(|i| event(&format!("e{i}"), &["crm"]))
+        .collect();
+    let accepted = outbox.accept(events).await.expect("accept");
+    // The first claim comes after one chunk of rows, not after the whole backlog's.
+    let due = outbox.due(LATER, 10, ANY).await.expect("due");
+    assert_eq!(due[0].id, accepted[0].deliveries[0]);
+    assert_eq!(
+        count(outbox.path(), "SELECT count(*) FROM deliveries"),
+        2000
+    );
+    // And the dispatcher is told to come straight back for the rest.
+    let before = now_ms();
+    let next = outbox.next_due_at(ANY).await.expect("next");
+    assert!(
+        next.is_some_and(|at| at >= before && at <= now_ms()),
+        "{next:?}"
+    );
+    let mut claimed = due.len();
+    while claimed < 2500 {
+        let due = outbox.due(LATER, 1000, ANY).await.expect("due");
+        assert!(!due.is_empty(), "claimed {claimed}");
+        claimed += due.len();
+    }
+    assert_eq!(
+        count(outbox.path(), "SELECT count(*) FROM deliveries"),
+        2500
+    );
+    assert_eq!(outbox.next_due_at(ANY).await.expect("next"), None);
+}
