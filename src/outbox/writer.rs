@@ -17,7 +17,8 @@ use tokio::sync::{Notify, oneshot};
 use super::fanout;
 use super::schema::FAN_OUT_LIMIT;
 use super::types::{
-    AttemptRecord, NewEvent, RecordColumns, Stats, endpoint_key, endpoint_of, error_text, excerpt,
+    AttemptRecord, NewDelivery, NewEvent, RecordColumns, Stats, endpoint_key, endpoint_of,
+    error_text, excerpt,
 };
 use super::{Accepted, Claims, OutboxError, now_ms};
 
@@ -577,15 +578,15 @@ fn accept(
         let fanout = if event.deliveries.is_empty() {
             None
         } else {
-            for (n, d) in event.deliveries.iter().enumerate() {
+            for d in &event.deliveries {
                 i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
                     field: "timeout_ms",
                 })?;
-                // Ids are unique by how they are made; this keeps a hand-made event from
-                // stopping the expansion later (what the `id` index refused at once before).
-                if event.deliveries[..n].iter().any(|other| other.id == d.id) {
-                    return Err(OutboxError::DuplicateDelivery(d.id.clone()));
-                }
+            }
+            // Ids are unique by how they are made; this keeps a hand-made event from having
+            // its deliveries passed over later (what the `id` index refused at once before).
+            if let Some(id) = repeated_id(&event.deliveries) {
+                return Err(OutboxError::DuplicateDelivery(id.to_owned()));
             }
             // Most webhooks set no header: skip the encoder for them.
             let headers = event
@@ -638,6 +639,23 @@ fn accept(
     Ok(answers)
 }
 
+/// A delivery id that appears twice in one event's deliveries: pairwise for the usual few,
+/// through a set for a large fan-out (an event matching thousands of webhooks).
+fn repeated_id(deliveries: &[NewDelivery]) -> Option<&str> {
+    if deliveries.len() <= 8 {
+        return deliveries
+            .iter()
+            .enumerate()
+            .find(|(n, d)| deliveries[..*n].iter().any(|other| other.id == d.id))
+            .map(|(_, d)| d.id.as_str());
+    }
+    let mut seen = std::collections::HashSet::with_capacity(deliveries.len());
+    deliveries
+        .iter()
+        .map(|d| d.id.as_str())
+        .find(|id| !seen.insert(*id))
+}
+
 /// The delivery ids of the stored event `id`: from its rows, or from its fan-out while that
 /// is not expanded yet.
 fn existing_ids(statements: &mut Statements<'_>, id: &str) -> Result<Vec<String>, OutboxError> {
@@ -682,9 +700,7 @@ fn expand(statements: &mut Statements<'_>, effects: &mut Effects) -> Result<i64,
             ))
         })?
         .collect::<Result<Vec<_>, _>>()?;
-    let mut through = None;
     for (event_seq, received_at, fanout) in &events {
-        through = Some(*event_seq);
         let first = event_seq
             .checked_mul(FAN_OUT_LIMIT)
             .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
@@ -710,8 +726,8 @@ fn expand(statements: &mut Statements<'_>, effects: &mut Effects) -> Result<i64,
         }
     }
     // A full chunk stops at its last event; a short one covers every event stored.
-    let through = match through {
-        Some(last) if events.len() as i64 == EXPAND_EVENTS => last,
+    let through = match events.last() {
+        Some((last, _, _)) if events.len() as i64 == EXPAND_EVENTS => *last,
         _ => statements.last_seq.query_row([], |r| r.get::<_, i64>(0))?,
     };
     statements.set_expanded.execute([through])?;
