@@ -1,4 +1,4 @@
-//! The common events body read by hand, byte by byte; anything else is left to `decode`'s serde_json reader.
+//! A hand-written reader of the common events body; what it is not sure of, serde_json reads.
 //!
 //! [`events`] reads a body only when it is sure to read it as `decode`'s serde_json reader does:
 //! the same events, through the same checks (`decode::set`, `wire::click_text`,

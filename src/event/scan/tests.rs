@@ -229,6 +229,35 @@ fn whitespace_anywhere_between_tokens() {
 // === Strings ===
 
 #[test]
+fn eight_bytes_at_a_time_find_the_first_quote_backslash_or_control_character() {
+    let special = |b: u8| b == b'"' || b == b'\\' || b < 0x20;
+    let first = |chunk: [u8; 8]| chunk.iter().position(|&b| special(b));
+    let found = |chunk: [u8; 8]| {
+        let bits = super::specials(u64::from_le_bytes(chunk));
+        (bits != 0).then(|| bits.trailing_zeros() as usize / 8)
+    };
+    // Every byte at every place, among fillers either side of each special byte's value.
+    for filler in [
+        b'a', b' ', b'!', b'#', b'[', b']', 0x21, 0x7f, 0x80, 0xc3, 0xdc, 0xff,
+    ] {
+        for b in 0..=255u8 {
+            for at in 0..8 {
+                let mut chunk = [filler; 8];
+                chunk[at] = b;
+                assert_eq!(found(chunk), first(chunk), "{chunk:?}");
+                for later in at + 1..8 {
+                    for other in [b'"', b'\\', 0, 0x1f, 0x20, 0x5d] {
+                        let mut two = chunk;
+                        two[later] = other;
+                        assert_eq!(found(two), first(two), "{two:?}");
+                    }
+                }
+            }
+        }
+    }
+}
+
+#[test]
 fn escapes_as_serde_json_reads_them() {
     let good = [
         r#"\"\\\/\b\f\n\r\t"#,
