@@ -123,6 +123,10 @@ impl<'a> Scanner<'a> {
     /// Skips JSON's whitespace (serde_json's four bytes).
     #[inline]
     fn space(&mut self) {
+        // Compact JSON, the common body, has none: one comparison (all four are ≤ b' ').
+        if self.bytes.get(self.at).is_some_and(|&b| b > b' ') {
+            return;
+        }
         while let Some(b' ' | b'\n' | b'\t' | b'\r') = self.bytes.get(self.at) {
             self.at += 1;
         }
@@ -181,8 +185,11 @@ impl<'a> Scanner<'a> {
             return None;
         }
         let key = self.text.get(start..self.at - 1)?;
-        self.space();
-        self.expect(b':')?;
+        if self.next()? != b':' {
+            self.at -= 1;
+            self.space();
+            self.expect(b':')?;
+        }
         self.space();
         Some(key)
     }
