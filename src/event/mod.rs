@@ -3,6 +3,7 @@
 pub mod decode;
 pub mod field;
 mod key;
+mod scan;
 pub mod strict;
 pub(crate) mod timestamp;
 mod wire;

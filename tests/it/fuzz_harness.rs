@@ -11,6 +11,7 @@ use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 
+use whc::event::decode::readers;
 use whc::event::{Event, EventKind, FieldRef};
 use whc::lang::format::format_source;
 use whc::lang::predicate::{Check, Predicate, TextSet};
@@ -140,8 +141,15 @@ pub fn meaning(compiled: &lang::Compiled) -> Vec<String> {
 // === event_decode ===
 
 /// Arbitrary bytes as an events body and as one event. Whatever is accepted writes back out and
-/// reads back in as the same events, and the two ways in agree on a single object.
+/// reads back in as the same events, the two ways in agree on a single object, and where the
+/// hand-written reader reads a body, serde_json's reads the same events.
 pub fn event_decode(data: &[u8]) {
+    if let Some(by_hand) = readers::by_hand(data) {
+        match readers::by_serde(data) {
+            Ok(by_serde) => assert_eq!(by_hand, by_serde, "the two readers disagree"),
+            Err(e) => panic!("read by hand, refused by serde_json: {e:?}"),
+        }
+    }
     if let Ok(events) = parse_events(data) {
         assert!(!events.is_empty(), "an accepted body holds an event");
         for event in &events {
