@@ -140,6 +140,16 @@ mod tests {
         );
         src.push_str("webhook u { on conversion\n when last.country equals \"us\" or revenue > 100\n post \"https://x.test/u\" }\n");
         src.push_str("webhook n { on conversion\n when utm_source not equals \"google\"\n post \"https://x.test/n\" }\n");
+        // Two key fields and no unkeyed webhook: candidates from both, in source order.
+        for (name, click, value) in [
+            ("p0", "last", "x"),
+            ("p1", "first", "y"),
+            ("p2", "last", "x"),
+        ] {
+            src.push_str(&format!(
+                "webhook {name} {{ on event 4\n when {click}.utm_source equals \"{value}\"\n post \"https://x.test/p\" }}\n"
+            ));
+        }
         let compiled = lang::compile(&[Arc::new(SourceFile::new("t.whc", src))], &HashMap::new());
         assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
         let rules = RuleSet::new(compiled.webhooks, &[]);
@@ -149,6 +159,9 @@ mod tests {
             r#"{"type":"event2","revenue":2,"firstClick":{"utm_source":"google"}}"#,
             r#"{"type":"conversion"}"#,
             r#"{"type":"refund","firstClick":{"utm_source":"facebook"}}"#,
+            r#"{"type":"event4","firstClick":{"utm_source":"y"},"lastClick":{"utm_source":"x"}}"#,
+            r#"{"type":"event4","firstClick":{"utm_source":"x"},"lastClick":{"utm_source":"x"}}"#,
+            r#"{"type":"event4","firstClick":{"utm_source":"y"}}"#,
         ];
         for text in events {
             let event = Event::from_json_str(text).unwrap();
@@ -160,6 +173,9 @@ mod tests {
                 .map(|w| w.name.as_str())
                 .collect();
             assert_eq!(indexed, scanned, "{text}");
+            if text.contains(r#""y"},"lastClick":{"utm_source":"x""#) {
+                assert_eq!(indexed, ["p0", "p1", "p2"]);
+            }
         }
     }
 }
