@@ -9,16 +9,23 @@ use crate::event::{Event, FieldRef, Value};
 use crate::lang::Webhook;
 use crate::lang::predicate::{Check, Predicate};
 
-/// A `when` that must hold for the webhook to fire and pins one field to one exact text:
-/// `utm_source equals "facebook"`. `country` is left out (it compares ignoring case).
+/// A test that must hold for the webhook to fire and pins one field to one exact text:
+/// `utm_source equals "facebook"`, as a `when` of its own or a part of one joined by `and`.
+/// `country` is left out (it compares ignoring case).
 fn key_of(webhook: &Webhook) -> Option<(FieldRef, &str)> {
-    webhook.conditions.iter().find_map(|c| match &c.predicate {
+    webhook.conditions.iter().find_map(|c| key_in(&c.predicate))
+}
+
+fn key_in(predicate: &Predicate) -> Option<(FieldRef, &str)> {
+    match predicate {
         Predicate::Test(t) if !t.negated && !t.ignore_case() => match &t.check {
             Check::TextEq(want) => Some((t.field, &**want)),
             _ => None,
         },
+        // Every part must hold, so each part's key is the whole condition's.
+        Predicate::All(parts) => parts.iter().find_map(key_in),
         _ => None,
-    })
+    }
 }
 
 /// The webhooks that require each value of one key field.
@@ -87,11 +94,16 @@ impl Bucket {
             if let Value::Text(v) = event.value(*field)
                 && let Some(hits) = by_value.get(v)
             {
-                if out.is_empty() {
+                match &mut out {
                     // Each list is in ascending order already.
-                    out = Cow::Borrowed(hits);
-                } else {
-                    out.to_mut().extend_from_slice(hits);
+                    Cow::Borrowed([]) => out = Cow::Borrowed(hits),
+                    Cow::Borrowed(some) => {
+                        let mut both = Vec::with_capacity(some.len() + hits.len());
+                        both.extend_from_slice(some);
+                        both.extend_from_slice(hits);
+                        out = Cow::Owned(both);
+                    }
+                    Cow::Owned(list) => list.extend_from_slice(hits),
                 }
             }
         }

@@ -140,6 +140,9 @@ mod tests {
         );
         src.push_str("webhook u { on conversion\n when last.country equals \"us\" or revenue > 100\n post \"https://x.test/u\" }\n");
         src.push_str("webhook n { on conversion\n when utm_source not equals \"google\"\n post \"https://x.test/n\" }\n");
+        // A key inside a `when` joined by `and`, and one beside an `or` (no key).
+        src.push_str("webhook a { on conversion\n when revenue > 1 and (last.country equals \"us\" and first.utm_source equals \"google\")\n post \"https://x.test/a\" }\n");
+        src.push_str("webhook o { on conversion\n when revenue > 1000 or first.utm_source equals \"google\"\n post \"https://x.test/o\" }\n");
         // Two key fields and no unkeyed webhook: candidates from both, in source order.
         for (name, click, value) in [
             ("p0", "last", "x"),
@@ -162,6 +165,8 @@ mod tests {
             r#"{"type":"event4","firstClick":{"utm_source":"y"},"lastClick":{"utm_source":"x"}}"#,
             r#"{"type":"event4","firstClick":{"utm_source":"x"},"lastClick":{"utm_source":"x"}}"#,
             r#"{"type":"event4","firstClick":{"utm_source":"y"}}"#,
+            r#"{"type":"conversion","revenue":5,"firstClick":{"utm_source":"google"},"lastClick":{"country":"US"}}"#,
+            r#"{"type":"conversion","revenue":5000,"firstClick":{"utm_source":"tiktok"},"lastClick":{"country":"US"}}"#,
         ];
         for text in events {
             let event = Event::from_json_str(text).unwrap();
@@ -176,6 +181,16 @@ mod tests {
             if text.contains(r#""y"},"lastClick":{"utm_source":"x""#) {
                 assert_eq!(indexed, ["p0", "p1", "p2"]);
             }
+            // `a` is keyed by the test inside its `and`: no candidate without that value.
+            let a = rules.webhooks().iter().position(|w| w.name == "a").unwrap() as u32;
+            let candidates = rules.by_kind[super::kind_slot(event.kind)].candidates(&event);
+            let google =
+                event.first_click.get(crate::event::ClickField::UtmSource) == Some("google");
+            assert_eq!(
+                candidates.contains(&a),
+                google && event.kind == crate::event::EventKind::Conversion,
+                "{text}"
+            );
         }
     }
 }
