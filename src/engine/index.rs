@@ -3,25 +3,57 @@
 
 use std::borrow::Cow;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use crate::event::{Event, FieldRef, Value};
 use crate::lang::Webhook;
 use crate::lang::predicate::{Check, Predicate};
 
-/// A `when` that must hold for the webhook to fire and pins one field to one exact text:
-/// `utm_source equals "facebook"`. `country` is left out (it compares ignoring case).
+/// A test that must hold for the webhook to fire and pins one field to one exact text:
+/// `utm_source equals "facebook"`, as a `when` of its own or a part of one joined by `and`.
+/// `country` is left out (it compares ignoring case).
 fn key_of(webhook: &Webhook) -> Option<(FieldRef, &str)> {
-    webhook.conditions.iter().find_map(|c| match &c.predicate {
+    webhook.conditions.iter().find_map(|c| key_in(&c.predicate))
+}
+
+fn key_in(predicate: &Predicate) -> Option<(FieldRef, &str)> {
+    match predicate {
         Predicate::Test(t) if !t.negated && !t.ignore_case() => match &t.check {
             Check::TextEq(want) => Some((t.field, &**want)),
             _ => None,
         },
+        // Every part must hold, so each part's key is the whole condition's.
+        Predicate::All(parts) => parts.iter().find_map(key_in),
         _ => None,
-    })
+    }
 }
 
 /// The webhooks that require each value of one key field.
-type ByValue = HashMap<Box<str>, Vec<u32>>;
+type ByValue = HashMap<Box<str>, Vec<u32>, BuildHasherDefault<Fnv>>;
+
+/// FNV-1a (64 bits), a few instructions a byte where SipHash takes a hundred or more a lookup.
+/// The table holds only the rules' own texts and an event's value is only looked up, never
+/// added: nothing an event sends can make the table slower, so there is no need for a keyed
+/// hash.
+struct Fnv(u64);
+
+impl Default for Fnv {
+    fn default() -> Fnv {
+        Fnv(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+impl Hasher for Fnv {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
 
 /// The candidates of one event kind.
 #[derive(Debug, Default)]
@@ -42,7 +74,7 @@ impl Bucket {
         let slot = match self.keyed.iter().position(|(f, _)| *f == field) {
             Some(slot) => slot,
             None => {
-                self.keyed.push((field, HashMap::new()));
+                self.keyed.push((field, ByValue::default()));
                 self.keyed.len() - 1
             }
         };
@@ -54,14 +86,25 @@ impl Bucket {
     }
 
     /// The webhooks that may fire for `event`, in ascending index (source) order. Borrowed,
-    /// with no allocation, unless a keyed webhook is a candidate.
+    /// with no allocation, unless candidates come from two lists (unkeyed webhooks and a key's,
+    /// or two keys').
     pub fn candidates(&self, event: &Event) -> Cow<'_, [u32]> {
         let mut out = Cow::Borrowed(self.unkeyed.as_slice());
         for (field, by_value) in &self.keyed {
             if let Value::Text(v) = event.value(*field)
                 && let Some(hits) = by_value.get(v)
             {
-                out.to_mut().extend_from_slice(hits);
+                match &mut out {
+                    // Each list is in ascending order already.
+                    Cow::Borrowed([]) => out = Cow::Borrowed(hits),
+                    Cow::Borrowed(some) => {
+                        let mut both = Vec::with_capacity(some.len() + hits.len());
+                        both.extend_from_slice(some);
+                        both.extend_from_slice(hits);
+                        out = Cow::Owned(both);
+                    }
+                    Cow::Owned(list) => list.extend_from_slice(hits),
+                }
             }
         }
         if let Cow::Owned(list) = &mut out {

@@ -140,6 +140,19 @@ mod tests {
         );
         src.push_str("webhook u { on conversion\n when last.country equals \"us\" or revenue > 100\n post \"https://x.test/u\" }\n");
         src.push_str("webhook n { on conversion\n when utm_source not equals \"google\"\n post \"https://x.test/n\" }\n");
+        // A key inside a `when` joined by `and`, and one beside an `or` (no key).
+        src.push_str("webhook a { on conversion\n when revenue > 1 and (last.country equals \"us\" and first.utm_source equals \"google\")\n post \"https://x.test/a\" }\n");
+        src.push_str("webhook o { on conversion\n when revenue > 1000 or first.utm_source equals \"google\"\n post \"https://x.test/o\" }\n");
+        // Two key fields and no unkeyed webhook: candidates from both, in source order.
+        for (name, click, value) in [
+            ("p0", "last", "x"),
+            ("p1", "first", "y"),
+            ("p2", "last", "x"),
+        ] {
+            src.push_str(&format!(
+                "webhook {name} {{ on event 4\n when {click}.utm_source equals \"{value}\"\n post \"https://x.test/p\" }}\n"
+            ));
+        }
         let compiled = lang::compile(&[Arc::new(SourceFile::new("t.whc", src))], &HashMap::new());
         assert!(!compiled.has_errors(), "{:?}", compiled.diagnostics);
         let rules = RuleSet::new(compiled.webhooks, &[]);
@@ -149,6 +162,11 @@ mod tests {
             r#"{"type":"event2","revenue":2,"firstClick":{"utm_source":"google"}}"#,
             r#"{"type":"conversion"}"#,
             r#"{"type":"refund","firstClick":{"utm_source":"facebook"}}"#,
+            r#"{"type":"event4","firstClick":{"utm_source":"y"},"lastClick":{"utm_source":"x"}}"#,
+            r#"{"type":"event4","firstClick":{"utm_source":"x"},"lastClick":{"utm_source":"x"}}"#,
+            r#"{"type":"event4","firstClick":{"utm_source":"y"}}"#,
+            r#"{"type":"conversion","revenue":5,"firstClick":{"utm_source":"google"},"lastClick":{"country":"US"}}"#,
+            r#"{"type":"conversion","revenue":5000,"firstClick":{"utm_source":"tiktok"},"lastClick":{"country":"US"}}"#,
         ];
         for text in events {
             let event = Event::from_json_str(text).unwrap();
@@ -160,6 +178,19 @@ mod tests {
                 .map(|w| w.name.as_str())
                 .collect();
             assert_eq!(indexed, scanned, "{text}");
+            if text.contains(r#""y"},"lastClick":{"utm_source":"x""#) {
+                assert_eq!(indexed, ["p0", "p1", "p2"]);
+            }
+            // `a` is keyed by the test inside its `and`: no candidate without that value.
+            let a = rules.webhooks().iter().position(|w| w.name == "a").unwrap() as u32;
+            let candidates = rules.by_kind[super::kind_slot(event.kind)].candidates(&event);
+            let google =
+                event.first_click.get(crate::event::ClickField::UtmSource) == Some("google");
+            assert_eq!(
+                candidates.contains(&a),
+                google && event.kind == crate::event::EventKind::Conversion,
+                "{text}"
+            );
         }
     }
 }

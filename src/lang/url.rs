@@ -1,10 +1,11 @@
 //! URL templates: `[tokens]` found and checked at compile time, rendered and encoded per event.
 
+use std::borrow::Cow;
 use std::fmt;
 
 use percent_encoding::{AsciiSet, NON_ALPHANUMERIC, utf8_percent_encode};
 
-use crate::event::{Attribution, ClickField, Event, Field, FieldRef};
+use crate::event::{Attribution, ClickField, Event, Field, FieldRef, Value};
 
 /// Everything except RFC 3986's unreserved characters (section 2.3) is encoded, so that a value
 /// can never end a path segment, start a new query parameter or a fragment. Encoding the
@@ -278,17 +279,22 @@ impl UrlTemplate {
     }
 }
 
-/// A token's raw value for one delivery.
-pub fn token_value(token: Token, ctx: &RenderContext<'_>) -> String {
+/// A token's raw value for one delivery: borrowed from the event or the context where it is
+/// text there already.
+pub fn token_value<'a>(token: Token, ctx: &RenderContext<'a>) -> Cow<'a, str> {
     let e = ctx.event;
+    let text = |value: &'a Option<String>| Cow::Borrowed(value.as_deref().unwrap_or_default());
     match token {
-        Token::Field(f) => e.value(f).render(),
-        Token::Transaction => e.transaction.clone().unwrap_or_default(),
-        Token::Visitor => e.visitor.clone().unwrap_or_default(),
-        Token::Event => e.kind.wire_name(),
-        Token::Timestamp => e.occurred_at.clone().unwrap_or_default(),
-        Token::Webhook => ctx.webhook.to_owned(),
-        Token::Delivery => ctx.delivery.to_owned(),
+        Token::Field(f) => match e.value(f) {
+            Value::Text(value) => Cow::Borrowed(value),
+            other => Cow::Owned(other.render()),
+        },
+        Token::Transaction => text(&e.transaction),
+        Token::Visitor => text(&e.visitor),
+        Token::Event => Cow::Owned(e.kind.wire_name()),
+        Token::Timestamp => text(&e.occurred_at),
+        Token::Webhook => Cow::Borrowed(ctx.webhook),
+        Token::Delivery => Cow::Borrowed(ctx.delivery),
     }
 }
 

@@ -85,7 +85,8 @@ where
     let mut read: VecDeque<Bytes> = VecDeque::new();
     let mut len = 0usize;
     let mut over = body.size_hint().lower() > limit as u64;
-    while !over {
+    // A body that knows it is done (its announced length read) is not polled again for an end.
+    while !over && !body.is_end_stream() {
         let frame = tokio::time::timeout_at(deadline, body.frame())
             .await
             .map_err(|_| BodyError::Slow { within })?;
@@ -95,14 +96,18 @@ where
         let frame = frame.map_err(|e| BodyError::Read(e.into()))?;
         if let Ok(data) = frame.into_data() {
             len += data.len();
-            read.push_back(data);
             over = len > limit;
+            // Usually the whole body comes in one chunk: that chunk is the body, no copy and
+            // no list needed.
+            if !over && read.is_empty() && body.is_end_stream() {
+                return Ok(Bounded::Whole(data));
+            }
+            read.push_back(data);
         }
     }
     if over {
         return Ok(Bounded::Over(Prefixed { read, rest: body }));
     }
-    // Usually the whole body came in one chunk: that chunk is the body, no copy needed.
     if read.len() <= 1 {
         return Ok(Bounded::Whole(read.pop_front().unwrap_or_default()));
     }
@@ -257,6 +262,51 @@ mod tests {
             "{e}"
         );
         assert_eq!(e.status(), StatusCode::REQUEST_TIMEOUT);
+    }
+
+    #[tokio::test]
+    async fn a_body_whose_length_is_read_is_not_waited_on_for_its_end() {
+        // Once its announced length is in, the end is not awaited: a client that keeps the
+        // connection open after its body is answered at once, not at the deadline.
+        let within = Duration::from_millis(50);
+        for chunks in [vec!["0123456789"], vec!["01234", "56789"]] {
+            let body = Announced(
+                chunks
+                    .iter()
+                    .map(|c| Bytes::from_static(c.as_bytes()))
+                    .collect(),
+            );
+            let bytes = read_limited(body, 100, within).await.expect("whole");
+            assert_eq!(&bytes[..], b"0123456789");
+        }
+    }
+
+    /// A body of a known length whose chunks arrive, then nothing more (not even its end):
+    /// like hyper's `Incoming` with a `Content-Length`, which is at its end once that many bytes
+    /// came.
+    struct Announced(VecDeque<Bytes>);
+
+    impl Body for Announced {
+        type Data = Bytes;
+        type Error = Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            _: &mut Context<'_>,
+        ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+            match self.0.pop_front() {
+                Some(chunk) => Poll::Ready(Some(Ok(Frame::data(chunk)))),
+                None => Poll::Pending,
+            }
+        }
+
+        fn is_end_stream(&self) -> bool {
+            self.0.is_empty()
+        }
+
+        fn size_hint(&self) -> SizeHint {
+            SizeHint::with_exact(self.0.iter().map(|c| c.len() as u64).sum())
+        }
     }
 
     /// A body sent in chunks without a length, like a chunked HTTP/1.1 post.

@@ -12,7 +12,6 @@ use std::time::Duration;
 
 use hyper::body::{Body as HttpBody, Frame, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::sync::Notify;
 use tokio::time::Instant;
 
 /// How long a connection may take, and wait.
@@ -46,6 +45,11 @@ impl Expired {
 
 /// One connection's clock: what the connection is doing, shared by its reads, its requests and
 /// the watchdog that closes it.
+///
+/// The watchdog is never told of a change: it wakes no later than the earliest deadline the
+/// connection could have by then ([`State::next_check`]) and looks. A request costs it nothing
+/// (no wake-up of the connection's task, no new timer), an open connection a look every
+/// `min(header_read, idle)`.
 #[derive(Debug, Clone)]
 pub struct Watch {
     shared: Arc<Shared>,
@@ -55,7 +59,6 @@ pub struct Watch {
 struct Shared {
     deadlines: Deadlines,
     state: Mutex<State>,
-    changed: Notify,
 }
 
 #[derive(Debug)]
@@ -87,6 +90,18 @@ impl State {
             (true, None) => (self.waiting_since + deadlines.idle, Expired::Idle),
         })
     }
+
+    /// When to look again, at `now`: no later than any deadline the connection can have by
+    /// then, whatever happens meanwhile. Changes only move the deadline past this: a request
+    /// ending at `t >= now` sets `t + idle`, a first byte at `t >= now` sets `t + header_read`,
+    /// and a request starting sets none.
+    fn next_check(&self, deadlines: Deadlines, now: Instant) -> Instant {
+        let soonest_new = now + deadlines.header_read.min(deadlines.idle);
+        match self.deadline(deadlines) {
+            Some((at, _)) => at.min(soonest_new),
+            None => soonest_new,
+        }
+    }
 }
 
 impl Watch {
@@ -101,7 +116,6 @@ impl Watch {
                     first_byte: None,
                     served: false,
                 }),
-                changed: Notify::new(),
             }),
         }
     }
@@ -125,30 +139,33 @@ impl Watch {
         let mut state = self.state();
         if state.in_flight == 0 && state.first_byte.is_none() {
             state.first_byte = Some(Instant::now());
-            drop(state);
-            self.shared.changed.notify_one();
+        }
+    }
+
+    /// When to look again, and the deadline missed if one is.
+    fn check(&self, now: Instant) -> Result<Instant, Expired> {
+        let deadlines = self.shared.deadlines;
+        let state = self.state();
+        match state.deadline(deadlines) {
+            Some((at, why)) if at <= now => Err(why),
+            _ => Ok(state.next_check(deadlines, now)),
         }
     }
 
     /// Resolves when the connection has missed a deadline; never while a request is in flight.
     pub async fn expired(&self) -> Expired {
+        let first = match self.check(Instant::now()) {
+            Ok(next) => next,
+            Err(why) => return why,
+        };
+        // One timer for the connection's life, moved at each look.
+        let sleep = tokio::time::sleep_until(first);
+        tokio::pin!(sleep);
         loop {
-            let deadline = self.state().deadline(self.shared.deadlines);
-            let changed = self.shared.changed.notified();
-            match deadline {
-                None => changed.await,
-                Some((at, why)) => {
-                    tokio::select! {
-                        () = tokio::time::sleep_until(at) => {
-                            // Still the same deadline (no request started meanwhile)?
-                            let now = self.state().deadline(self.shared.deadlines);
-                            if now.is_some_and(|(at, _)| at <= Instant::now()) {
-                                return why;
-                            }
-                        }
-                        () = changed => {}
-                    }
-                }
+            sleep.as_mut().await;
+            match self.check(Instant::now()) {
+                Ok(next) => sleep.as_mut().reset(next),
+                Err(why) => return why,
             }
         }
     }
@@ -167,8 +184,6 @@ impl Drop for InFlight {
             state.first_byte = None;
             state.served = true;
         }
-        drop(state);
-        self.0.shared.changed.notify_one();
     }
 }
 
@@ -312,5 +327,58 @@ mod tests {
         let start = Instant::now();
         assert_eq!(watch.expired().await, Expired::Idle);
         assert_eq!(start.elapsed(), LIMITS.idle);
+    }
+
+    /// Runs the watchdog in its own task, as the connection's select does: its verdict and
+    /// when it came, from now.
+    fn watchdog(watch: &Watch) -> tokio::task::JoinHandle<(Expired, Duration)> {
+        let watch = watch.clone();
+        let start = Instant::now();
+        tokio::spawn(async move { (watch.expired().await, start.elapsed()) })
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_first_byte_while_the_idle_deadline_runs_brings_the_header_deadline_forward() {
+        let watch = Watch::new(LIMITS);
+        drop(watch.request());
+        let watchdog = watchdog(&watch);
+        tokio::time::sleep(Duration::from_secs(33)).await;
+        watch.read_some();
+        let (why, after) = watchdog.await.unwrap();
+        assert_eq!(why, Expired::HeaderRead);
+        assert_eq!(after, Duration::from_secs(33) + LIMITS.header_read);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_served_while_the_watchdog_waits_starts_a_shorter_idle_deadline() {
+        // Idle shorter than the header deadline: the connection, due at 10 s from connecting,
+        // is due 2 s after its first answer instead.
+        let limits = Deadlines {
+            header_read: Duration::from_secs(10),
+            idle: Duration::from_secs(2),
+        };
+        let watch = Watch::new(limits);
+        let watchdog = watchdog(&watch);
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        let in_flight = watch.request();
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        drop(in_flight);
+        let (why, after) = watchdog.await.unwrap();
+        assert_eq!(why, Expired::Idle);
+        assert_eq!(after, Duration::from_millis(2200) + limits.idle);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_started_while_the_watchdog_waits_holds_it_off_until_it_ends() {
+        let watch = Watch::new(LIMITS);
+        let watchdog = watchdog(&watch);
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let in_flight = watch.request();
+        tokio::time::sleep(Duration::from_secs(500)).await;
+        assert!(!watchdog.is_finished(), "closed with a request in flight");
+        drop(in_flight);
+        let (why, after) = watchdog.await.unwrap();
+        assert_eq!(why, Expired::Idle);
+        assert_eq!(after, Duration::from_secs(503) + LIMITS.idle);
     }
 }

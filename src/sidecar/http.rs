@@ -170,6 +170,8 @@ pub async fn serve<F, Fut>(
             // Released when the connection ends, however it ends.
             let _slot = slot;
             tokio::select! {
+                // The connection first, and no random draw to pick: it is what usually woke.
+                biased;
                 ended = conn => {
                     if let Err(err) = ended {
                         tracing::debug!(%peer, %err, "connection ended with an error");

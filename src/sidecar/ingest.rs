@@ -106,15 +106,21 @@ impl Ingest {
         };
         // One rule set for the whole input: a reload in between cannot split it.
         let rules = self.rules.current();
-        let batch: Vec<NewEvent> = events
-            .into_iter()
-            .map(|e| fan_out(&rules, e, self.default_attempts))
-            .collect();
+        let mut batch = Vec::with_capacity(events.len());
+        // The answer, made now: what each event fired is known before it is stored (its id and
+        // delivery ids are filled in from the store's answer).
+        let mut answer = Vec::with_capacity(events.len());
+        for event in events {
+            let event = fan_out(&rules, event, self.default_attempts);
+            answer.push(AcceptedEvent {
+                id: String::new(),
+                duplicate: false,
+                webhooks: event.deliveries.iter().map(|d| d.webhook.clone()).collect(),
+                deliveries: Vec::new(),
+            });
+            batch.push(event);
+        }
         let count = batch.len() as u64;
-        let fired: Vec<Vec<String>> = batch
-            .iter()
-            .map(|e| e.deliveries.iter().map(|d| d.webhook.clone()).collect())
-            .collect();
         let stored = match self.outbox.accept(batch).await {
             Ok(stored) => stored,
             Err(err) => {
@@ -122,43 +128,41 @@ impl Ingest {
                 return Err(IngestFailure::Unavailable(err));
             }
         };
-        let events = stored
-            .into_iter()
-            .zip(fired)
-            .map(|(a, webhooks)| {
-                let counter = if a.duplicate {
-                    &self.metrics.events_duplicate
-                } else {
-                    &self.metrics.events_accepted
-                };
-                Metrics::bump(counter);
-                AcceptedEvent {
-                    webhooks: if a.duplicate { Vec::new() } else { webhooks },
-                    id: a.id,
-                    duplicate: a.duplicate,
-                    deliveries: a.deliveries,
-                }
-            })
-            .collect();
+        answer.truncate(stored.len());
+        for (e, a) in answer.iter_mut().zip(stored) {
+            let counter = if a.duplicate {
+                e.webhooks = Vec::new();
+                &self.metrics.events_duplicate
+            } else {
+                &self.metrics.events_accepted
+            };
+            Metrics::bump(counter);
+            e.id = a.id;
+            e.duplicate = a.duplicate;
+            e.deliveries = a.deliveries;
+        }
         Ok(Accepted {
             rules: rules.hash.clone(),
-            events,
+            events: answer,
         })
     }
 }
 
 /// The event and every delivery it produces under the given rules.
 pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
-    let id = event.id.get_or_insert_with(new_delivery_id).clone();
+    // Set on the event first: its JSON holds it.
+    event.id.get_or_insert_with(new_delivery_id);
     let deliveries = rules
         .matching(&event)
         .map(|w| render(w, &event, default_attempts))
         .collect();
+    let body = event.to_json_string();
+    // The event is done with: its texts move into the stored event, uncopied.
     NewEvent {
-        id,
+        id: event.id.unwrap_or_default(),
         kind: event.kind.wire_name(),
-        body: event.to_json_string(),
-        occurred_at: event.occurred_at.clone(),
+        body,
+        occurred_at: event.occurred_at,
         deliveries,
     }
 }
