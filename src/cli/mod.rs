@@ -74,7 +74,6 @@ pub fn default_rules() -> PathBuf {
 
 /// Runs the command line and returns the process exit code.
 pub fn main() -> ExitCode {
-    crate::sidecar::memory::configure();
     let cli = Cli::parse();
     let color = cli.color.resolve();
     let result = match cli.command {

@@ -1828,3 +1828,24 @@ async fn a_repeated_delivery_id_in_a_large_fan_out_is_refused_too() {
     }
     assert_eq!(count(outbox.path(), "SELECT count(*) FROM events"), 0);
 }
+
+#[test]
+fn answers_are_the_same_whether_or_not_the_writer_still_holds_the_events() {
+    let expected = vec![event("fresh", &["a", "b"]), event("again", &["a"])];
+    let stored = || vec![None, Some(vec!["first-time-id".to_owned()])];
+    let owned = answers(Arc::new(expected.clone()), stored());
+    let shared = Arc::new(expected.clone());
+    let held = Arc::clone(&shared);
+    let cloned = answers(shared, stored());
+    drop(held);
+    for answers in [&owned, &cloned] {
+        assert_eq!(answers.len(), 2);
+        assert_eq!(answers[0].id, "fresh");
+        assert!(!answers[0].duplicate);
+        let ids: Vec<_> = expected[0].deliveries.iter().map(|d| &d.id).collect();
+        assert_eq!(answers[0].deliveries.iter().collect::<Vec<_>>(), ids);
+        assert_eq!(answers[1].id, "again");
+        assert!(answers[1].duplicate);
+        assert_eq!(answers[1].deliveries, ["first-time-id"]);
+    }
+}

@@ -20,7 +20,7 @@ use super::types::{
     AttemptRecord, NewDelivery, NewEvent, RecordColumns, Stats, endpoint_key, endpoint_of,
     error_text, excerpt,
 };
-use super::{Accepted, Claims, OutboxError, now_ms};
+use super::{Claims, OutboxError, now_ms};
 
 /// The most events one transaction takes before it commits (bounds commit latency).
 const BATCH_EVENTS: usize = 1000;
@@ -30,8 +30,10 @@ const EXPAND_EVENTS: i64 = 2000;
 
 /// One write, with the channel its answer goes back on.
 pub(crate) enum Request {
-    /// Store events and their deliveries.
-    Accept(Vec<NewEvent>, Reply<Vec<Accepted>>),
+    /// Store events and their deliveries; answers, per event, `None` when it is stored now, or
+    /// the delivery ids stored the first time for a duplicate. The events are shared with the
+    /// caller, who frees them (see [`super::Outbox::accept`]).
+    Accept(Arc<Vec<NewEvent>>, Reply<Vec<Option<Vec<String>>>>),
     /// Record an attempt's outcome.
     Record(String, AttemptRecord, Reply<()>),
     /// Put a dead delivery back in the queue.
@@ -498,7 +500,14 @@ impl Request {
 
     /// Sends the request's own result, after the commit.
     fn answer(self) {
-        with_reply!(self, r => r.send())
+        match self {
+            // Let go of the events before the caller hears back, so that its copy is the last.
+            Request::Accept(events, r) => {
+                drop(events);
+                r.send();
+            }
+            other => with_reply!(other, r => r.send()),
+        }
     }
 
     /// Runs the request in the open transaction and keeps its result.
@@ -557,7 +566,8 @@ impl Request {
 }
 
 /// Stores new events, each with its fan-out in its own row (see [`fanout`]); an id already
-/// stored is a duplicate, answered with the delivery ids it got the first time.
+/// stored is a duplicate, answered with the delivery ids it got the first time (`None`: stored
+/// now). Nothing made here is freed by the caller but the answer itself.
 ///
 /// The deliveries get rows of their own later ([`expand`]), keyed by the event's `seq` times
 /// [`FAN_OUT_LIMIT`] plus their place in the fan-out (see the schema's step 8).
@@ -567,7 +577,7 @@ fn accept(
     events: &[NewEvent],
     now: i64,
     effects: &mut Effects,
-) -> Result<Vec<Accepted>, OutboxError> {
+) -> Result<Vec<Option<Vec<String>>>, OutboxError> {
     let mut answers = Vec::with_capacity(events.len());
     for event in events {
         if i64::try_from(event.deliveries.len()).map_or(true, |n| n > FAN_OUT_LIMIT) {
@@ -613,11 +623,7 @@ fn accept(
             fanout
         ])?;
         if inserted == 0 {
-            answers.push(Accepted {
-                id: event.id.clone(),
-                duplicate: true,
-                deliveries: existing_ids(statements, &event.id)?,
-            });
+            answers.push(Some(existing_ids(statements, &event.id)?));
             continue;
         }
         // SQLite gives the next `seq` after the largest stored, and pruning brings the mark
@@ -630,11 +636,7 @@ fn accept(
             effects.fanned = seq;
             effects.fanned_deliveries += event.deliveries.len() as u64;
         }
-        answers.push(Accepted {
-            id: event.id.clone(),
-            duplicate: false,
-            deliveries: event.deliveries.iter().map(|d| d.id.clone()).collect(),
-        });
+        answers.push(None);
     }
     Ok(answers)
 }
