@@ -60,10 +60,18 @@ mod tests {
             // SAFETY: reads an integer from mimalloc's option table.
             unsafe { libmimalloc_sys::mi_option_get(option) }
         };
-        // mimalloc's own default is 2: a build that missed `.cargo/config.toml`'s, or a wrong
-        // option number, reads back something else.
+        // `.cargo/config.toml` gives the C build (and this crate's) its `CFLAGS`, unless the
+        // environment had its own: then mimalloc's default, 2, holds. No `CFLAGS` at all (the
+        // file gone) fails to compile; a build that missed the flag, or a wrong option number,
+        // reads back something else.
+        let flags = env!("CFLAGS");
+        let expected = if flags.contains("-DMI_DEFAULT_ARENA_EAGER_COMMIT=0") {
+            0
+        } else {
+            2
+        };
         if std::env::var_os("MIMALLOC_ARENA_EAGER_COMMIT").is_none() {
-            assert_eq!(read(option::ARENA_EAGER_COMMIT), 0);
+            assert_eq!(read(option::ARENA_EAGER_COMMIT), expected);
         }
         // The options around it hold their defaults, so the numbering is not shifted:
         // `verbose` (2) off, `eager_commit` (3) on, `purge_decommits` (5) on.
