@@ -708,40 +708,23 @@ pub fn now_ms() -> i64 {
 
 /// The answer to each event of [`Outbox::accept`], from what the writer found stored (`None`:
 /// stored now; a duplicate's delivery ids from the first time). The ids are moved out of the
-/// events when the writer has let go of them, as it does before it answers.
+/// events: the writer lets go of them before it answers, so they are copied only should it not.
 fn answers(events: Arc<Vec<NewEvent>>, stored: Vec<Option<Vec<String>>>) -> Vec<Accepted> {
-    let answer = |id, deliveries, earlier: Option<Vec<String>>| match earlier {
-        Some(earlier) => Accepted {
-            id,
-            duplicate: true,
-            deliveries: earlier,
-        },
-        None => Accepted {
-            id,
-            duplicate: false,
-            deliveries,
-        },
-    };
-    match Arc::try_unwrap(events) {
-        Ok(events) => (events.into_iter().zip(stored))
-            .map(|(event, earlier)| {
-                let fresh = match earlier {
-                    Some(_) => Vec::new(),
-                    None => event.deliveries.into_iter().map(|d| d.id).collect(),
-                };
-                answer(event.id, fresh, earlier)
-            })
-            .collect(),
-        Err(shared) => (shared.iter().zip(stored))
-            .map(|(event, earlier)| {
-                let fresh = match earlier {
-                    Some(_) => Vec::new(),
-                    None => event.deliveries.iter().map(|d| d.id.clone()).collect(),
-                };
-                answer(event.id.clone(), fresh, earlier)
-            })
-            .collect(),
-    }
+    let events = Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone());
+    (events.into_iter().zip(stored))
+        .map(|(event, earlier)| match earlier {
+            Some(earlier) => Accepted {
+                id: event.id,
+                duplicate: true,
+                deliveries: earlier,
+            },
+            None => Accepted {
+                id: event.id,
+                duplicate: false,
+                deliveries: event.deliveries.into_iter().map(|d| d.id).collect(),
+            },
+        })
+        .collect()
 }
 
 #[cfg(test)]
