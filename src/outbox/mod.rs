@@ -9,6 +9,7 @@
 //!   restart every pending delivery is due again: nothing stays stuck "in flight".
 //!   One dispatcher task is expected to call `due`; several would still not share a delivery.
 
+mod event_id;
 mod fanout;
 pub mod payload;
 mod query;
@@ -37,7 +38,7 @@ pub use types::{
 use types::endpoint_key;
 /// Shared with the PostgreSQL store, which caps stored texts the same way.
 pub(crate) use types::{error_text, excerpt};
-use writer::{Counters, Reply, Request};
+use writer::{Counters, Reply, Request, Stored};
 
 /// Read connections kept open between queries; more are opened when needed.
 const IDLE_READERS: usize = 4;
@@ -706,20 +707,21 @@ pub fn now_ms() -> i64 {
         .unwrap_or(0)
 }
 
-/// The answer to each event of [`Outbox::accept`], from what the writer found stored (`None`:
-/// stored now; a duplicate's delivery ids from the first time). The ids are moved out of the
+/// The answer to each event of [`Outbox::accept`], from what the writer found stored (stored
+/// now, under the id it was given; a duplicate's delivery ids from the first time). The ids are
+/// moved out of the
 /// events: the writer lets go of them before it answers, so they are copied only should it not.
-fn answers(events: Arc<Vec<NewEvent>>, stored: Vec<Option<Vec<String>>>) -> Vec<Accepted> {
+fn answers(events: Arc<Vec<NewEvent>>, stored: Vec<Stored>) -> Vec<Accepted> {
     let events = Arc::try_unwrap(events).unwrap_or_else(|shared| (*shared).clone());
     (events.into_iter().zip(stored))
-        .map(|(event, earlier)| match earlier {
-            Some(earlier) => Accepted {
+        .map(|(event, stored)| match stored {
+            Stored::Duplicate(earlier) => Accepted {
                 id: event.id,
                 duplicate: true,
                 deliveries: earlier,
             },
-            None => Accepted {
-                id: event.id,
+            Stored::New(assigned) => Accepted {
+                id: assigned.map_or(event.id, |id| String::from_utf8_lossy(&id).into_owned()),
                 duplicate: false,
                 deliveries: event.deliveries.into_iter().map(|d| d.id).collect(),
             },

@@ -218,8 +218,14 @@ pub(crate) fn attempts(conn: &Connection, id: &str) -> Result<Vec<Attempt>, Outb
 /// An event as it was received: its JSON.
 pub(crate) fn event_json(conn: &Connection, id: &str) -> Result<Option<String>, OutboxError> {
     Ok(conn
-        .prepare_cached("SELECT body FROM events WHERE id = ?1")?
-        .query_row([id], |r| r.get(0))
+        .prepare_cached(
+            "SELECT body FROM events WHERE id = ?1 AND assigned = 0
+             UNION ALL
+             SELECT body FROM events WHERE seq = ?2 AND id = ?1 AND assigned = 1",
+        )?
+        .query_row(rusqlite::params![id, super::event_id::seq_of(id)], |r| {
+            r.get(0)
+        })
         .optional()?)
 }
 

@@ -2,11 +2,13 @@
 //!
 //! The tables a person can query (`sqlite3 DATA/outbox.db`), as of the latest step:
 //!
-//! * `events`, keyed by `seq` (an integer in the order stored): `id` TEXT UNIQUE (the
-//!   tracker's id, or a UUID v7 whc made), `type` (`conversion`, `refund`, `event1`..`event10`),
+//! * `events`, keyed by `seq` (an integer in the order stored): `id` TEXT (the tracker's id,
+//!   unique; or for an event that came without one, a UUID v7 whc made that carries the `seq`,
+//!   see `super::event_id`), `type` (`conversion`, `refund`, `event1`..`event10`),
 //!   `body` (the event as JSON in the wire format), `received_at` (ms since the epoch),
 //!   `occurred_at` (the event's `occurredAt`, or NULL), `fanout` (BLOB: the requests its
-//!   webhooks rendered, in whc's encoding, see `super::fanout`; NULL when none matched).
+//!   webhooks rendered, in whc's encoding, see `super::fanout`; NULL when none matched),
+//!   `assigned` (1: the id is one whc made from the `seq`; 0: any other id).
 //! * `fanout_expanded`, one row: `through`, the last event `seq` whose fan-out has been
 //!   expanded into `deliveries` rows. A post stores only the event row; `whc serve` writes
 //!   the deliveries of the events after `through` before anything reads deliveries (the
@@ -27,10 +29,12 @@
 //!   `error`, `excerpt` (the start of the response body), `elapsed_ms`. Pruned with their
 //!   delivery.
 //!
-//! Indexes: the two `id`s' unique indexes; `deliveries_pending (endpoint_key, next_attempt_at)`
-//! (and so `seq`) of the pending deliveries only, for the dispatcher; `deliveries_dead
-//! (webhook)` of the dead ones; `attempts_delivery (delivery_id)` for a delivery's history. An event's deliveries are found by the range of `deliveries.seq` (no
-//! index, no foreign key).
+//! Indexes: `events_id (id) WHERE assigned = 0`, unique (an assigned id is found by its
+//! `seq`, and is unique by how it is made); the deliveries' `id` unique index;
+//! `deliveries_pending (endpoint_key, next_attempt_at)` (and so `seq`) of the pending
+//! deliveries only, for the dispatcher; `deliveries_dead (webhook)` of the dead ones;
+//! `attempts_delivery (delivery_id)` for a delivery's history. An event's deliveries are found
+//! by the range of `deliveries.seq` (no index, no foreign key).
 
 use std::time::Duration;
 
@@ -126,7 +130,37 @@ const MIGRATIONS: &[Migration] = &[
     //   `fanout_expanded.through` is the last event `seq` whose fan-out has rows.
     // Every event stored before has its deliveries as rows already.
     Migration::sql(STEP_10),
+    // 11: the ids whc gives events that came without one leave the unique index (measured
+    // under ingest-vs-limits.sh's load: the writer thread was the bottleneck, two thirds of its
+    // time in the kernel writing WAL frames, and the `id` index's page was one of the ~6
+    // frames each commit of ~12 events wrote).
+    // * Such an id carries its event's `seq` (see `event_id`): it is found by the `seq`, and is
+    //   unique by how it is made. `assigned = 1` marks it.
+    // * `events_id`, a partial unique index, holds the other ids: the trackers', and those of
+    //   every event stored before this step.
+    // SQLite cannot drop the column's UNIQUE, so the table is rebuilt (copied in `seq` order).
+    Migration::sql(STEP_11),
 ];
+
+/// The SQL of step 11: the events table without its id's UNIQUE, the `assigned` mark, and
+/// the partial unique index of the ids not assigned.
+pub(crate) const STEP_11: &str = "
+    CREATE TABLE events_v11 (
+        seq         INTEGER PRIMARY KEY,
+        id          TEXT NOT NULL,
+        type        TEXT NOT NULL,
+        body        TEXT NOT NULL,
+        received_at INTEGER NOT NULL,
+        occurred_at TEXT,
+        fanout      BLOB,
+        assigned    INTEGER NOT NULL DEFAULT 0
+    );
+    INSERT INTO events_v11 (seq, id, type, body, received_at, occurred_at, fanout)
+        SELECT seq, id, type, body, received_at, occurred_at, fanout FROM events ORDER BY seq;
+    DROP TABLE events;
+    ALTER TABLE events_v11 RENAME TO events;
+    CREATE UNIQUE INDEX events_id ON events (id) WHERE assigned = 0;
+";
 
 /// The SQL of step 10: the events' fan-out, and how far it has been expanded.
 pub(crate) const STEP_10: &str = "
@@ -318,7 +352,7 @@ pub(crate) const STEP_9: &str = "
 ";
 
 /// The indexes of step 9, created after the keys are set.
-const STEP_9_INDEXES: &str = "
+pub(crate) const STEP_9_INDEXES: &str = "
     CREATE INDEX deliveries_pending ON deliveries (endpoint_key, next_attempt_at)
         WHERE status = 'pending';
     CREATE INDEX deliveries_dead ON deliveries (webhook) WHERE status = 'dead';

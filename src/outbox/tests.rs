@@ -1027,8 +1027,13 @@ fn assert_latest_schema(path: &std::path::Path) {
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("tables");
     assert_eq!(tables.len(), 2, "{tables:?}");
+    let flat = |sql: &String| sql.split_whitespace().collect::<Vec<_>>().join(" ");
     assert!(
-        tables.iter().any(|sql| sql.contains("fanout BLOB")),
+        tables
+            .iter()
+            .map(flat)
+            .any(|sql| sql.contains("fanout BLOB")
+                && sql.contains("assigned INTEGER NOT NULL DEFAULT 0")),
         "{tables:?}"
     );
     let (marks, through): (i64, i64) = conn
@@ -1050,7 +1055,12 @@ fn assert_latest_schema(path: &std::path::Path) {
     for sql in &tables {
         let sql = sql.split_whitespace().collect::<Vec<_>>().join(" ");
         assert!(sql.contains("seq INTEGER PRIMARY KEY"), "{sql}");
-        assert!(sql.contains("id TEXT NOT NULL UNIQUE"), "{sql}");
+        // An event's id is unique through `events_id`, which leaves out the ids whc assigned.
+        if sql.contains("fanout") {
+            assert!(sql.contains("id TEXT NOT NULL,"), "{sql}");
+        } else {
+            assert!(sql.contains("id TEXT NOT NULL UNIQUE"), "{sql}");
+        }
         assert!(!sql.contains("WITHOUT ROWID"), "{sql}");
         assert!(!sql.contains("CHECK"), "{sql}");
         assert!(!sql.contains("_v"), "{sql}");
@@ -1064,7 +1074,12 @@ fn assert_latest_schema(path: &std::path::Path) {
         .expect("indexes");
     assert_eq!(
         indexes,
-        ["attempts_delivery", "deliveries_dead", "deliveries_pending"]
+        [
+            "attempts_delivery",
+            "deliveries_dead",
+            "deliveries_pending",
+            "events_id"
+        ]
     );
     assert!(
         !tables.iter().any(|sql| sql.contains("REFERENCES")),
@@ -1246,7 +1261,7 @@ fn every_query_of_a_delivery_uses_an_index() {
         (
             "SELECT d.id FROM events e JOIN deliveries d
                  ON d.seq >= e.seq * 65536 AND d.seq < (e.seq + 1) * 65536
-             WHERE e.id = ?1 ORDER BY d.seq",
+             WHERE e.id = ?1 AND e.assigned = 0 ORDER BY d.seq",
             "SEARCH d USING INTEGER PRIMARY KEY (rowid>? AND rowid<?)",
         ),
         (
@@ -1269,9 +1284,14 @@ fn every_query_of_a_delivery_uses_an_index() {
             "UPDATE deliveries SET attempts = attempts + 1 WHERE id = ?1 AND status = 'pending'",
             "sqlite_autoindex_deliveries_1",
         ),
+        // An event by id: a tracker's in the partial index, an assigned one at its `seq`.
         (
-            "SELECT * FROM events WHERE id = ?1",
-            "sqlite_autoindex_events_1",
+            "SELECT * FROM events WHERE id = ?1 AND assigned = 0",
+            "USING INDEX events_id (id=?)",
+        ),
+        (
+            "SELECT * FROM events WHERE seq = ?2 AND id = ?1 AND assigned = 1",
+            "USING INTEGER PRIMARY KEY (rowid=?)",
         ),
         (
             "SELECT d.id FROM deliveries d LEFT JOIN events e ON e.seq = d.event_seq
@@ -1831,15 +1851,28 @@ async fn a_repeated_delivery_id_in_a_large_fan_out_is_refused_too() {
 
 #[test]
 fn answers_are_the_same_whether_or_not_the_writer_still_holds_the_events() {
-    let expected = vec![event("fresh", &["a", "b"]), event("again", &["a"])];
-    let stored = || vec![None, Some(vec!["first-time-id".to_owned()])];
+    let expected = vec![
+        event("fresh", &["a", "b"]),
+        event("again", &["a"]),
+        event("made-here", &[]),
+    ];
+    let given = *b"01a237ce-4717-7000-8000-000400000001";
+    let stored = || {
+        vec![
+            Stored::New(None),
+            Stored::Duplicate(vec!["first-time-id".to_owned()]),
+            Stored::New(Some(given)),
+        ]
+    };
     let owned = answers(Arc::new(expected.clone()), stored());
     let shared = Arc::new(expected.clone());
     let held = Arc::clone(&shared);
     let cloned = answers(shared, stored());
     drop(held);
     for answers in [&owned, &cloned] {
-        assert_eq!(answers.len(), 2);
+        assert_eq!(answers.len(), 3);
+        assert_eq!(answers[2].id, "01a237ce-4717-7000-8000-000400000001");
+        assert!(!answers[2].duplicate);
         assert_eq!(answers[0].id, "fresh");
         assert!(!answers[0].duplicate);
         let ids: Vec<_> = expected[0].deliveries.iter().map(|d| &d.id).collect();
@@ -1848,4 +1881,173 @@ fn answers_are_the_same_whether_or_not_the_writer_still_holds_the_events() {
         assert!(answers[1].duplicate);
         assert_eq!(answers[1].deliveries, ["first-time-id"]);
     }
+}
+
+/// An event as whc's ingest hands it over when the tracker sent no id: a UUID v7 made on the
+/// caller's thread, first in the body.
+fn id_less_event(webhooks: &[&str]) -> NewEvent {
+    let id = new_delivery_id();
+    let mut e = event(&id, webhooks);
+    e.assigned = true;
+    e
+}
+
+#[tokio::test]
+async fn an_event_without_an_id_gets_one_carrying_its_seq_and_stays_out_of_the_id_index() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let sent = vec![id_less_event(&["crm", "ads"]), id_less_event(&[])];
+    let made_here: Vec<String> = sent.iter().map(|e| e.id.clone()).collect();
+    let accepted = outbox.accept(sent).await.expect("accept");
+    for (n, a) in accepted.iter().enumerate() {
+        assert!(!a.duplicate);
+        assert_ne!(a.id, made_here[n], "the outbox gives its own id");
+        let seq = event_id::seq_of(&a.id).expect("carries its seq");
+        let (id, assigned, body): (String, bool, String) = Connection::open(outbox.path())
+            .expect("open")
+            .query_row(
+                "SELECT id, assigned, body FROM events WHERE seq = ?1",
+                [seq],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("the row at its seq");
+        assert_eq!(id, a.id);
+        assert!(assigned);
+        assert_eq!(body, format!(r#"{{"id":"{}","type":"conversion"}}"#, a.id));
+        assert_eq!(
+            outbox.event_json(&a.id).await.expect("read").as_deref(),
+            Some(body.as_str())
+        );
+        assert_eq!(outbox.event_json(&made_here[n]).await.expect("read"), None);
+    }
+    assert_eq!(
+        count(
+            outbox.path(),
+            "SELECT count(*) FROM events INDEXED BY events_id WHERE assigned = 0"
+        ),
+        0
+    );
+    // A tracker sending an assigned id back: a duplicate, with the deliveries of the first time.
+    let again = outbox
+        .accept(vec![event(&accepted[0].id, &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+    assert_eq!(again[0].deliveries, accepted[0].deliveries);
+    assert_eq!(count(outbox.path(), "SELECT count(*) FROM events"), 2);
+}
+
+#[tokio::test]
+async fn an_id_shaped_like_an_assigned_one_but_not_stored_is_a_new_trackers_id() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    let first = outbox
+        .accept(vec![id_less_event(&["crm"])])
+        .await
+        .expect("accept");
+    let seq = event_id::seq_of(&first[0].id).expect("seq");
+    // The same seq, another id: what another outbox could have made.
+    let other = String::from_utf8(event_id::make(seq, 1).expect("fits").to_vec()).expect("utf-8");
+    assert_eq!(event_id::seq_of(&other), Some(seq));
+    let accepted = outbox
+        .accept(vec![event(&other, &["crm"])])
+        .await
+        .expect("accept");
+    assert!(!accepted[0].duplicate);
+    assert_eq!(accepted[0].id, other);
+    let again = outbox
+        .accept(vec![event(&other, &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate, "now in the id index");
+    assert_eq!(again[0].deliveries, accepted[0].deliveries);
+    assert_eq!(
+        count(
+            outbox.path(),
+            &format!("SELECT count(*) FROM events WHERE id = '{other}' AND assigned = 0")
+        ),
+        1
+    );
+}
+
+#[tokio::test]
+async fn past_the_seqs_an_id_can_carry_the_id_made_by_ingest_is_kept_and_indexed() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("first", &[])])
+        .await
+        .expect("accept");
+    Connection::open(outbox.path())
+        .expect("open")
+        .execute("UPDATE events SET seq = 1 << 40", [])
+        .expect("a seq past 40 bits");
+    let sent = id_less_event(&["crm"]);
+    let made_here = sent.id.clone();
+    let accepted = outbox.accept(vec![sent]).await.expect("accept");
+    assert_eq!(accepted[0].id, made_here);
+    assert_eq!(
+        count(
+            outbox.path(),
+            &format!("SELECT seq FROM events WHERE id = '{made_here}' AND assigned = 0")
+        ),
+        (1 << 40) + 1
+    );
+    let again = outbox
+        .accept(vec![event(&made_here, &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
+}
+
+#[tokio::test]
+async fn a_version_10_outbox_keeps_every_id_unique_and_its_events_found() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    // An id whc made before step 11: a plain UUID v7, in the row as any other.
+    let made_before = new_delivery_id();
+    {
+        let conn = Connection::open(&path).expect("open");
+        for step in schema::STEPS.iter().chain([
+            &schema::STEP_4,
+            &schema::STEP_5,
+            &schema::STEP_6,
+            &schema::STEP_7,
+            &schema::STEP_8,
+            &schema::STEP_9,
+            &schema::STEP_9_INDEXES,
+            &schema::STEP_10,
+        ]) {
+            conn.execute_batch(step).expect("old schema");
+        }
+        conn.execute(
+            "INSERT INTO events (seq, id, type, body, received_at, occurred_at, fanout) VALUES
+                 (1, 'tracker-1', 'refund', '{\"id\":\"tracker-1\",\"type\":\"refund\"}', 1,
+                     NULL, NULL),
+                 (2, ?1, 'refund', '{}', 2, NULL, NULL)",
+            [&made_before],
+        )
+        .expect("rows");
+        conn.execute_batch("UPDATE fanout_expanded SET through = 2; PRAGMA user_version = 10;")
+            .expect("version 10");
+    }
+    let outbox = Outbox::open(&path).expect("migrates");
+    assert_latest_schema(&path);
+    assert_eq!(
+        count(&path, "SELECT count(*) FROM events WHERE assigned = 0"),
+        2
+    );
+    for id in ["tracker-1", made_before.as_str()] {
+        let again = outbox
+            .accept(vec![event(id, &["crm"])])
+            .await
+            .expect("accept");
+        assert!(again[0].duplicate, "{id}");
+        assert!(outbox.event_json(id).await.expect("read").is_some(), "{id}");
+    }
+    let fresh = outbox
+        .accept(vec![id_less_event(&["crm"])])
+        .await
+        .expect("accept");
+    assert_eq!(event_id::seq_of(&fresh[0].id), Some(3));
 }

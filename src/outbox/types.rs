@@ -15,6 +15,11 @@ pub const EXCERPT_LIMIT: usize = 4096;
 pub struct NewEvent {
     /// The tracker's event id; a second event with the same id is a duplicate.
     pub id: String,
+    /// whc made `id` (the event came without one) and it is stored in `body` as the JSON's
+    /// first key: the SQLite outbox stores the event under an id of its own making instead,
+    /// one that carries the event's `seq` (see `event_id`), and answers with it. The PostgreSQL
+    /// store keeps `id`.
+    pub assigned: bool,
     /// The event type on the wire: `conversion`, `refund`, `event1`..`event10`.
     pub kind: String,
     /// The event as received, JSON text.

@@ -14,13 +14,13 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use rusqlite::{Connection, OptionalExtension, Statement, params};
 use tokio::sync::{Notify, oneshot};
 
-use super::fanout;
 use super::schema::FAN_OUT_LIMIT;
 use super::types::{
     AttemptRecord, NewDelivery, NewEvent, RecordColumns, Stats, endpoint_key, endpoint_of,
     error_text, excerpt,
 };
 use super::{Claims, OutboxError, now_ms};
+use super::{event_id, fanout};
 
 /// The most events one transaction takes before it commits (bounds commit latency).
 const BATCH_EVENTS: usize = 1000;
@@ -30,10 +30,9 @@ const EXPAND_EVENTS: i64 = 2000;
 
 /// One write, with the channel its answer goes back on.
 pub(crate) enum Request {
-    /// Store events and their deliveries; answers, per event, `None` when it is stored now, or
-    /// the delivery ids stored the first time for a duplicate. The events are shared with the
-    /// caller, who frees them (see [`super::Outbox::accept`]).
-    Accept(Arc<Vec<NewEvent>>, Reply<Vec<Option<Vec<String>>>>),
+    /// Store events and their deliveries; answers what became of each (see [`Stored`]). The
+    /// events are shared with the caller, who frees them (see [`super::Outbox::accept`]).
+    Accept(Arc<Vec<NewEvent>>, Reply<Vec<Stored>>),
     /// Record an attempt's outcome.
     Record(String, AttemptRecord, Reply<()>),
     /// Put a dead delivery back in the queue.
@@ -46,6 +45,16 @@ pub(crate) enum Request {
     /// Write the deliveries of the oldest events whose fan-out has no rows yet (at most
     /// [`EXPAND_EVENTS`] of them); answers the last event `seq` expanded through.
     Expand(Reply<i64>),
+}
+
+/// What became of one event of an [`Request::Accept`]: only what the caller does not know.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Stored {
+    /// Stored now; with the id the outbox gave it instead of the one whc made (see
+    /// [`NewEvent::assigned`]), as text.
+    New(Option<[u8; 36]>),
+    /// Its id was stored before: the delivery ids stored the first time.
+    Duplicate(Vec<String>),
 }
 
 /// A write's way back to its caller, and its own result once it ran in the transaction.
@@ -196,6 +205,7 @@ pub(crate) struct Statements<'c> {
     rollback: Statement<'c>,
     insert_event: Statement<'c>,
     insert_delivery: Statement<'c>,
+    last_event: Statement<'c>,
     existing_event: Statement<'c>,
     existing_deliveries: Statement<'c>,
     unexpanded: Statement<'c>,
@@ -215,8 +225,9 @@ impl<'c> Statements<'c> {
             commit: conn.prepare("COMMIT")?,
             rollback: conn.prepare("ROLLBACK")?,
             insert_event: conn.prepare(
-                "INSERT INTO events (id, type, body, received_at, occurred_at, fanout)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO events (seq, id, type, body, received_at, occurred_at, fanout,
+                     assigned)
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
             )?,
             insert_delivery: conn.prepare(
                 "INSERT INTO deliveries (seq, id, event_seq, webhook, method, url, headers, body,
@@ -225,9 +236,15 @@ impl<'c> Statements<'c> {
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, 'pending', ?12, ?12, ?12,
                      ?13, ?14, ?15)",
             )?,
+            last_event: conn.prepare("SELECT coalesce(max(seq), 0) FROM events")?,
+            // A tracker's id is in the partial index; an id whc assigned is at the `seq` it
+            // carries (?2, NULL when it carries none).
             existing_event: conn.prepare(
                 "SELECT e.seq, e.fanout, e.seq > x.through FROM events e, fanout_expanded x
-                 WHERE e.id = ?1",
+                 WHERE e.id = ?1 AND e.assigned = 0
+                 UNION ALL
+                 SELECT e.seq, e.fanout, e.seq > x.through FROM events e, fanout_expanded x
+                 WHERE e.seq = ?2 AND e.id = ?1 AND e.assigned = 1",
             )?,
             // An event's deliveries are the range of keys its own `seq` starts.
             existing_deliveries: conn.prepare(
@@ -421,6 +438,8 @@ struct Effects {
     expanded: Option<i64>,
     /// The mark pruning brought down to the last event left (both marks start again there).
     lowered: Option<i64>,
+    /// The `seq` the next event stored in this batch gets, once read.
+    next_seq: Option<i64>,
 }
 
 /// How the requests of one batch share its transaction.
@@ -520,7 +539,7 @@ impl Request {
     ) {
         match self {
             Request::Accept(events, r) => {
-                r.result = Some(accept(conn, statements, events, now, effects));
+                r.result = Some(accept(statements, events, now, effects));
             }
             Request::Record(id, record, r) => {
                 r.result = Some(record_attempt(conn, id, record, now));
@@ -566,18 +585,21 @@ impl Request {
 }
 
 /// Stores new events, each with its fan-out in its own row (see [`fanout`]); an id already
-/// stored is a duplicate, answered with the delivery ids it got the first time (`None`: stored
-/// now). Nothing made here is freed by the caller but the answer itself.
+/// stored is a duplicate, answered with the delivery ids it got the first time. Nothing made
+/// here is freed by the caller but the answer itself.
+///
+/// Each event's `seq` is given here, one past the largest stored (read once per batch), so
+/// that an id whc made can be swapped for one carrying it (see [`event_id`]): such an event
+/// needs no duplicate check and no index entry.
 ///
 /// The deliveries get rows of their own later ([`expand`]), keyed by the event's `seq` times
 /// [`FAN_OUT_LIMIT`] plus their place in the fan-out (see the schema's step 8).
 fn accept(
-    conn: &Connection,
     statements: &mut Statements<'_>,
     events: &[NewEvent],
     now: i64,
     effects: &mut Effects,
-) -> Result<Vec<Option<Vec<String>>>, OutboxError> {
+) -> Result<Vec<Stored>, OutboxError> {
     let mut answers = Vec::with_capacity(events.len());
     for event in events {
         if i64::try_from(event.deliveries.len()).map_or(true, |n| n > FAN_OUT_LIMIT) {
@@ -585,60 +607,87 @@ fn accept(
                 field: "deliveries per event",
             });
         }
-        let fanout = if event.deliveries.is_empty() {
-            None
-        } else {
-            for d in &event.deliveries {
-                i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
-                    field: "timeout_ms",
-                })?;
+        let seq = match effects.next_seq {
+            Some(seq) => seq,
+            None => {
+                statements
+                    .last_event
+                    .query_row([], |r| r.get::<_, i64>(0))?
+                    + 1
             }
-            // Ids are unique by how they are made; this keeps a hand-made event from having
-            // its deliveries passed over later (what the `id` index refused at once before).
-            if let Some(id) = repeated_id(&event.deliveries) {
-                return Err(OutboxError::DuplicateDelivery(id.to_owned()));
-            }
-            // Most webhooks set no header: skip the encoder for them.
-            let headers = event
-                .deliveries
-                .iter()
-                .map(|d| {
-                    if d.headers.is_empty() {
-                        Ok(std::borrow::Cow::Borrowed("[]"))
-                    } else {
-                        serde_json::to_string(&d.headers)
-                            .map(std::borrow::Cow::Owned)
-                            .map_err(OutboxError::Headers)
-                    }
-                })
-                .collect::<Result<Vec<_>, _>>()?;
-            Some(fanout::encode(&event.deliveries, &headers))
         };
-        let inserted = statements.insert_event.execute(params![
-            event.id,
-            event.kind,
-            event.body,
-            now,
-            event.occurred_at,
-            fanout
-        ])?;
-        if inserted == 0 {
-            answers.push(Some(existing_ids(statements, &event.id)?));
-            continue;
-        }
-        // SQLite gives the next `seq` after the largest stored, and pruning brings the mark
-        // down when it deletes the largest: so it is past the mark.
-        let seq = conn.last_insert_rowid();
         seq.checked_mul(FAN_OUT_LIMIT)
             .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
+        let made = if event.assigned {
+            event_id::make(seq, u64::try_from(now).unwrap_or(0)).and_then(|id| {
+                let text = std::str::from_utf8(&id).ok()?;
+                event_id::replace_in_body(&event.body, &event.id, text).map(|body| (id, body))
+            })
+        } else {
+            None
+        };
+        if made.is_none()
+            && let Some(earlier) = existing_ids(statements, &event.id)?
+        {
+            answers.push(Stored::Duplicate(earlier));
+            continue;
+        }
+        let fanout = encode_fan_out(&event.deliveries)?;
+        let (id, body) = match &made {
+            Some((id, body)) => (std::str::from_utf8(id).unwrap_or_default(), body.as_str()),
+            None => (event.id.as_str(), event.body.as_str()),
+        };
+        statements.insert_event.execute(params![
+            seq,
+            id,
+            event.kind,
+            body,
+            now,
+            event.occurred_at,
+            fanout,
+            made.is_some()
+        ])?;
+        effects.next_seq = Some(seq + 1);
         effects.events += 1;
         if fanout.is_some() {
             effects.fanned = seq;
             effects.fanned_deliveries += event.deliveries.len() as u64;
         }
-        answers.push(None);
+        answers.push(Stored::New(made.map(|(id, _)| id)));
     }
     Ok(answers)
+}
+
+/// An event's fan-out as its row holds it, `None` when no webhook matched; refuses what its
+/// `deliveries` rows could not hold.
+fn encode_fan_out(deliveries: &[NewDelivery]) -> Result<Option<Vec<u8>>, OutboxError> {
+    if deliveries.is_empty() {
+        return Ok(None);
+    }
+    for d in deliveries {
+        i64::try_from(d.timeout_ms).map_err(|_| OutboxError::OutOfRange {
+            field: "timeout_ms",
+        })?;
+    }
+    // Ids are unique by how they are made; this keeps a hand-made event from having its
+    // deliveries passed over later (what the `id` index refused at once before).
+    if let Some(id) = repeated_id(deliveries) {
+        return Err(OutboxError::DuplicateDelivery(id.to_owned()));
+    }
+    // Most webhooks set no header: skip the encoder for them.
+    let headers = deliveries
+        .iter()
+        .map(|d| {
+            if d.headers.is_empty() {
+                Ok(std::borrow::Cow::Borrowed("[]"))
+            } else {
+                serde_json::to_string(&d.headers)
+                    .map(std::borrow::Cow::Owned)
+                    .map_err(OutboxError::Headers)
+            }
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(Some(fanout::encode(deliveries, &headers)))
 }
 
 /// A delivery id that appears twice in one event's deliveries: pairwise for the usual few,
@@ -658,12 +707,15 @@ fn repeated_id(deliveries: &[NewDelivery]) -> Option<&str> {
         .find(|id| !seen.insert(*id))
 }
 
-/// The delivery ids of the stored event `id`: from its rows, or from its fan-out while that
-/// is not expanded yet.
-fn existing_ids(statements: &mut Statements<'_>, id: &str) -> Result<Vec<String>, OutboxError> {
+/// The delivery ids of the stored event `id` (from its rows, or from its fan-out while that is
+/// not expanded yet), or `None` when no event has that id.
+fn existing_ids(
+    statements: &mut Statements<'_>,
+    id: &str,
+) -> Result<Option<Vec<String>>, OutboxError> {
     let found = statements
         .existing_event
-        .query_row([id], |r| {
+        .query_row(params![id, event_id::seq_of(id)], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Option<Vec<u8>>>(1)?,
@@ -672,15 +724,19 @@ fn existing_ids(statements: &mut Statements<'_>, id: &str) -> Result<Vec<String>
         })
         .optional()?;
     match found {
-        None => Ok(Vec::new()),
-        Some((_, Some(fanout), true)) => Ok(fanout::decode(&fanout)?
-            .into_iter()
-            .map(|e| e.id.to_owned())
-            .collect()),
-        Some((seq, _, _)) => Ok(statements
-            .existing_deliveries
-            .query_map([seq], |r| r.get::<_, String>(0))?
-            .collect::<Result<Vec<_>, _>>()?),
+        None => Ok(None),
+        Some((_, Some(fanout), true)) => Ok(Some(
+            fanout::decode(&fanout)?
+                .into_iter()
+                .map(|e| e.id.to_owned())
+                .collect(),
+        )),
+        Some((seq, _, _)) => Ok(Some(
+            statements
+                .existing_deliveries
+                .query_map([seq], |r| r.get::<_, String>(0))?
+                .collect::<Result<Vec<_>, _>>()?,
+        )),
     }
 }
 
@@ -843,11 +899,11 @@ fn probe(conn: &Connection) -> Result<(), OutboxError> {
     let inserted = conn
         .prepare_cached(
             "INSERT INTO events (id, type, body, received_at) VALUES (?1, 'probe', '{}', 0)
-             ON CONFLICT (id) DO NOTHING",
+             ON CONFLICT (id) WHERE assigned = 0 DO NOTHING",
         )?
         .execute([ID])?;
     if inserted > 0 {
-        conn.prepare_cached("DELETE FROM events WHERE id = ?1")?
+        conn.prepare_cached("DELETE FROM events WHERE id = ?1 AND assigned = 0")?
             .execute([ID])?;
     }
     Ok(())

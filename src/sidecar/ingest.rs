@@ -150,7 +150,9 @@ impl Ingest {
 
 /// The event and every delivery it produces under the given rules.
 pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
-    // Set on the event first: its JSON holds it.
+    // Set on the event first: its JSON holds it. A store may swap an id made here for one of
+    // its own making (see `NewEvent::assigned`).
+    let assigned = event.id.is_none();
     event.id.get_or_insert_with(new_delivery_id);
     let deliveries = rules
         .matching(&event)
@@ -160,6 +162,7 @@ pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewE
     // The event is done with: its texts move into the stored event, uncopied.
     NewEvent {
         id: event.id.unwrap_or_default(),
+        assigned,
         kind: event.kind.wire_name(),
         body,
         occurred_at: event.occurred_at,

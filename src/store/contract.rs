@@ -117,6 +117,7 @@ contract!(postgres => super::Harness::postgres();
 pub(crate) fn event(id: &str, webhooks: &[&str]) -> NewEvent {
     NewEvent {
         id: id.to_owned(),
+        assigned: false,
         kind: "conversion".to_owned(),
         body: format!(r#"{{"id":"{id}","type":"conversion"}}"#),
         occurred_at: None,

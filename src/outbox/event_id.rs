@@ -1,0 +1,158 @@
+//! The ids the outbox gives events that came without one: a UUID v7 that carries the event's
+//! `seq`, so that no index has to hold them.
+//!
+//! A tracker's id has to be looked up before its event is stored (a second event with the same
+//! id is a duplicate), and so it sits in the unique index `events_id`. An id whc makes itself
+//! needs no such check, and finding it again needs no index either: its `seq` is in its bits.
+//! Leaving these ids out of the index spares every commit the index's page (measured under
+//! `ingest-vs-limits.sh`'s load: about one WAL frame of the ~6 a commit of 12 events wrote).
+//!
+//! The layout, RFC 9562's UUID v7 with its random bits partly given to the `seq`:
+//!
+//! * bits 127..80: milliseconds since the Unix epoch, when the event was stored;
+//! * bits 79..76: the version, 7;
+//! * bits 75..64 (`rand_a`, 12 bits): the `seq`'s bits 39..28;
+//! * bits 63..62: the variant, `10`;
+//! * bits 61..34 (28 bits of `rand_b`): the `seq`'s bits 27..0;
+//! * bits 33..0 (34 bits): random.
+//!
+//! So ids made in one millisecond sort by `seq`, the order stored, and two outboxes make the
+//! same id only for the same millisecond, the same `seq` and the same 34 random bits. An event
+//! whose `seq` does not fit in 40 bits (past 10^12 events) keeps an ordinary UUID v7, indexed
+//! like a tracker's id.
+
+/// The largest `seq` an id carries (40 bits).
+const SEQ_LIMIT: i64 = (1 << 40) - 1;
+
+/// The id of the event stored as `seq` at `millis` (ms since the Unix epoch), as text, or
+/// `None` when `seq` does not fit in the id.
+pub(crate) fn make(seq: i64, millis: u64) -> Option<[u8; 36]> {
+    if !(1..=SEQ_LIMIT).contains(&seq) {
+        return None;
+    }
+    let seq = seq as u128;
+    let id = (u128::from(millis) & ((1 << 48) - 1)) << 80
+        | 0x7 << 76
+        | (seq >> 28) << 64
+        | 0b10 << 62
+        | (seq & ((1 << 28) - 1)) << 34
+        | u128::from(fastrand::u64(..)) & ((1 << 34) - 1);
+    let mut text = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::from_u128(id)
+        .hyphenated()
+        .encode_lower(&mut text);
+    Some(text)
+}
+
+/// The `seq` an id made by [`make`] would carry, or `None` when the text cannot be one (not a
+/// UUID v7 in lower-case hyphenated form, or no `seq` in it). Any id, a tracker's too, may
+/// decode: the event at that `seq` is the id's only if its stored id is the same text.
+pub(crate) fn seq_of(id: &str) -> Option<i64> {
+    if id.len() != uuid::fmt::Hyphenated::LENGTH || id.bytes().any(|b| b.is_ascii_uppercase()) {
+        return None;
+    }
+    let uuid = uuid::Uuid::try_parse(id).ok()?;
+    if uuid.get_version_num() != 7 || uuid.get_variant() != uuid::Variant::RFC4122 {
+        return None;
+    }
+    let bits = uuid.as_u128();
+    let seq = ((bits >> 64) & 0xfff) << 28 | ((bits >> 34) & ((1 << 28) - 1));
+    i64::try_from(seq).ok().filter(|s| *s >= 1)
+}
+
+/// Puts `id` in place of the id an event's JSON starts with (`{"id":"<old>",...`, as
+/// [`crate::event::Event::to_json_string`] writes it), or `None` when the JSON does not start
+/// with `old`.
+pub(crate) fn replace_in_body(body: &str, old: &str, id: &str) -> Option<String> {
+    const OPEN: &str = "{\"id\":\"";
+    let rest = body.strip_prefix(OPEN)?.strip_prefix(old)?;
+    if !rest.starts_with('"') {
+        return None;
+    }
+    let mut out = String::with_capacity(body.len() - old.len() + id.len());
+    out.push_str(OPEN);
+    out.push_str(id);
+    out.push_str(rest);
+    Some(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn text(id: [u8; 36]) -> String {
+        String::from_utf8(id.to_vec()).expect("ascii")
+    }
+
+    #[test]
+    fn an_id_carries_its_seq_and_is_a_uuid_v7() {
+        for seq in [
+            1,
+            2,
+            4095,
+            1 << 28,
+            (1 << 28) + 1,
+            123_456_789_012,
+            SEQ_LIMIT,
+        ] {
+            let id = text(make(seq, 1_764_000_000_000).expect("fits"));
+            let uuid = uuid::Uuid::parse_str(&id).expect("a uuid");
+            assert_eq!(uuid.get_version_num(), 7, "{id}");
+            assert_eq!(uuid.get_variant(), uuid::Variant::RFC4122, "{id}");
+            let (secs, _) = uuid.get_timestamp().expect("v7").to_unix();
+            assert_eq!(secs, 1_764_000_000, "{id}");
+            assert_eq!(seq_of(&id), Some(seq), "{id}");
+        }
+    }
+
+    #[test]
+    fn a_seq_past_40_bits_or_below_1_gets_no_id() {
+        assert_eq!(make(SEQ_LIMIT + 1, 1), None);
+        assert_eq!(make(0, 1), None);
+        assert_eq!(make(-5, 1), None);
+    }
+
+    #[test]
+    fn ids_of_one_millisecond_sort_by_seq_and_differ_in_their_random_bits() {
+        let ids: Vec<String> = (1..500).map(|s| text(make(s, 7).expect("fits"))).collect();
+        assert!(ids.windows(2).all(|w| w[0] < w[1]));
+        let again: Vec<String> = (1..500).map(|s| text(make(s, 7).expect("fits"))).collect();
+        assert_ne!(ids, again, "34 random bits each");
+    }
+
+    #[test]
+    fn what_cannot_be_a_made_id_has_no_seq() {
+        for id in [
+            "",
+            "e1",
+            "not-a-uuid-at-all-but-36-characters",
+            // v4, not v7.
+            "0f7a2c3e-9b1d-4e8f-a2b3-c4d5e6f70812",
+            // A v7 in upper case, braces, or without hyphens: not the text `make` writes.
+            "01A237CE-4717-7203-9A3A-0F3DADA5A951",
+            "{01a237ce-4717-7203-9a3a-0f3dada5a951}",
+            "01a237ce47177203",
+        ] {
+            assert_eq!(seq_of(id), None, "{id}");
+        }
+        // A v7 whose seq bits are all zero.
+        assert_eq!(seq_of("01a237ce-4717-7000-8000-000123456789"), None);
+    }
+
+    #[test]
+    fn the_id_in_a_body_is_replaced_only_where_it_opens_the_body() {
+        let old = "01a237ce-4717-7203-9a3a-0f3dada5a951";
+        let new = "01a237ce-4718-7000-8000-000400000001";
+        let body = format!(r#"{{"id":"{old}","type":"refund"}}"#);
+        assert_eq!(
+            replace_in_body(&body, old, new).as_deref(),
+            Some(format!(r#"{{"id":"{new}","type":"refund"}}"#).as_str())
+        );
+        assert_eq!(replace_in_body(r#"{"type":"refund"}"#, old, new), None);
+        assert_eq!(replace_in_body(&body, "01a237ce", new), None);
+        assert_eq!(
+            replace_in_body(&format!(r#"{{"id":"{old}x"}}"#), old, new),
+            None
+        );
+    }
+}
