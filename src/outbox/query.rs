@@ -223,9 +223,13 @@ pub(crate) fn event_json(conn: &Connection, id: &str) -> Result<Option<String>, 
              UNION ALL
              SELECT body FROM events WHERE seq = ?2 AND id = ?1 AND assigned = 1",
         )?
-        .query_row(rusqlite::params![id, super::event_id::seq_of(id)], |r| {
-            r.get(0)
-        })
+        .query_row(
+            rusqlite::params![
+                id,
+                super::event_id::seq_of(id, super::schema::id_key(conn)?)
+            ],
+            |r| r.get(0),
+        )
         .optional()?)
 }
 

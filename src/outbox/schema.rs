@@ -9,6 +9,8 @@
 //!   `occurred_at` (the event's `occurredAt`, or NULL), `fanout` (BLOB: the requests its
 //!   webhooks rendered, in whc's encoding, see `super::fanout`; NULL when none matched),
 //!   `assigned` (1: the id is one whc made from the `seq`; 0: any other id).
+//! * `event_id_key`, one row: `key`, the random key that scrambles the `seq` in the ids whc
+//!   assigns (see `super::event_id`).
 //! * `fanout_expanded`, one row: `through`, the last event `seq` whose fan-out has been
 //!   expanded into `deliveries` rows. A post stores only the event row; `whc serve` writes
 //!   the deliveries of the events after `through` before anything reads deliveries (the
@@ -41,6 +43,7 @@ use std::time::Duration;
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use super::OutboxError;
+use super::event_id::IdKey;
 use super::types::{endpoint_key, endpoint_of};
 use super::writer::FanOutMarks;
 
@@ -135,15 +138,18 @@ const MIGRATIONS: &[Migration] = &[
     // time in the kernel writing WAL frames, and the `id` index's page was one of the ~6
     // frames each commit of ~12 events wrote).
     // * Such an id carries its event's `seq` (see `event_id`): it is found by the `seq`, and is
-    //   unique by how it is made. `assigned = 1` marks it.
+    //   unique by how it is made. `assigned = 1` marks it. The `seq` is scrambled with the
+    //   outbox's random key, `event_id_key.key`, so that an id does not tell how many events
+    //   the outbox stored.
     // * `events_id`, a partial unique index, holds the other ids: the trackers', and those of
     //   every event stored before this step.
     // SQLite cannot drop the column's UNIQUE, so the table is rebuilt (copied in `seq` order).
     Migration::sql(STEP_11),
 ];
 
-/// The SQL of step 11: the events table without its id's UNIQUE, the `assigned` mark, and
-/// the partial unique index of the ids not assigned.
+/// The SQL of step 11: the events table without its id's UNIQUE, the `assigned` mark, the
+/// partial unique index of the ids not assigned, and the key that scrambles the `seq` in the
+/// assigned ones (SQLite's `random()`, seeded from the system's randomness).
 pub(crate) const STEP_11: &str = "
     CREATE TABLE events_v11 (
         seq         INTEGER PRIMARY KEY,
@@ -160,7 +166,19 @@ pub(crate) const STEP_11: &str = "
     DROP TABLE events;
     ALTER TABLE events_v11 RENAME TO events;
     CREATE UNIQUE INDEX events_id ON events (id) WHERE assigned = 0;
+    CREATE TABLE event_id_key (
+        id  INTEGER PRIMARY KEY CHECK (id = 1),
+        key INTEGER NOT NULL
+    );
+    INSERT INTO event_id_key (id, key) VALUES (1, random());
 ";
+
+/// The outbox's key for the ids it assigns (see `event_id`).
+pub(crate) fn id_key(conn: &Connection) -> rusqlite::Result<IdKey> {
+    conn.prepare_cached("SELECT key FROM event_id_key")?
+        .query_row([], |r| r.get::<_, i64>(0))
+        .map(|key| IdKey(u64::from_ne_bytes(key.to_ne_bytes())))
+}
 
 /// The SQL of step 10: the events' fan-out, and how far it has been expanded.
 pub(crate) const STEP_10: &str = "

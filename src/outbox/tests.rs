@@ -1022,7 +1022,7 @@ fn assert_latest_schema(path: &std::path::Path) {
     let tables: Vec<String> = conn
         .prepare(
             "SELECT sql FROM sqlite_master WHERE type = 'table'
-             AND name NOT IN ('attempts', 'fanout_expanded') ORDER BY name",
+             AND name NOT IN ('attempts', 'fanout_expanded', 'event_id_key') ORDER BY name",
         )
         .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
         .expect("tables");
@@ -1883,6 +1883,11 @@ fn answers_are_the_same_whether_or_not_the_writer_still_holds_the_events() {
     }
 }
 
+/// The outbox's key for the ids it assigns.
+fn key(path: &std::path::Path) -> event_id::IdKey {
+    schema::id_key(&Connection::open(path).expect("open")).expect("the key")
+}
+
 /// An event as whc's ingest hands it over when the tracker sent no id: a UUID v7 made on the
 /// caller's thread, first in the body.
 fn id_less_event(webhooks: &[&str]) -> NewEvent {
@@ -1902,7 +1907,7 @@ async fn an_event_without_an_id_gets_one_carrying_its_seq_and_stays_out_of_the_i
     for (n, a) in accepted.iter().enumerate() {
         assert!(!a.duplicate);
         assert_ne!(a.id, made_here[n], "the outbox gives its own id");
-        let seq = event_id::seq_of(&a.id).expect("carries its seq");
+        let seq = event_id::seq_of(&a.id, key(outbox.path())).expect("carries its seq");
         let (id, assigned, body): (String, bool, String) = Connection::open(outbox.path())
             .expect("open")
             .query_row(
@@ -1945,10 +1950,12 @@ async fn an_id_shaped_like_an_assigned_one_but_not_stored_is_a_new_trackers_id()
         .accept(vec![id_less_event(&["crm"])])
         .await
         .expect("accept");
-    let seq = event_id::seq_of(&first[0].id).expect("seq");
+    let key = key(outbox.path());
+    let seq = event_id::seq_of(&first[0].id, key).expect("seq");
     // The same seq, another id: what another outbox could have made.
-    let other = String::from_utf8(event_id::make(seq, 1).expect("fits").to_vec()).expect("utf-8");
-    assert_eq!(event_id::seq_of(&other), Some(seq));
+    let other =
+        String::from_utf8(event_id::make(seq, 1, key).expect("fits").to_vec()).expect("utf-8");
+    assert_eq!(event_id::seq_of(&other, key), Some(seq));
     let accepted = outbox
         .accept(vec![event(&other, &["crm"])])
         .await
@@ -2049,5 +2056,20 @@ async fn a_version_10_outbox_keeps_every_id_unique_and_its_events_found() {
         .accept(vec![id_less_event(&["crm"])])
         .await
         .expect("accept");
-    assert_eq!(event_id::seq_of(&fresh[0].id), Some(3));
+    assert_eq!(event_id::seq_of(&fresh[0].id, key(&path)), Some(3));
+}
+
+#[test]
+fn each_outbox_scrambles_its_ids_with_a_key_of_its_own_kept_across_restarts() {
+    let (a, b) = (
+        tempfile::tempdir().expect("tempdir"),
+        tempfile::tempdir().expect("tempdir"),
+    );
+    let first = open(&a);
+    let path = first.path().to_path_buf();
+    let key_a = key(&path);
+    assert_ne!(key_a, key(open(&b).path()));
+    drop(first);
+    drop(open(&a));
+    assert_eq!(key(&path), key_a);
 }

@@ -212,6 +212,8 @@ pub(crate) struct Statements<'c> {
     last_seq: Statement<'c>,
     set_expanded: Statement<'c>,
     drop_rows: Statement<'c>,
+    /// The key that scrambles the `seq` in the ids the outbox assigns.
+    id_key: event_id::IdKey,
 }
 
 impl<'c> Statements<'c> {
@@ -262,6 +264,7 @@ impl<'c> Statements<'c> {
             )?,
             set_expanded: conn.prepare("UPDATE fanout_expanded SET through = ?1")?,
             drop_rows: conn.prepare("DELETE FROM deliveries WHERE seq >= ?1 AND seq < ?2")?,
+            id_key: super::schema::id_key(conn)?,
         })
     }
 }
@@ -619,7 +622,7 @@ fn accept(
         seq.checked_mul(FAN_OUT_LIMIT)
             .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
         let made = if event.assigned {
-            event_id::make(seq, u64::try_from(now).unwrap_or(0)).and_then(|id| {
+            event_id::make(seq, u64::try_from(now).unwrap_or(0), statements.id_key).and_then(|id| {
                 let text = std::str::from_utf8(&id).ok()?;
                 event_id::replace_in_body(&event.body, &event.id, text).map(|body| (id, body))
             })
@@ -715,7 +718,7 @@ fn existing_ids(
 ) -> Result<Option<Vec<String>>, OutboxError> {
     let found = statements
         .existing_event
-        .query_row(params![id, event_id::seq_of(id)], |r| {
+        .query_row(params![id, event_id::seq_of(id, statements.id_key)], |r| {
             Ok((
                 r.get::<_, i64>(0)?,
                 r.get::<_, Option<Vec<u8>>>(1)?,
