@@ -176,3 +176,41 @@ async fn a_body_of_exactly_max_body_is_accepted_and_one_byte_more_is_not() {
     assert_eq!(exact.status, StatusCode::ACCEPTED, "{}", exact.text());
     sidecar.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_without_an_id_is_known_by_the_id_it_was_given_everywhere_and_after_a_restart() {
+    let target = Target::start().await;
+    let sidecar = Sidecar::start(&webhook("crm", "conversion", "", &target.url("/"), "")).await;
+    let mut event = conversion("unused");
+    event.as_object_mut().expect("object").remove("id");
+    let answer = sidecar.accept(event.to_string()).await;
+    let id = answer["events"][0]["id"]
+        .as_str()
+        .expect("an id")
+        .to_owned();
+    assert_eq!(answer["events"][0]["duplicate"], false);
+
+    // The receiver, the admin API and a second post all know the event by that id.
+    let received = target.wait_for(1).await;
+    assert_eq!(received[0].json()["event"]["id"], id.as_str());
+    let stored = sidecar.admin_json(&format!("/v1/events/{id}")).await;
+    assert_eq!(stored["id"], id.as_str());
+    assert_eq!(stored["transaction"], "txn-unused");
+
+    let sidecar = sidecar.restart().await;
+    let stored = sidecar.admin_json(&format!("/v1/events/{id}")).await;
+    assert_eq!(stored["id"], id.as_str());
+    event["id"] = json!(id);
+    let again = sidecar.accept(event.to_string()).await;
+    assert_eq!(again["events"][0]["duplicate"], true, "{again}");
+    assert_eq!(
+        again["events"][0]["deliveries"],
+        answer["events"][0]["deliveries"]
+    );
+    // The next event without an id gets another.
+    event.as_object_mut().expect("object").remove("id");
+    let next = sidecar.accept(event.to_string()).await;
+    assert_ne!(next["events"][0]["id"], id.as_str());
+    assert_eq!(next["events"][0]["duplicate"], false);
+    sidecar.shutdown().await;
+}
