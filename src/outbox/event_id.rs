@@ -102,20 +102,23 @@ pub(crate) fn seq_of(id: &str, key: IdKey) -> Option<i64> {
     i64::try_from(seq).ok().filter(|s| *s >= 1)
 }
 
-/// Puts `id` in place of the id an event's JSON starts with (`{"id":"<old>",...`, as
-/// [`crate::event::Event::to_json_string`] writes it), or `None` when the JSON does not start
-/// with `old`.
-pub(crate) fn replace_in_body(body: &str, old: &str, id: &str) -> Option<String> {
-    const OPEN: &str = "{\"id\":\"";
-    let rest = body.strip_prefix(OPEN)?.strip_prefix(old)?;
-    if !rest.starts_with('"') {
-        return None;
+/// The event's JSON with `id` as its first key: how an event whose id the outbox keeps apart
+/// (in the `id` column: one it assigned, see [`crate::outbox::NewEvent::assigned`]) is read
+/// back, and what [`crate::event::Event::to_json_string`] writes for it with the id set. JSON
+/// that is not an object is returned as it is.
+pub(crate) fn with_id(body: &str, id: &str) -> String {
+    let Some(rest) = body.strip_prefix('{') else {
+        return body.to_owned();
+    };
+    let rest = rest.trim_start();
+    let mut out = String::with_capacity(body.len() + id.len() + 8);
+    out.push_str("{\"id\":");
+    crate::event::write::string(&mut out, id);
+    if !rest.starts_with('}') {
+        out.push(',');
     }
-    let mut out = String::with_capacity(body.len() - old.len() + id.len());
-    out.push_str(OPEN);
-    out.push_str(id);
     out.push_str(rest);
-    Some(out)
+    out
 }
 
 #[cfg(test)]
@@ -230,19 +233,19 @@ mod tests {
     }
 
     #[test]
-    fn the_id_in_a_body_is_replaced_only_where_it_opens_the_body() {
-        let old = "01a237ce-4717-7203-9a3a-0f3dada5a951";
-        let new = "01a237ce-4718-7000-8000-000400000001";
-        let body = format!(r#"{{"id":"{old}","type":"refund"}}"#);
+    fn an_id_kept_apart_opens_the_json_read_back() {
+        let id = "01a237ce-4718-7000-8000-000400000001";
         assert_eq!(
-            replace_in_body(&body, old, new).as_deref(),
-            Some(format!(r#"{{"id":"{new}","type":"refund"}}"#).as_str())
+            with_id(r#"{"type":"refund"}"#, id),
+            format!(r#"{{"id":"{id}","type":"refund"}}"#)
         );
-        assert_eq!(replace_in_body(r#"{"type":"refund"}"#, old, new), None);
-        assert_eq!(replace_in_body(&body, "01a237ce", new), None);
-        assert_eq!(
-            replace_in_body(&format!(r#"{{"id":"{old}x"}}"#), old, new),
-            None
-        );
+        assert_eq!(with_id("{}", id), format!(r#"{{"id":"{id}"}}"#));
+        assert_eq!(with_id("{ }", id), format!(r#"{{"id":"{id}"}}"#));
+        assert_eq!(with_id(r#"{"a":1}"#, r#"q"u"#), r#"{"id":"q\"u","a":1}"#);
+        assert_eq!(with_id("[1]", id), "[1]");
+        for body in [r#"{"type":"refund","revenue":1.5}"#, "{}"] {
+            let read: serde_json::Value = serde_json::from_str(&with_id(body, id)).expect("JSON");
+            assert_eq!(read["id"], id);
+        }
     }
 }

@@ -16,7 +16,7 @@ use super::types::{
 const COLUMNS: &str = "d.id, e.id, d.webhook, d.method, d.url, d.headers, d.body,
     d.secret_env, d.timeout_ms, d.max_attempts, d.attempts, d.status, d.next_attempt_at,
     d.last_status_code, d.last_error, d.response_excerpt, d.last_attempt_ms, d.created_at,
-    d.updated_at, d.envelope, e.type, e.occurred_at, e.body";
+    d.updated_at, d.envelope, e.type, e.occurred_at, e.body, e.assigned";
 
 /// The tables [`COLUMNS`] reads.
 const FROM: &str = "deliveries d LEFT JOIN events e ON e.seq = d.event_seq";
@@ -30,13 +30,17 @@ fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         let kind: Option<String> = row.get(20)?;
         let occurred_at: Option<String> = row.get(21)?;
         let event: Option<String> = row.get(22)?;
-        let (Some(kind), Some(json)) = (kind, event) else {
+        let (Some(kind), Some(mut json)) = (kind, event) else {
             return Err(rusqlite::Error::FromSqlConversionFailure(
                 22,
                 Type::Null,
                 "the delivery's event is missing, so its envelope cannot be rendered".into(),
             ));
         };
+        // An id the outbox assigned is in its column only.
+        if row.get::<_, bool>(23)? {
+            json = super::event_id::with_id(&json, &row.get::<_, String>(1)?);
+        }
         StoredBody::Envelope(StoredEvent {
             kind,
             occurred_at,
@@ -215,22 +219,30 @@ pub(crate) fn attempts(conn: &Connection, id: &str) -> Result<Vec<Attempt>, Outb
     Ok(rows)
 }
 
-/// An event as it was received: its JSON.
+/// An event as it was received: its JSON, with its id (which an event whose id the outbox
+/// assigned has in its column only).
 pub(crate) fn event_json(conn: &Connection, id: &str) -> Result<Option<String>, OutboxError> {
-    Ok(conn
+    let found: Option<(String, bool)> = conn
         .prepare_cached(
-            "SELECT body FROM events WHERE id = ?1 AND assigned = 0
+            "SELECT body, 0 FROM events WHERE id = ?1 AND assigned = 0
              UNION ALL
-             SELECT body FROM events WHERE seq = ?2 AND id = ?1 AND assigned = 1",
+             SELECT body, 1 FROM events WHERE seq = ?2 AND id = ?1 AND assigned = 1",
         )?
         .query_row(
             rusqlite::params![
                 id,
                 super::event_id::seq_of(id, super::schema::id_key(conn)?)
             ],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
-        .optional()?)
+        .optional()?;
+    Ok(found.map(|(body, assigned)| {
+        if assigned {
+            super::event_id::with_id(&body, id)
+        } else {
+            body
+        }
+    }))
 }
 
 /// One delivery by id.

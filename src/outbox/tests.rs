@@ -1889,11 +1889,12 @@ fn key(path: &std::path::Path) -> event_id::IdKey {
 }
 
 /// An event as whc's ingest hands it over when the tracker sent no id: a UUID v7 made on the
-/// caller's thread, first in the body.
+/// caller's thread, left out of the body.
 fn id_less_event(webhooks: &[&str]) -> NewEvent {
     let id = new_delivery_id();
     let mut e = event(&id, webhooks);
     e.assigned = true;
+    e.body = r#"{"type":"conversion"}"#.to_owned();
     e
 }
 
@@ -1918,10 +1919,14 @@ async fn an_event_without_an_id_gets_one_carrying_its_seq_and_stays_out_of_the_i
             .expect("the row at its seq");
         assert_eq!(id, a.id);
         assert!(assigned);
-        assert_eq!(body, format!(r#"{{"id":"{}","type":"conversion"}}"#, a.id));
         assert_eq!(
-            outbox.event_json(&a.id).await.expect("read").as_deref(),
-            Some(body.as_str())
+            body, r#"{"type":"conversion"}"#,
+            "the id in its column only"
+        );
+        assert_eq!(
+            outbox.event_json(&a.id).await.expect("read"),
+            Some(format!(r#"{{"id":"{}","type":"conversion"}}"#, a.id)),
+            "read back with its id"
         );
         assert_eq!(outbox.event_json(&made_here[n]).await.expect("read"), None);
     }
@@ -1989,6 +1994,9 @@ async fn past_the_seqs_an_id_can_carry_the_id_made_by_ingest_is_kept_and_indexed
         .expect("open")
         .execute("UPDATE events SET seq = 1 << 40", [])
         .expect("a seq past 40 bits");
+    // Opened again: the writer reads the last `seq` when it starts.
+    drop(outbox);
+    let outbox = open(&dir);
     let sent = id_less_event(&["crm"]);
     let made_here = sent.id.clone();
     let accepted = outbox.accept(vec![sent]).await.expect("accept");
@@ -2005,6 +2013,40 @@ async fn past_the_seqs_an_id_can_carry_the_id_made_by_ingest_is_kept_and_indexed
         .await
         .expect("accept");
     assert!(again[0].duplicate);
+}
+
+#[tokio::test]
+async fn a_seq_taken_behind_the_writers_back_fails_one_write_and_the_next_reads_it_again() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let outbox = open(&dir);
+    outbox
+        .accept(vec![event("first", &[])])
+        .await
+        .expect("accept");
+    // A row stored by hand at the `seq` the writer would give next.
+    Connection::open(outbox.path())
+        .expect("open")
+        .execute(
+            "INSERT INTO events (seq, id, type, body, received_at) VALUES
+                 (2, 'by-hand', 'refund', '{}', 0)",
+            [],
+        )
+        .expect("a row by hand");
+    assert!(outbox.accept(vec![event("second", &[])]).await.is_err());
+    let accepted = outbox
+        .accept(vec![event("second", &["crm"])])
+        .await
+        .expect("accepted once the seq is read again");
+    assert!(!accepted[0].duplicate);
+    assert_eq!(
+        count(outbox.path(), "SELECT seq FROM events WHERE id = 'second'"),
+        3
+    );
+    let fresh = outbox
+        .accept(vec![id_less_event(&[])])
+        .await
+        .expect("accept");
+    assert_eq!(event_id::seq_of(&fresh[0].id, key(outbox.path())), Some(4));
 }
 
 #[tokio::test]
@@ -2057,6 +2099,89 @@ async fn a_version_10_outbox_keeps_every_id_unique_and_its_events_found() {
         .await
         .expect("accept");
     assert_eq!(event_id::seq_of(&fresh[0].id, key(&path)), Some(3));
+}
+
+#[tokio::test]
+async fn a_version_11_outbox_keeps_assigned_ids_in_their_column_only_and_reads_them_back() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("outbox.db");
+    let key;
+    let assigned: Vec<String>;
+    {
+        let mut conn = Connection::open(&path).expect("open");
+        for step in schema::STEPS.iter().chain([
+            &schema::STEP_4,
+            &schema::STEP_5,
+            &schema::STEP_6,
+            &schema::STEP_7,
+            &schema::STEP_8,
+            &schema::STEP_9,
+            &schema::STEP_9_INDEXES,
+            &schema::STEP_10,
+            &schema::STEP_11,
+        ]) {
+            conn.execute_batch(step).expect("old schema");
+        }
+        key = schema::id_key(&conn).expect("key");
+        assigned = (2..=3)
+            .map(|seq| {
+                let id = event_id::make(seq, 5, key).expect("fits").to_vec();
+                String::from_utf8(id).expect("utf-8")
+            })
+            .collect();
+        let tx = conn.transaction().expect("tx");
+        // As step 11's writer stored them: an assigned id first in the body, too.
+        tx.execute(
+            "INSERT INTO events (seq, id, type, body, received_at, assigned) VALUES
+                 (1, 'tracker-1', 'refund', '{\"id\":\"tracker-1\",\"type\":\"refund\"}', 1, 0),
+                 (2, ?1, 'refund', '{\"id\":\"' || ?1 || '\",\"type\":\"refund\"}', 5, 1),
+                 (3, ?2, 'refund', '{\"id\":\"' || ?2 || '\"}', 5, 1)",
+            [&assigned[0], &assigned[1]],
+        )
+        .expect("rows");
+        tx.execute_batch("UPDATE fanout_expanded SET through = 3; PRAGMA user_version = 11;")
+            .expect("version 11");
+        tx.commit().expect("commit");
+    }
+    let outbox = Outbox::open(&path).expect("migrates");
+    assert_latest_schema(&path);
+    let bodies: Vec<String> = Connection::open(&path)
+        .expect("open")
+        .prepare("SELECT body FROM events ORDER BY seq")
+        .expect("prepare")
+        .query_map([], |r| r.get(0))
+        .expect("query")
+        .collect::<Result<_, _>>()
+        .expect("rows");
+    assert_eq!(
+        bodies,
+        [
+            r#"{"id":"tracker-1","type":"refund"}"#,
+            r#"{"type":"refund"}"#,
+            "{}"
+        ]
+    );
+    assert_eq!(
+        outbox
+            .event_json("tracker-1")
+            .await
+            .expect("read")
+            .as_deref(),
+        Some(r#"{"id":"tracker-1","type":"refund"}"#)
+    );
+    assert_eq!(
+        outbox.event_json(&assigned[0]).await.expect("read"),
+        Some(format!(r#"{{"id":"{}","type":"refund"}}"#, assigned[0]))
+    );
+    assert_eq!(
+        outbox.event_json(&assigned[1]).await.expect("read"),
+        Some(format!(r#"{{"id":"{}"}}"#, assigned[1]))
+    );
+    let again = outbox
+        .accept(vec![event(&assigned[0], &["crm"])])
+        .await
+        .expect("accept");
+    assert!(again[0].duplicate);
 }
 
 #[test]

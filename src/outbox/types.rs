@@ -15,19 +15,32 @@ pub const EXCERPT_LIMIT: usize = 4096;
 pub struct NewEvent {
     /// The tracker's event id; a second event with the same id is a duplicate.
     pub id: String,
-    /// whc made `id` (the event came without one) and it is stored in `body` as the JSON's
-    /// first key: the SQLite outbox stores the event under an id of its own making instead,
-    /// one that carries the event's `seq` (see `event_id`), and answers with it. The PostgreSQL
-    /// store keeps `id`.
+    /// whc made `id` (the event came without one), and `body` leaves it out: the SQLite outbox
+    /// stores the event under an id of its own making instead, one that carries the event's
+    /// `seq` (see `event_id`), keeps it in the `id` column only, and answers with it. The
+    /// PostgreSQL store keeps `id`. Either adds it to the JSON it reads back
+    /// ([`NewEvent::body_with_id`]).
     pub assigned: bool,
     /// The event type on the wire: `conversion`, `refund`, `event1`..`event10`.
     pub kind: String,
-    /// The event as received, JSON text.
+    /// The event as received, JSON text; without its `id` when [`NewEvent::assigned`].
     pub body: String,
     /// The event's `occurredAt`, for the envelope.
     pub occurred_at: Option<String>,
     /// One request per matching webhook; ignored when the event is a duplicate.
     pub deliveries: Vec<NewDelivery>,
+}
+
+impl NewEvent {
+    /// The event's whole JSON, its `id` included (which `body` leaves out when the id is
+    /// [`NewEvent::assigned`]).
+    pub fn body_with_id(&self) -> std::borrow::Cow<'_, str> {
+        if self.assigned {
+            std::borrow::Cow::Owned(super::event_id::with_id(&self.body, &self.id))
+        } else {
+            std::borrow::Cow::Borrowed(&self.body)
+        }
+    }
 }
 
 /// One rendered webhook request, ready to be sent.

@@ -7,6 +7,7 @@
 //! commit's fsync runs, new requests queue up and form the next batch, so the fsync cost is
 //! shared by everyone who arrived during it.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, TryRecvError};
@@ -278,6 +279,8 @@ pub(crate) fn run(
     wake: Arc<Notify>,
 ) {
     let mut statements: Option<Statements<'_>> = None;
+    // The `seq` the next event gets, once read: this thread is the only one storing events.
+    let mut next_seq = None;
     while let Ok(first) = requests.recv() {
         let started = std::time::Instant::now();
         let mut weight = first.weight();
@@ -306,14 +309,18 @@ pub(crate) fn run(
             }
         }
         if let Some(statements) = statements.as_mut() {
-            commit_batch(&conn, statements, batch, &counters, &claims, &wake);
+            next_seq = commit_batch(
+                &conn, statements, batch, next_seq, &counters, &claims, &wake,
+            );
         }
         let busy = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
         counters.busy_micros.fetch_add(busy, Ordering::Relaxed);
     }
 }
 
-/// Runs one batch in one transaction and answers every request after COMMIT returned.
+/// Runs one batch in one transaction and answers every request after COMMIT returned. Events
+/// get their `seq` from `next_seq` on (read from the table when `None`); returns the `seq` the
+/// next event gets, `None` when the batch failed.
 ///
 /// The requests run straight in the transaction. When one fails in a way that may have left
 /// part of its writes behind, the transaction is rolled back and the batch runs again with each
@@ -323,10 +330,11 @@ fn commit_batch(
     conn: &Connection,
     statements: &mut Statements<'_>,
     mut batch: Vec<Request>,
+    next_seq: Option<i64>,
     counters: &Counters,
     claims: &Claims,
     wake: &Notify,
-) {
+) -> Option<i64> {
     let wakes = batch.iter().any(Request::may_make_due);
     let now = now_ms();
     let mut effects = Effects::default();
@@ -336,6 +344,7 @@ fn commit_batch(
         &mut batch,
         Isolation::Straight,
         now,
+        next_seq,
         &mut effects,
     ) {
         Ok(false) => run_batch(
@@ -344,6 +353,7 @@ fn commit_batch(
             &mut batch,
             Isolation::Savepoints,
             now,
+            next_seq,
             &mut effects,
         )
         .map(|_| ()),
@@ -402,16 +412,30 @@ fn commit_batch(
             }
         }
     }
-    counters.set_health(match &failed {
+    let failure = match &failed {
         Some(e) => Some(e.to_string()),
         None => batch.iter().find_map(Request::store_failure),
-    });
+    };
+    // After any failure the next batch reads the `seq` again: a row stored behind this
+    // thread's back (by hand, in the file) costs one failed write, not every one after it.
+    let next_seq = if failure.is_none() {
+        effects.next_seq
+    } else {
+        None
+    };
+    counters.set_health(failure);
     if wakes && failed.is_none() {
         wake.notify_one();
     }
     match &failed {
-        Some(e) => batch.into_iter().for_each(|request| request.fail(e)),
-        None => batch.into_iter().for_each(Request::answer),
+        Some(e) => {
+            batch.into_iter().for_each(|request| request.fail(e));
+            None
+        }
+        None => {
+            batch.into_iter().for_each(Request::answer);
+            next_seq
+        }
     }
 }
 
@@ -441,7 +465,7 @@ struct Effects {
     expanded: Option<i64>,
     /// The mark pruning brought down to the last event left (both marks start again there).
     lowered: Option<i64>,
-    /// The `seq` the next event stored in this batch gets, once read.
+    /// The `seq` the next event stored gets, once known (from the batch before, or read).
     next_seq: Option<i64>,
 }
 
@@ -465,10 +489,11 @@ fn run_batch(
     batch: &mut [Request],
     isolation: Isolation,
     now: i64,
+    next_seq: Option<i64>,
     effects: &mut Effects,
 ) -> Result<bool, rusqlite::Error> {
     statements.begin.execute([])?;
-    let result = run_open_batch(conn, statements, batch, isolation, now, effects);
+    let result = run_open_batch(conn, statements, batch, isolation, now, next_seq, effects);
     if !matches!(result, Ok(true)) && !conn.is_autocommit() {
         // What dropping a rusqlite `Transaction` does; its own failure changes nothing more.
         drop(statements.rollback.execute([]));
@@ -484,9 +509,13 @@ fn run_open_batch(
     batch: &mut [Request],
     isolation: Isolation,
     now: i64,
+    next_seq: Option<i64>,
     effects: &mut Effects,
 ) -> Result<bool, rusqlite::Error> {
-    *effects = Effects::default();
+    *effects = Effects {
+        next_seq,
+        ..Effects::default()
+    };
     for request in batch.iter_mut() {
         match isolation {
             Isolation::Savepoints => request.apply_in_savepoint(conn, statements, now, effects),
@@ -591,7 +620,8 @@ impl Request {
 /// stored is a duplicate, answered with the delivery ids it got the first time. Nothing made
 /// here is freed by the caller but the answer itself.
 ///
-/// Each event's `seq` is given here, one past the largest stored (read once per batch), so
+/// Each event's `seq` is given here, one past the largest stored (read by the first batch
+/// that stores an event, then carried from batch to batch; see [`commit_batch`]), so
 /// that an id whc made can be swapped for one carrying it (see [`event_id`]): such an event
 /// needs no duplicate check and no index entry.
 ///
@@ -622,10 +652,7 @@ fn accept(
         seq.checked_mul(FAN_OUT_LIMIT)
             .ok_or(OutboxError::OutOfRange { field: "event seq" })?;
         let made = if event.assigned {
-            event_id::make(seq, u64::try_from(now).unwrap_or(0), statements.id_key).and_then(|id| {
-                let text = std::str::from_utf8(&id).ok()?;
-                event_id::replace_in_body(&event.body, &event.id, text).map(|body| (id, body))
-            })
+            event_id::make(seq, u64::try_from(now).unwrap_or(0), statements.id_key)
         } else {
             None
         };
@@ -636,9 +663,15 @@ fn accept(
             continue;
         }
         let fanout = encode_fan_out(&event.deliveries)?;
+        // An assigned id is kept in its column only, the body as it came (without it); the id
+        // made by the caller, when the `seq` cannot carry one, goes into the JSON as a
+        // tracker's id would be.
         let (id, body) = match &made {
-            Some((id, body)) => (std::str::from_utf8(id).unwrap_or_default(), body.as_str()),
-            None => (event.id.as_str(), event.body.as_str()),
+            Some(id) => (
+                std::str::from_utf8(id).unwrap_or_default(),
+                Cow::Borrowed(event.body.as_str()),
+            ),
+            None => (event.id.as_str(), event.body_with_id()),
         };
         statements.insert_event.execute(params![
             seq,
@@ -656,7 +689,7 @@ fn accept(
             effects.fanned = seq;
             effects.fanned_deliveries += event.deliveries.len() as u64;
         }
-        answers.push(Stored::New(made.map(|(id, _)| id)));
+        answers.push(Stored::New(made));
     }
     Ok(answers)
 }

@@ -150,15 +150,15 @@ impl Ingest {
 
 /// The event and every delivery it produces under the given rules.
 pub fn fan_out(rules: &RuleSet, mut event: Event, default_attempts: u32) -> NewEvent {
-    // Set on the event first: its JSON holds it. A store may swap an id made here for one of
-    // its own making (see `NewEvent::assigned`).
+    // An id made here stays out of the JSON: a store may swap it for one of its own making,
+    // and keeps it apart (see `NewEvent::assigned`).
     let assigned = event.id.is_none();
+    let body = event.to_json_string();
     event.id.get_or_insert_with(new_delivery_id);
     let deliveries = rules
         .matching(&event)
         .map(|w| render(w, &event, default_attempts))
         .collect();
-    let body = event.to_json_string();
     // The event is done with: its texts move into the stored event, uncopied.
     NewEvent {
         id: event.id.unwrap_or_default(),

@@ -320,13 +320,15 @@ async fn accept(
     // and wait for each other instead of deadlocking.
     let mut ids: Vec<&str> = first.keys().copied().collect();
     ids.sort_unstable();
-    let (mut kinds, mut bodies, mut occurred) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut kinds, mut whole, mut occurred) = (Vec::new(), Vec::new(), Vec::new());
     for id in &ids {
         let e = first[id];
         kinds.push(e.kind.as_str());
-        bodies.push(e.body.as_str());
+        // The id whc made goes into the JSON here: this store keeps it (see `NewEvent::assigned`).
+        whole.push(e.body_with_id());
         occurred.push(e.occurred_at.as_deref());
     }
+    let bodies: Vec<&str> = whole.iter().map(|b| b.as_ref()).collect();
     let insert_events = tx
         .prepare_cached(
             "INSERT INTO whc_events (id, type, body, occurred_at, received_at)
