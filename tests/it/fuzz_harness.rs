@@ -321,10 +321,25 @@ pub fn http_bodies(data: &[u8]) {
             if let Some(status) = filter.status {
                 write!(written, "&status={status}").unwrap();
             }
-            if let Some(webhook) = &filter.webhook {
-                written.push_str("&webhook=");
-                for b in webhook.bytes() {
-                    write!(written, "%{b:02X}").unwrap();
+            // Every key the filter reads back, the console's included; texts percent-encoded
+            // byte by byte so that no `&`, `=`, `+` or `%` in them is read as syntax.
+            let texts = [
+                ("webhook", &filter.webhook),
+                ("type", &filter.event_type),
+                ("q", &filter.text),
+                ("after", &filter.after),
+            ];
+            for (key, text) in texts {
+                if let Some(text) = text {
+                    write!(written, "&{key}=").unwrap();
+                    for b in text.bytes() {
+                        write!(written, "%{b:02X}").unwrap();
+                    }
+                }
+            }
+            for (key, ms) in [("since", filter.since), ("until", filter.until)] {
+                if let Some(ms) = ms {
+                    write!(written, "&{key}={ms}").unwrap();
                 }
             }
             let again =
